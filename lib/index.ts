@@ -1,0 +1,12 @@
+// @rnode/ws: a WebSocket server for Node.js whose engine is Rust.
+export { WsServer } from './server'
+export { Socket } from './socket'
+export { isSendableCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes'
+export type {
+  CloseOptions,
+  HandlerResult,
+  SendStatus,
+  ServerOptions,
+  ServerStats,
+  WebSocketHandlers,
+} from './types'

@@ -1,0 +1,93 @@
+import type { NativeServer } from './binding'
+import { checkClose } from './close-codes'
+import type { SendStatus } from './types'
+
+const STATUS: readonly SendStatus[] = ['sent', 'buffered', 'dropped']
+
+/** What the engine tells about a connection when it opens. */
+export interface ConnectionInfo {
+  id: string
+  clientId: string
+  path: string
+  query: string
+  remoteAddress: string
+  remotePort: number
+  headers: Record<string, string>
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'object'
+  return typeof value
+}
+
+/** One WebSocket connection as handlers see it. */
+export class Socket {
+  /** UUID of this connection. */
+  readonly id: string
+  /** The validated `clientId` query parameter, or a generated `client_xxxxxxxx`. */
+  readonly clientId: string
+  /** The request path (without the query). */
+  readonly path: string
+  /** The peer's IP address. */
+  readonly remoteAddress: string
+  /** Query parameters of the upgrade request. */
+  readonly query: Readonly<Record<string, string>>
+  /** Request headers of the upgrade, lower-case names. */
+  readonly headers: Readonly<Record<string, string>>
+  /** Application data: whatever you store here is visible to every handler. */
+  data: unknown = undefined
+  /** @internal engine handle */
+  readonly conn: number
+  readonly #native: NativeServer
+  #open = true
+
+  /** @internal sockets are made by the server */
+  constructor(native: NativeServer, conn: number, info: ConnectionInfo) {
+    this.#native = native
+    this.conn = conn
+    this.id = info.id
+    this.clientId = info.clientId
+    this.path = info.path
+    this.remoteAddress = info.remoteAddress
+    this.headers = Object.freeze({ ...info.headers })
+    const query: Record<string, string> = Object.create(null) as Record<string, string>
+    for (const [k, v] of new URLSearchParams(info.query)) query[k] = v
+    this.query = Object.freeze(query)
+  }
+
+  /** Whether the connection is still open (false once `onClose` has run). */
+  get isOpen(): boolean {
+    return this.#open
+  }
+
+  /** Bytes accepted by `send()` and not yet written to the network. */
+  get bufferedAmount(): number {
+    return this.#open ? this.#native.bufferedAmount(this.conn) : 0
+  }
+
+  /**
+   * Queues a message: `string` goes as a text frame, bytes as a binary frame. Synchronous.
+   * Returns `'sent'`, `'buffered'` (accepted, but over half the send buffer: wait for `onDrain`)
+   * or `'dropped'` (closed, or the send buffer is full).
+   */
+  send(data: string | Buffer | Uint8Array | ArrayBuffer): SendStatus {
+    if (typeof data === 'string') return STATUS[this.#native.sendText(this.conn, data)] ?? 'dropped'
+    if (data instanceof Uint8Array) return STATUS[this.#native.sendBinary(this.conn, data)] ?? 'dropped'
+    if (data instanceof ArrayBuffer) {
+      return STATUS[this.#native.sendBinary(this.conn, new Uint8Array(data))] ?? 'dropped'
+    }
+    throw new TypeError(`socket.send() takes a string, Buffer, Uint8Array or ArrayBuffer, got ${describe(data)}`)
+  }
+
+  /** Starts the close handshake. Throws `RangeError` for an invalid code or a reason over 123 bytes. */
+  close(code = 1000, reason = ''): void {
+    checkClose(code, reason)
+    if (this.#open) this.#native.closeConnection(this.conn, code, reason)
+  }
+
+  /** @internal called by the server when the engine reports the close */
+  markClosed(): void {
+    this.#open = false
+  }
+}

@@ -1,0 +1,21 @@
+//! The engine's error type.
+
+/// Everything that can fail inside the engine and reach JavaScript.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, #[source] std::io::Error),
+    /// The server is not listening (or already closed).
+    #[error("server is not listening")]
+    NotListening,
+}
+
+/// Result with the engine's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for napi::Error {
+    fn from(e: Error) -> Self {
+        napi::Error::from_reason(e.to_string())
+    }
+}

@@ -1,0 +1,208 @@
+//! Batched delivery of engine events to JavaScript.
+//!
+//! Producers (connection tasks) push into one queue. The first push after a drain wakes JS
+//! through a single ThreadsafeFunction call; JS then pulls everything queued with
+//! `pollEvents()`, so one wake-up carries every event since the previous one.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::{Buffer, Uint32Array};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// The JS wake-up callback: takes the number of queued events, never holds errors.
+pub type WakeFn = ThreadsafeFunction<u32, (), u32, Status, false>;
+
+/// Numeric event kinds as JS sees them in the batch header.
+pub mod kind {
+    pub const CONNECT: u32 = 0;
+    pub const TEXT: u32 = 1;
+    pub const BINARY: u32 = 2;
+    pub const CLOSE: u32 = 3;
+    pub const DRAIN: u32 = 4;
+    pub const JOIN_REQUEST: u32 = 5;
+    pub const LEAVE: u32 = 6;
+    pub const ERROR: u32 = 7;
+}
+
+/// u32 slots per event in the batch header.
+pub const STRIDE: usize = 5;
+
+/// One thing that happened, addressed to a connection.
+pub enum Event {
+    /// A new connection; `info` is a JSON object with id, clientId, path, headers...
+    Connect { conn: u32, info: String },
+    /// A text message for `onMessage`.
+    Text { conn: u32, data: Utf8Bytes },
+    /// A binary message for `onMessage`.
+    Binary { conn: u32, data: Bytes },
+    /// The connection is gone; no event for it follows.
+    Close { conn: u32, code: u16, reason: String },
+    /// The send buffer emptied after crossing the backpressure limit.
+    Drain { conn: u32 },
+    /// A client asks to join a room and an `onJoinRoom` hook must decide.
+    JoinRequest { conn: u32, request: u32, room: String },
+    /// A connection left a room.
+    Leave { conn: u32, room: String },
+    /// Something the app should hear about via `onError` (code, message).
+    Error { conn: u32, message: String },
+}
+
+/// What `pollEvents()` hands to JS: a header of `STRIDE` u32 per event
+/// (kind, conn, start, end, extra), one string holding every text piece, one buffer holding every binary piece.
+#[napi(object)]
+pub struct Batch {
+    pub header: Uint32Array,
+    pub text: String,
+    pub binary: Option<Buffer>,
+}
+
+/// The queue between connection tasks and the JS thread.
+pub struct EventQueue {
+    queue: Mutex<Pending>,
+    wake: Mutex<Option<WakeFn>>,
+    /// Number of wake-ups sent, for the events-per-call stat.
+    pub wakes: AtomicU64,
+    /// Number of batches handed to JS.
+    pub batches: AtomicU64,
+    /// Number of events handed to JS.
+    pub delivered: AtomicU64,
+    closed: AtomicBool,
+}
+
+struct Pending {
+    events: Vec<Event>,
+    /// A wake-up is in flight: JS has not drained yet.
+    scheduled: bool,
+}
+
+impl Default for EventQueue {
+    fn default() -> Self {
+        EventQueue {
+            queue: Mutex::new(Pending { events: Vec::new(), scheduled: false }),
+            wake: Mutex::new(None),
+            wakes: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.encode_utf16().count()
+    }
+}
+
+impl EventQueue {
+    /// Installs the JS wake-up callback (on `listen`).
+    pub fn set_wake(&self, wake: WakeFn) {
+        if let Ok(mut w) = self.wake.lock() {
+            *w = Some(wake);
+        }
+        self.closed.store(false, Ordering::Release);
+    }
+
+    /// Drops the wake-up callback so the addon no longer holds the event loop open.
+    pub fn clear_wake(&self) {
+        self.closed.store(true, Ordering::Release);
+        let taken = self.wake.lock().ok().and_then(|mut w| w.take());
+        drop(taken);
+    }
+
+    /// Queues an event and wakes JS unless a wake-up is already pending.
+    pub fn push(&self, event: Event) {
+        let (wake, n) = {
+            let Ok(mut q) = self.queue.lock() else { return };
+            q.events.push(event);
+            if q.scheduled {
+                return;
+            }
+            q.scheduled = true;
+            (true, q.events.len())
+        };
+        if wake && !self.closed.load(Ordering::Acquire) {
+            if let Ok(w) = self.wake.lock() {
+                if let Some(f) = w.as_ref() {
+                    self.wakes.fetch_add(1, Ordering::Relaxed);
+                    f.call(n as u32, ThreadsafeFunctionCallMode::NonBlocking);
+                }
+            }
+        }
+    }
+
+    /// Takes everything queued. An empty result ends the wake-up: the next push wakes JS again.
+    pub fn take(&self) -> Vec<Event> {
+        let Ok(mut q) = self.queue.lock() else { return Vec::new() };
+        let events = std::mem::take(&mut q.events);
+        if events.is_empty() {
+            q.scheduled = false;
+        }
+        events
+    }
+
+    /// Encodes events into the compact batch JS decodes.
+    pub fn encode(&self, events: Vec<Event>) -> Batch {
+        let mut header: Vec<u32> = Vec::with_capacity(events.len() * STRIDE);
+        let mut text = String::new();
+        let mut text16: usize = 0;
+        let mut binary: Vec<u8> = Vec::new();
+        let mut push_text = |text: &mut String, s: &str| -> (u32, u32) {
+            let start = text16;
+            text.push_str(s);
+            text16 += utf16_len(s);
+            (start as u32, text16 as u32)
+        };
+        if !events.is_empty() {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            self.delivered.fetch_add(events.len() as u64, Ordering::Relaxed);
+        }
+        for event in events {
+            let slot = match event {
+                Event::Connect { conn, info } => {
+                    let (a, b) = push_text(&mut text, &info);
+                    [kind::CONNECT, conn, a, b, 0]
+                }
+                Event::Text { conn, data } => {
+                    let (a, b) = push_text(&mut text, data.as_str());
+                    [kind::TEXT, conn, a, b, 0]
+                }
+                Event::Binary { conn, data } => {
+                    let a = binary.len() as u32;
+                    binary.extend_from_slice(&data);
+                    [kind::BINARY, conn, a, binary.len() as u32, 0]
+                }
+                Event::Close { conn, code, reason } => {
+                    let (a, b) = push_text(&mut text, &reason);
+                    [kind::CLOSE, conn, a, b, u32::from(code)]
+                }
+                Event::Drain { conn } => [kind::DRAIN, conn, 0, 0, 0],
+                Event::JoinRequest { conn, request, room } => {
+                    let (a, b) = push_text(&mut text, &room);
+                    [kind::JOIN_REQUEST, conn, a, b, request]
+                }
+                Event::Leave { conn, room } => {
+                    let (a, b) = push_text(&mut text, &room);
+                    [kind::LEAVE, conn, a, b, 0]
+                }
+                Event::Error { conn, message } => {
+                    let (a, b) = push_text(&mut text, &message);
+                    [kind::ERROR, conn, a, b, 0]
+                }
+            };
+            header.extend_from_slice(&slot);
+        }
+        Batch {
+            header: Uint32Array::new(header),
+            text,
+            binary: if binary.is_empty() { None } else { Some(binary.into()) },
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Accept loop and HTTP upgrade: hyper parses the request head, we answer or hand the socket on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::connection::{self, ConnInfo};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::upgrade::{self, reject, Body};
+
+/// Binds the listening socket and starts the accept loop; returns the bound port.
+pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
+    let addr = format!("{}:{}", engine.config.host, engine.config.port);
+    let listener = TcpListener::bind(&addr).await.map_err(|e| Error::Bind(addr.clone(), e))?;
+    let port = listener.local_addr().map_err(|e| Error::Bind(addr, e))?.port();
+    tokio::spawn(accept_loop(engine, listener));
+    Ok(port)
+}
+
+async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(serve_tcp(engine.clone(), stream, remote));
+                }
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            },
+            _ = engine.stop_accepting.notified() => break,
+        }
+        if engine.is_shutting_down() {
+            break;
+        }
+    }
+}
+
+async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
+    let timeout = engine.config.handshake_timeout;
+    let mut builder = http1::Builder::new();
+    builder
+        .max_buf_size(engine.config.max_header_bytes.max(8192))
+        .max_headers(engine.config.max_headers)
+        .keep_alive(false);
+    let svc_engine = engine.clone();
+    let service = service_fn(move |req| {
+        let engine = svc_engine.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle_request(engine, req, remote)) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    // Slow or silent clients are dropped once the handshake timeout passes.
+    let _ = tokio::time::timeout(timeout, conn).await;
+}
+
+fn handle_request(engine: Arc<Engine>, mut req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if !engine.has_route(&path) {
+        return reject(StatusCode::NOT_FOUND, "No WebSocket handler on this path");
+    }
+    if engine.is_shutting_down() {
+        return reject(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+    }
+    let key = match upgrade::validate(&req) {
+        Ok(key) => key,
+        Err(res) => return res,
+    };
+    let query = req.uri().query().unwrap_or("").to_string();
+    let info = connection_info(&req, &path, &query, remote);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let ws_config = engine.ws_config;
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else { return };
+        let stream = parts.io.into_inner();
+        let ws = WebSocketStream::from_partially_read(stream, parts.read_buf.to_vec(), Role::Server, Some(ws_config)).await;
+        connection::run(engine, info, ws).await;
+    });
+    let mut res = Response::new(Body::default());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = res.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    res
+}
+
+/// A `clientId` is kept when it is 1-64 characters of `[A-Za-z0-9_.:-]`.
+fn valid_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+fn connection_info(req: &Request<Incoming>, path: &str, query: &str, remote: SocketAddr) -> ConnInfo {
+    let uuid = uuid::Uuid::new_v4();
+    let client_id = match query_param(query, "clientId") {
+        Some(id) if valid_client_id(id) => id.to_string(),
+        _ => format!("client_{}", &uuid.simple().to_string()[..8]),
+    };
+    let mut headers = serde_json::Map::new();
+    for (name, value) in req.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_string(), serde_json::Value::String(value));
+            }
+        }
+    }
+    let info = serde_json::json!({
+        "id": uuid.to_string(),
+        "clientId": client_id,
+        "path": path,
+        "query": query,
+        "remoteAddress": remote.ip().to_string(),
+        "remotePort": remote.port(),
+        "headers": headers,
+    });
+    ConnInfo { uuid: uuid.to_string(), client_id, path: path.to_string(), info_json: info.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{query_param, valid_client_id};
+
+    #[test]
+    fn client_ids() {
+        assert!(valid_client_id("user_123"));
+        assert!(!valid_client_id(""));
+        assert!(!valid_client_id("a b"));
+        assert!(!valid_client_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn query() {
+        assert_eq!(query_param("a=1&clientId=bob", "clientId"), Some("bob"));
+        assert_eq!(query_param("clientIdx=1", "clientId"), None);
+    }
+}

@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant as TokioInstant};
-use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -135,6 +135,8 @@ fn close_code_for(err: &WsError) -> Option<(u16, &'static str)> {
     match err {
         WsError::Capacity(_) => Some((1009, "Message too big")),
         WsError::Utf8(_) => Some((1007, "Invalid UTF-8")),
+        // EOF without a close frame: the transport is simply gone (1006).
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         WsError::Protocol(_) => Some((1002, "Protocol error")),
         _ => None,
     }

@@ -1,0 +1,284 @@
+// The engine's core behaviour: echo, socket identity, close codes, several servers, errors.
+import { afterEach, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
+import { WsServer, type Socket } from '../lib/index'
+import { closed, connect, messages, nextMessage, startServer, waitFor, type Started } from './helpers'
+
+const running: Started[] = []
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.server.close({ timeout: 1000 })))
+})
+async function echoServer(extra: Parameters<typeof startServer>[0] = {}): Promise<Started> {
+  const s = await startServer({ onMessage: (socket, msg) => void socket.send(msg), ...extra })
+  running.push(s)
+  return s
+}
+
+describe('echo', () => {
+  it.each([0, 1, 64 * 1024, 1024 * 1024])('binary of %i bytes comes back byte-exact', async (size) => {
+    const { url } = await echoServer()
+    const ws = await connect(url)
+    const payload = Buffer.alloc(size)
+    for (let i = 0; i < size; i++) payload[i] = (i * 31 + 7) & 0xff
+    const reply = nextMessage(ws, 10_000)
+    ws.send(payload)
+    const got = await reply
+    expect(Buffer.isBuffer(got)).toBe(true)
+    expect((got as Buffer).equals(payload)).toBe(true)
+    ws.close()
+  })
+
+  it.each([0, 1, 64 * 1024, 1024 * 1024])('text of %i bytes comes back as a string', async (size) => {
+    const { url } = await echoServer()
+    const ws = await connect(url)
+    const payload = 'abcdefghij'.repeat(Math.ceil(size / 10)).slice(0, size)
+    const reply = nextMessage(ws, 10_000)
+    ws.send(payload)
+    expect(await reply).toBe(payload)
+    ws.close()
+  })
+
+  it('non-ASCII text survives both ways, also mixed in one batch', async () => {
+    const seen: unknown[] = []
+    const { url } = await echoServer({
+      onMessage: (socket, msg) => {
+        seen.push(msg)
+        socket.send(msg)
+      },
+    })
+    const ws = await connect(url)
+    const texts = ['héllo wörld', 'Привет, мир', '日本語テキスト', 'emoji 🎉👍🏽 and \u0000 nul', 'plain']
+    const got = messages(ws, texts.length + 1)
+    for (const t of texts) ws.send(t)
+    ws.send(Buffer.from([0xff, 0x00, 0xfe]))
+    const replies = await got
+    expect(replies.slice(0, texts.length)).toEqual(texts)
+    expect(replies[texts.length]).toEqual(Buffer.from([0xff, 0x00, 0xfe]))
+    expect(seen.slice(0, texts.length)).toEqual(texts)
+    expect(Buffer.isBuffer(seen[texts.length])).toBe(true)
+    ws.close()
+  })
+
+  it('1,000 concurrent connections each get their own echo', async () => {
+    const { url, server } = await echoServer()
+    const clients = await Promise.all(Array.from({ length: 1000 }, () => connect(url)))
+    await waitFor(() => server.getConnections().length === 1000, 10_000, '1000 connections')
+    const replies = await Promise.all(
+      clients.map((ws, i) => {
+        const p = nextMessage(ws, 20_000)
+        ws.send(`client ${i}`)
+        return p
+      }),
+    )
+    replies.forEach((r, i) => expect(r).toBe(`client ${i}`))
+    const stats = server.getStats()
+    expect(stats.totalConnections).toBe(1000)
+    expect(stats.messagesIn).toBeGreaterThanOrEqual(1000)
+    // Batching at work: far fewer wake-ups than events.
+    expect(stats.batching.events).toBeGreaterThan(stats.batching.wakeups)
+    await Promise.all(clients.map((ws) => { const c = closed(ws); ws.close(); return c }))
+  }, 60_000)
+})
+
+describe('socket identity', () => {
+  it('exposes id, clientId, path, query, headers and remoteAddress', async () => {
+    let socket: Socket | undefined
+    const { url, server } = await echoServer({ onConnect: (s) => void (socket = s) })
+    const ws = await connect(`${url}?clientId=user_123&token=abc`, { headers: { 'X-Custom': 'yes' } })
+    await waitFor(() => socket !== undefined)
+    expect(socket!.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect(socket!.clientId).toBe('user_123')
+    expect(socket!.path).toBe('/ws')
+    expect(socket!.query).toEqual({ clientId: 'user_123', token: 'abc' })
+    expect(socket!.headers['x-custom']).toBe('yes')
+    expect(socket!.remoteAddress).toBe('127.0.0.1')
+    expect(server.getConnection(socket!.id)).toBe(socket)
+    expect(server.getConnections()).toEqual([socket])
+    ws.close()
+    await waitFor(() => server.getConnection(socket!.id) === undefined)
+    expect(socket!.isOpen).toBe(false)
+  })
+
+  it('generates a clientId when the parameter is missing or invalid', async () => {
+    const ids: string[] = []
+    const { url } = await echoServer({ onConnect: (s) => void ids.push(s.clientId) })
+    const a = await connect(url)
+    const b = await connect(`${url}?clientId=${encodeURIComponent('bad id!')}`)
+    await waitFor(() => ids.length === 2)
+    for (const id of ids) expect(id).toMatch(/^client_[0-9a-f]{8}$/)
+    expect(ids[0]).not.toBe(ids[1])
+    a.close()
+    b.close()
+  })
+})
+
+describe('close', () => {
+  it('client close code and reason reach onClose', async () => {
+    const seen: Array<[number, string]> = []
+    const { url } = await echoServer({ onClose: (_s, code, reason) => void seen.push([code, reason]) })
+    const ws = await connect(url)
+    ws.close(4321, 'client says bye')
+    await waitFor(() => seen.length === 1)
+    expect(seen[0]).toEqual([4321, 'client says bye'])
+  })
+
+  it('server close code and reason reach the client, after queued messages', async () => {
+    const { url } = await echoServer({
+      onConnect: (s) => {
+        s.send('first')
+        s.send('second')
+        s.close(4000, 'server says bye')
+        expect(s.send('after close')).toBe('dropped')
+      },
+    })
+    const ws = new WebSocket(url)
+    const got = messages(ws, 2)
+    const c = closed(ws)
+    expect(await got).toEqual(['first', 'second'])
+    expect(await c).toEqual({ code: 4000, reason: 'server says bye' })
+  })
+
+  it('a dropped TCP connection reports 1006', async () => {
+    const seen: number[] = []
+    const { url } = await echoServer({ onClose: (_s, code) => void seen.push(code) })
+    const ws = await connect(url)
+    ws.terminate()
+    await waitFor(() => seen.length === 1)
+    expect(seen[0]).toBe(1006)
+  })
+
+  it('rejects invalid close codes and long reasons with RangeError, bad types with TypeError', async () => {
+    let socket: Socket | undefined
+    const { url } = await echoServer({ onConnect: (s) => void (socket = s) })
+    const ws = await connect(url)
+    await waitFor(() => socket !== undefined)
+    for (const code of [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000, 1000.5]) {
+      expect(() => socket!.close(code)).toThrow(RangeError)
+    }
+    expect(() => socket!.close(1000, 'x'.repeat(124))).toThrow(RangeError)
+    expect(() => socket!.close(1000, 'é'.repeat(62))).toThrow(RangeError) // 124 bytes
+    expect(() => socket!.close('1000' as unknown as number)).toThrow(TypeError)
+    expect(() => socket!.send(42 as unknown as string)).toThrow(TypeError)
+    expect(() => socket!.send({} as unknown as string)).toThrow(/string, Buffer/)
+    // Nothing was sent by the failed calls: the connection is still usable.
+    const reply = nextMessage(ws)
+    ws.send('still here')
+    expect(await reply).toBe('still here')
+    socket!.close(1000, 'é'.repeat(61)) // 122 bytes: fine
+    expect((await closed(ws)).code).toBe(1000)
+  })
+})
+
+describe('handler errors', () => {
+  it('a throwing handler closes only that connection with 1011 and reaches onError', async () => {
+    const errors: string[] = []
+    const { url } = await echoServer({
+      onMessage: (socket, msg) => {
+        if (msg === 'boom') throw new Error('handler exploded')
+        socket.send(msg)
+      },
+      onError: (_s, err) => void errors.push(err.message),
+    })
+    const victim = await connect(url)
+    const bystander = await connect(url)
+    const c = closed(victim)
+    victim.send('boom')
+    expect((await c).code).toBe(1011)
+    expect(errors).toEqual(['handler exploded'])
+    const reply = nextMessage(bystander)
+    bystander.send('still fine')
+    expect(await reply).toBe('still fine')
+    bystander.close()
+  })
+
+  it('a rejected promise counts as a throw', async () => {
+    const errors: string[] = []
+    const { url } = await echoServer({
+      onMessage: async () => {
+        await new Promise((r) => setTimeout(r, 5))
+        throw new Error('async failure')
+      },
+      onError: (_s, err) => void errors.push(err.message),
+    })
+    const ws = await connect(url)
+    const c = closed(ws)
+    ws.send('x')
+    expect((await c).code).toBe(1011)
+    expect(errors).toEqual(['async failure'])
+  })
+})
+
+describe('servers', () => {
+  it('listen() on port 0 reports the bound port; two servers live in one process', async () => {
+    const a = await startServer({ onMessage: (s) => void s.send('from a') })
+    const b = await startServer({ onMessage: (s) => void s.send('from b') })
+    running.push(a, b)
+    expect(a.port).toBeGreaterThan(0)
+    expect(b.port).toBeGreaterThan(0)
+    expect(a.port).not.toBe(b.port)
+    expect(a.server.port).toBe(a.port)
+    const wa = await connect(a.url)
+    const wb = await connect(b.url)
+    const ra = nextMessage(wa)
+    const rb = nextMessage(wb)
+    wa.send('x')
+    wb.send('x')
+    expect(await ra).toBe('from a')
+    expect(await rb).toBe('from b')
+    wa.close()
+    wb.close()
+  })
+
+  it('several paths each get their own handlers', async () => {
+    const server = new WsServer({ host: '127.0.0.1', port: 0 })
+    server.websocket('/a', { onMessage: (s) => void s.send('path a') })
+    server.websocket('/b', { onMessage: (s) => void s.send('path b') })
+    const { port } = await server.listen()
+    running.push({ server, port, url: '' })
+    const wa = await connect(`ws://127.0.0.1:${port}/a`)
+    const wb = await connect(`ws://127.0.0.1:${port}/b`)
+    const ra = nextMessage(wa)
+    const rb = nextMessage(wb)
+    wa.send('?')
+    wb.send('?')
+    expect([await ra, await rb]).toEqual(['path a', 'path b'])
+    wa.close()
+    wb.close()
+  })
+
+  it('close() sends 1001 to open sockets and resolves when they are gone', async () => {
+    const closes: number[] = []
+    const s = await startServer({ onClose: (_s, code) => void closes.push(code) })
+    const clients = await Promise.all([connect(s.url), connect(s.url), connect(s.url)])
+    await waitFor(() => s.server.getConnections().length === 3)
+    const seen = Promise.all(clients.map((ws) => closed(ws)))
+    await s.server.close()
+    expect((await seen).map((c) => c.code)).toEqual([1001, 1001, 1001])
+    expect(closes).toEqual([1001, 1001, 1001])
+    expect(s.server.getConnections()).toEqual([])
+    // No longer accepting.
+    await expect(connect(s.url)).rejects.toThrow()
+  })
+
+  it('listen() fails clearly when the port is taken', async () => {
+    const a = await startServer()
+    running.push(a)
+    const b = new WsServer({ host: '127.0.0.1', port: a.port })
+    b.websocket('/ws', {})
+    await expect(b.listen()).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+/)
+  })
+})
+
+describe('API validation', () => {
+  it('constructor and websocket() reject bad arguments with TypeError/RangeError', () => {
+    expect(() => new WsServer(-1)).toThrow(RangeError)
+    expect(() => new WsServer(70000)).toThrow(RangeError)
+    expect(() => new WsServer('3000' as unknown as number)).toThrow(TypeError)
+    expect(() => new WsServer({ maxPayload: 0 })).toThrow(RangeError)
+    expect(() => new WsServer({ idleTimeout: 1.5 })).toThrow(TypeError)
+    expect(() => new WsServer({ backpressurePolicy: 'explode' as 'drop' })).toThrow(TypeError)
+    const s = new WsServer(0)
+    expect(() => s.websocket('chat', {})).toThrow(TypeError)
+    expect(() => s.websocket('/chat', { onMessage: 'nope' as unknown as () => void })).toThrow(/onMessage must be a function/)
+  })
+})

@@ -1,0 +1,79 @@
+// HTTP answers before the upgrade (HARDENING.md rows 1-5 and 10), over raw TCP.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { rawExchange, startServer, statusOf, upgradeRequest, type Started } from './helpers'
+
+let s: Started
+beforeAll(async () => {
+  s = await startServer({ onMessage: (socket, msg) => void socket.send(msg) })
+})
+afterAll(async () => {
+  await s.server.close()
+})
+
+describe('upgrade request checks', () => {
+  it('a valid request gets 101 with the RFC 6455 accept key', async () => {
+    const res = await rawExchange(s.port, upgradeRequest('/ws'), 300)
+    expect(statusOf(res)).toBe(101)
+    // The sample key from RFC 6455 §1.3.
+    expect(res.toString('latin1')).toMatch(/sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i)
+  })
+
+  it('unknown path: 404', async () => {
+    expect(statusOf(await rawExchange(s.port, upgradeRequest('/nope')))).toBe(404)
+  })
+
+  it('plain HTTP GET on a WebSocket path: 426 with Upgrade: websocket', async () => {
+    const res = await rawExchange(s.port, 'GET /ws HTTP/1.1\r\nHost: x\r\n\r\n')
+    expect(statusOf(res)).toBe(426)
+    expect(res.toString('latin1')).toMatch(/upgrade: websocket/i)
+  })
+
+  it('wrong Upgrade header: 426', async () => {
+    expect(statusOf(await rawExchange(s.port, upgradeRequest('/ws', { Upgrade: 'h2c' })))).toBe(426)
+  })
+
+  it('Connection header without Upgrade: 400', async () => {
+    expect(statusOf(await rawExchange(s.port, upgradeRequest('/ws', { Connection: 'keep-alive' })))).toBe(400)
+  })
+
+  it('method other than GET: 405', async () => {
+    const res = await rawExchange(s.port, upgradeRequest('/ws', {}, 'POST /ws HTTP/1.1'))
+    expect(statusOf(res)).toBe(405)
+  })
+
+  it('HTTP/1.0 request line: 505', async () => {
+    const res = await rawExchange(s.port, upgradeRequest('/ws', {}, 'GET /ws HTTP/1.0'))
+    expect(statusOf(res)).toBe(505)
+  })
+
+  it('missing Sec-WebSocket-Key: 400', async () => {
+    expect(statusOf(await rawExchange(s.port, upgradeRequest('/ws', { 'Sec-WebSocket-Key': null })))).toBe(400)
+  })
+
+  it.each(['not base64!', 'c2hvcnQ=', 'dGhpcyBrZXkgaXMgd2F5IHRvbyBsb25nIGZvciBhIGtleQ=='])(
+    'Sec-WebSocket-Key %j that is not base64 of 16 bytes: 400',
+    async (key) => {
+      expect(statusOf(await rawExchange(s.port, upgradeRequest('/ws', { 'Sec-WebSocket-Key': key })))).toBe(400)
+    },
+  )
+
+  it.each([null, '8', '12', '14', 'abc'])('Sec-WebSocket-Version %j: 426 with Sec-WebSocket-Version: 13', async (v) => {
+    const res = await rawExchange(s.port, upgradeRequest('/ws', { 'Sec-WebSocket-Version': v }))
+    expect(statusOf(res)).toBe(426)
+    expect(res.toString('latin1')).toMatch(/sec-websocket-version: 13/i)
+  })
+
+  it('too many headers: 431, and the server keeps serving', async () => {
+    const many: Record<string, string> = {}
+    for (let i = 0; i < 150; i++) many[`X-H${i}`] = 'v'
+    const status = statusOf(await rawExchange(s.port, upgradeRequest('/ws', many)))
+    expect([400, 431]).toContain(status)
+    expect(statusOf(await rawExchange(s.port, upgradeRequest('/ws'), 300))).toBe(101)
+  })
+
+  it('a request head over the limit: 431 or 400, and the server keeps serving', async () => {
+    const status = statusOf(await rawExchange(s.port, upgradeRequest('/ws', { 'X-Big': 'a'.repeat(64 * 1024) })))
+    expect([400, 431]).toContain(status)
+    expect(statusOf(await rawExchange(s.port, upgradeRequest('/ws'), 300))).toBe(101)
+  })
+})

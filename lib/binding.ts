@@ -13,6 +13,29 @@ export interface NativeOptions {
   handshakeTimeout?: number
   closeTimeout?: number
   backpressurePolicy?: string
+  autoCreateRooms?: boolean
+}
+
+/** A room as `createRoom` describes it. */
+export interface NativeRoomSpec {
+  id: string
+  name: string
+  description?: string
+  maxConnections?: number
+  /** JSON text */
+  metadata?: string
+}
+
+/** A room as the engine reports it. */
+export interface NativeRoomInfo {
+  id: string
+  name: string
+  description?: string
+  maxConnections?: number
+  connectionsCount: number
+  /** JSON text */
+  metadata: string
+  createdAt: number
 }
 
 /** One drained batch: STRIDE u32 per event, one string with every text piece, one buffer. */
@@ -33,11 +56,12 @@ export interface NativeStats {
   wakeups: number
   batches: number
   events: number
+  totalRooms: number
 }
 
 /** The native server object. */
 export interface NativeServer {
-  addRoute(path: string): void
+  addRoute(path: string, hooks: number): void
   listen(wake: (queued: number) => void): Promise<number>
   pollEvents(): NativeBatch
   sendText(conn: number, data: string): number
@@ -47,6 +71,24 @@ export interface NativeServer {
   shutdown(timeoutMs: number): Promise<void>
   dispose(): void
   stats(): NativeStats
+  roomCounts(): Record<string, number>
+  createRoom(spec: NativeRoomSpec): boolean
+  getRoom(id: string): NativeRoomInfo | null
+  getAllRooms(): NativeRoomInfo[]
+  deleteRoom(id: string): boolean
+  joinRoom(conn: number, id: string): string
+  leaveRoom(conn: number, id?: string | null): number
+  roomsOf(conn: number): string[]
+  roomMembers(id: string): number[]
+  sendToRoom(conn: number, room: string, messageJson: string): number
+  broadcastText(text: string, room?: string | null, except?: number[] | null): number
+  broadcastBinary(data: Uint8Array, room?: string | null, except?: number[] | null): number
+  sendManyText(ids: number[], text: string): number
+  sendManyBinary(ids: number[], data: Uint8Array): number
+  setMetadata(conn: number, key: string, json?: string | null): boolean
+  getMetadata(conn: number, key: string): string | null
+  resolveJoin(request: number, allowed: boolean): void
+  forget(conn: number): void
 }
 
 /** What the addon exports. */

@@ -1,6 +1,16 @@
-import { native, type NativeServer, type NativeOptions } from './binding'
-import { Socket, type ConnectionInfo } from './socket'
-import type { CloseOptions, ServerOptions, ServerStats, WebSocketHandlers } from './types'
+import { randomUUID } from 'node:crypto'
+import { native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
+import { checkRoomId, Socket, type ConnectionInfo } from './socket'
+import type {
+  BroadcastOptions,
+  CloseOptions,
+  JsonValue,
+  RoomInfo,
+  RoomOptions,
+  ServerOptions,
+  ServerStats,
+  WebSocketHandlers,
+} from './types'
 
 /** Event kinds in a native batch header (see native/events.rs). */
 const enum Kind {
@@ -9,11 +19,20 @@ const enum Kind {
   Binary = 2,
   Close = 3,
   Drain = 4,
+  JoinRequest = 5,
+  Leave = 6,
+}
+
+/** Hook bits telling the engine which events to send (see native/engine.rs). */
+const enum Hook {
+  Message = 1,
+  JoinRoom = 2,
+  LeaveRoom = 4,
 }
 /** u32 slots per event in a batch header. */
 const STRIDE = 5
 
-const HANDLER_NAMES = ['onConnect', 'onMessage', 'onClose', 'onError', 'onDrain'] as const
+const HANDLER_NAMES = ['onConnect', 'onMessage', 'onClose', 'onError', 'onDrain', 'onJoinRoom', 'onLeaveRoom'] as const
 type HandlerName = (typeof HANDLER_NAMES)[number]
 
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
@@ -52,7 +71,24 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     }
     out.backpressurePolicy = input.backpressurePolicy
   }
+  if (input.autoCreateRooms !== undefined) {
+    if (typeof input.autoCreateRooms !== 'boolean') throw new TypeError('autoCreateRooms must be a boolean')
+    out.autoCreateRooms = input.autoCreateRooms
+  }
   return out
+}
+
+function toRoomInfo(r: NativeRoomInfo): RoomInfo {
+  const info: RoomInfo = {
+    id: r.id,
+    name: r.name,
+    connectionsCount: r.connectionsCount,
+    metadata: JSON.parse(r.metadata) as Record<string, JsonValue>,
+    createdAt: new Date(r.createdAt),
+  }
+  if (r.description !== undefined && r.description !== null) info.description = r.description
+  if (r.maxConnections !== undefined && r.maxConnections !== null) info.maxConnections = r.maxConnections
+  return info
 }
 
 function toError(value: unknown): Error {
@@ -93,7 +129,11 @@ export class WsServer {
       if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function, got ${typeof fn}`)
     }
     this.#routes.set(path, { ...handlers })
-    this.#native.addRoute(path)
+    const hooks =
+      (handlers.onMessage ? Hook.Message : 0) |
+      (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
+      (handlers.onLeaveRoom ? Hook.LeaveRoom : 0)
+    this.#native.addRoute(path, hooks)
     return this
   }
 
@@ -135,9 +175,97 @@ export class WsServer {
     return this.#byId.get(id)
   }
 
-  /** Every open connection. */
-  getConnections(): Socket[] {
-    return [...this.#sockets.values()]
+  /** Every open connection, or those in one room. */
+  getConnections(roomId?: string): Socket[] {
+    if (roomId === undefined) return [...this.#sockets.values()]
+    checkRoomId(roomId)
+    const out: Socket[] = []
+    for (const conn of this.#native.roomMembers(roomId)) {
+      const socket = this.#sockets.get(conn)
+      if (socket) out.push(socket)
+    }
+    return out
+  }
+
+  /** Creates a room and returns its id (generated when `options.id` is absent). */
+  createRoom(name: string, options: RoomOptions = {}): string {
+    if (typeof name !== 'string') throw new TypeError(`createRoom() name must be a string, got ${typeof name}`)
+    const id = options.id ?? randomUUID()
+    checkRoomId(id)
+    if (options.maxConnections !== undefined) checkInteger('maxConnections', options.maxConnections, 1, MAX_U32)
+    if (options.description !== undefined && typeof options.description !== 'string') {
+      throw new TypeError('description must be a string')
+    }
+    if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
+      throw new TypeError('metadata must be an object')
+    }
+    const created = this.#native.createRoom({
+      id,
+      name,
+      description: options.description,
+      maxConnections: options.maxConnections,
+      metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
+    })
+    if (!created) throw new Error(`a room with id ${JSON.stringify(id)} already exists`)
+    return id
+  }
+
+  /** A room's description and member count, or undefined. */
+  getRoom(roomId: string): RoomInfo | undefined {
+    checkRoomId(roomId)
+    const r = this.#native.getRoom(roomId)
+    return r ? toRoomInfo(r) : undefined
+  }
+
+  /** Every room. */
+  getAllRooms(): RoomInfo[] {
+    return this.#native.getAllRooms().map(toRoomInfo)
+  }
+
+  /** Deletes a room; its members get `room_left`. Returns whether it existed. */
+  deleteRoom(roomId: string): boolean {
+    checkRoomId(roomId)
+    return this.#native.deleteRoom(roomId)
+  }
+
+  /**
+   * Sends one message to a room or to everyone, skipping `except`. The engine serializes it once
+   * and shares the bytes with every recipient. With `filter`, the predicate runs once per
+   * candidate in JS and the chosen sockets go to the engine in one call. Returns the recipients.
+   */
+  broadcast(message: string | Buffer | Uint8Array | ArrayBuffer, options: BroadcastOptions = {}): number {
+    const data = typeof message === 'string' || message instanceof Uint8Array ? message : undefined
+    const bytes = message instanceof ArrayBuffer ? new Uint8Array(message) : data
+    if (bytes === undefined) {
+      throw new TypeError('broadcast() takes a string, Buffer, Uint8Array or ArrayBuffer')
+    }
+    if (options.room !== undefined) checkRoomId(options.room)
+    const except = this.#exceptConns(options.except)
+    if (options.filter) {
+      if (typeof options.filter !== 'function') throw new TypeError('filter must be a function')
+      const candidates = options.room === undefined ? this.#sockets.values() : this.getConnections(options.room)
+      const ids: number[] = []
+      for (const socket of candidates) {
+        if (!except.includes(socket.conn) && options.filter(socket)) ids.push(socket.conn)
+      }
+      return typeof bytes === 'string' ? this.#native.sendManyText(ids, bytes) : this.#native.sendManyBinary(ids, bytes)
+    }
+    const room = options.room ?? null
+    return typeof bytes === 'string'
+      ? this.#native.broadcastText(bytes, room, except)
+      : this.#native.broadcastBinary(bytes, room, except)
+  }
+
+  #exceptConns(except: BroadcastOptions['except']): number[] {
+    if (except === undefined) return []
+    const list = typeof except === 'string' || except instanceof Socket ? [except] : except
+    const out: number[] = []
+    for (const item of list) {
+      const socket = typeof item === 'string' ? this.#byId.get(item) : item
+      if (socket instanceof Socket) out.push(socket.conn)
+      else if (typeof item !== 'string') throw new TypeError('except must be socket ids or Socket objects')
+    }
+    return out
   }
 
   /** Connection, message and byte counters, and the batching debug figures. */
@@ -150,6 +278,8 @@ export class WsServer {
       bytesIn: s.bytesIn,
       bytesOut: s.bytesOut,
       droppedMessages: s.droppedMessages,
+      totalRooms: s.totalRooms,
+      connectionsByRoom: this.#native.roomCounts(),
       batching: {
         wakeups: s.wakeups,
         batches: s.batches,
@@ -195,6 +325,14 @@ export class WsServer {
             if (socket) this.#call(socket, 'onDrain')
             break
           }
+          case Kind.JoinRequest:
+            this.#onJoinRequest(conn, h[i + 4]!, text.substring(start, end))
+            break
+          case Kind.Leave: {
+            const socket = this.#sockets.get(conn)
+            if (socket) this.#call(socket, 'onLeaveRoom', text.substring(start, end))
+            break
+          }
         }
       }
     }
@@ -215,6 +353,31 @@ export class WsServer {
     this.#byId.delete(socket.id)
     socket.markClosed()
     this.#call(socket, 'onClose', code, reason)
+    this.#native.forget(conn)
+  }
+
+  /** A client's `join_room` waits for `onJoinRoom`: false, a throw or a rejection refuse it. */
+  #onJoinRequest(conn: number, request: number, roomId: string): void {
+    const socket = this.#sockets.get(conn)
+    const hook = socket && this.#routes.get(socket.path)?.onJoinRoom
+    if (!socket || !hook) {
+      this.#native.resolveJoin(request, false)
+      return
+    }
+    const refuse = (err: unknown): void => {
+      this.#native.resolveJoin(request, false)
+      this.#report(socket, 'onJoinRoom', toError(err))
+    }
+    try {
+      const verdict = hook(socket, roomId)
+      if (verdict instanceof Promise) {
+        verdict.then((v) => this.#native.resolveJoin(request, v !== false), refuse)
+      } else {
+        this.#native.resolveJoin(request, verdict !== false)
+      }
+    } catch (err) {
+      refuse(err)
+    }
   }
 
   /** Calls a handler; a throw or a rejected promise closes that connection with 1011. */
@@ -230,8 +393,12 @@ export class WsServer {
   }
 
   #fail(socket: Socket, name: HandlerName, err: unknown): void {
-    const error = toError(err)
     if (socket.isOpen) socket.close(1011, 'Internal server error')
+    this.#report(socket, name, toError(err))
+  }
+
+  /** Hands an error to `onError`, or to stderr when there is none (or it is the one failing). */
+  #report(socket: Socket, name: HandlerName, error: Error): void {
     const onError = this.#routes.get(socket.path)?.onError
     if (onError && name !== 'onError') {
       try {

@@ -1,6 +1,6 @@
 import type { NativeServer } from './binding'
 import { checkClose } from './close-codes'
-import type { SendStatus } from './types'
+import type { JsonValue, SendStatus } from './types'
 
 const STATUS: readonly SendStatus[] = ['sent', 'buffered', 'dropped']
 
@@ -13,6 +13,18 @@ export interface ConnectionInfo {
   remoteAddress: string
   remotePort: number
   headers: Record<string, string>
+}
+
+/** Longest room id in UTF-8 bytes (matches the engine). */
+export const MAX_ROOM_ID_BYTES = 256
+
+/** Throws `TypeError` for a room id the engine would refuse. */
+export function checkRoomId(roomId: unknown): asserts roomId is string {
+  if (typeof roomId !== 'string') throw new TypeError(`room id must be a string, got ${typeof roomId}`)
+  const bytes = Buffer.byteLength(roomId)
+  if (bytes === 0 || bytes > MAX_ROOM_ID_BYTES) {
+    throw new TypeError(`room id must be 1 to ${MAX_ROOM_ID_BYTES} bytes, got ${bytes}`)
+  }
 }
 
 function describe(value: unknown): string {
@@ -84,6 +96,54 @@ export class Socket {
   close(code = 1000, reason = ''): void {
     checkClose(code, reason)
     if (this.#open) this.#native.closeConnection(this.conn, code, reason)
+  }
+
+  /** Rooms this socket is in. */
+  get rooms(): string[] {
+    return this.#open ? this.#native.roomsOf(this.conn) : []
+  }
+
+  /**
+   * Joins a room (created when missing, unless `autoCreateRooms: false`); the client is told
+   * with `room_joined`. Returns false when the room is full, missing, or the socket is closed.
+   */
+  joinRoom(roomId: string): boolean {
+    checkRoomId(roomId)
+    const result = this.#native.joinRoom(this.conn, roomId)
+    return result === 'joined' || result === 'already'
+  }
+
+  /** Leaves one room, or every room without an argument. Returns whether it left any. */
+  leaveRoom(roomId?: string): boolean {
+    if (roomId !== undefined) checkRoomId(roomId)
+    return this.#native.leaveRoom(this.conn, roomId ?? null) > 0
+  }
+
+  /**
+   * Sends a `room_message` (with this socket's `clientId` as `from_client_id`) to the room's other
+   * members. Returns how many received it; throws if this socket is not in the room.
+   */
+  sendToRoom(roomId: string, message: JsonValue): number {
+    checkRoomId(roomId)
+    const json = JSON.stringify(message)
+    if (json === undefined) throw new TypeError('sendToRoom() message must be JSON-serializable')
+    const n = this.#native.sendToRoom(this.conn, roomId, json)
+    if (n < 0) throw new Error(`socket ${this.id} is not in room ${roomId}`)
+    return n
+  }
+
+  /** Stores a JSON-serializable value under `key`, natively; `undefined` removes it. */
+  setMetadata(key: string, value: JsonValue | undefined): void {
+    if (typeof key !== 'string') throw new TypeError(`metadata key must be a string, got ${typeof key}`)
+    const json = value === undefined ? null : JSON.stringify(value)
+    if (json === undefined) throw new TypeError('metadata value must be JSON-serializable')
+    this.#native.setMetadata(this.conn, key, json)
+  }
+
+  /** The value stored under `key`, or undefined. */
+  getMetadata<T extends JsonValue = JsonValue>(key: string): T | undefined {
+    const json = this.#native.getMetadata(this.conn, key)
+    return json === null || json === undefined ? undefined : (JSON.parse(json) as T)
   }
 
   /** @internal called by the server when the engine reports the close */

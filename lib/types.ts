@@ -15,6 +15,13 @@ export interface WebSocketHandlers {
   onError?: (socket: Socket, error: Error) => HandlerResult
   /** The send buffer emptied after `send()` reported `'buffered'`. */
   onDrain?: (socket: Socket) => HandlerResult
+  /**
+   * A client asked to join a room (`join_room`). Return `false` (or throw, or reject) to refuse:
+   * the client gets `room_join_error` with `denied`. Without this hook joins never reach JS.
+   */
+  onJoinRoom?: (socket: Socket, roomId: string) => boolean | void | Promise<boolean | void>
+  /** The socket left a room (its own request, `socket.leaveRoom()` or `deleteRoom()`). */
+  onLeaveRoom?: (socket: Socket, roomId: string) => HandlerResult
 }
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */
@@ -37,6 +44,42 @@ export interface ServerOptions {
   handshakeTimeout?: number
   /** Time we wait for the peer's answer to our close frame. Default 5 000. */
   closeTimeout?: number
+  /** Joining a room that does not exist creates it (removed again when empty). Default true. */
+  autoCreateRooms?: boolean
+}
+
+/** JSON-compatible values, as room metadata and `room_message` payloads carry. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+
+/** Options for `server.createRoom(name, options)`. */
+export interface RoomOptions {
+  /** Room id; generated when absent. */
+  id?: string
+  description?: string
+  /** Members allowed at once; joins past it get `room_join_error` with `full`. */
+  maxConnections?: number
+  metadata?: Record<string, JsonValue>
+}
+
+/** A room as `getRoom()` reports it. */
+export interface RoomInfo {
+  id: string
+  name: string
+  description?: string
+  maxConnections?: number
+  connectionsCount: number
+  metadata: Record<string, JsonValue>
+  createdAt: Date
+}
+
+/** Options for `server.broadcast(message, options)`. */
+export interface BroadcastOptions {
+  /** Only this room's members. */
+  room?: string
+  /** Skip these sockets (ids or Socket objects). */
+  except?: string | Socket | ReadonlyArray<string | Socket>
+  /** Evaluated once per candidate socket, in JS; only sockets it accepts receive the message. */
+  filter?: (socket: Socket) => boolean
 }
 
 /** Result of `socket.send()`. */
@@ -56,6 +99,8 @@ export interface ServerStats {
   bytesIn: number
   bytesOut: number
   droppedMessages: number
+  totalRooms: number
+  connectionsByRoom: Record<string, number>
   /** Debug: how many events JS received per engine wake-up (batching at work). */
   batching: { wakeups: number; batches: number; events: number; eventsPerBatch: number }
 }

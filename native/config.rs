@@ -35,6 +35,8 @@ pub struct NativeOptions {
     pub close_timeout: Option<u32>,
     /// `"close"` (default: close with 1008) or `"drop"` (drop new messages) when the send buffer is full.
     pub backpressure_policy: Option<String>,
+    /// Joining a missing room creates it (default true); such rooms vanish when empty.
+    pub auto_create_rooms: Option<bool>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -51,6 +53,7 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub drop_on_backpressure: bool,
+    pub auto_create_rooms: bool,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -72,6 +75,7 @@ impl Config {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES as usize,
             max_headers: DEFAULT_MAX_HEADERS as usize,
             drop_on_backpressure: o.backpressure_policy.as_deref() == Some("drop"),
+            auto_create_rooms: o.auto_create_rooms.unwrap_or(true),
         }
     }
 }

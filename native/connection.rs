@@ -1,6 +1,6 @@
 //! One WebSocket connection: its handle (shared with JS calls and rooms), its reader and writer.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -44,12 +44,8 @@ pub enum SendStatus {
 pub struct Conn {
     /// Internal numeric id used across the JS boundary.
     pub id: u32,
-    /// Public UUID (`socket.id`).
-    pub uuid: String,
     /// Validated `clientId` query parameter or a generated one.
     pub client_id: String,
-    /// Request path without the query.
-    pub path: String,
     tx: mpsc::UnboundedSender<Outbound>,
     /// Bytes accepted by `send` and not yet written to the socket.
     pub buffered: AtomicUsize,
@@ -57,10 +53,16 @@ pub struct Conn {
     wants_drain: AtomicBool,
     closing: AtomicBool,
     kill: Notify,
+    /// Which JS hooks the connection's path registered (`engine::hooks` bits).
+    pub hooks: u32,
     /// Rooms this connection is in.
     pub rooms: Mutex<HashSet<String>>,
+    /// `setMetadata` values, as JSON text.
+    pub metadata: Mutex<HashMap<String, String>>,
     /// When the last frame of any kind arrived from the peer.
     pub last_seen: Mutex<Instant>,
+    /// When the last built-in `ping` message arrived.
+    pub last_ping: Mutex<Instant>,
 }
 
 fn message_len(msg: &Message) -> usize {
@@ -105,7 +107,10 @@ impl Conn {
     /// Starts the close handshake; later sends are dropped. Idempotent.
     pub fn close(&self, code: u16, reason: &str) {
         if !self.closing.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(Outbound::Close { code, reason: reason.to_string() });
+            let _ = self.tx.send(Outbound::Close {
+                code,
+                reason: reason.to_string(),
+            });
         }
     }
 
@@ -123,7 +128,6 @@ impl Conn {
 
 /// Identity of a connection, fixed at upgrade time.
 pub struct ConnInfo {
-    pub uuid: String,
     pub client_id: String,
     pub path: String,
     /// JSON object handed to JS with the connect event.
@@ -146,21 +150,26 @@ fn close_code_for(err: &WsError) -> Option<(u16, &'static str)> {
 pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStream>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = engine.next_conn_id();
+    let hooks = engine.route_hooks(&info.path);
     let conn = Arc::new(Conn {
         id,
-        uuid: info.uuid,
         client_id: info.client_id,
-        path: info.path,
         tx,
         buffered: AtomicUsize::new(0),
         wants_drain: AtomicBool::new(false),
         closing: AtomicBool::new(false),
         kill: Notify::new(),
+        hooks,
         rooms: Mutex::new(HashSet::new()),
+        metadata: Mutex::new(HashMap::new()),
         last_seen: Mutex::new(Instant::now()),
+        last_ping: Mutex::new(Instant::now()),
     });
     engine.conns.insert(id, conn.clone());
-    engine.events.push(Event::Connect { conn: id, info: info.info_json });
+    engine.events.push(Event::Connect {
+        conn: id,
+        info: info.info_json,
+    });
     if engine.is_shutting_down() {
         conn.close(1001, "Server shutting down");
     }
@@ -187,7 +196,9 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
                         }
                         Message::Binary(data) => {
                             engine.stats.count_in(data.len());
-                            engine.events.push(Event::Binary { conn: id, data });
+                            if conn.hooks & crate::engine::hooks::MESSAGE != 0 {
+                                engine.events.push(Event::Binary { conn: id, data });
+                            }
                         }
                         Message::Close(frame) => {
                             peer_close = Some(match frame {
@@ -228,11 +239,18 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
     drop(stream);
     let _ = conn.tx.send(Outbound::Stop);
     let mut writer = writer;
-    if tokio::time::timeout(engine.config.close_timeout, &mut writer).await.is_err() {
+    if tokio::time::timeout(engine.config.close_timeout, &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort();
     }
     let (code, reason) = peer_close.or(local_close).unwrap_or((1006, String::new()));
-    engine.events.push(Event::Close { conn: id, code, reason });
+    engine.events.push(Event::Close {
+        conn: id,
+        code,
+        reason,
+    });
 }
 
 /// Most bytes or frames written before a flush, so `bufferedAmount` keeps moving under load.
@@ -272,7 +290,10 @@ async fn write_loop(
                 }
                 Outbound::Close { code, reason } => {
                     if close_deadline.is_none() {
-                        let frame = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) };
+                        let frame = CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: Utf8Bytes::from(reason),
+                        };
                         stop = sink.feed(Message::Close(Some(frame))).await.is_err();
                         close_deadline = Some(TokioInstant::now() + engine.config.close_timeout);
                     }

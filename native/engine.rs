@@ -7,11 +7,27 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::config::Config;
-use crate::connection::Conn;
+use crate::connection::{Conn, SendStatus};
 use crate::events::{Event, EventQueue};
+use crate::protocol::{self, Request};
+use crate::rooms::{JoinError, Rooms};
+
+/// Bits telling which JS hooks a path registered; without one, its events never cross into JS.
+pub mod hooks {
+    pub const MESSAGE: u32 = 1;
+    pub const JOIN_ROOM: u32 = 2;
+    pub const LEAVE_ROOM: u32 = 4;
+}
+
+/// A client's `join_room` waiting for the `onJoinRoom` hook's decision.
+struct PendingJoin {
+    conn: Arc<Conn>,
+    room: String,
+    request_id: Option<serde_json::Value>,
+}
 
 /// Message and byte counters, read by `getStats()`.
 #[derive(Default)]
@@ -21,7 +37,6 @@ pub struct Stats {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub dropped: AtomicU64,
-    pub connections_accepted: AtomicU64,
 }
 
 impl Stats {
@@ -43,7 +58,13 @@ pub struct Engine {
     routes: RwLock<HashMap<String, u32>>,
     /// Live connections by internal id.
     pub conns: DashMap<u32, Arc<Conn>>,
+    /// Closed connections whose close JS has not processed yet: `onClose` can still read metadata.
+    pub retired: DashMap<u32, Arc<Conn>>,
     next_id: AtomicU32,
+    /// The room registry.
+    pub rooms: Rooms,
+    pending_joins: DashMap<u32, PendingJoin>,
+    next_request: AtomicU32,
     pub events: EventQueue,
     pub stats: Stats,
     shutting_down: AtomicBool,
@@ -61,12 +82,17 @@ impl Engine {
             .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(config.max_payload))
             .max_frame_size(Some(config.max_payload));
+        let rooms = Rooms::new(config.auto_create_rooms);
         Engine {
             config,
             ws_config,
             routes: RwLock::new(HashMap::new()),
             conns: DashMap::new(),
+            retired: DashMap::new(),
             next_id: AtomicU32::new(1),
+            rooms,
+            pending_joins: DashMap::new(),
+            next_request: AtomicU32::new(1),
             events: EventQueue::default(),
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
@@ -75,17 +101,28 @@ impl Engine {
         }
     }
 
-    /// Registers a WebSocket path.
-    pub fn add_route(&self, path: &str) {
+    /// Registers (or re-registers) a WebSocket path with the hooks its handlers define.
+    pub fn add_route(&self, path: &str, hooks: u32) {
         if let Ok(mut routes) = self.routes.write() {
-            let next = routes.len() as u32;
-            routes.entry(path.to_string()).or_insert(next);
+            routes.insert(path.to_string(), hooks);
         }
+    }
+
+    /// The hook bits of a path.
+    pub fn route_hooks(&self, path: &str) -> u32 {
+        self.routes
+            .read()
+            .ok()
+            .and_then(|r| r.get(path).copied())
+            .unwrap_or(0)
     }
 
     /// Whether a path has handlers.
     pub fn has_route(&self, path: &str) -> bool {
-        self.routes.read().map(|r| r.contains_key(path)).unwrap_or(false)
+        self.routes
+            .read()
+            .map(|r| r.contains_key(path))
+            .unwrap_or(false)
     }
 
     pub fn next_conn_id(&self) -> u32 {
@@ -96,14 +133,173 @@ impl Engine {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// A text frame arrived: the built-in protocol or the application.
+    /// A text frame arrived: the built-in protocol, handled here, or the application's.
     pub fn on_text(&self, conn: &Arc<Conn>, data: Utf8Bytes) {
-        self.events.push(Event::Text { conn: conn.id, data });
+        let Some(parsed) = protocol::parse(data.as_str()) else {
+            if conn.hooks & hooks::MESSAGE != 0 {
+                self.events.push(Event::Text {
+                    conn: conn.id,
+                    data,
+                });
+            }
+            return;
+        };
+        let rid = parsed.request_id;
+        let request = match parsed.request {
+            Ok(request) => request,
+            Err(reason) => {
+                self.reply(conn, protocol::error(&reason, &rid));
+                return;
+            }
+        };
+        match request {
+            Request::Join { room } => {
+                if conn.hooks & hooks::JOIN_ROOM != 0 {
+                    let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+                    self.pending_joins.insert(
+                        request,
+                        PendingJoin {
+                            conn: conn.clone(),
+                            room: room.clone(),
+                            request_id: rid,
+                        },
+                    );
+                    self.events.push(Event::JoinRequest {
+                        conn: conn.id,
+                        request,
+                        room,
+                    });
+                } else {
+                    self.finish_join(conn, &room, &rid);
+                }
+            }
+            Request::Leave { room } => {
+                if self.leave(conn, &room) {
+                    self.reply(conn, protocol::room_left(&room, &rid));
+                } else {
+                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
+                }
+            }
+            Request::RoomMessage { room, message } => {
+                if !self.rooms.is_member(conn.id, &room) {
+                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
+                    return;
+                }
+                let frame = protocol::room_message(&room, &message, &conn.client_id);
+                self.rooms
+                    .fan_out(self, &room, &Message::Text(frame.into()), &[conn.id]);
+            }
+            Request::Ping { timestamp } => {
+                if let Ok(mut last) = conn.last_ping.lock() {
+                    *last = std::time::Instant::now();
+                }
+                self.reply(conn, protocol::pong(&timestamp, &rid));
+            }
+        }
+    }
+
+    fn reply(&self, conn: &Conn, text: String) -> SendStatus {
+        conn.send(self, Message::Text(text.into()))
+    }
+
+    /// Joins and answers the client with `room_joined` or `room_join_error`.
+    fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
+        match self.rooms.join(conn, room) {
+            Ok(_) => self.reply(conn, protocol::room_joined(room, rid)),
+            Err(e) => self.reply(conn, protocol::room_join_error(room, e.as_str(), rid)),
+        };
+    }
+
+    /// The `onJoinRoom` hook decided on a pending client join.
+    pub fn resolve_join(&self, request: u32, allowed: bool) {
+        let Some((_, pending)) = self.pending_joins.remove(&request) else {
+            return;
+        };
+        if allowed {
+            self.finish_join(&pending.conn, &pending.room, &pending.request_id);
+        } else {
+            self.reply(
+                &pending.conn,
+                protocol::room_join_error(&pending.room, "denied", &pending.request_id),
+            );
+        }
+    }
+
+    /// A join decided by the application (`socket.joinRoom`): the client is told with `room_joined`.
+    pub fn join(&self, conn: &Arc<Conn>, room: &str) -> Result<bool, JoinError> {
+        let joined = self.rooms.join(conn, room)?;
+        if joined {
+            self.reply(conn, protocol::room_joined(room, &None));
+        }
+        Ok(joined)
+    }
+
+    /// Leaves a room and tells `onLeaveRoom` when registered.
+    pub fn leave(&self, conn: &Arc<Conn>, room: &str) -> bool {
+        let left = self.rooms.leave(conn, room);
+        if left && conn.hooks & hooks::LEAVE_ROOM != 0 {
+            self.events.push(Event::Leave {
+                conn: conn.id,
+                room: room.to_string(),
+            });
+        }
+        left
+    }
+
+    /// Deletes a room: members get `room_left` (and `onLeaveRoom`).
+    pub fn delete_room(&self, room: &str) -> bool {
+        let Some(members) = self.rooms.delete(room) else {
+            return false;
+        };
+        for conn in members {
+            self.reply(&conn, protocol::room_left(room, &None));
+            if conn.hooks & hooks::LEAVE_ROOM != 0 {
+                self.events.push(Event::Leave {
+                    conn: conn.id,
+                    room: room.to_string(),
+                });
+            }
+        }
+        true
+    }
+
+    /// Queues one message to many connections: a room, everyone, or a chosen list; the bytes are
+    /// shared, never copied per recipient. Returns how many accepted it.
+    pub fn broadcast(&self, msg: Message, room: Option<&str>, except: &[u32]) -> u32 {
+        if let Some(room) = room {
+            return self.rooms.fan_out(self, room, &msg, except);
+        }
+        let mut delivered = 0;
+        for entry in self.conns.iter() {
+            if except.contains(entry.key()) {
+                continue;
+            }
+            if entry.value().send(self, msg.clone()) != SendStatus::Dropped {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    /// Queues one message to the listed connections.
+    pub fn send_many(&self, msg: Message, ids: &[u32]) -> u32 {
+        let mut delivered = 0;
+        for id in ids {
+            if let Some(conn) = self.conns.get(id) {
+                if conn.send(self, msg.clone()) != SendStatus::Dropped {
+                    delivered += 1;
+                }
+            }
+        }
+        delivered
     }
 
     /// Removes a connection from every registry; after this nothing can reach it.
     pub fn unregister(&self, conn: &Arc<Conn>) {
         self.conns.remove(&conn.id);
+        self.retired.insert(conn.id, conn.clone());
+        self.rooms.leave_all(conn);
+        self.pending_joins.retain(|_, p| p.conn.id != conn.id);
         self.conn_gone.notify_waiters();
     }
 

@@ -26,7 +26,6 @@ pub mod kind {
     pub const DRAIN: u32 = 4;
     pub const JOIN_REQUEST: u32 = 5;
     pub const LEAVE: u32 = 6;
-    pub const ERROR: u32 = 7;
 }
 
 /// u32 slots per event in the batch header.
@@ -41,15 +40,21 @@ pub enum Event {
     /// A binary message for `onMessage`.
     Binary { conn: u32, data: Bytes },
     /// The connection is gone; no event for it follows.
-    Close { conn: u32, code: u16, reason: String },
+    Close {
+        conn: u32,
+        code: u16,
+        reason: String,
+    },
     /// The send buffer emptied after crossing the backpressure limit.
     Drain { conn: u32 },
     /// A client asks to join a room and an `onJoinRoom` hook must decide.
-    JoinRequest { conn: u32, request: u32, room: String },
+    JoinRequest {
+        conn: u32,
+        request: u32,
+        room: String,
+    },
     /// A connection left a room.
     Leave { conn: u32, room: String },
-    /// Something the app should hear about via `onError` (code, message).
-    Error { conn: u32, message: String },
 }
 
 /// What `pollEvents()` hands to JS: a header of `STRIDE` u32 per event
@@ -83,7 +88,10 @@ struct Pending {
 impl Default for EventQueue {
     fn default() -> Self {
         EventQueue {
-            queue: Mutex::new(Pending { events: Vec::new(), scheduled: false }),
+            queue: Mutex::new(Pending {
+                events: Vec::new(),
+                scheduled: false,
+            }),
             wake: Mutex::new(None),
             wakes: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -140,7 +148,9 @@ impl EventQueue {
 
     /// Takes everything queued. An empty result ends the wake-up: the next push wakes JS again.
     pub fn take(&self) -> Vec<Event> {
-        let Ok(mut q) = self.queue.lock() else { return Vec::new() };
+        let Ok(mut q) = self.queue.lock() else {
+            return Vec::new();
+        };
         let events = std::mem::take(&mut q.events);
         if events.is_empty() {
             q.scheduled = false;
@@ -162,7 +172,8 @@ impl EventQueue {
         };
         if !events.is_empty() {
             self.batches.fetch_add(1, Ordering::Relaxed);
-            self.delivered.fetch_add(events.len() as u64, Ordering::Relaxed);
+            self.delivered
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
         }
         for event in events {
             let slot = match event {
@@ -184,7 +195,11 @@ impl EventQueue {
                     [kind::CLOSE, conn, a, b, u32::from(code)]
                 }
                 Event::Drain { conn } => [kind::DRAIN, conn, 0, 0, 0],
-                Event::JoinRequest { conn, request, room } => {
+                Event::JoinRequest {
+                    conn,
+                    request,
+                    room,
+                } => {
                     let (a, b) = push_text(&mut text, &room);
                     [kind::JOIN_REQUEST, conn, a, b, request]
                 }
@@ -192,17 +207,17 @@ impl EventQueue {
                     let (a, b) = push_text(&mut text, &room);
                     [kind::LEAVE, conn, a, b, 0]
                 }
-                Event::Error { conn, message } => {
-                    let (a, b) = push_text(&mut text, &message);
-                    [kind::ERROR, conn, a, b, 0]
-                }
             };
             header.extend_from_slice(&slot);
         }
         Batch {
             header: Uint32Array::new(header),
             text,
-            binary: if binary.is_empty() { None } else { Some(binary.into()) },
+            binary: if binary.is_empty() {
+                None
+            } else {
+                Some(binary.into())
+            },
         }
     }
 }

@@ -8,9 +8,12 @@ mod connection;
 mod engine;
 mod error;
 mod events;
+mod protocol;
+mod rooms;
 mod server;
 mod upgrade;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::config::{Config, NativeOptions};
 use crate::engine::Engine;
 use crate::events::Batch;
+use crate::rooms::{JoinError, RoomInfo, RoomSpec};
 
 /// Counters for `getStats()` and the batching debug figures.
 #[napi(object)]
@@ -39,6 +43,7 @@ pub struct NativeStats {
     pub batches: f64,
     /// Events handed to JS; `events / batches` is the events per call.
     pub events: f64,
+    pub total_rooms: u32,
 }
 
 /// The native half of `WsServer`; the TypeScript facade is its only caller.
@@ -52,20 +57,29 @@ impl NativeServer {
     #[napi(constructor)]
     pub fn new(options: Option<NativeOptions>) -> Self {
         let config = Config::from_options(&options.unwrap_or_default());
-        NativeServer { engine: Arc::new(Engine::new(config)) }
+        NativeServer {
+            engine: Arc::new(Engine::new(config)),
+        }
     }
 
-    /// Registers a WebSocket path.
+    /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
     #[napi]
-    pub fn add_route(&self, path: String) {
-        self.engine.add_route(&path);
+    pub fn add_route(&self, path: String, hooks: u32) {
+        self.engine.add_route(&path, hooks);
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
     /// events are waiting for `pollEvents`.
     #[napi(ts_return_type = "Promise<number>")]
-    pub fn listen<'env>(&self, env: &'env Env, wake: Function<'env, u32, ()>) -> Result<PromiseRaw<'env, u32>> {
-        let tsfn = wake.build_threadsafe_function::<u32>().callee_handled::<false>().build()?;
+    pub fn listen<'env>(
+        &self,
+        env: &'env Env,
+        wake: Function<'env, u32, ()>,
+    ) -> Result<PromiseRaw<'env, u32>> {
+        let tsfn = wake
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .build()?;
         self.engine.events.set_wake(tsfn);
         let engine = self.engine.clone();
         env.spawn_future(async move {
@@ -125,7 +139,8 @@ impl NativeServer {
         let engine = self.engine.clone();
         engine.begin_shutdown();
         env.spawn_future(async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
             while !engine.conns.is_empty() {
                 let gone = engine.conn_gone.notified();
                 if engine.conns.is_empty() {
@@ -151,6 +166,7 @@ impl NativeServer {
     #[napi]
     pub fn dispose(&self) {
         self.engine.events.clear_wake();
+        self.engine.retired.clear();
     }
 
     /// Counters, including the events-per-batch debug figures.
@@ -169,11 +185,192 @@ impl NativeServer {
             wakeups: q.wakes.load(Relaxed) as f64,
             batches: q.batches.load(Relaxed) as f64,
             events: q.delivered.load(Relaxed) as f64,
+            total_rooms: self.engine.rooms.len() as u32,
         }
+    }
+
+    /// Member count of every room.
+    #[napi]
+    pub fn room_counts(&self) -> HashMap<String, u32> {
+        self.engine.rooms.counts().into_iter().collect()
+    }
+
+    /// Creates a room; false when the id is taken.
+    #[napi]
+    pub fn create_room(&self, spec: RoomSpec) -> bool {
+        self.engine.rooms.create(spec)
+    }
+
+    #[napi]
+    pub fn get_room(&self, id: String) -> Option<RoomInfo> {
+        self.engine.rooms.info(&id)
+    }
+
+    #[napi]
+    pub fn get_all_rooms(&self) -> Vec<RoomInfo> {
+        self.engine.rooms.all()
+    }
+
+    /// Deletes a room; its members get `room_left`.
+    #[napi]
+    pub fn delete_room(&self, id: String) -> bool {
+        self.engine.delete_room(&id)
+    }
+
+    /// Joins a connection to a room: "joined", "already", or the reason it could not.
+    #[napi]
+    pub fn join_room(&self, conn: u32, id: String) -> String {
+        let Some(c) = self.conn(conn) else {
+            return JoinError::Closed.as_str().to_string();
+        };
+        match self.engine.join(&c, &id) {
+            Ok(true) => "joined".to_string(),
+            Ok(false) => "already".to_string(),
+            Err(e) => e.as_str().to_string(),
+        }
+    }
+
+    /// Leaves one room, or every room when `id` is absent; returns how many rooms were left.
+    #[napi]
+    pub fn leave_room(&self, conn: u32, id: Option<String>) -> u32 {
+        let Some(c) = self.conn(conn) else { return 0 };
+        let rooms: Vec<String> = match id {
+            Some(id) => vec![id],
+            None => c
+                .rooms
+                .lock()
+                .map(|r| r.iter().cloned().collect())
+                .unwrap_or_default(),
+        };
+        rooms
+            .iter()
+            .filter(|room| {
+                let left = self.engine.leave(&c, room);
+                if left {
+                    c.send(
+                        &self.engine,
+                        Message::Text(protocol::room_left(room, &None).into()),
+                    );
+                }
+                left
+            })
+            .count() as u32
+    }
+
+    /// Rooms a connection is in.
+    #[napi]
+    pub fn rooms_of(&self, conn: u32) -> Vec<String> {
+        self.conn(conn)
+            .and_then(|c| c.rooms.lock().ok().map(|r| r.iter().cloned().collect()))
+            .unwrap_or_default()
+    }
+
+    /// Connection ids in a room.
+    #[napi]
+    pub fn room_members(&self, id: String) -> Vec<u32> {
+        self.engine.rooms.members(&id)
+    }
+
+    /// Sends a `room_message` frame from `conn` to the other members; -1 when not a member.
+    #[napi]
+    pub fn send_to_room(&self, conn: u32, room: String, message_json: String) -> i32 {
+        let Some(c) = self.conn(conn) else { return -1 };
+        if !self.engine.rooms.is_member(conn, &room) {
+            return -1;
+        }
+        let message: serde_json::Value =
+            serde_json::from_str(&message_json).unwrap_or(serde_json::Value::Null);
+        let frame = protocol::room_message(&room, &message, &c.client_id);
+        self.engine
+            .rooms
+            .fan_out(&self.engine, &room, &Message::Text(frame.into()), &[conn]) as i32
+    }
+
+    /// Sends text to a room or everyone, skipping `except`; the bytes are shared by all recipients.
+    #[napi]
+    pub fn broadcast_text(
+        &self,
+        text: String,
+        room: Option<String>,
+        except: Option<Vec<u32>>,
+    ) -> u32 {
+        self.engine.broadcast(
+            Message::Text(text.into()),
+            room.as_deref(),
+            &except.unwrap_or_default(),
+        )
+    }
+
+    /// Binary version of `broadcastText`; the bytes are copied once.
+    #[napi]
+    pub fn broadcast_binary(
+        &self,
+        data: Uint8ArraySlice,
+        room: Option<String>,
+        except: Option<Vec<u32>>,
+    ) -> u32 {
+        let msg = Message::Binary(Bytes::copy_from_slice(&data));
+        self.engine
+            .broadcast(msg, room.as_deref(), &except.unwrap_or_default())
+    }
+
+    /// Sends one text message to the listed connections (the result of a JS-side filter).
+    #[napi]
+    pub fn send_many_text(&self, ids: Vec<u32>, text: String) -> u32 {
+        self.engine.send_many(Message::Text(text.into()), &ids)
+    }
+
+    /// Binary version of `sendManyText`.
+    #[napi]
+    pub fn send_many_binary(&self, ids: Vec<u32>, data: Uint8ArraySlice) -> u32 {
+        self.engine
+            .send_many(Message::Binary(Bytes::copy_from_slice(&data)), &ids)
+    }
+
+    /// Stores a metadata value (JSON text); `None` removes the key.
+    #[napi]
+    pub fn set_metadata(&self, conn: u32, key: String, json: Option<String>) -> bool {
+        let Some(c) = self.conn(conn) else {
+            return false;
+        };
+        let Ok(mut meta) = c.metadata.lock() else {
+            return false;
+        };
+        match json {
+            Some(v) => meta.insert(key, v),
+            None => meta.remove(&key),
+        };
+        true
+    }
+
+    /// A metadata value as JSON text (still readable in `onClose`).
+    #[napi]
+    pub fn get_metadata(&self, conn: u32, key: String) -> Option<String> {
+        let c = self
+            .conn(conn)
+            .or_else(|| self.engine.retired.get(&conn).map(|c| c.value().clone()))?;
+        let value = c.metadata.lock().ok()?.get(&key).cloned();
+        value
+    }
+
+    /// JS has run `onClose` for this connection: its last state can go.
+    #[napi]
+    pub fn forget(&self, conn: u32) {
+        self.engine.retired.remove(&conn);
+    }
+
+    /// The `onJoinRoom` hook's decision on a client's `join_room`.
+    #[napi]
+    pub fn resolve_join(&self, request: u32, allowed: bool) {
+        self.engine.resolve_join(request, allowed);
     }
 }
 
 impl NativeServer {
+    fn conn(&self, conn: u32) -> Option<Arc<connection::Conn>> {
+        self.engine.conns.get(&conn).map(|c| c.value().clone())
+    }
+
     fn send(&self, conn: u32, msg: Message) -> u32 {
         match self.engine.conns.get(&conn) {
             Some(c) => c.send(&self.engine, msg) as u32,

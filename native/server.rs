@@ -22,8 +22,13 @@ use crate::upgrade::{self, reject, Body};
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
-    let listener = TcpListener::bind(&addr).await.map_err(|e| Error::Bind(addr.clone(), e))?;
-    let port = listener.local_addr().map_err(|e| Error::Bind(addr, e))?.port();
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| Error::Bind(addr.clone(), e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::Bind(addr, e))?
+        .port();
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)
 }
@@ -59,12 +64,18 @@ async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
         let engine = svc_engine.clone();
         async move { Ok::<_, std::convert::Infallible>(handle_request(engine, req, remote)) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     // Slow or silent clients are dropped once the handshake timeout passes.
     let _ = tokio::time::timeout(timeout, conn).await;
 }
 
-fn handle_request(engine: Arc<Engine>, mut req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+fn handle_request(
+    engine: Arc<Engine>,
+    mut req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     if !engine.has_route(&path) {
         return reject(StatusCode::NOT_FOUND, "No WebSocket handler on this path");
@@ -74,17 +85,27 @@ fn handle_request(engine: Arc<Engine>, mut req: Request<Incoming>, remote: Socke
     }
     let key = match upgrade::validate(&req) {
         Ok(key) => key,
-        Err(res) => return res,
+        Err(rejection) => return rejection.into_response(),
     };
     let query = req.uri().query().unwrap_or("").to_string();
     let info = connection_info(&req, &path, &query, remote);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ws_config = engine.ws_config;
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            return;
+        };
         let stream = parts.io.into_inner();
-        let ws = WebSocketStream::from_partially_read(stream, parts.read_buf.to_vec(), Role::Server, Some(ws_config)).await;
+        let ws = WebSocketStream::from_partially_read(
+            stream,
+            parts.read_buf.to_vec(),
+            Role::Server,
+            Some(ws_config),
+        )
+        .await;
         connection::run(engine, info, ws).await;
     });
     let mut res = Response::new(Body::default());
@@ -100,7 +121,10 @@ fn handle_request(engine: Arc<Engine>, mut req: Request<Incoming>, remote: Socke
 
 /// A `clientId` is kept when it is 1-64 characters of `[A-Za-z0-9_.:-]`.
 fn valid_client_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -110,7 +134,12 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn connection_info(req: &Request<Incoming>, path: &str, query: &str, remote: SocketAddr) -> ConnInfo {
+fn connection_info(
+    req: &Request<Incoming>,
+    path: &str,
+    query: &str,
+    remote: SocketAddr,
+) -> ConnInfo {
     let uuid = uuid::Uuid::new_v4();
     let client_id = match query_param(query, "clientId") {
         Some(id) if valid_client_id(id) => id.to_string(),
@@ -138,7 +167,11 @@ fn connection_info(req: &Request<Incoming>, path: &str, query: &str, remote: Soc
         "remotePort": remote.port(),
         "headers": headers,
     });
-    ConnInfo { uuid: uuid.to_string(), client_id, path: path.to_string(), info_json: info.to_string() }
+    ConnInfo {
+        client_id,
+        path: path.to_string(),
+        info_json: info.to_string(),
+    }
 }
 
 #[cfg(test)]

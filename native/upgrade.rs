@@ -8,16 +8,57 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 /// A response body: the whole reason phrase in one chunk.
 pub type Body = Full<Bytes>;
 
+/// Why an upgrade request is refused: the status, a constant reason, and at most one header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub message: &'static str,
+    pub header: Option<(&'static str, &'static str)>,
+}
+
+impl Rejection {
+    const fn new(status: StatusCode, message: &'static str) -> Self {
+        Rejection {
+            status,
+            message,
+            header: None,
+        }
+    }
+
+    const fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.header = Some((name, value));
+        self
+    }
+
+    /// The HTTP response for this rejection.
+    pub fn into_response(self) -> Response<Body> {
+        let mut res = reject(self.status, self.message);
+        if let Some((name, value)) = self.header {
+            res.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        res
+    }
+}
+
 /// Builds a plain-text error response.
 pub fn reject(status: StatusCode, message: &str) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
     *res.status_mut() = status;
-    res.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
-    res.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    res.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     res
 }
 
-fn header_has_token(req: &Request<hyper::body::Incoming>, name: hyper::header::HeaderName, token: &str) -> bool {
+fn header_has_token(
+    req: &Request<hyper::body::Incoming>,
+    name: hyper::header::HeaderName,
+    token: &str,
+) -> bool {
     req.headers().get_all(name).iter().any(|v| {
         v.to_str()
             .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -27,7 +68,7 @@ fn header_has_token(req: &Request<hyper::body::Incoming>, name: hyper::header::H
 
 fn base64_decoded_len(key: &str) -> Option<usize> {
     let bytes = key.as_bytes();
-    if bytes.len() % 4 != 0 || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(4) || bytes.is_empty() {
         return None;
     }
     let pad = bytes.iter().rev().take_while(|&&b| b == b'=').count();
@@ -40,24 +81,33 @@ fn base64_decoded_len(key: &str) -> Option<usize> {
     valid.then(|| bytes.len() / 4 * 3 - pad)
 }
 
-/// Checks a request to a WebSocket path; returns the `Sec-WebSocket-Key` or the error response.
-pub fn validate(req: &Request<hyper::body::Incoming>) -> Result<String, Response<Body>> {
-    let wants_upgrade = header_has_token(req, UPGRADE, "websocket");
+/// Checks a request to a WebSocket path; returns the `Sec-WebSocket-Key` or why it is refused.
+pub fn validate(req: &Request<hyper::body::Incoming>) -> Result<String, Rejection> {
     if req.method() != Method::GET {
-        let mut res = reject(StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrade requires GET");
-        res.headers_mut().insert("allow", HeaderValue::from_static("GET"));
-        return Err(res);
+        return Err(Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket upgrade requires GET",
+        )
+        .with_header("allow", "GET"));
     }
     if req.version() != Version::HTTP_11 {
-        return Err(reject(StatusCode::HTTP_VERSION_NOT_SUPPORTED, "WebSocket upgrade requires HTTP/1.1"));
+        return Err(Rejection::new(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "WebSocket upgrade requires HTTP/1.1",
+        ));
     }
-    if !wants_upgrade {
-        let mut res = reject(StatusCode::UPGRADE_REQUIRED, "This path only speaks WebSocket");
-        res.headers_mut().insert(UPGRADE, HeaderValue::from_static("websocket"));
-        return Err(res);
+    if !header_has_token(req, UPGRADE, "websocket") {
+        return Err(Rejection::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "This path only speaks WebSocket",
+        )
+        .with_header("upgrade", "websocket"));
     }
     if !header_has_token(req, CONNECTION, "upgrade") {
-        return Err(reject(StatusCode::BAD_REQUEST, "Connection header must contain Upgrade"));
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "Connection header must contain Upgrade",
+        ));
     }
     let version_ok = req
         .headers()
@@ -65,20 +115,22 @@ pub fn validate(req: &Request<hyper::body::Incoming>) -> Result<String, Response
         .map(|v| v.as_bytes() == b"13")
         .unwrap_or(false);
     if !version_ok {
-        let mut res = reject(StatusCode::UPGRADE_REQUIRED, "Sec-WebSocket-Version must be 13");
-        res.headers_mut().insert("sec-websocket-version", HeaderValue::from_static("13"));
-        return Err(res);
+        return Err(Rejection::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "Sec-WebSocket-Version must be 13",
+        )
+        .with_header("sec-websocket-version", "13"));
     }
-    let key = req
-        .headers()
+    req.headers()
         .get("sec-websocket-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|k| base64_decoded_len(k) == Some(16));
-    match key {
-        Some(k) => Ok(k.to_string()),
-        None => Err(reject(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes")),
-    }
+        .filter(|k| base64_decoded_len(k) == Some(16))
+        .map(str::to_string)
+        .ok_or(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be base64 of 16 bytes",
+        ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,288 @@
+//! The room registry: a DashMap of rooms, each holding its members' handles.
+//!
+//! Lock order, everywhere: a connection's `rooms` set first, then the room's DashMap shard.
+//! Disconnect marks the connection closing before it takes its room set, and `join` checks
+//! `closing` while holding that set, so a connection can never stay behind in a room.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use napi_derive::napi;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::connection::{Conn, SendStatus};
+use crate::engine::Engine;
+
+/// Longest room id, in bytes.
+pub const MAX_ROOM_ID_BYTES: usize = 256;
+
+/// A room as `createRoom` describes it.
+#[napi(object)]
+#[derive(Clone, Default)]
+pub struct RoomSpec {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub max_connections: Option<u32>,
+    /// JSON text of the metadata object.
+    pub metadata: Option<String>,
+}
+
+/// A room as `getRoom` reports it.
+#[napi(object)]
+pub struct RoomInfo {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub max_connections: Option<u32>,
+    pub connections_count: u32,
+    /// JSON text of the metadata object.
+    pub metadata: String,
+    /// Milliseconds since the epoch.
+    pub created_at: f64,
+}
+
+/// Why a join did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// The room is at `maxConnections`.
+    Full,
+    /// The room does not exist and rooms are not auto-created.
+    NotFound,
+    /// The room id is empty or too long.
+    Invalid,
+    /// The connection is closing.
+    Closed,
+}
+
+impl JoinError {
+    /// The `error` field of a `room_join_error` reply.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinError::Full => "full",
+            JoinError::NotFound => "not_found",
+            JoinError::Invalid => "invalid",
+            JoinError::Closed => "closed",
+        }
+    }
+}
+
+struct Room {
+    spec: RoomSpec,
+    created_at: f64,
+    /// Created by a join rather than `createRoom`: removed when its last member leaves.
+    auto_created: bool,
+    members: HashMap<u32, Arc<Conn>>,
+}
+
+impl Room {
+    fn info(&self) -> RoomInfo {
+        RoomInfo {
+            id: self.spec.id.clone(),
+            name: self.spec.name.clone(),
+            description: self.spec.description.clone(),
+            max_connections: self.spec.max_connections,
+            connections_count: self.members.len() as u32,
+            metadata: self
+                .spec
+                .metadata
+                .clone()
+                .unwrap_or_else(|| "{}".to_string()),
+            created_at: self.created_at,
+        }
+    }
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as f64)
+        .unwrap_or(0.0)
+}
+
+/// Whether a room id is acceptable.
+pub fn valid_room_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ROOM_ID_BYTES
+}
+
+/// Every room of one server.
+pub struct Rooms {
+    map: DashMap<String, Room>,
+    auto_create: bool,
+}
+
+impl Rooms {
+    pub fn new(auto_create: bool) -> Self {
+        Rooms {
+            map: DashMap::new(),
+            auto_create,
+        }
+    }
+
+    /// Creates a room; false when the id is taken.
+    pub fn create(&self, spec: RoomSpec) -> bool {
+        match self.map.entry(spec.id.clone()) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(Room {
+                    spec,
+                    created_at: now_ms(),
+                    auto_created: false,
+                    members: HashMap::new(),
+                });
+                true
+            }
+        }
+    }
+
+    /// Removes a room; returns its members (already detached from it).
+    pub fn delete(&self, id: &str) -> Option<Vec<Arc<Conn>>> {
+        let (_, room) = self.map.remove(id)?;
+        let members: Vec<Arc<Conn>> = room.members.into_values().collect();
+        for conn in &members {
+            if let Ok(mut rooms) = conn.rooms.lock() {
+                rooms.remove(id);
+            }
+        }
+        Some(members)
+    }
+
+    /// Adds a connection to a room. `Ok(false)`: it was already a member.
+    pub fn join(&self, conn: &Arc<Conn>, id: &str) -> Result<bool, JoinError> {
+        if !valid_room_id(id) {
+            return Err(JoinError::Invalid);
+        }
+        let Ok(mut conn_rooms) = conn.rooms.lock() else {
+            return Err(JoinError::Closed);
+        };
+        if conn.is_closing() {
+            return Err(JoinError::Closed);
+        }
+        if conn_rooms.contains(id) {
+            return Ok(false);
+        }
+        let mut room = match self.map.entry(id.to_string()) {
+            Entry::Occupied(o) => o.into_ref(),
+            Entry::Vacant(v) => {
+                if !self.auto_create {
+                    return Err(JoinError::NotFound);
+                }
+                let spec = RoomSpec {
+                    id: id.to_string(),
+                    name: id.to_string(),
+                    ..RoomSpec::default()
+                };
+                v.insert(Room {
+                    spec,
+                    created_at: now_ms(),
+                    auto_created: true,
+                    members: HashMap::new(),
+                })
+            }
+        };
+        if let Some(max) = room.spec.max_connections {
+            if room.members.len() >= max as usize {
+                return Err(JoinError::Full);
+            }
+        }
+        room.members.insert(conn.id, conn.clone());
+        drop(room);
+        conn_rooms.insert(id.to_string());
+        Ok(true)
+    }
+
+    /// Removes a connection from a room; false when it was not a member.
+    pub fn leave(&self, conn: &Arc<Conn>, id: &str) -> bool {
+        let Ok(mut conn_rooms) = conn.rooms.lock() else {
+            return false;
+        };
+        if !conn_rooms.remove(id) {
+            return false;
+        }
+        self.detach(conn.id, id);
+        true
+    }
+
+    /// Removes a connection from every room it is in; returns those rooms.
+    pub fn leave_all(&self, conn: &Arc<Conn>) -> Vec<String> {
+        let taken: Vec<String> = match conn.rooms.lock() {
+            Ok(mut rooms) => rooms.drain().collect(),
+            Err(_) => return Vec::new(),
+        };
+        for id in &taken {
+            self.detach(conn.id, id);
+        }
+        taken
+    }
+
+    fn detach(&self, conn_id: u32, id: &str) {
+        let now_empty_auto = match self.map.get_mut(id) {
+            Some(mut room) => {
+                room.members.remove(&conn_id);
+                room.auto_created && room.members.is_empty()
+            }
+            None => false,
+        };
+        if now_empty_auto {
+            self.map
+                .remove_if(id, |_, r| r.auto_created && r.members.is_empty());
+        }
+    }
+
+    /// Whether a connection is in a room.
+    pub fn is_member(&self, conn_id: u32, id: &str) -> bool {
+        self.map
+            .get(id)
+            .map(|r| r.members.contains_key(&conn_id))
+            .unwrap_or(false)
+    }
+
+    /// Queues one message (shared bytes) to every member but those in `except`; returns how
+    /// many accepted it. Runs on the caller's thread under the room's read lock.
+    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &Message, except: &[u32]) -> u32 {
+        let Some(room) = self.map.get(id) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for (conn_id, conn) in room.members.iter() {
+            if except.contains(conn_id) {
+                continue;
+            }
+            if conn.send(engine, msg.clone()) != SendStatus::Dropped {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    pub fn info(&self, id: &str) -> Option<RoomInfo> {
+        self.map.get(id).map(|r| r.info())
+    }
+
+    pub fn all(&self) -> Vec<RoomInfo> {
+        self.map.iter().map(|r| r.info()).collect()
+    }
+
+    /// Member ids of a room (empty when it does not exist).
+    pub fn members(&self, id: &str) -> Vec<u32> {
+        self.map
+            .get(id)
+            .map(|r| r.members.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// (room id, member count) for every room.
+    pub fn counts(&self) -> Vec<(String, u32)> {
+        self.map
+            .iter()
+            .map(|r| (r.key().clone(), r.members.len() as u32))
+            .collect()
+    }
+}

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Socket } from '../../lib/index'
 import { RNodeWebSocketClient, createWebSocketClient, type WebSocketEvent } from '../src/index'
 import WebSocket from 'ws'
-import { answerPing, makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
 
 let s: Started
 const received: Array<{ clientId: string; message: string | Buffer }> = []
@@ -15,7 +15,6 @@ beforeAll(async () => {
   s = await startServer({
     onConnect: (socket) => void sockets.set(socket.clientId, socket),
     onMessage: (socket, message) => {
-      if (answerPing(socket, message)) return
       received.push({ clientId: socket.clientId, message })
       if (message === 'echo me') socket.send('echo: echo me')
       if (Buffer.isBuffer(message) && message[0] === 0xff) socket.send(Buffer.from([1, 2, 3, 0, 255]))

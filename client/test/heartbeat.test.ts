@@ -2,24 +2,21 @@
 // that stops forwarding stands in for a dead network.
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeClientError, RNodeWebSocketClient } from '../src/index'
-import { answerPing, makeClient, nextEvent, sleep, startProxy, startServer, type Proxy, type Started } from './helpers'
+import { makeClient, nextEvent, sleep, startProxy, startServer, type Proxy, type Started } from './helpers'
 
 const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f()
 })
 
-async function setup(): Promise<{ s: Started; proxy: Proxy; pings: () => number }> {
-  let pings = 0
-  const s = await startServer({
-    onMessage: (socket, m) => {
-      if (answerPing(socket, m)) pings++
-    },
-  })
+// The engine answers `ping` natively; application messages would reach onMessage.
+async function setup(): Promise<{ s: Started; proxy: Proxy; appMessages: () => number }> {
+  let appMessages = 0
+  const s = await startServer({ onMessage: () => void appMessages++ })
   cleanup.push(() => s.server.close())
   const proxy = await startProxy(s.port)
   cleanup.push(() => proxy.close())
-  return { s, proxy, pings: () => pings }
+  return { s, proxy, appMessages: () => appMessages }
 }
 
 function track(c: RNodeWebSocketClient): RNodeWebSocketClient {
@@ -70,10 +67,21 @@ describe('heartbeat', () => {
   })
 
   it('pingInterval: 0 sends no pings', async () => {
-    const { proxy, pings } = await setup()
+    const { proxy } = await setup()
     const c = track(makeClient(proxy.url, 'hb_off', { pingInterval: 0 }))
+    let pongs = 0
+    c.on('pong', () => pongs++)
     await c.connect()
     await sleep(300)
-    expect(pings()).toBe(0)
+    expect(pongs).toBe(0)
+  })
+
+  it('pings are protocol frames the engine answers, never application messages', async () => {
+    const { proxy, appMessages } = await setup()
+    const c = track(makeClient(proxy.url, 'hb_proto', { pingInterval: 40 }))
+    await c.connect()
+    await nextEvent(c, 'pong', 2000)
+    await nextEvent(c, 'pong', 2000)
+    expect(appMessages()).toBe(0)
   })
 })

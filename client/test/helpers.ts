@@ -11,15 +11,6 @@ export interface Started {
   url: string
 }
 
-/** Answers the client's `ping` when the engine leaves it to the application (before rooms landed). */
-export function answerPing(socket: { send(data: string): unknown }, message: string | Buffer): boolean {
-  if (typeof message !== 'string' || !message.includes('"ping"')) return false
-  const frame = JSON.parse(message) as { type?: string; timestamp?: number }
-  if (frame.type !== 'ping') return false
-  socket.send(JSON.stringify({ type: 'pong', timestamp: frame.timestamp }))
-  return true
-}
-
 /** Starts a server with `/ws` on `port` (0: a free one). Retries briefly while the port is still held. */
 export async function startServer(
   handlers: WebSocketHandlers = {},

@@ -14,6 +14,25 @@ export interface NativeOptions {
   closeTimeout?: number
   backpressurePolicy?: string
   autoCreateRooms?: boolean
+  allowedOrigins?: string[]
+  maxConnections?: number
+  maxConnectionsPerIp?: number
+  protocols?: string[]
+}
+
+/** The limits in force. */
+export interface NativeLimits {
+  maxPayload: number
+  maxBackpressure: number
+  backpressurePolicy: string
+  idleTimeout: number
+  pingInterval: number
+  handshakeTimeout: number
+  closeTimeout: number
+  maxHeaderBytes: number
+  maxHeaders: number
+  maxConnections?: number | null
+  maxConnectionsPerIp?: number | null
 }
 
 /** A room as `createRoom` describes it. */
@@ -89,6 +108,9 @@ export interface NativeServer {
   getMetadata(conn: number, key: string): string | null
   resolveJoin(request: number, allowed: boolean): void
   forget(conn: number): void
+  resolveUpgrade(request: number, accept: boolean, status: number, message: string, clientId?: string | null, protocol?: string | null): void
+  heartbeat(conn: number): number[]
+  limits(): NativeLimits
 }
 
 /** What the addon exports. */

@@ -4,7 +4,14 @@ export { Socket } from './socket'
 export { isSendableCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes'
 export type {
   CloseOptions,
+  BroadcastOptions,
   HandlerResult,
+  JsonValue,
+  Limits,
+  RoomInfo,
+  RoomOptions,
+  UpgradeRequest,
+  UpgradeResult,
   SendStatus,
   ServerOptions,
   ServerStats,

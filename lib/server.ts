@@ -5,6 +5,9 @@ import type {
   BroadcastOptions,
   CloseOptions,
   JsonValue,
+  Limits,
+  UpgradeRequest,
+  UpgradeResult,
   RoomInfo,
   RoomOptions,
   ServerOptions,
@@ -21,6 +24,8 @@ const enum Kind {
   Drain = 4,
   JoinRequest = 5,
   Leave = 6,
+  Upgrade = 7,
+  UpgradeFailed = 8,
 }
 
 /** Hook bits telling the engine which events to send (see native/engine.rs). */
@@ -28,11 +33,21 @@ const enum Hook {
   Message = 1,
   JoinRoom = 2,
   LeaveRoom = 4,
+  Upgrade = 8,
 }
 /** u32 slots per event in a batch header. */
 const STRIDE = 5
 
-const HANDLER_NAMES = ['onConnect', 'onMessage', 'onClose', 'onError', 'onDrain', 'onJoinRoom', 'onLeaveRoom'] as const
+const HANDLER_NAMES = [
+  'onUpgrade',
+  'onConnect',
+  'onMessage',
+  'onClose',
+  'onError',
+  'onDrain',
+  'onJoinRoom',
+  'onLeaveRoom',
+] as const
 type HandlerName = (typeof HANDLER_NAMES)[number]
 
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
@@ -46,6 +61,15 @@ function checkInteger(name: string, value: unknown, min: number, max: number): n
   if (value < min || value > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${value}`)
   return value
 }
+
+function checkStringList(name: string, value: unknown): string[] {
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0)) {
+    throw new TypeError(`${name} must be an array of non-empty strings`)
+  }
+  return [...(value as string[])]
+}
+
+const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/
 
 function toNativeOptions(input: number | ServerOptions | undefined): NativeOptions {
   if (input === undefined) return {}
@@ -75,6 +99,20 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     if (typeof input.autoCreateRooms !== 'boolean') throw new TypeError('autoCreateRooms must be a boolean')
     out.autoCreateRooms = input.autoCreateRooms
   }
+  if (input.allowedOrigins !== undefined) out.allowedOrigins = checkStringList('allowedOrigins', input.allowedOrigins)
+  if (input.maxConnections !== undefined) out.maxConnections = checkInteger('maxConnections', input.maxConnections, 1, MAX_U32)
+  if (input.maxConnectionsPerIp !== undefined) {
+    out.maxConnectionsPerIp = checkInteger('maxConnectionsPerIp', input.maxConnectionsPerIp, 1, MAX_U32)
+  }
+  if (input.protocols !== undefined && typeof input.protocols !== 'function') {
+    out.protocols = checkStringList('protocols', input.protocols)
+  }
+  return out
+}
+
+function parseQuery(query: string): Record<string, string> {
+  const out: Record<string, string> = Object.create(null) as Record<string, string>
+  for (const [k, v] of new URLSearchParams(query)) out[k] = v
   return out
 }
 
@@ -102,6 +140,9 @@ export class WsServer {
   readonly #routes = new Map<string, WebSocketHandlers>()
   readonly #sockets = new Map<number, Socket>()
   readonly #byId = new Map<string, Socket>()
+  /** `socket.data` chosen by `onUpgrade`, until the connection's connect event arrives. */
+  readonly #upgradeData = new Map<number, unknown>()
+  readonly #selectProtocol: ((offered: string[], req: UpgradeRequest) => string | false) | undefined
   #state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle'
   #port: number | undefined
   #closing: Promise<void> | undefined
@@ -110,7 +151,20 @@ export class WsServer {
   constructor(portOrOptions?: number | ServerOptions) {
     const options = toNativeOptions(portOrOptions)
     this.#host = options.host ?? '0.0.0.0'
+    const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
+    this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
     this.#native = new native.NativeServer(options)
+  }
+
+  /** The limits in force, defaults filled in. */
+  get limits(): Limits {
+    const l = this.#native.limits()
+    return {
+      ...l,
+      backpressurePolicy: l.backpressurePolicy === 'drop' ? 'drop' : 'close',
+      maxConnections: l.maxConnections ?? undefined,
+      maxConnectionsPerIp: l.maxConnectionsPerIp ?? undefined,
+    }
   }
 
   /** The bound port once `listen()` resolved. */
@@ -132,7 +186,8 @@ export class WsServer {
     const hooks =
       (handlers.onMessage ? Hook.Message : 0) |
       (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
-      (handlers.onLeaveRoom ? Hook.LeaveRoom : 0)
+      (handlers.onLeaveRoom ? Hook.LeaveRoom : 0) |
+      (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0)
     this.#native.addRoute(path, hooks)
     return this
   }
@@ -328,6 +383,12 @@ export class WsServer {
           case Kind.JoinRequest:
             this.#onJoinRequest(conn, h[i + 4]!, text.substring(start, end))
             break
+          case Kind.Upgrade:
+            this.#onUpgrade(h[i + 4]!, text.substring(start, end))
+            break
+          case Kind.UpgradeFailed:
+            this.#upgradeData.delete(h[i + 4]!)
+            break
           case Kind.Leave: {
             const socket = this.#sockets.get(conn)
             if (socket) this.#call(socket, 'onLeaveRoom', text.substring(start, end))
@@ -341,6 +402,10 @@ export class WsServer {
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
     const socket = new Socket(this.#native, conn, info)
+    if (info.upgrade !== 0) {
+      socket.data = this.#upgradeData.get(info.upgrade)
+      this.#upgradeData.delete(info.upgrade)
+    }
     this.#sockets.set(conn, socket)
     this.#byId.set(socket.id, socket)
     this.#call(socket, 'onConnect')
@@ -354,6 +419,66 @@ export class WsServer {
     socket.markClosed()
     this.#call(socket, 'onClose', code, reason)
     this.#native.forget(conn)
+  }
+
+  /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */
+  #onUpgrade(request: number, infoJson: string): void {
+    const raw = JSON.parse(infoJson) as { path: string; query: string; headers: Record<string, string>; remoteAddress: string; protocols: string[] }
+    const req: UpgradeRequest = {
+      path: raw.path,
+      query: parseQuery(raw.query),
+      headers: raw.headers,
+      remoteAddress: raw.remoteAddress,
+      protocols: raw.protocols,
+    }
+    const hook = this.#routes.get(raw.path)?.onUpgrade
+    const refuse = (status: number, message: string): void =>
+      this.#native.resolveUpgrade(request, false, status, message, null, null)
+    const decide = (result: UpgradeResult): void => {
+      if (result === false) return refuse(401, 'Unauthorized')
+      if (result !== undefined && typeof result !== 'boolean' && typeof result !== 'object') {
+        throw new TypeError(`onUpgrade must return a boolean, an object or nothing, got ${typeof result}`)
+      }
+      const verdict = typeof result === 'object' && result !== null ? result : {}
+      if ('status' in verdict) {
+        const status = Number.isInteger(verdict.status) && verdict.status >= 400 && verdict.status <= 599 ? verdict.status : 403
+        return refuse(status, typeof verdict.message === 'string' ? verdict.message : 'Upgrade refused')
+      }
+      if (verdict.clientId !== undefined && (typeof verdict.clientId !== 'string' || !CLIENT_ID.test(verdict.clientId))) {
+        throw new TypeError('onUpgrade clientId must be 1-64 characters of [A-Za-z0-9_.:-]')
+      }
+      let protocol = typeof verdict.protocol === 'string' ? verdict.protocol : undefined
+      if (protocol === undefined && this.#selectProtocol && req.protocols.length > 0) {
+        const chosen = this.#selectProtocol(req.protocols, req)
+        if (chosen !== false && !req.protocols.includes(chosen)) {
+          throw new TypeError(`protocol selector returned ${JSON.stringify(chosen)}, which the client did not offer`)
+        }
+        protocol = chosen === false ? undefined : chosen
+      }
+      if ('data' in verdict) this.#upgradeData.set(request, verdict.data)
+      this.#native.resolveUpgrade(request, true, 101, '', verdict.clientId ?? null, protocol ?? null)
+    }
+    const fail = (err: unknown): void => {
+      this.#upgradeData.delete(request)
+      refuse(500, 'Upgrade handler failed')
+      console.error('[rnode-ws] onUpgrade failed:', err)
+    }
+    try {
+      const result = hook ? hook(req) : undefined
+      if (result instanceof Promise) {
+        result.then((r) => {
+          try {
+            decide(r)
+          } catch (err) {
+            fail(err)
+          }
+        }, fail)
+      } else {
+        decide(result)
+      }
+    } catch (err) {
+      fail(err)
+    }
   }
 
   /** A client's `join_room` waits for `onJoinRoom`: false, a throw or a rejection refuse it. */

@@ -13,6 +13,9 @@ export interface ConnectionInfo {
   remoteAddress: string
   remotePort: number
   headers: Record<string, string>
+  protocol: string
+  /** Id of the `onUpgrade` request this connection came through (0: none). */
+  upgrade: number
 }
 
 /** Longest room id in UTF-8 bytes (matches the engine). */
@@ -47,6 +50,8 @@ export class Socket {
   readonly query: Readonly<Record<string, string>>
   /** Request headers of the upgrade, lower-case names. */
   readonly headers: Readonly<Record<string, string>>
+  /** The negotiated subprotocol, or '' when none. */
+  readonly protocol: string
   /** Application data: whatever you store here is visible to every handler. */
   data: unknown = undefined
   /** @internal engine handle */
@@ -62,6 +67,7 @@ export class Socket {
     this.clientId = info.clientId
     this.path = info.path
     this.remoteAddress = info.remoteAddress
+    this.protocol = info.protocol
     this.headers = Object.freeze({ ...info.headers })
     const query: Record<string, string> = Object.create(null) as Record<string, string>
     for (const [k, v] of new URLSearchParams(info.query)) query[k] = v
@@ -96,6 +102,18 @@ export class Socket {
   close(code = 1000, reason = ''): void {
     checkClose(code, reason)
     if (this.#open) this.#native.closeConnection(this.conn, code, reason)
+  }
+
+  /** When the client last sent a heartbeat (a ping frame or a built-in `ping` message). */
+  get lastPing(): Date | undefined {
+    const t = this.#native.heartbeat(this.conn)[0]
+    return t === undefined ? undefined : new Date(t)
+  }
+
+  /** When the client last answered a server ping with a pong. */
+  get lastPong(): Date | undefined {
+    const t = this.#native.heartbeat(this.conn)[1]
+    return t === undefined ? undefined : new Date(t)
   }
 
   /** Rooms this socket is in. */

@@ -1,10 +1,35 @@
 import type { Socket } from './socket'
 
+/** The HTTP upgrade request as `onUpgrade` sees it. */
+export interface UpgradeRequest {
+  path: string
+  /** Query parameters. */
+  query: Record<string, string>
+  /** Request headers, lower-case names. */
+  headers: Record<string, string>
+  remoteAddress: string
+  /** Subprotocols the client offered, in its order. */
+  protocols: string[]
+}
+
+/** What `onUpgrade` may return: accept (optionally with a clientId and `socket.data`), or refuse. */
+export type UpgradeResult =
+  | void
+  | boolean
+  | { status: number; message?: string }
+  | { clientId?: string; data?: unknown; protocol?: string }
+
 /** Anything a handler may return: nothing, or a promise whose rejection counts as a throw. */
 export type HandlerResult = void | Promise<void>
 
 /** Per-path handlers passed to `server.websocket(path, handlers)`. */
 export interface WebSocketHandlers {
+  /**
+   * Runs before the 101 (authentication lives here). Return `false` to refuse with 401, or
+   * `{ status, message }` for another status; `{ clientId?, data? }` (or nothing) to accept, with
+   * `data` becoming `socket.data`. A throw or rejection refuses with 500.
+   */
+  onUpgrade?: (req: UpgradeRequest) => UpgradeResult | Promise<UpgradeResult>
   /** A client completed the upgrade. */
   onConnect?: (socket: Socket) => HandlerResult
   /** A text (`string`) or binary (`Buffer`) message arrived. */
@@ -46,6 +71,32 @@ export interface ServerOptions {
   closeTimeout?: number
   /** Joining a room that does not exist creates it (removed again when empty). Default true. */
   autoCreateRooms?: boolean
+  /** `Origin` values allowed to connect (exact, case-insensitive); others get 403. Default: any. */
+  allowedOrigins?: string[]
+  /** Connections open or upgrading at once; more get 503. Default: unlimited. */
+  maxConnections?: number
+  /** Connections from one IP address at once; more get 429. Default: unlimited. */
+  maxConnectionsPerIp?: number
+  /**
+   * Subprotocols: a list (the client's first offer found in it is chosen) or a selector called
+   * with the client's offers that returns one of them, or `false` for none.
+   */
+  protocols?: string[] | ((offered: string[], req: UpgradeRequest) => string | false)
+}
+
+/** The limits in force (`server.limits`). */
+export interface Limits {
+  maxPayload: number
+  maxBackpressure: number
+  backpressurePolicy: 'close' | 'drop'
+  idleTimeout: number
+  pingInterval: number
+  handshakeTimeout: number
+  closeTimeout: number
+  maxHeaderBytes: number
+  maxHeaders: number
+  maxConnections: number | undefined
+  maxConnectionsPerIp: number | undefined
 }
 
 /** JSON-compatible values, as room metadata and `room_message` payloads carry. */

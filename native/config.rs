@@ -37,6 +37,14 @@ pub struct NativeOptions {
     pub backpressure_policy: Option<String>,
     /// Joining a missing room creates it (default true); such rooms vanish when empty.
     pub auto_create_rooms: Option<bool>,
+    /// `Origin` values allowed to upgrade; absent: any.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Connections open or upgrading at once; past it: 503.
+    pub max_connections: Option<u32>,
+    /// Connections from one IP at once; past it: 429.
+    pub max_connections_per_ip: Option<u32>,
+    /// Subprotocols the server speaks, in no particular order; the client's first match wins.
+    pub protocols: Option<Vec<String>>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -54,6 +62,10 @@ pub struct Config {
     pub max_headers: usize,
     pub drop_on_backpressure: bool,
     pub auto_create_rooms: bool,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<u32>,
+    pub protocols: Vec<String>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -76,6 +88,50 @@ impl Config {
             max_headers: DEFAULT_MAX_HEADERS as usize,
             drop_on_backpressure: o.backpressure_policy.as_deref() == Some("drop"),
             auto_create_rooms: o.auto_create_rooms.unwrap_or(true),
+            allowed_origins: o.allowed_origins.clone(),
+            max_connections: o.max_connections.map(|n| n as usize),
+            max_connections_per_ip: o.max_connections_per_ip,
+            protocols: o.protocols.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The resolved limits as JS sees them (`server.limits`).
+#[napi(object)]
+pub struct Limits {
+    pub max_payload: u32,
+    pub max_backpressure: u32,
+    pub backpressure_policy: String,
+    pub idle_timeout: u32,
+    pub ping_interval: u32,
+    pub handshake_timeout: u32,
+    pub close_timeout: u32,
+    pub max_header_bytes: u32,
+    pub max_headers: u32,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_ip: Option<u32>,
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Self {
+        let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX)) as u32;
+        Limits {
+            max_payload: c.max_payload as u32,
+            max_backpressure: c.max_backpressure as u32,
+            backpressure_policy: if c.drop_on_backpressure {
+                "drop"
+            } else {
+                "close"
+            }
+            .to_string(),
+            idle_timeout: ms(c.idle_timeout),
+            ping_interval: ms(c.ping_interval),
+            handshake_timeout: ms(c.handshake_timeout),
+            close_timeout: ms(c.close_timeout),
+            max_header_bytes: c.max_header_bytes as u32,
+            max_headers: c.max_headers as u32,
+            max_connections: c.max_connections.map(|n| n as u32),
+            max_connections_per_ip: c.max_connections_per_ip,
         }
     }
 }

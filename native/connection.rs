@@ -1,28 +1,36 @@
 //! One WebSocket connection: its handle (shared with JS calls and rooms), its reader and writer.
+//!
+//! The reader task owns every timer of the connection: server pings, the idle timeout and the
+//! close-handshake deadline. The writer task only drains the outbound queue, many frames per
+//! flush, so a peer that stops reading stalls its own writer and nothing else.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
-use tokio::time::{sleep_until, Instant as TokioInstant};
+use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::engine::Engine;
+use crate::engine::{hooks, Admission, Engine};
 use crate::events::Event;
+
+/// Ping frames a peer may send per second before it is closed with 1008.
+pub const MAX_PINGS_PER_SECOND: u32 = 100;
 
 /// What the writer task is asked to do, in order.
 pub enum Outbound {
     /// A frame to write.
     Message(Message),
-    /// Send a close frame, then wait (bounded) for the peer's answer.
+    /// Send a close frame; later messages are dropped.
     Close { code: u16, reason: String },
     /// The reader is done: flush, shut the socket down and end.
     Stop,
@@ -32,12 +40,19 @@ pub enum Outbound {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u32)]
 pub enum SendStatus {
-    /// Queued for writing; the buffer is under the limit.
+    /// Queued for writing; the buffer is under half its limit.
     Sent = 0,
     /// Queued, but the buffer is over half its limit: slow down and wait for `onDrain`.
     Buffered = 1,
     /// Not queued: the connection is closing or the buffer was full.
     Dropped = 2,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Everything the rest of the engine may know about one live connection.
@@ -52,6 +67,9 @@ pub struct Conn {
     /// Set when the buffer crossed its high-water mark; an `onDrain` follows when it empties.
     wants_drain: AtomicBool,
     closing: AtomicBool,
+    /// The close we asked for (code, reason), reported when the peer never answers.
+    requested_close: Mutex<Option<(u16, String)>>,
+    close_requested: Notify,
     kill: Notify,
     /// Which JS hooks the connection's path registered (`engine::hooks` bits).
     pub hooks: u32,
@@ -59,10 +77,10 @@ pub struct Conn {
     pub rooms: Mutex<HashSet<String>>,
     /// `setMetadata` values, as JSON text.
     pub metadata: Mutex<HashMap<String, String>>,
-    /// When the last frame of any kind arrived from the peer.
-    pub last_seen: Mutex<Instant>,
-    /// When the last built-in `ping` message arrived.
-    pub last_ping: Mutex<Instant>,
+    /// Epoch ms of the last client heartbeat: a ping frame or a built-in `ping` message.
+    pub last_ping: AtomicU64,
+    /// Epoch ms of the last pong frame from the client.
+    pub last_pong: AtomicU64,
 }
 
 fn message_len(msg: &Message) -> usize {
@@ -74,7 +92,7 @@ fn message_len(msg: &Message) -> usize {
 }
 
 impl Conn {
-    /// Queues a message; never blocks. Applies the backpressure limit.
+    /// Queues a message; never blocks. Applies the backpressure limit and policy.
     pub fn send(&self, engine: &Engine, msg: Message) -> SendStatus {
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
@@ -82,11 +100,11 @@ impl Conn {
         let len = message_len(&msg);
         let limit = engine.config.max_backpressure;
         let before = self.buffered.load(Ordering::Acquire);
+        // A single message larger than the limit may still go out through an empty buffer.
         if before + len > limit && before > 0 {
-            if engine.config.drop_on_backpressure {
-                engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.close(1008, "send buffer limit exceeded");
+            engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if !engine.config.drop_on_backpressure {
+                self.close(1008, "Send buffer limit exceeded");
             }
             return SendStatus::Dropped;
         }
@@ -104,13 +122,18 @@ impl Conn {
         }
     }
 
-    /// Starts the close handshake; later sends are dropped. Idempotent.
+    /// Starts the close handshake after what is already queued; later sends are dropped.
+    /// The peer gets `close_timeout` to answer. Idempotent.
     pub fn close(&self, code: u16, reason: &str) {
         if !self.closing.swap(true, Ordering::AcqRel) {
+            if let Ok(mut r) = self.requested_close.lock() {
+                *r = Some((code, reason.to_string()));
+            }
             let _ = self.tx.send(Outbound::Close {
                 code,
                 reason: reason.to_string(),
             });
+            self.close_requested.notify_one();
         }
     }
 
@@ -147,10 +170,16 @@ fn close_code_for(err: &WsError) -> Option<(u16, &'static str)> {
 }
 
 /// Runs a connection to completion: registers it, pumps frames, unregisters it, reports close.
-pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStream>) {
+/// `admission` holds the connection's place in the connection limits until it ends.
+pub async fn run(
+    engine: Arc<Engine>,
+    info: ConnInfo,
+    ws: WebSocketStream<TcpStream>,
+    admission: Admission,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = engine.next_conn_id();
-    let hooks = engine.route_hooks(&info.path);
+    let now = now_ms();
     let conn = Arc::new(Conn {
         id,
         client_id: info.client_id,
@@ -158,12 +187,14 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
         buffered: AtomicUsize::new(0),
         wants_drain: AtomicBool::new(false),
         closing: AtomicBool::new(false),
+        requested_close: Mutex::new(None),
+        close_requested: Notify::new(),
         kill: Notify::new(),
-        hooks,
+        hooks: engine.route_hooks(&info.path),
         rooms: Mutex::new(HashSet::new()),
         metadata: Mutex::new(HashMap::new()),
-        last_seen: Mutex::new(Instant::now()),
-        last_ping: Mutex::new(Instant::now()),
+        last_ping: AtomicU64::new(now),
+        last_pong: AtomicU64::new(now),
     });
     engine.conns.insert(id, conn.clone());
     engine.events.push(Event::Connect {
@@ -177,18 +208,22 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
     let (sink, mut stream) = ws.split();
     let writer = tokio::spawn(write_loop(engine.clone(), conn.clone(), sink, rx));
 
+    let config = &engine.config;
     let mut peer_close: Option<(u16, String)> = None;
     let mut local_close: Option<(u16, String)> = None;
-    let ping_every = engine.config.ping_interval;
-    let idle = engine.config.idle_timeout;
-    let mut next_ping = TokioInstant::now() + ping_every;
+    let mut last_seen = Instant::now();
+    let mut next_ping = last_seen + config.ping_interval;
+    let mut close_deadline: Option<Instant> = None;
+    let mut ping_window = (Instant::now(), 0u32);
     loop {
+        let idle_deadline = last_seen + config.idle_timeout;
+        let wake_at = next_ping
+            .min(idle_deadline)
+            .min(close_deadline.unwrap_or(idle_deadline));
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(msg)) => {
-                    if let Ok(mut seen) = conn.last_seen.lock() {
-                        *seen = Instant::now();
-                    }
+                    last_seen = Instant::now();
                     match msg {
                         Message::Text(data) => {
                             engine.stats.count_in(data.len());
@@ -196,56 +231,81 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
                         }
                         Message::Binary(data) => {
                             engine.stats.count_in(data.len());
-                            if conn.hooks & crate::engine::hooks::MESSAGE != 0 {
+                            if conn.hooks & hooks::MESSAGE != 0 {
                                 engine.events.push(Event::Binary { conn: id, data });
                             }
                         }
+                        Message::Ping(_) => {
+                            conn.last_ping.store(now_ms(), Ordering::Relaxed);
+                            if ping_window.0.elapsed().as_secs() >= 1 {
+                                ping_window = (Instant::now(), 0);
+                            }
+                            ping_window.1 += 1;
+                            if ping_window.1 > MAX_PINGS_PER_SECOND {
+                                local_close = Some((1008, "Ping flood".to_string()));
+                                conn.close(1008, "Ping flood");
+                            }
+                        }
+                        Message::Pong(_) => conn.last_pong.store(now_ms(), Ordering::Relaxed),
                         Message::Close(frame) => {
                             peer_close = Some(match frame {
                                 Some(f) => (u16::from(f.code), f.reason.to_string()),
                                 None => (1005, String::new()),
                             });
                         }
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Frame(_) => {}
                     }
                 }
                 Some(Err(err)) => {
                     if let Some((code, reason)) = close_code_for(&err) {
                         local_close = Some((code, reason.to_string()));
-                        conn.closing.store(true, Ordering::Release);
-                        let _ = conn.tx.send(Outbound::Close { code, reason: reason.to_string() });
+                        conn.close(code, reason);
                     }
                     break;
                 }
                 None => break,
             },
             _ = conn.kill.notified() => break,
-            _ = sleep_until(next_ping) => {
-                let silent = conn.last_seen.lock().map(|s| s.elapsed()).unwrap_or_default();
-                if silent >= idle {
+            _ = conn.close_requested.notified(), if close_deadline.is_none() => {
+                close_deadline = Some(Instant::now() + config.close_timeout);
+            }
+            _ = sleep_until(wake_at) => {
+                let now = Instant::now();
+                if close_deadline.is_some_and(|d| now >= d) {
+                    // The peer never answered our close frame.
+                    break;
+                }
+                if now >= idle_deadline {
                     local_close = Some((1006, "Idle timeout".to_string()));
                     break;
                 }
-                let _ = conn.tx.send(Outbound::Message(Message::Ping(Default::default())));
-                next_ping = TokioInstant::now() + ping_every;
+                if now >= next_ping {
+                    let _ = conn.tx.send(Outbound::Message(Message::Ping(Default::default())));
+                    next_ping = now + config.ping_interval;
+                }
             }
         }
     }
 
-    // No new sends or broadcasts reach it from here on.
+    // No new sends, broadcasts or joins reach it from here on.
     conn.closing.store(true, Ordering::Release);
     engine.unregister(&conn);
-    // Give the writer a bounded time to flush a pending close frame, then stop it.
+    drop(admission);
     drop(stream);
     let _ = conn.tx.send(Outbound::Stop);
+    // Give the writer a bounded time to flush a pending close frame, then stop it.
     let mut writer = writer;
-    if tokio::time::timeout(engine.config.close_timeout, &mut writer)
+    if tokio::time::timeout(config.close_timeout, &mut writer)
         .await
         .is_err()
     {
         writer.abort();
     }
-    let (code, reason) = peer_close.or(local_close).unwrap_or((1006, String::new()));
+    let requested = conn.requested_close.lock().ok().and_then(|r| r.clone());
+    let (code, reason) = peer_close
+        .or(local_close)
+        .or(requested)
+        .unwrap_or((1006, String::new()));
     engine.events.push(Event::Close {
         conn: id,
         code,
@@ -260,22 +320,11 @@ const FLUSH_FRAMES: usize = 1024;
 async fn write_loop(
     engine: Arc<Engine>,
     conn: Arc<Conn>,
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+    mut sink: SplitSink<WebSocketStream<TcpStream>, Message>,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
 ) {
-    let mut close_deadline: Option<TokioInstant> = None;
-    loop {
-        let first = tokio::select! {
-            next = rx.recv() => match next {
-                Some(item) => item,
-                None => break,
-            },
-            _ = async { sleep_until(close_deadline.unwrap_or_else(TokioInstant::now)).await }, if close_deadline.is_some() => {
-                // The peer never answered our close frame.
-                conn.kill.notify_one();
-                break;
-            }
-        };
+    let mut close_sent = false;
+    while let Some(first) = rx.recv().await {
         let mut bytes = 0usize;
         let mut frames = 0usize;
         let mut stop = false;
@@ -284,18 +333,18 @@ async fn write_loop(
             match out {
                 Outbound::Message(msg) => {
                     bytes += message_len(&msg);
-                    if close_deadline.is_none() && sink.feed(msg).await.is_err() {
+                    if !close_sent && sink.feed(msg).await.is_err() {
                         stop = true;
                     }
                 }
                 Outbound::Close { code, reason } => {
-                    if close_deadline.is_none() {
+                    if !close_sent {
                         let frame = CloseFrame {
                             code: CloseCode::from(code),
                             reason: Utf8Bytes::from(reason),
                         };
                         stop = sink.feed(Message::Close(Some(frame))).await.is_err();
-                        close_deadline = Some(TokioInstant::now() + engine.config.close_timeout);
+                        close_sent = true;
                     }
                 }
                 Outbound::Stop => stop = true,

@@ -1,7 +1,8 @@
 //! The shared state of one server: routes, live connections, the event queue and counters.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
@@ -20,6 +21,52 @@ pub mod hooks {
     pub const MESSAGE: u32 = 1;
     pub const JOIN_ROOM: u32 = 2;
     pub const LEAVE_ROOM: u32 = 4;
+    /// `onUpgrade` (or a subprotocol selector) must see the request before the 101.
+    pub const UPGRADE: u32 = 8;
+}
+
+/// The `onUpgrade` hook's answer.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Upgrade, optionally with the client id and subprotocol JS chose.
+    Accept {
+        client_id: Option<String>,
+        protocol: Option<String>,
+    },
+    /// Refuse with this HTTP status and body.
+    Reject { status: u16, message: String },
+}
+
+/// A place in the connection limits (total and per IP), held from the upgrade check until the
+/// connection ends; dropping it gives the place back.
+pub struct Admission {
+    engine: Arc<Engine>,
+    ip: IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.engine.admitted.fetch_sub(1, Ordering::AcqRel);
+        let now_zero = match self.engine.per_ip.get_mut(&self.ip) {
+            Some(mut n) => {
+                *n = n.saturating_sub(1);
+                *n == 0
+            }
+            None => false,
+        };
+        if now_zero {
+            self.engine.per_ip.remove_if(&self.ip, |_, n| *n == 0);
+        }
+    }
+}
+
+/// Why an admission was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionError {
+    /// `maxConnections` reached: 503.
+    ServerFull,
+    /// `maxConnectionsPerIp` reached: 429.
+    TooManyFromIp,
 }
 
 /// A client's `join_room` waiting for the `onJoinRoom` hook's decision.
@@ -65,6 +112,12 @@ pub struct Engine {
     pub rooms: Rooms,
     pending_joins: DashMap<u32, PendingJoin>,
     next_request: AtomicU32,
+    /// Upgrades waiting for the `onUpgrade` hook.
+    pub pending_upgrades: DashMap<u32, tokio::sync::oneshot::Sender<Verdict>>,
+    /// Connections admitted (upgrading or open), for `maxConnections`.
+    admitted: AtomicUsize,
+    /// Admitted connections per peer IP, for `maxConnectionsPerIp`.
+    per_ip: DashMap<IpAddr, u32>,
     pub events: EventQueue,
     pub stats: Stats,
     shutting_down: AtomicBool,
@@ -93,6 +146,9 @@ impl Engine {
             rooms,
             pending_joins: DashMap::new(),
             next_request: AtomicU32::new(1),
+            pending_upgrades: DashMap::new(),
+            admitted: AtomicUsize::new(0),
+            per_ip: DashMap::new(),
             events: EventQueue::default(),
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
@@ -125,6 +181,45 @@ impl Engine {
             .unwrap_or(false)
     }
 
+    /// Takes a place in the connection limits, or says which limit is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, AdmissionError> {
+        if let Some(max) = self.config.max_connections {
+            if self.admitted.fetch_add(1, Ordering::AcqRel) >= max {
+                self.admitted.fetch_sub(1, Ordering::AcqRel);
+                return Err(AdmissionError::ServerFull);
+            }
+        } else {
+            self.admitted.fetch_add(1, Ordering::AcqRel);
+        }
+        let mut count = self.per_ip.entry(ip).or_insert(0);
+        if self
+            .config
+            .max_connections_per_ip
+            .is_some_and(|max| *count >= max)
+        {
+            drop(count);
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(AdmissionError::TooManyFromIp);
+        }
+        *count += 1;
+        Ok(Admission {
+            engine: self.clone(),
+            ip,
+        })
+    }
+
+    /// Next id for a request that waits on JS (joins, upgrades).
+    pub fn next_request_id(&self) -> u32 {
+        self.next_request.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The `onUpgrade` hook answered.
+    pub fn resolve_upgrade(&self, request: u32, verdict: Verdict) {
+        if let Some((_, tx)) = self.pending_upgrades.remove(&request) {
+            let _ = tx.send(verdict);
+        }
+    }
+
     pub fn next_conn_id(&self) -> u32 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -155,7 +250,7 @@ impl Engine {
         match request {
             Request::Join { room } => {
                 if conn.hooks & hooks::JOIN_ROOM != 0 {
-                    let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+                    let request = self.next_request_id();
                     self.pending_joins.insert(
                         request,
                         PendingJoin {
@@ -190,9 +285,13 @@ impl Engine {
                     .fan_out(self, &room, &Message::Text(frame.into()), &[conn.id]);
             }
             Request::Ping { timestamp } => {
-                if let Ok(mut last) = conn.last_ping.lock() {
-                    *last = std::time::Instant::now();
-                }
+                conn.last_ping.store(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                    Ordering::Relaxed,
+                );
                 self.reply(conn, protocol::pong(&timestamp, &rid));
             }
         }

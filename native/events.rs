@@ -26,6 +26,8 @@ pub mod kind {
     pub const DRAIN: u32 = 4;
     pub const JOIN_REQUEST: u32 = 5;
     pub const LEAVE: u32 = 6;
+    pub const UPGRADE: u32 = 7;
+    pub const UPGRADE_FAILED: u32 = 8;
 }
 
 /// u32 slots per event in the batch header.
@@ -55,6 +57,10 @@ pub enum Event {
     },
     /// A connection left a room.
     Leave { conn: u32, room: String },
+    /// An upgrade request waits for `onUpgrade`; `info` is the request as JSON.
+    Upgrade { request: u32, info: String },
+    /// An upgrade `onUpgrade` accepted never completed (the client went away).
+    UpgradeFailed { request: u32 },
 }
 
 /// What `pollEvents()` hands to JS: a header of `STRIDE` u32 per event
@@ -207,6 +213,11 @@ impl EventQueue {
                     let (a, b) = push_text(&mut text, &room);
                     [kind::LEAVE, conn, a, b, 0]
                 }
+                Event::Upgrade { request, info } => {
+                    let (a, b) = push_text(&mut text, &info);
+                    [kind::UPGRADE, 0, a, b, request]
+                }
+                Event::UpgradeFailed { request } => [kind::UPGRADE_FAILED, 0, 0, 0, request],
             };
             header.extend_from_slice(&slot);
         }

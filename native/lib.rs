@@ -359,6 +359,51 @@ impl NativeServer {
         self.engine.retired.remove(&conn);
     }
 
+    /// The `onUpgrade` hook's decision: accept (optionally with a client id and subprotocol) or
+    /// reject with an HTTP status.
+    #[napi]
+    pub fn resolve_upgrade(
+        &self,
+        request: u32,
+        accept: bool,
+        status: u32,
+        message: String,
+        client_id: Option<String>,
+        protocol: Option<String>,
+    ) {
+        let verdict = if accept {
+            engine::Verdict::Accept {
+                client_id,
+                protocol,
+            }
+        } else {
+            engine::Verdict::Reject {
+                status: status as u16,
+                message,
+            }
+        };
+        self.engine.resolve_upgrade(request, verdict);
+    }
+
+    /// Heartbeat times of a connection: [last client ping, last pong], epoch ms.
+    #[napi]
+    pub fn heartbeat(&self, conn: u32) -> Vec<f64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.conn(conn) {
+            Some(c) => vec![
+                c.last_ping.load(Relaxed) as f64,
+                c.last_pong.load(Relaxed) as f64,
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    /// The resolved limits, for `server.limits`.
+    #[napi]
+    pub fn limits(&self) -> config::Limits {
+        config::Limits::from(&self.engine.config)
+    }
+
     /// The `onJoinRoom` hook's decision on a client's `join_room`.
     #[napi]
     pub fn resolve_join(&self, request: u32, allowed: bool) {

@@ -15,8 +15,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::connection::{self, ConnInfo};
-use crate::engine::Engine;
+use crate::engine::{hooks, AdmissionError, Engine, Verdict};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::upgrade::{self, reject, Body};
 
 /// Binds the listening socket and starts the accept loop; returns the bound port.
@@ -62,7 +63,7 @@ async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
     let svc_engine = engine.clone();
     let service = service_fn(move |req| {
         let engine = svc_engine.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle_request(engine, req, remote)) }
+        async move { Ok::<_, std::convert::Infallible>(handle_request(engine, req, remote).await) }
     });
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -71,7 +72,7 @@ async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
     let _ = tokio::time::timeout(timeout, conn).await;
 }
 
-fn handle_request(
+async fn handle_request(
     engine: Arc<Engine>,
     mut req: Request<Incoming>,
     remote: SocketAddr,
@@ -87,26 +88,110 @@ fn handle_request(
         Ok(key) => key,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Some(allowed) = &engine.config.allowed_origins {
+        let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
+        if !origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+            return reject(StatusCode::FORBIDDEN, "Origin not allowed");
+        }
+    }
+    let admission = match engine.admit(remote.ip()) {
+        Ok(a) => a,
+        Err(AdmissionError::ServerFull) => {
+            return reject(StatusCode::SERVICE_UNAVAILABLE, "Too many connections")
+        }
+        Err(AdmissionError::TooManyFromIp) => {
+            return reject(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many connections from this address",
+            )
+        }
+    };
+    let offered = upgrade::offered_protocols(&req);
+    let mut protocol = offered
+        .iter()
+        .find(|p| engine.config.protocols.contains(p))
+        .cloned();
     let query = req.uri().query().unwrap_or("").to_string();
-    let info = connection_info(&req, &path, &query, remote);
+    let uuid = uuid::Uuid::new_v4();
+    let mut client_id = match query_param(&query, "clientId") {
+        Some(id) if valid_client_id(id) => id.to_string(),
+        _ => format!("client_{}", &uuid.simple().to_string()[..8]),
+    };
+    let mut request_info = request_json(&req, &path, &query, remote);
+    request_info.insert("protocols".into(), serde_json::json!(offered));
+
+    let mut upgrade_request = 0;
+    if engine.route_hooks(&path) & hooks::UPGRADE != 0 {
+        let request = engine.next_request_id();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        engine.pending_upgrades.insert(request, tx);
+        let info = serde_json::Value::Object(request_info.clone()).to_string();
+        engine.events.push(Event::Upgrade { request, info });
+        let verdict = tokio::time::timeout(engine.config.handshake_timeout, rx).await;
+        engine.pending_upgrades.remove(&request);
+        match verdict {
+            Ok(Ok(Verdict::Accept {
+                client_id: id,
+                protocol: chosen,
+            })) => {
+                if let Some(id) = id {
+                    client_id = id;
+                }
+                if chosen.is_some() {
+                    protocol = chosen;
+                }
+                upgrade_request = request;
+            }
+            Ok(Ok(Verdict::Reject { status, message })) => {
+                return reject(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+                    &message,
+                );
+            }
+            _ => {
+                return reject(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Upgrade was not answered in time",
+                )
+            }
+        }
+    }
+
+    request_info.insert("id".into(), uuid.to_string().into());
+    request_info.insert("clientId".into(), client_id.clone().into());
+    request_info.insert(
+        "protocol".into(),
+        protocol.clone().unwrap_or_default().into(),
+    );
+    request_info.insert("upgrade".into(), upgrade_request.into());
+    let info = ConnInfo {
+        client_id,
+        path,
+        info_json: serde_json::Value::Object(request_info).to_string(),
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ws_config = engine.ws_config;
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
+        let io = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
+            Ok(Ok(parts)) => parts,
+            _ => {
+                if upgrade_request != 0 {
+                    engine.events.push(Event::UpgradeFailed {
+                        request: upgrade_request,
+                    });
+                }
+                return;
+            }
         };
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            return;
-        };
-        let stream = parts.io.into_inner();
+        let stream = io.io.into_inner();
         let ws = WebSocketStream::from_partially_read(
             stream,
-            parts.read_buf.to_vec(),
+            io.read_buf.to_vec(),
             Role::Server,
             Some(ws_config),
         )
         .await;
-        connection::run(engine, info, ws).await;
+        connection::run(engine, info, ws, admission).await;
     });
     let mut res = Response::new(Body::default());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -115,6 +200,9 @@ fn handle_request(
     headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         headers.insert("sec-websocket-accept", accept);
+    }
+    if let Some(p) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        headers.insert("sec-websocket-protocol", p);
     }
     res
 }
@@ -134,17 +222,14 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn connection_info(
+/// The upgrade request as JS sees it: path, raw query, headers (lower-case names, repeated
+/// headers joined with ", "), peer address.
+fn request_json(
     req: &Request<Incoming>,
     path: &str,
     query: &str,
     remote: SocketAddr,
-) -> ConnInfo {
-    let uuid = uuid::Uuid::new_v4();
-    let client_id = match query_param(query, "clientId") {
-        Some(id) if valid_client_id(id) => id.to_string(),
-        _ => format!("client_{}", &uuid.simple().to_string()[..8]),
-    };
+) -> serde_json::Map<String, serde_json::Value> {
     let mut headers = serde_json::Map::new();
     for (name, value) in req.headers() {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -158,20 +243,13 @@ fn connection_info(
             }
         }
     }
-    let info = serde_json::json!({
-        "id": uuid.to_string(),
-        "clientId": client_id,
-        "path": path,
-        "query": query,
-        "remoteAddress": remote.ip().to_string(),
-        "remotePort": remote.port(),
-        "headers": headers,
-    });
-    ConnInfo {
-        client_id,
-        path: path.to_string(),
-        info_json: info.to_string(),
-    }
+    let mut info = serde_json::Map::new();
+    info.insert("path".into(), path.into());
+    info.insert("query".into(), query.into());
+    info.insert("remoteAddress".into(), remote.ip().to_string().into());
+    info.insert("remotePort".into(), remote.port().into());
+    info.insert("headers".into(), serde_json::Value::Object(headers));
+    info
 }
 
 #[cfg(test)]

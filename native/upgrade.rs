@@ -133,6 +133,25 @@ pub fn validate(req: &Request<hyper::body::Incoming>) -> Result<String, Rejectio
         ))
 }
 
+/// Most subprotocols considered from one request.
+const MAX_OFFERED_PROTOCOLS: usize = 32;
+
+/// Subprotocols the client offers, in its order: comma-separated RFC 7230 tokens. One linear
+/// pass; empty items and items with non-token characters are ignored.
+pub fn offered_protocols(req: &Request<hyper::body::Incoming>) -> Vec<String> {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    req.headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.len() <= 128 && p.chars().all(is_tchar))
+        .take(MAX_OFFERED_PROTOCOLS)
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::base64_decoded_len;

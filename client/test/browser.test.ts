@@ -1,0 +1,88 @@
+// In headless Chromium (Debian's /usr/bin/chromium driven by playwright-core; no browser
+// download): the IIFE build loaded by a page joins a room and talks with a Node client.
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { RNodeWebSocketClient } from '../src/index'
+import { ensureBuilt, makeClient, nextEvent, startServer, type Started } from './helpers'
+
+const CHROMIUM = '/usr/bin/chromium'
+const ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+]
+
+let s: Started
+let browser: Browser
+let page: Page
+let node: RNodeWebSocketClient
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`)
+  await ensureBuilt()
+  s = await startServer()
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true, timeout: 30_000 })
+  page = await browser.newPage()
+  await page.setContent('<!doctype html><title>client test</title>')
+  await page.addScriptTag({ content: readFileSync(join(__dirname, '..', 'dist', 'rnode-websocket.iife.min.js'), 'utf8') })
+}, 60_000)
+afterAll(async () => {
+  node?.disconnect()
+  await browser?.close()
+  await s?.server.close()
+})
+
+describe('in a browser', () => {
+  it('the IIFE global connects with the native WebSocket, joins a room and exchanges messages with Node', async () => {
+    const joined = await page.evaluate(async (url) => {
+      const w = window as unknown as {
+        RNodeWebSocket: typeof import('../src/index')
+        got: string[]
+        client: import('../src/index').RNodeWebSocketClient
+      }
+      w.got = []
+      const client = new w.RNodeWebSocket.RNodeWebSocketClient(url, 'browser_user')
+      w.client = client
+      client.on('roomMessage', (room, message, from) => w.got.push(`${room}|${message}|${from}`))
+      await client.connect()
+      const room = await client.joinRoom('general')
+      return { status: client.getStatus(), joined: room.isJoinedToRoom() }
+    }, s.url)
+    expect(joined).toEqual({ status: 'connected', joined: true })
+    expect(s.server.getConnections('general').map((x) => x.clientId)).toEqual(['browser_user'])
+
+    node = makeClient(s.url, 'node_user')
+    await node.connect()
+    await node.joinRoom('general')
+    await node.sendToRoom('general', 'hello browser')
+    await page.waitForFunction(() => (window as unknown as { got: string[] }).got.length === 1, null, { timeout: 5000 })
+    expect(await page.evaluate(() => (window as unknown as { got: string[] }).got)).toEqual([
+      'general|hello browser|node_user',
+    ])
+
+    const reply = nextEvent(node, 'roomMessage')
+    await page.evaluate(() =>
+      (window as unknown as { client: import('../src/index').RNodeWebSocketClient }).client.sendToRoom('general', 'hello node'),
+    )
+    expect(await reply).toEqual(['general', 'hello node', 'browser_user'])
+  })
+
+  it('binary from the server arrives in the page as an ArrayBuffer', async () => {
+    const socket = s.server.getConnections('general').find((x) => x.clientId === 'browser_user')!
+    const pending = page.evaluate(
+      () =>
+        new Promise<number[]>((resolve) => {
+          const c = (window as unknown as { client: import('../src/index').RNodeWebSocketClient }).client
+          c.once('message', (data) => resolve(data instanceof ArrayBuffer ? [...new Uint8Array(data)] : []))
+        }),
+    )
+    await page.waitForTimeout(50)
+    socket.send(Buffer.from([7, 0, 255]))
+    expect(await pending).toEqual([7, 0, 255])
+  })
+})

@@ -1,0 +1,233 @@
+// HARDENING.md rows 12-29 and 33: bad frames over raw TCP, dead and slow peers.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { closePayload, encodeFrame, RawPeer } from './frames'
+import { closed, connect, nextMessage, startServer, waitFor, type Started } from './helpers'
+
+const TEXT = 0x1
+const BINARY = 0x2
+const CONT = 0x0
+const CLOSE = 0x8
+const PING = 0x9
+
+let s: Started
+const closes: number[] = []
+beforeAll(async () => {
+  s = await startServer(
+    { onMessage: (socket, m) => void socket.send(m), onClose: (_s, code) => void closes.push(code) },
+    { maxPayload: 64 * 1024 },
+  )
+})
+afterAll(async () => {
+  await s.server.close({ timeout: 1000 })
+})
+
+/** Opens a raw peer, sends the frames, and returns the close code the server answers with. */
+async function closeCodeFor(...frames: Parameters<RawPeer['send']>[0][]): Promise<number | null> {
+  const peer = await RawPeer.connect(s.port)
+  for (const f of frames) peer.send(f)
+  const code = await peer.closeCode()
+  await peer.waitEnd()
+  return code
+}
+
+describe('protocol violations close with the RFC code', () => {
+  it('row 12: an unmasked client frame -> 1002', async () => {
+    expect(await closeCodeFor({ opcode: TEXT, payload: 'hi', mask: false })).toBe(1002)
+  })
+
+  it.each([1, 2, 4, 7])('row 13: RSV bits %i with no extension -> 1002', async (rsv) => {
+    expect(await closeCodeFor({ opcode: TEXT, payload: 'hi', rsv })).toBe(1002)
+  })
+
+  it.each([3, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf])('row 14: reserved opcode %i -> 1002', async (opcode) => {
+    expect(await closeCodeFor({ opcode })).toBe(1002)
+  })
+
+  it('row 15: a control frame over 125 bytes -> 1002', async () => {
+    expect(await closeCodeFor({ opcode: PING, payload: Buffer.alloc(126) })).toBe(1002)
+  })
+
+  it('row 16: a fragmented ping -> 1002', async () => {
+    expect(await closeCodeFor({ opcode: PING, payload: 'a', fin: false })).toBe(1002)
+  })
+
+  it('row 17: a continuation with nothing to continue -> 1002', async () => {
+    expect(await closeCodeFor({ opcode: CONT, payload: 'x' })).toBe(1002)
+  })
+
+  it('row 17: a new data frame in the middle of a fragmented message -> 1002', async () => {
+    expect(await closeCodeFor({ opcode: TEXT, payload: 'a', fin: false }, { opcode: TEXT, payload: 'b' })).toBe(1002)
+  })
+
+  it('row 18: a 64-bit length with the top bit set -> 1002 or 1009, nothing allocated', async () => {
+    const code = await closeCodeFor({ opcode: BINARY, announce: 1n << 63n })
+    expect([1002, 1009]).toContain(code)
+  })
+
+  it('row 19: a header announcing more than maxPayload -> 1009 before any payload is sent', async () => {
+    expect(await closeCodeFor({ opcode: BINARY, announce: 64 * 1024 + 1 })).toBe(1009)
+  })
+
+  it('row 20: fragments summing past maxPayload -> 1009', async () => {
+    const part = Buffer.alloc(40 * 1024)
+    expect(await closeCodeFor({ opcode: BINARY, payload: part, fin: false }, { opcode: CONT, payload: part })).toBe(1009)
+  })
+
+  it('a message of exactly maxPayload is accepted', async () => {
+    const peer = await RawPeer.connect(s.port)
+    peer.send({ opcode: BINARY, payload: Buffer.alloc(64 * 1024, 7) })
+    const echo = await peer.nextFrame()
+    expect(echo?.opcode).toBe(BINARY)
+    expect(echo?.payload.length).toBe(64 * 1024)
+    peer.destroy()
+  })
+
+  it('row 21: endless empty fragments keep memory bounded and the server serving', async () => {
+    const peer = await RawPeer.connect(s.port)
+    peer.send({ opcode: TEXT, payload: '', fin: false })
+    const empty = encodeFrame({ opcode: CONT, payload: '', fin: false })
+    for (let i = 0; i < 20; i++) peer.send(Buffer.concat(Array.from({ length: 1000 }, () => empty)))
+    peer.send({ opcode: CONT, payload: 'end', fin: true })
+    const echo = await peer.nextFrame()
+    expect(echo?.payload.toString()).toBe('end')
+    peer.destroy()
+  })
+
+  it('row 22: invalid UTF-8 in a text message -> 1007', async () => {
+    expect(await closeCodeFor({ opcode: TEXT, payload: Buffer.from([0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80]) })).toBe(1007)
+  })
+
+  it('row 22: invalid UTF-8 split across fragments -> 1007', async () => {
+    expect(
+      await closeCodeFor({ opcode: TEXT, payload: Buffer.from([0x68, 0xc3]), fin: false }, { opcode: CONT, payload: Buffer.from([0x28]) }),
+    ).toBe(1007)
+  })
+
+  it('valid UTF-8 split inside a code point across fragments is accepted', async () => {
+    const peer = await RawPeer.connect(s.port)
+    const bytes = Buffer.from('κόσμε')
+    peer.send({ opcode: TEXT, payload: bytes.subarray(0, 3), fin: false })
+    peer.send({ opcode: CONT, payload: bytes.subarray(3) })
+    expect((await peer.nextFrame())?.payload.toString()).toBe('κόσμε')
+    peer.destroy()
+  })
+
+  it('row 23: a close payload of 1 byte -> 1002', async () => {
+    expect(await closeCodeFor({ opcode: CLOSE, payload: Buffer.from([0x03]) })).toBe(1002)
+  })
+
+  it('row 23: a close reason over 123 bytes -> 1002', async () => {
+    expect(await closeCodeFor({ opcode: CLOSE, payload: closePayload(1000, 'x'.repeat(124)) })).toBe(1002)
+  })
+
+  it.each([0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535])(
+    'row 24: close code %i -> 1002',
+    async (code) => {
+      expect(await closeCodeFor({ opcode: CLOSE, payload: closePayload(code) })).toBe(1002)
+    },
+  )
+
+  it.each([1000, 1001, 1003, 1007, 1011, 3000, 4999])('valid close code %i is echoed', async (code) => {
+    expect(await closeCodeFor({ opcode: CLOSE, payload: closePayload(code, 'ok') })).toBe(code)
+  })
+
+  it('row 25: invalid UTF-8 in a close reason -> 1007', async () => {
+    expect(await closeCodeFor({ opcode: CLOSE, payload: closePayload(1000, Buffer.from([0xff, 0xfe])) })).toBe(1007)
+  })
+
+  it('the server survives all of the above and still echoes', async () => {
+    const ws = await connect(s.url)
+    const reply = nextMessage(ws)
+    ws.send('alive')
+    expect(await reply).toBe('alive')
+    ws.close()
+  })
+})
+
+describe('dead, silent and abusive peers', () => {
+  const running: Started[] = []
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((x) => x.server.close({ timeout: 500 })))
+  })
+
+  it('row 26: a peer that never answers our close is dropped after closeTimeout', async () => {
+    const codes: number[] = []
+    const srv = await startServer(
+      { onConnect: (socket) => socket.close(4000, 'bye'), onClose: (_s, c) => void codes.push(c) },
+      { closeTimeout: 300 },
+    )
+    running.push(srv)
+    const peer = await RawPeer.connect(srv.port)
+    const started = Date.now()
+    expect(await peer.closeCode()).toBe(4000)
+    // We do not answer: the server must drop the TCP connection on its own.
+    await peer.waitEnd(3000)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+    expect(Date.now() - started).toBeLessThan(2500)
+    await waitFor(() => codes.length === 1)
+    expect(codes).toEqual([4000])
+  })
+
+  it('row 28: a dead peer (no pongs, nothing sent) is closed after idleTimeout', async () => {
+    const srv = await startServer({}, { pingInterval: 100, idleTimeout: 400 })
+    running.push(srv)
+    const peer = await RawPeer.connect(srv.port)
+    // The server pings us...
+    const ping = await peer.nextFrame(2000, false)
+    expect(ping?.opcode).toBe(PING)
+    // ...we never answer, so it drops us.
+    const started = Date.now()
+    await peer.waitEnd(3000)
+    expect(Date.now() - started).toBeLessThan(1500)
+  })
+
+  it('a live peer that answers pings outlives idleTimeout; lastPong moves', async () => {
+    const srv = await startServer({}, { pingInterval: 100, idleTimeout: 300 })
+    running.push(srv)
+    const ws = await connect(srv.url)
+    await waitFor(() => srv.server.getConnections().length === 1)
+    const socket = srv.server.getConnections()[0]!
+    const firstPong = socket.lastPong!.getTime()
+    await new Promise((r) => setTimeout(r, 800))
+    expect(ws.readyState).toBe(ws.OPEN)
+    expect(socket.lastPong!.getTime()).toBeGreaterThan(firstPong)
+    ws.close()
+  })
+
+  it('the built-in ping message updates lastPing and counts as activity', async () => {
+    const srv = await startServer({}, { pingInterval: 60_000, idleTimeout: 400 })
+    running.push(srv)
+    const peer = await RawPeer.connect(srv.port)
+    await waitFor(() => srv.server.getConnections().length === 1)
+    const socket = srv.server.getConnections()[0]!
+    const before = socket.lastPing!.getTime()
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 150))
+      peer.send({ opcode: TEXT, payload: JSON.stringify({ type: 'ping', timestamp: i }) })
+      expect(JSON.parse((await peer.nextFrame())!.payload.toString())).toEqual({ type: 'pong', timestamp: i })
+    }
+    expect(peer.ended).toBe(false)
+    expect(socket.lastPing!.getTime()).toBeGreaterThan(before)
+    peer.destroy()
+  })
+
+  it('row 29: ping frames are answered; a flood is closed with 1008', async () => {
+    const srv = await startServer({})
+    running.push(srv)
+    const peer = await RawPeer.connect(srv.port)
+    peer.send({ opcode: PING, payload: 'p1' })
+    const pong = await peer.nextFrame()
+    expect(pong?.opcode).toBe(0xa)
+    expect(pong?.payload.toString()).toBe('p1')
+    peer.send(Buffer.concat(Array.from({ length: 500 }, () => encodeFrame({ opcode: PING, payload: 'x' }))))
+    let code: number | null = null
+    for (;;) {
+      const f = await peer.nextFrame()
+      if (f === null || f.opcode === CLOSE) {
+        code = f ? f.payload.readUInt16BE(0) : null
+        break
+      }
+    }
+    expect(code).toBe(1008)
+  })
+})

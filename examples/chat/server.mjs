@@ -1,0 +1,96 @@
+// `npm start`: the chat demo. A page on http://localhost:3000 (PORT) talks to the WebSocket
+// server on ws://localhost:3001/ws (WS_PORT) through the client's IIFE build. Open it in two
+// tabs, pick names, join rooms, chat; stop and start this script: the tabs reconnect by themselves.
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { WsServer } from '../../dist/index.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const root = join(here, '..', '..')
+const PORT = Number(process.env.PORT ?? 3000)
+const WS_PORT = Number(process.env.WS_PORT ?? PORT + 1)
+const HOST = process.env.HOST ?? '127.0.0.1'
+
+// The page loads the client's browser build; build it when src/ changed.
+execFileSync(process.execPath, [join(root, 'client', 'scripts', 'build.mjs'), '--if-stale'], { stdio: 'inherit' })
+const clientScript = readFileSync(join(root, 'client', 'dist', 'rnode-websocket.iife.min.js'))
+const page = readFileSync(join(here, 'index.html'), 'utf8').replace('__WS_PORT__', String(WS_PORT))
+
+const server = new WsServer({ port: WS_PORT, host: HOST })
+/** Rooms each client is in, so a closed connection can be announced as leaving them. */
+const memberships = new Map()
+
+/** Tells a room who joined or left, with the member list as it is after the change. */
+function announce(roomId, clientId, event) {
+  const members = new Set(server.getConnections(roomId).map((s) => s.clientId))
+  if (event === 'joined') members.add(clientId)
+  else members.delete(clientId)
+  server.broadcast(JSON.stringify({ type: 'presence', room: roomId, clientId, event, members: [...members] }), {
+    room: roomId,
+  })
+}
+
+server.websocket('/ws', {
+  onConnect: (socket) => console.log(`+ ${socket.clientId}`),
+  onJoinRoom: (socket, roomId) => {
+    const rooms = memberships.get(socket.id) ?? new Set()
+    rooms.add(roomId)
+    memberships.set(socket.id, rooms)
+    announce(roomId, socket.clientId, 'joined')
+    return true
+  },
+  onLeaveRoom: (socket, roomId) => {
+    if (memberships.get(socket.id)?.delete(roomId)) announce(roomId, socket.clientId, 'left')
+  },
+  onMessage: (socket, message) => {
+    // `who`: the page asks for a room's members after joining.
+    if (typeof message !== 'string') return
+    let request
+    try {
+      request = JSON.parse(message)
+    } catch {
+      return
+    }
+    if (request?.type === 'who' && typeof request.room === 'string') {
+      const members = server.getConnections(request.room).map((s) => s.clientId)
+      socket.send(JSON.stringify({ type: 'members', room: request.room, members }))
+    }
+  },
+  onClose: (socket, code) => {
+    console.log(`- ${socket.clientId} (${code})`)
+    for (const roomId of memberships.get(socket.id) ?? []) announce(roomId, socket.clientId, 'left')
+    memberships.delete(socket.id)
+  },
+})
+server.createRoom('General', { id: 'general', description: 'Anything goes' })
+server.createRoom('Random', { id: 'random', description: 'Off topic' })
+server.createRoom('Pairs', { id: 'pairs', description: 'Two people at most', maxConnections: 2 })
+await server.listen()
+
+const web = http.createServer((req, res) => {
+  const path = new URL(req.url ?? '/', 'http://x').pathname
+  if (path === '/' || path === '/index.html') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page)
+  } else if (path === '/rnode-websocket.js') {
+    res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }).end(clientScript)
+  } else {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
+  }
+})
+await new Promise((resolve) => web.listen(PORT, HOST, resolve))
+console.log(`chat demo: open http://localhost:${PORT} in two tabs (WebSocket on ws://localhost:${WS_PORT}/ws)`)
+
+let stopping = false
+async function stop() {
+  if (stopping) return
+  stopping = true
+  web.close()
+  web.closeAllConnections?.()
+  await server.close()
+  process.exit(0)
+}
+process.on('SIGINT', stop)
+process.on('SIGTERM', stop)

@@ -1,0 +1,163 @@
+// Flow control and shutdown: bounded send buffers, policies, drain, flush on close(), churn.
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
+import type { SendStatus, ServerOptions, Socket, WebSocketHandlers } from '../lib/index'
+import { RawPeer } from './frames'
+import { closed, connect, startServer, waitFor, type Started } from './helpers'
+
+const running: Started[] = []
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.server.close({ timeout: 500 })))
+})
+async function server(handlers: WebSocketHandlers = {}, options: ServerOptions = {}): Promise<Started> {
+  const s = await startServer(handlers, options)
+  running.push(s)
+  return s
+}
+
+const CHUNK = Buffer.alloc(64 * 1024, 1)
+
+/** Sends CHUNKs to `socket` every few ms until `stop()` says so or 10 s pass; returns statuses. */
+async function pump(socket: Socket, stop: (status: SendStatus) => boolean, maxBuffered: { value: number }): Promise<SendStatus[]> {
+  const statuses: SendStatus[] = []
+  const deadline = Date.now() + 10_000
+  while (Date.now() < deadline) {
+    for (let i = 0; i < 8; i++) {
+      const status = socket.send(CHUNK)
+      statuses.push(status)
+      maxBuffered.value = Math.max(maxBuffered.value, socket.bufferedAmount)
+      if (stop(status)) return statuses
+    }
+    await new Promise((r) => setTimeout(r, 2))
+  }
+  return statuses
+}
+
+describe('slow consumers (HARDENING row 27)', () => {
+  it('default policy: the buffer stays bounded, then the slow reader is closed with 1008; others are unaffected', async () => {
+    const codes = new Map<string, number>()
+    const { url, port, server: srv } = await server(
+      { onClose: (s, code) => void codes.set(s.clientId, code) },
+      { maxBackpressure: 256 * 1024, closeTimeout: 300 },
+    )
+    const slow = await RawPeer.connect(port, '/ws?clientId=slow')
+    slow.socket.pause()
+    const fast = await connect(`${url}?clientId=fast`)
+    await waitFor(() => srv.getConnections().length === 2)
+    const slowSocket = srv.getConnections().find((s) => s.clientId === 'slow')!
+    const fastSocket = srv.getConnections().find((s) => s.clientId === 'fast')!
+
+    let fastGot = 0
+    fast.on('message', () => fastGot++)
+    const maxBuffered = { value: 0 }
+    const statuses = await pump(slowSocket, (st) => {
+      fastSocket.send('tick')
+      return st === 'dropped'
+    }, maxBuffered)
+    expect(statuses.at(-1)).toBe('dropped')
+    expect(statuses).toContain('buffered')
+    expect(maxBuffered.value).toBeLessThanOrEqual(256 * 1024 + CHUNK.length)
+    await waitFor(() => codes.has('slow'), 5000, 'slow reader closed')
+    expect(codes.get('slow')).toBe(1008)
+    // Every tick sent to the fast client arrives.
+    await waitFor(() => fastGot === statuses.length, 5000, 'fast client deliveries')
+    expect(fast.readyState).toBe(WebSocket.OPEN)
+    fast.close()
+    slow.destroy()
+  })
+
+  it("backpressurePolicy 'drop': new messages are dropped, the connection stays, onDrain fires after the reader resumes", async () => {
+    let drains = 0
+    const { port, server: srv } = await server({ onDrain: () => void drains++ }, { maxBackpressure: 256 * 1024, backpressurePolicy: 'drop' })
+    const slow = await RawPeer.connect(port)
+    slow.socket.pause()
+    await waitFor(() => srv.getConnections().length === 1)
+    const socket = srv.getConnections()[0]!
+    const maxBuffered = { value: 0 }
+    const statuses = await pump(socket, (st) => st === 'dropped', maxBuffered)
+    expect(statuses.at(-1)).toBe('dropped')
+    expect(maxBuffered.value).toBeLessThanOrEqual(256 * 1024 + CHUNK.length)
+    expect(socket.isOpen).toBe(true)
+    expect(srv.getStats().droppedMessages).toBeGreaterThan(0)
+    const drainsBefore = drains
+    slow.socket.resume()
+    await waitFor(() => drains > drainsBefore, 5000, 'onDrain')
+    await waitFor(() => socket.bufferedAmount === 0, 5000, 'empty buffer')
+    expect(socket.send('after drain')).toBe('sent')
+    slow.destroy()
+  })
+})
+
+describe('graceful shutdown', () => {
+  it('everything send() accepted before close() reaches a reading client before the 1001', async () => {
+    let socket: Socket | undefined
+    const s = await startServer({ onConnect: (x) => void (socket = x) })
+    const ws = await connect(s.url)
+    await waitFor(() => socket !== undefined)
+    const got: string[] = []
+    ws.on('message', (m) => got.push(String(m)))
+    const c = closed(ws)
+    for (let i = 0; i < 2000; i++) expect(socket!.send(`m${i}`)).not.toBe('dropped')
+    await s.server.close({ timeout: 3000 })
+    expect((await c).code).toBe(1001)
+    expect(got.length).toBe(2000)
+    expect(got[0]).toBe('m0')
+    expect(got[1999]).toBe('m1999')
+  })
+
+  it('close({ timeout }) drops peers that never answer the close frame', async () => {
+    const s = await startServer({}, { closeTimeout: 60_000 })
+    const peer = await RawPeer.connect(s.port)
+    await waitFor(() => s.server.getConnections().length === 1)
+    const started = Date.now()
+    await s.server.close({ timeout: 300 })
+    expect(Date.now() - started).toBeLessThan(2500)
+    await peer.waitEnd(2000)
+  })
+})
+
+describe('churn', () => {
+  it('thousands of connect/disconnect cycles: server memory returns to its baseline', async () => {
+    const script = `
+      const { WsServer } = require('./dist/index.js')
+      const server = new WsServer({ host: '127.0.0.1', port: 0 })
+      server.websocket('/ws', { onMessage: (s, m) => s.send(m) })
+      server.listen().then(({ port }) => console.log('port=' + port))
+      process.stdin.on('data', () => { global.gc && global.gc(); console.log('rss=' + process.memoryUsage().rss) })
+    `
+    const child = spawn(process.execPath, ['--expose-gc', '-e', script], { cwd: join(__dirname, '..'), stdio: ['pipe', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    try {
+      await waitFor(() => /port=\d+/.test(out), 10_000, 'child server')
+      const port = Number(/port=(\d+)/.exec(out)![1])
+      const rss = async (): Promise<number> => {
+        const n = (out.match(/rss=/g) ?? []).length
+        child.stdin.write('x')
+        await waitFor(() => (out.match(/rss=/g) ?? []).length > n, 5000, 'rss report')
+        return Number([...out.matchAll(/rss=(\d+)/g)].at(-1)![1])
+      }
+      const cycle = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i += 100) {
+          await Promise.all(
+            Array.from({ length: 100 }, async () => {
+              const ws = await connect(`ws://127.0.0.1:${port}/ws`)
+              const c = closed(ws)
+              ws.close()
+              await c
+            }),
+          )
+        }
+      }
+      await cycle(1000)
+      const baseline = await rss()
+      await cycle(3000)
+      const after = await rss()
+      expect(after - baseline).toBeLessThan(16 * 1024 * 1024)
+    } finally {
+      child.kill()
+    }
+  }, 60_000)
+})

@@ -1,0 +1,75 @@
+// `npm run test:conformance`: the Autobahn|Testsuite fuzzing client (kosoku, from PyPI, in a venv
+// this script creates) against an echo server built on our public API. Cases 1.* to 10.*;
+// 12.* and 13.* need permessage-deflate, which the engine does not offer.
+// Fails on any case that is not OK, NON-STRICT or INFORMATIONAL, and on any change from
+// conformance/expected.json.
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const venv = join(root, '.venv-conformance')
+const kosoku = join(venv, 'bin', 'kosoku')
+const ACCEPTED = new Set(['OK', 'NON-STRICT', 'INFORMATIONAL'])
+
+if (!existsSync(kosoku)) {
+  console.log('[conformance] creating a venv with kosoku')
+  execFileSync('python3', ['-m', 'venv', venv], { stdio: 'inherit' })
+  execFileSync(join(venv, 'bin', 'pip'), ['install', '--quiet', 'kosoku==0.1.0'], { stdio: 'inherit' })
+}
+
+const server = spawn(process.execPath, [join(root, 'conformance', 'echo-server.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] })
+const port = await new Promise((resolve, reject) => {
+  let out = ''
+  const timer = setTimeout(() => reject(new Error('echo server did not start')), 10_000)
+  server.stdout.on('data', (d) => {
+    out += d
+    const m = /port=(\d+)/.exec(out)
+    if (m) {
+      clearTimeout(timer)
+      resolve(Number(m[1]))
+    }
+  })
+  server.on('exit', (code) => reject(new Error(`echo server exited with ${code}`)))
+})
+
+const outdir = mkdtempSync(join(tmpdir(), 'rnode-autobahn-'))
+let failed = false
+try {
+  execFileSync(kosoku, ['-x', '12.*', '-x', '13.*', '-p', '2', '-o', outdir, `127.0.0.1:${port}`], {
+    stdio: 'inherit',
+    timeout: 600_000,
+  })
+  const index = JSON.parse(readFileSync(join(outdir, 'index.json'), 'utf8'))
+  const results = Object.values(index)[0]
+  const expected = JSON.parse(readFileSync(join(root, 'conformance', 'expected.json'), 'utf8'))
+  const counts = {}
+  for (const [id, r] of Object.entries(results)) {
+    counts[r.behavior] = (counts[r.behavior] ?? 0) + 1
+    if (!ACCEPTED.has(r.behavior) || !ACCEPTED.has(r.behaviorClose)) {
+      console.error(`case ${id}: ${r.behavior} / close ${r.behaviorClose}`)
+      failed = true
+    }
+    const want = expected[id]
+    if (!want) console.warn(`case ${id}: not in conformance/expected.json (new case)`)
+    else if (want.behavior !== r.behavior || want.behaviorClose !== r.behaviorClose) {
+      console.error(`case ${id}: expected ${want.behavior}/${want.behaviorClose}, got ${r.behavior}/${r.behaviorClose}`)
+      failed = true
+    }
+  }
+  for (const id of Object.keys(expected)) {
+    if (!(id in results)) {
+      console.error(`case ${id}: expected but not run`)
+      failed = true
+    }
+  }
+  const total = Object.keys(results).length
+  console.log(`[conformance] ${total} cases (1.* to 10.*): ${JSON.stringify(counts)}`)
+  if (!failed) console.log(`conformance: ${total} passed, 0 failed`)
+} finally {
+  server.kill('SIGTERM')
+  rmSync(outdir, { recursive: true, force: true })
+}
+process.exit(failed ? 1 : 0)

@@ -1,5 +1,6 @@
 // `npm run verify:package`: proves that a user gets a working server from the published
-// tarballs alone, without compiling Rust. It packs the root package and this platform's
+// tarballs alone, without compiling Rust. It packs the root package (with the manifest the
+// release publishes, see releaseManifest) and this platform's
 // package (with the engine built in native-build/), installs both into a fresh project
 // outside the repository with cargo and rustc absent from PATH and no registry access
 // (a private empty npm cache plus --offline: the other platforms' optional packages
@@ -7,7 +8,7 @@
 // message through `new WsServer(0)` with the `ws` client. Assumes
 // `node scripts/bootstrap.mjs` has already built native-build/ and dist/.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -57,6 +58,33 @@ function pathWithoutRust() {
   return { key, value: kept.join(delimiter), removed: [...new Set(dirs.filter((d) => !kept.includes(d)))] }
 }
 
+/**
+ * The root manifest as published: `optionalDependencies` on every `npm/<platform>` package at
+ * the root's version. The release writes it (`--write-release-manifest`) just before publishing,
+ * as napi-rs's pre-publish does: committed before those packages exist on the registry, the
+ * entries would put package.json and package-lock.json out of sync and `npm ci` would refuse.
+ */
+function releaseManifest(pkg) {
+  const optionalDependencies = {}
+  for (const dir of readdirSync(join(root, 'npm')).sort()) {
+    const file = join(root, 'npm', dir, 'package.json')
+    if (existsSync(file)) optionalDependencies[JSON.parse(readFileSync(file, 'utf8')).name] = pkg.version
+  }
+  return { ...pkg, optionalDependencies }
+}
+
+if (process.argv.includes('--print-release-manifest')) {
+  console.log(JSON.stringify(releaseManifest(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))), null, 2))
+  process.exit(0)
+}
+if (process.argv.includes('--write-release-manifest')) {
+  const file = join(root, 'package.json')
+  const manifest = releaseManifest(JSON.parse(readFileSync(file, 'utf8')))
+  writeFileSync(file, JSON.stringify(manifest, null, 2) + '\n')
+  console.log(`[verify:package] package.json: optionalDependencies ${JSON.stringify(manifest.optionalDependencies)}`)
+  process.exit(0)
+}
+
 const triple = platformTriple()
 const platformDir = join(root, 'npm', triple)
 const binaryName = `rnode-ws.${triple}.node`
@@ -67,21 +95,20 @@ if (!existsSync(join(root, 'dist', 'index.js'))) fail('dist/index.js is missing:
 const wsDir = join(root, 'node_modules', 'ws')
 if (!existsSync(join(wsDir, 'package.json'))) fail('node_modules/ws is missing: run `npm ci` first')
 
-const rootPkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+const rootPkg = releaseManifest(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')))
 const platformPkg = JSON.parse(readFileSync(join(platformDir, 'package.json'), 'utf8'))
 if (platformPkg.version !== rootPkg.version) {
   fail(`npm/${triple} is version ${platformPkg.version}, the root package ${rootPkg.version}`)
-}
-if (rootPkg.optionalDependencies?.[platformPkg.name] !== rootPkg.version) {
-  fail(`root optionalDependencies lack ${platformPkg.name}@${rootPkg.version}`)
 }
 
 const [npmNode, npmArgs] = npmCommand()
 const work = mkdtempSync(join(tmpdir(), 'rnode-ws-verify-'))
 const tarballs = join(work, 'tarballs')
 const app = join(work, 'app')
+const stage = join(work, 'root-package')
 mkdirSync(tarballs)
 mkdirSync(app)
+mkdirSync(stage)
 const stripped = pathWithoutRust()
 const env = { ...process.env, [stripped.key]: stripped.value }
 for (const k of Object.keys(env)) if (k.startsWith('npm_') || k === 'INIT_CWD') delete env[k]
@@ -114,6 +141,9 @@ const WebSocket = require('ws')
 const engine = require.resolve('@rnode/ws-${triple}')
 assert.ok(!require('node:path').relative(process.cwd(), engine).startsWith('..'), 'engine resolved outside the project: ' + engine)
 
+const manifest = require('@rnode/ws/package.json')
+assert.equal(manifest.optionalDependencies?.['@rnode/ws-${triple}'], manifest.version, 'published manifest lacks the platform package')
+
 async function main() {
   const server = new WsServer(0)
   server.websocket('/echo', { onMessage: (socket, message) => socket.send(message) })
@@ -130,7 +160,7 @@ async function main() {
   const code = await new Promise((resolve) => { ws.once('close', resolve); ws.close(1000) })
   assert.equal(code, 1000)
   await server.close()
-  console.log('[smoke] @rnode/ws ' + require('@rnode/ws/package.json').version + ' on ${triple}: echoed over port ' + port + ', closed 1000 (engine ' + engine + ')')
+  console.log('[smoke] @rnode/ws ' + manifest.version + ' on ${triple}: echoed over port ' + port + ', closed 1000 (engine ' + engine + ')')
 }
 main().then(
   // The addon must not keep the process alive after close(): exit on our own only if it does.
@@ -145,8 +175,16 @@ try {
   if (!cargo.error) fail('cargo is still reachable on the stripped PATH')
   step(`PATH without Rust (removed: ${stripped.removed.join(', ') || 'nothing, none on PATH'})`)
 
+  // The root package is packed from a copy of exactly what npm would ship, with the release manifest.
+  const [listing] = JSON.parse(npm(root, ['pack', '--dry-run', '--json', '--ignore-scripts']))
+  for (const { path } of listing.files) {
+    if (path === 'package.json') continue
+    mkdirSync(dirname(join(stage, path)), { recursive: true })
+    copyFileSync(join(root, path), join(stage, path))
+  }
+  writeFileSync(join(stage, 'package.json'), JSON.stringify(rootPkg, null, 2) + '\n')
   copyFileSync(built, join(platformDir, binaryName))
-  const rootTgz = pack(root)
+  const rootTgz = pack(stage)
   const platformTgz = pack(platformDir)
   const wsTgz = pack(wsDir)
   const shipped = rootTgz.files.map((f) => f.path)

@@ -1,0 +1,104 @@
+// Turning summaries into the markdown table, the CPU table and the target verdicts.
+import { COMPETITORS } from './scenarios.mjs'
+import { human } from './stats.mjs'
+
+/** Table lines: one per (row, shape of ours), with every server's summary of `row.metric`. */
+export function tableRows(scenarios, summary, servers) {
+  const lines = []
+  for (const sc of scenarios) {
+    const ours = sc.runs.filter((r) => servers[sc.variants?.[r]?.server ?? r]?.ours)
+    for (const row of sc.rows) {
+      for (const o of ours) {
+        const label = sc.variants?.[o]?.label
+        lines.push({
+          ...row,
+          scenario: sc.id,
+          ours: o,
+          title: ours.length > 1 ? `${row.title}: ${label ?? o}` : row.title,
+          cells: Object.fromEntries([...COMPETITORS, o].map((r) => [r === o ? 'ours' : r, summary[sc.id]?.[r]?.[row.metric] ?? null])),
+        })
+      }
+    }
+  }
+  return lines
+}
+
+function cell(s) {
+  if (!s || s.median === null) return 'n/a'
+  if (s.n < 2 || s.min === s.max) return human(s.median)
+  return `${human(s.median)} (${human(s.min)}–${human(s.max)})`
+}
+
+/** `ours / theirs` of the medians, or null. */
+export function ratio(line, them) {
+  const a = line.cells.ours?.median
+  const b = line.cells[them]?.median
+  return Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : null
+}
+
+const fmtRatio = (r) => (r === null ? 'n/a' : `${r.toFixed(2)}x`)
+
+/** The markdown table for one pin mode. */
+export function markdownTable(lines, servers) {
+  const head = `| scenario | ${COMPETITORS.map((c) => servers[c].label).join(' | ')} | rnode-ws | ours/ws | ours/uWS.js | ours/Bun |`
+  const rule = `|---|${COMPETITORS.map(() => '---:').join('|')}|---:|---:|---:|---:|`
+  const body = lines.map((l) => {
+    const title = l.better === 'lower' ? `${l.title}, lower is better` : l.title
+    return `| ${title} | ${COMPETITORS.map((c) => cell(l.cells[c])).join(' | ')} | ${cell(l.cells.ours)} | ${fmtRatio(ratio(l, 'ws'))} | ${fmtRatio(ratio(l, 'uws'))} | ${fmtRatio(ratio(l, 'bun'))} |`
+  })
+  return [head, rule, ...body].join('\n')
+}
+
+/** Median CPU use (cores) of server and load generator, per scenario and server. */
+export function cpuTable(scenarios, summary, labelOf) {
+  const out = ['| scenario | server | server CPU (cores) | loadgen CPU (cores) |', '|---|---|---:|---:|']
+  for (const sc of scenarios) {
+    for (const r of sc.runs) {
+      const s = summary[sc.id]?.[r]
+      if (!s) continue
+      out.push(`| ${sc.id} | ${labelOf(sc, r)} | ${human(s.server_cpu?.median)} | ${human(s.loadgen_cpu?.median)} |`)
+    }
+  }
+  return out.join('\n')
+}
+
+/** The issue's five targets, each with its measured ratios and whether it is met. */
+export function targets(lines) {
+  const find = (id, ours = 'rnode') => lines.find((l) => l.id === id && l.ours === ours)
+  const check = (name, parts) => {
+    const known = parts.filter((p) => p.ratio !== null)
+    const met = known.length === parts.length && known.every((p) => (p.atLeast !== undefined ? p.ratio >= p.atLeast : p.ratio <= p.atMost))
+    return { name, met, parts }
+  }
+  const at = (l, them, bound) => ({ what: `${l?.id ?? '?'}${l?.ours === 'rnode-native' ? ' (native)' : ''} vs ${them}`, ratio: l ? ratio(l, them) : null, ...bound })
+  const e32 = find('echo-32-rate')
+  const e4k = find('echo-4k-rate')
+  const bc = find('broadcast-rate')
+  const bcNative = find('broadcast-rate', 'rnode-native')
+  const rss = find('connect-rss')
+  const conn = find('connect-rate')
+  const p99 = find('echo-paced-p99')
+  return [
+    check('1. echo through JS onMessage: >= 6x ws and >= 1.0x uWebSockets.js (32 B and 4 KiB)', [
+      at(e32, 'ws', { atLeast: 6 }),
+      at(e32, 'uws', { atLeast: 1 }),
+      at(e4k, 'ws', { atLeast: 6 }),
+      at(e4k, 'uws', { atLeast: 1 }),
+    ]),
+    { ...check('2. room broadcast started from JS to 1,000 members: >= 1.0x Bun publish', [at(bc, 'bun', { atLeast: 1 })]), also: at(bcNative, 'bun', { atLeast: 1 }) },
+    check('3. RSS per idle connection: at most Bun', [at(rss, 'bun', { atMost: 1 })]),
+    check('4. connections accepted per second: >= 1.0x Bun', [at(conn, 'bun', { atLeast: 1 })]),
+    check('5. echo p99 RTT at the same offered load: no worse than uWebSockets.js', [at(p99, 'uws', { atMost: 1 })]),
+  ]
+}
+
+/** Target verdicts as markdown bullet lines. */
+export function targetLines(verdicts) {
+  return verdicts
+    .map((v) => {
+      const parts = v.parts.map((p) => `${p.what} ${fmtRatio(p.ratio)} (need ${p.atLeast !== undefined ? '>= ' + p.atLeast : '<= ' + p.atMost})`)
+      if (v.also) parts.push(`for reference ${v.also.what} ${fmtRatio(v.also.ratio)}`)
+      return `- ${v.met ? 'MET' : 'NOT MET'}: ${v.name}: ${parts.join('; ')}`
+    })
+    .join('\n')
+}

@@ -1,0 +1,83 @@
+// What `npm run bench` measures: the servers, and the scenarios with their load-generator flags.
+import { join } from 'node:path'
+
+/** Builds the server table; `benches` is the benches/ directory. */
+export function servers(benches) {
+  const bun = join(benches, 'node_modules/@oven/bun-linux-x64/bin/bun')
+  return {
+    ws: { label: 'ws', cmd: ['node', join(benches, 'servers/ws.mjs')] },
+    uws: { label: 'uWebSockets.js', cmd: ['node', join(benches, 'servers/uws.mjs')] },
+    bun: { label: 'Bun', cmd: [bun, join(benches, 'servers/bun.mjs')] },
+    rnode: { label: 'rnode-ws', cmd: ['node', join(benches, 'servers/rnode.mjs')], ours: true },
+  }
+}
+
+/** Competitors every scenario compares against, in table order. */
+export const COMPETITORS = ['ws', 'uws', 'bun']
+
+/**
+ * Each scenario runs every listed server with the same load-generator flags. `variants` run the
+ * same server with extra flags (ours in two shapes for broadcast). `rows` say which numbers of a
+ * run go into the table: `metric` from the loadgen report, `better` direction.
+ */
+export function scenarios({ quick }) {
+  const connectN = quick ? 2000 : 10000
+  return [
+    {
+      id: 'echo-32',
+      loadgen: ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', '64', '--size', '32'],
+      runs: ['ws', 'uws', 'bun', 'rnode'],
+      rows: [
+        { id: 'echo-32-rate', title: 'echo, 100 conns, 32 B, 64 in flight (msgs/s)', metric: 'rate', better: 'higher', target: 'echo' },
+        { id: 'echo-32-p99', title: 'echo 32 B, closed loop: p99 RTT (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      id: 'echo-4k',
+      loadgen: ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', '10', '--size', '4096'],
+      runs: ['ws', 'uws', 'bun', 'rnode'],
+      rows: [
+        { id: 'echo-4k-rate', title: 'echo, 100 conns, 4 KiB, 10 in flight (msgs/s)', metric: 'rate', better: 'higher', target: 'echo' },
+        { id: 'echo-4k-p99', title: 'echo 4 KiB, closed loop: p99 RTT (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      id: 'echo-paced',
+      loadgen: ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', '64', '--size', '32', '--rate', '50000'],
+      runs: ['ws', 'uws', 'bun', 'rnode'],
+      rows: [
+        { id: 'echo-paced-p99', title: 'echo 32 B, 50k msgs/s offered to all: p99 RTT (us)', metric: 'p99_us', better: 'lower', target: 'p99' },
+        { id: 'echo-paced-rate', title: 'echo 32 B, 50k msgs/s offered: achieved (msgs/s)', metric: 'rate', better: 'higher' },
+      ],
+    },
+    {
+      id: 'broadcast',
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],
+      runs: ['ws', 'uws', 'bun', 'rnode', 'rnode-native'],
+      variants: {
+        // Ours: subscribers join with the client protocol; `rnode` publishes through a JS
+        // onMessage calling server.broadcast, `rnode-native` sends protocol room_message frames
+        // that the engine fans out without JS.
+        rnode: { server: 'rnode', label: 'rnode-ws (server.broadcast from JS)', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+        'rnode-native': {
+          server: 'rnode',
+          label: 'rnode-ws (native room_message)',
+          extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}', '--pub-path', '/sub', '--pub-room', 'bench'],
+        },
+      },
+      rows: [
+        { id: 'broadcast-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight (deliveries/s)', metric: 'rate', better: 'higher', target: 'broadcast' },
+        { id: 'broadcast-p99', title: 'broadcast: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      id: 'connect',
+      loadgen: ['--mode', 'connect', '--path', '/echo', '--conns', String(connectN), '--concurrency', '64'],
+      runs: ['ws', 'uws', 'bun', 'rnode'],
+      rows: [
+        { id: 'connect-rss', title: `${connectN.toLocaleString('en-US')} idle connections: server RSS per connection (bytes)`, metric: 'rss_per_conn', better: 'lower', target: 'rss' },
+        { id: 'connect-rate', title: 'connections accepted per second', metric: 'rate', better: 'higher', target: 'connect' },
+      ],
+    },
+  ]
+}

@@ -1,0 +1,174 @@
+//! Command-line options: `--name value` pairs and a few flags, each with a default.
+
+use std::time::Duration;
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// C connections, W messages in flight each: messages/s and round-trip times.
+    Echo,
+    /// N subscribers, one publisher with W messages in flight: deliveries/s and delivery latency.
+    Broadcast,
+    /// Open N connections and hold them idle: connections/s and server RSS per connection.
+    Connect,
+}
+
+/// Everything a run needs, parsed from the command line.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Measurement mode.
+    pub mode: Mode,
+    /// `host:port` of the server (127.0.0.1 unless told otherwise).
+    pub addr: String,
+    /// Request path for echo and connect.
+    pub path: String,
+    /// Connections (echo, connect) or subscribers (broadcast).
+    pub conns: usize,
+    /// Messages in flight per connection (echo) or for the publisher (broadcast).
+    pub inflight: usize,
+    /// Echo only: total messages/s to offer, paced per connection; `None` keeps W in flight
+    /// at all times (closed loop).
+    pub rate: Option<f64>,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// Send binary frames instead of text.
+    pub binary: bool,
+    /// Time before counting starts.
+    pub warmup: Duration,
+    /// Time during which messages are counted.
+    pub duration: Duration,
+    /// Server process to read CPU time and RSS from.
+    pub server_pid: Option<u32>,
+    /// Path subscribers connect to (broadcast).
+    pub sub_path: String,
+    /// Path the publisher connects to (broadcast).
+    pub pub_path: String,
+    /// Text frame each subscriber sends after the upgrade (e.g. a protocol `join_room`); with
+    /// `pub_room`, the publisher sends it too.
+    pub join_frame: Option<String>,
+    /// Wrap each published payload in a `room_message` protocol frame for this room.
+    pub pub_room: Option<String>,
+    /// Connections opened at once (connect).
+    pub concurrency: usize,
+    /// Wait after the last connection before reading the server's RSS (connect).
+    pub settle: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Echo,
+            addr: "127.0.0.1:3000".into(),
+            path: "/echo".into(),
+            conns: 100,
+            inflight: 64,
+            size: 32,
+            rate: None,
+            binary: false,
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_millis(3000),
+            server_pid: None,
+            sub_path: "/sub".into(),
+            pub_path: "/pub".into(),
+            join_frame: None,
+            pub_room: None,
+            concurrency: 64,
+            settle: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Usage text printed by `--help` and after a bad option.
+pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect --addr HOST:PORT \
+[--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--warmup-ms MS] \
+[--duration-ms MS] [--server-pid PID] [--sub-path P] [--pub-path P] [--join-frame TEXT] \
+[--pub-room ROOM] [--concurrency K] [--settle-ms MS]";
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{name}: not a number: {value}"))
+}
+
+impl Options {
+    /// Parses `args` (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut o = Options::default();
+        let mut it = args.into_iter();
+        while let Some(name) = it.next() {
+            if name == "--binary" {
+                o.binary = true;
+                continue;
+            }
+            if name == "--help" {
+                return Err(USAGE.into());
+            }
+            let value = it.next().ok_or_else(|| format!("{name}: missing value"))?;
+            match name.as_str() {
+                "--mode" => {
+                    o.mode = match value.as_str() {
+                        "echo" => Mode::Echo,
+                        "broadcast" => Mode::Broadcast,
+                        "connect" => Mode::Connect,
+                        _ => return Err(format!("--mode: unknown mode {value}")),
+                    }
+                }
+                "--addr" => o.addr = value,
+                "--port" => o.addr = format!("127.0.0.1:{}", number::<u16>(&name, &value)?),
+                "--path" => o.path = value,
+                "--conns" => o.conns = number(&name, &value)?,
+                "--inflight" => o.inflight = number(&name, &value)?,
+                "--size" => o.size = number(&name, &value)?,
+                "--rate" => o.rate = Some(number(&name, &value)?).filter(|r: &f64| *r > 0.0),
+                "--warmup-ms" => o.warmup = Duration::from_millis(number(&name, &value)?),
+                "--duration-ms" => o.duration = Duration::from_millis(number(&name, &value)?),
+                "--server-pid" => o.server_pid = Some(number(&name, &value)?),
+                "--sub-path" => o.sub_path = value,
+                "--pub-path" => o.pub_path = value,
+                "--join-frame" => o.join_frame = Some(value),
+                "--pub-room" => o.pub_room = Some(value),
+                "--concurrency" => o.concurrency = number(&name, &value)?,
+                "--settle-ms" => o.settle = Duration::from_millis(number(&name, &value)?),
+                _ => return Err(format!("unknown option {name}\n{USAGE}")),
+            }
+        }
+        if o.conns == 0 || o.inflight == 0 || o.concurrency == 0 {
+            return Err("--conns, --inflight and --concurrency must be at least 1".into());
+        }
+        if o.conns > 100_000 || o.inflight > 10_000 || o.size > 16 * 1024 * 1024 {
+            return Err("--conns <= 100000, --inflight <= 10000, --size <= 16 MiB".into());
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Options, String> {
+        Options::parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let o = parse("").unwrap();
+        assert_eq!(
+            (o.mode, o.conns, o.inflight, o.size),
+            (Mode::Echo, 100, 64, 32)
+        );
+        let o = parse("--mode broadcast --port 9 --conns 1000 --inflight 32 --binary").unwrap();
+        assert_eq!(o.mode, Mode::Broadcast);
+        assert_eq!(o.addr, "127.0.0.1:9");
+        assert_eq!((o.conns, o.inflight, o.binary), (1000, 32, true));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(parse("--mode nope").is_err());
+        assert!(parse("--conns x").is_err());
+        assert!(parse("--conns 0").is_err());
+        assert!(parse("--size").is_err());
+        assert!(parse("--what 1").is_err());
+    }
+}

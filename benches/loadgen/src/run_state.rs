@@ -1,0 +1,97 @@
+//! State shared by the tasks of one run (single-threaded, so `Cell`s), and the measured window.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
+
+use crate::histogram::Histogram;
+use crate::proc_stats::CpuMeter;
+use crate::report::Report;
+
+/// Counters every mode keeps.
+#[derive(Default)]
+pub struct RunState {
+    /// True during the measured window only.
+    pub measuring: Cell<bool>,
+    /// Messages (echo) or deliveries (broadcast) received since the start.
+    pub received: Cell<u64>,
+    /// Latencies recorded during the measured window, in nanoseconds.
+    pub latency: RefCell<Histogram>,
+    /// Connections that completed the upgrade (and, for subscribers, the join).
+    pub ready: Cell<usize>,
+    /// Connections that failed.
+    pub errors: Cell<u64>,
+    /// The first failure, for the report.
+    pub first_error: RefCell<Option<String>>,
+}
+
+impl RunState {
+    /// Counts a failed connection and keeps the first message.
+    pub fn fail(&self, error: std::io::Error) {
+        self.errors.set(self.errors.get() + 1);
+        let mut first = self.first_error.borrow_mut();
+        if first.is_none() {
+            *first = Some(error.to_string());
+        }
+    }
+
+    /// Waits (polling, bounded by `limit`) until `want` connections are ready or failed.
+    pub async fn wait_ready(&self, want: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.ready.get() + (self.errors.get() as usize) < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Warm up, then count for `duration`; fills rate, latency and CPU fields of `report`.
+    pub async fn measure(
+        &self,
+        warmup: Duration,
+        duration: Duration,
+        server_pid: Option<u32>,
+        report: &mut Report,
+    ) {
+        tokio::time::sleep(warmup).await;
+        let own = CpuMeter::start(std::process::id());
+        let server = server_pid.map(CpuMeter::start);
+        let before = self.received.get();
+        let t0 = Instant::now();
+        self.measuring.set(true);
+        tokio::time::sleep(duration).await;
+        self.measuring.set(false);
+        let wall = t0.elapsed().as_secs_f64();
+        let count = self.received.get() - before;
+        let latency = self.latency.borrow();
+        report
+            .num("count", count as f64)
+            .num("seconds", wall)
+            .num("rate", count as f64 / wall)
+            .num("p50_us", latency.quantile(0.50) as f64 / 1e3)
+            .num("p99_us", latency.quantile(0.99) as f64 / 1e3)
+            .opt(
+                "loadgen_cpu",
+                own.elapsed_ns().map(|ns| ns as f64 / 1e9 / wall),
+            )
+            .opt(
+                "server_cpu",
+                server
+                    .and_then(|m| m.elapsed_ns())
+                    .map(|ns| ns as f64 / 1e9 / wall),
+            );
+    }
+
+    /// Adds the connection counts and first error to `report`.
+    pub fn finish(&self, report: &mut Report) {
+        report
+            .num("ready", self.ready.get() as f64)
+            .num("errors", self.errors.get() as f64);
+        if let Some(e) = self.first_error.borrow().as_deref() {
+            report.text("first_error", e);
+        }
+    }
+}
+
+/// A mask key per connection: cheap, non-zero and different across connections.
+pub fn mask_for(i: usize) -> [u8; 4] {
+    let x = (i as u32).wrapping_add(1).wrapping_mul(0x9E37_79B9) | 0x0101_0101;
+    x.to_le_bytes()
+}

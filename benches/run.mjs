@@ -1,0 +1,282 @@
+// `npm run bench`: rnode-ws side by side with ws, uWebSockets.js and Bun.
+//
+//   node benches/run.mjs [--quick] [--reps N] [--pin pinned|unpinned|both] [--only id,id]
+//                        [--servers ws,uws,bun,rnode] [--warmup-ms MS] [--duration-ms MS] [--no-build]
+//
+// Each server runs alone, pinned to CPU 0 with the Rust load generator on CPU 1 (and once more
+// unpinned); runs are interleaved (ws, uWS, Bun, ours, ws, ...), summarized as medians with
+// min-max, written to benches/results/<date>.json plus an SVG chart, and printed as markdown.
+import { execSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, release } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { svgChart } from './harness/chart.mjs'
+import { pinned, run, sleep, startServer, stopServer } from './harness/process.mjs'
+import { cpuTable, markdownTable, tableRows, targetLines, targets } from './harness/report.mjs'
+import { scenarios as allScenarios, servers as serverTable } from './harness/scenarios.mjs'
+import { human, summarize } from './harness/stats.mjs'
+
+const benches = dirname(fileURLToPath(import.meta.url))
+const root = join(benches, '..')
+const log = (...a) => console.error('[bench]', ...a)
+
+function parseArgs(argv) {
+  const o = { quick: false, reps: null, pin: null, only: null, servers: null, warmupMs: null, durationMs: null, build: true }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`)
+      return argv[++i]
+    }
+    if (a === '--quick') o.quick = true
+    else if (a === '--no-build') o.build = false
+    else if (a === '--reps') o.reps = Number(value())
+    else if (a === '--pin') o.pin = value()
+    else if (a === '--only') o.only = value().split(',')
+    else if (a === '--servers') o.servers = value().split(',')
+    else if (a === '--warmup-ms') o.warmupMs = Number(value())
+    else if (a === '--duration-ms') o.durationMs = Number(value())
+    else throw new Error(`unknown option ${a}`)
+  }
+  o.reps ??= o.quick ? 1 : 3
+  o.pin ??= o.quick ? 'pinned' : 'both'
+  o.warmupMs ??= o.quick ? 250 : 500
+  o.durationMs ??= o.quick ? 1000 : 2000
+  if (!['pinned', 'unpinned', 'both'].includes(o.pin)) throw new Error('--pin is pinned, unpinned or both')
+  if (!(o.reps >= 1 && o.reps <= 20)) throw new Error('--reps must be 1..20')
+  if (!(o.durationMs >= 100 && o.durationMs <= 60000)) throw new Error('--duration-ms must be 100..60000')
+  return o
+}
+
+const sh = (cmd, opts = {}) => execSync(cmd, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts }).trim()
+const tryText = (f) => {
+  try {
+    return f()
+  } catch {
+    return null
+  }
+}
+
+/** Installs the competitors (benches/package.json), builds ours and the load generator. */
+function prepare(opts) {
+  if (!existsSync(join(benches, 'node_modules/.package-lock.json'))) {
+    log('installing competitors: npm ci in benches/')
+    execSync('npm ci --no-audit --no-fund', { cwd: benches, stdio: ['ignore', 2, 2] })
+  }
+  if (opts.build) {
+    log('building rnode-ws (scripts/bootstrap.mjs) and the load generator (cargo, release)')
+    execSync('node scripts/bootstrap.mjs', { cwd: root, stdio: ['ignore', 2, 2] })
+    execSync('cargo build --release --quiet -p rnode-loadgen', { cwd: root, stdio: ['ignore', 2, 2] })
+  }
+  const loadgen = join(root, 'target/release/rnode-loadgen')
+  if (!existsSync(loadgen)) throw new Error(`no load generator at ${loadgen}: run without --no-build`)
+  return loadgen
+}
+
+/** Which servers can run here; the others are reported as unavailable, not fatal. */
+function availability(servers) {
+  const ok = {}
+  const notes = {}
+  for (const [key, s] of Object.entries(servers)) {
+    if (key === 'uws') {
+      const err = tryText(() => sh(`node -e "require('uwebsockets')"`, { cwd: benches })) === null
+      ok[key] = !err
+      if (err) notes[key] = 'uwebsockets has no binary for this platform or Node ABI'
+    } else if (key === 'bun') {
+      ok[key] = existsSync(s.cmd[0]) && tryText(() => sh(`"${s.cmd[0]}" --version`)) !== null
+      if (!ok[key]) notes[key] = '@oven/bun-linux-x64 binary missing or not runnable here'
+    } else ok[key] = true
+  }
+  return { ok, notes }
+}
+
+function versions(servers) {
+  const pkg = (p) => tryText(() => JSON.parse(readFileSync(join(benches, 'node_modules', p, 'package.json'), 'utf8')).version)
+  return {
+    node: process.version,
+    bun: tryText(() => sh(`"${servers.bun.cmd[0]}" --version`)),
+    ws: pkg('ws'),
+    uwebsockets: pkg('uwebsockets'),
+    uwebsockets_source_commit: tryText(() => readFileSync(join(benches, 'node_modules/uwebsockets/source_commit'), 'utf8').trim()),
+    rnode_commit: tryText(() => sh('git rev-parse --short HEAD')),
+    rnode_tree_dirty: tryText(() => sh('git status --porcelain -- native lib') !== ''),
+  }
+}
+
+async function runOne({ serverCmd, loadgenCmd, timeoutMs }) {
+  let server
+  try {
+    server = await startServer(serverCmd, { cwd: benches })
+  } catch (e) {
+    return { error: String(e.message ?? e) }
+  }
+  try {
+    const args = [...loadgenCmd, '--port', String(server.port), '--server-pid', String(server.child.pid)]
+    const r = await run(args, { cwd: benches, timeoutMs })
+    const line = r.stdout.trim().split('\n').pop()
+    let report = null
+    try {
+      report = JSON.parse(line)
+    } catch {
+      return { error: `load generator exited ${r.code}: ${r.stderr.slice(0, 500)}` }
+    }
+    if (report.errors > 0 && report.ready === 0) return { error: report.first_error ?? 'no connection', report }
+    return { report }
+  } finally {
+    await stopServer(server.child)
+  }
+}
+
+const METRICS = ['rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn']
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2))
+  const loadgen = prepare(opts)
+  const servers = serverTable(benches)
+  const { ok: available, notes } = availability(servers)
+  const ncpu = cpus().length
+  let pins = opts.pin === 'both' ? ['pinned', 'unpinned'] : [opts.pin]
+  if (ncpu < 2 && pins.includes('pinned')) {
+    notes.pinning = `only ${ncpu} CPU: pinned runs skipped`
+    pins = pins.filter((p) => p !== 'pinned')
+    if (pins.length === 0) pins = ['unpinned']
+  }
+  const fdLimit = Number(tryText(() => sh('ulimit -n', { shell: '/bin/sh' }))) || 1024
+  const scenarioList = allScenarios({ quick: opts.quick }).filter((s) => !opts.only || opts.only.includes(s.id))
+  for (const sc of scenarioList) {
+    sc.runs = sc.runs.filter((r) => {
+      const key = sc.variants?.[r]?.server ?? r
+      return available[key] && (!opts.servers || opts.servers.includes(key) || opts.servers.includes(r))
+    })
+    if (sc.id === 'connect') {
+      const i = sc.loadgen.indexOf('--conns')
+      const want = Number(sc.loadgen[i + 1])
+      if (want > fdLimit - 500) {
+        const n = Math.max(100, fdLimit - 500)
+        sc.loadgen[i + 1] = String(n)
+        notes.connect = `open-file limit ${fdLimit}: connect mode uses ${n} connections instead of ${want}`
+        for (const row of sc.rows) row.title = row.title.replace(want.toLocaleString('en-US'), n.toLocaleString('en-US'))
+      }
+    }
+  }
+  const labelOf = (sc, r) => sc.variants?.[r]?.label ?? servers[r]?.label ?? r
+  const started = new Date()
+  const meta = {
+    date: started.toISOString(),
+    quick: opts.quick,
+    reps: opts.reps,
+    warmup_ms: opts.warmupMs,
+    duration_ms: opts.durationMs,
+    cpus: ncpu,
+    cpu_model: cpus()[0]?.model,
+    kernel: release(),
+    loadavg_start: loadavg(),
+    versions: versions(servers),
+    notes,
+  }
+  log(`servers: ${Object.keys(servers).filter((k) => available[k]).join(', ')}; pins: ${pins.join(', ')}; reps: ${opts.reps}`)
+  for (const [k, n] of Object.entries(notes)) log(`note (${k}): ${n}`)
+  const results = { meta, pins: {} }
+  for (const pin of pins) {
+    const runs = []
+    for (const sc of scenarioList) {
+      for (let rep = 1; rep <= opts.reps; rep++) {
+        for (const r of sc.runs) {
+          const variant = sc.variants?.[r]
+          const server = servers[variant?.server ?? r]
+          const longRun = sc.id === 'connect' ? 75000 : 0
+          const loadgenArgs = [loadgen, ...sc.loadgen, ...(variant?.extra ?? []), '--warmup-ms', String(opts.warmupMs), '--duration-ms', String(opts.durationMs)]
+          const outcome = await runOne({
+            serverCmd: pinned(pin === 'pinned' ? 0 : null, server.cmd),
+            loadgenCmd: pinned(pin === 'pinned' ? 1 : null, loadgenArgs),
+            timeoutMs: opts.warmupMs + opts.durationMs + longRun + 60000,
+          })
+          runs.push({ scenario: sc.id, run: r, rep, ...outcome })
+          const rep_ = outcome.report
+          log(
+            `${pin} ${sc.id} ${rep}/${opts.reps} ${labelOf(sc, r)}: ` +
+              (outcome.error
+                ? `FAILED ${outcome.error.split('\n')[0]}`
+                : `${human(rep_.rate)}/s p99 ${human(rep_.p99_us)} us` +
+                  (rep_.rss_per_conn != null ? ` rss/conn ${human(rep_.rss_per_conn)} B` : '') +
+                  ` cpu server ${human(rep_.server_cpu)} loadgen ${human(rep_.loadgen_cpu)}` +
+                  (rep_.errors ? ` (${rep_.errors} conn errors: ${rep_.first_error})` : '')),
+          )
+          await sleep(200)
+        }
+      }
+    }
+    const summary = {}
+    for (const sc of scenarioList) {
+      summary[sc.id] = {}
+      for (const r of sc.runs) {
+        const reports = runs.filter((x) => x.scenario === sc.id && x.run === r && x.report && !x.error).map((x) => x.report)
+        summary[sc.id][r] = Object.fromEntries(METRICS.map((m) => [m, summarize(reports.map((x) => x[m]))]))
+      }
+    }
+    const lines = tableRows(scenarioList, summary, servers)
+    results.pins[pin] = { runs, summary, table: lines.map(({ id, ours, title, better, cells }) => ({ id, ours, title, better, cells })), targets: targets(lines) }
+  }
+  meta.loadavg_end = loadavg()
+  meta.seconds = (Date.now() - started.getTime()) / 1000
+
+  const day = started.toISOString().slice(0, 10)
+  const outDir = join(benches, 'results')
+  mkdirSync(outDir, { recursive: true })
+  const base = join(outDir, `${day}${opts.quick ? '-quick' : ''}`)
+  const md = []
+  md.push(`rnode-ws benchmarks, ${day} (${opts.quick ? 'quick run, ' : ''}${opts.reps} interleaved runs each, ${opts.durationMs / 1000} s measured after ${opts.warmupMs / 1000} s warm-up; median (min–max))`)
+  md.push(`Node ${meta.versions.node}, ws ${meta.versions.ws}, uWebSockets.js via uwebsockets ${meta.versions.uwebsockets}, Bun ${meta.versions.bun}; ${ncpu} x ${meta.cpu_model}; load ${meta.loadavg_start.map((x) => x.toFixed(2)).join(' ')} at start.`)
+  for (const pin of pins) {
+    const p = results.pins[pin]
+    const lines = tableRows(scenarioList, p.summary, servers)
+    md.push('')
+    md.push(
+      pin === 'pinned'
+        ? '### Pinned: server on CPU 0, load generator on CPU 1'
+        : '### Unpinned: no affinity; rnode-ws I/O threads, Bun and the load generator may all use both cores',
+    )
+    md.push('')
+    md.push(markdownTable(lines, servers))
+    md.push('')
+    md.push('Targets (issue 6):')
+    md.push(targetLines(p.targets))
+    md.push('')
+    md.push('<details><summary>CPU use: server vs load generator (cores, medians)</summary>\n')
+    md.push(cpuTable(scenarioList, p.summary, labelOf))
+    md.push('\n</details>')
+  }
+  const notesText = Object.values(notes)
+  if (notesText.length) md.push('', 'Notes: ' + notesText.join('; '))
+  const markdown = md.join('\n') + '\n'
+
+  const chartPin = pins.includes('pinned') ? 'pinned' : pins[0]
+  const chartRows = ['echo-32-rate', 'echo-4k-rate', 'broadcast-rate', 'connect-rate', 'connect-rss', 'echo-paced-p99']
+  const panels = []
+  for (const id of chartRows) {
+    const sc = scenarioList.find((s) => s.rows.some((r) => r.id === id))
+    if (!sc) continue
+    const row = sc.rows.find((r) => r.id === id)
+    const bars = sc.runs.map((r) => {
+      const s = results.pins[chartPin].summary[sc.id][r][row.metric]
+      return { label: labelOf(sc, r), key: servers[sc.variants?.[r]?.server ?? r].ours ? 'ours' : r, ...s }
+    })
+    panels.push({ title: row.title, better: row.better, bars })
+  }
+  const svg = svgChart(
+    `rnode-ws vs ws, uWebSockets.js, Bun (${chartPin})`,
+    `${day}: medians of ${opts.reps} interleaved runs, whiskers min-max; ${ncpu} x ${meta.cpu_model}`,
+    panels,
+  )
+  writeFileSync(`${base}.json`, JSON.stringify(results, null, 2) + '\n')
+  writeFileSync(`${base}.md`, markdown)
+  writeFileSync(`${base}.svg`, svg)
+  process.stdout.write(markdown)
+  log(`wrote ${base}.json, .md and .svg in ${meta.seconds.toFixed(0)} s`)
+}
+
+main().catch((e) => {
+  console.error('[bench] failed:', e?.stack ?? e)
+  process.exit(1)
+})

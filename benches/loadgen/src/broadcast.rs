@@ -14,7 +14,7 @@ use crate::handshake;
 use crate::inbound::Inbound;
 use crate::options::Options;
 use crate::report::Report;
-use crate::run_state::{mask_for, RunState};
+use crate::run_state::{header, mask_for, RunState};
 
 /// Per-message bookkeeping, indexed by sequence number modulo a power of two above W.
 struct Window {
@@ -58,12 +58,7 @@ pub async fn run(o: &Options) -> Report {
             }
         });
     }
-    let mut report = Report::default();
-    report
-        .text("mode", "broadcast")
-        .num("conns", o.conns as f64)
-        .num("inflight", o.inflight as f64);
-    report.num("size", o.size as f64);
+    let mut report = header("broadcast", o);
     let completed_before = window.completed.get();
     state
         .measure(o.warmup, o.duration, o.server_pid, &mut report)

@@ -13,7 +13,7 @@ use crate::handshake;
 use crate::inbound::Inbound;
 use crate::options::Options;
 use crate::report::Report;
-use crate::run_state::{mask_for, RunState};
+use crate::run_state::{header, mask_for, RunState};
 
 /// Runs the echo measurement and returns its report.
 pub async fn run(o: &Options) -> Report {
@@ -31,14 +31,7 @@ pub async fn run(o: &Options) -> Report {
         });
     }
     state.wait_ready(o.conns, Duration::from_secs(20)).await;
-    let mut report = Report::default();
-    report
-        .text("mode", "echo")
-        .num("conns", o.conns as f64)
-        .num("inflight", o.inflight as f64);
-    report
-        .num("size", o.size as f64)
-        .opt("offered_rate", o.rate);
+    let mut report = header("echo", o);
     state
         .measure(o.warmup, o.duration, o.server_pid, &mut report)
         .await;
@@ -74,19 +67,8 @@ async fn connection(
         if k == 0 {
             continue;
         }
-        if k > sent_at.len() {
-            return Err(io::Error::other("more replies than messages sent"));
-        }
         let now = Instant::now();
-        if state.measuring.get() {
-            let mut latency = state.latency.borrow_mut();
-            for t in sent_at.drain(..k) {
-                latency.record_n(now.duration_since(t).as_nanos() as u64, 1);
-            }
-        } else {
-            sent_at.drain(..k);
-        }
-        state.received.set(state.received.get() + k as u64);
+        state.replies(&mut sent_at, k, now)?;
         stream.write_all(&burst[..k * frame.len()]).await?;
         sent_at.extend(std::iter::repeat_n(now, k));
     }

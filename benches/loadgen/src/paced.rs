@@ -16,7 +16,7 @@ use crate::handshake;
 use crate::inbound::Inbound;
 use crate::options::Options;
 use crate::report::Report;
-use crate::run_state::{mask_for, RunState};
+use crate::run_state::{header, mask_for, RunState};
 
 /// Pacing period.
 const TICK: Duration = Duration::from_millis(1);
@@ -50,14 +50,7 @@ pub async fn run(o: &Options) -> Report {
         let (o, lanes, skipped) = (o.clone(), lanes.clone(), skipped.clone());
         tokio::task::spawn_local(async move { pace(&o, &lanes, &skipped).await });
     }
-    let mut report = Report::default();
-    report
-        .text("mode", "echo")
-        .num("conns", o.conns as f64)
-        .num("inflight", o.inflight as f64);
-    report
-        .num("size", o.size as f64)
-        .opt("offered_rate", o.rate);
+    let mut report = header("echo", o);
     let skipped_before = skipped.get();
     state
         .measure(o.warmup, o.duration, o.server_pid, &mut report)
@@ -92,19 +85,7 @@ async fn connection(
             continue;
         }
         let now = Instant::now();
-        let mut sent_at = sent_at.borrow_mut();
-        if k > sent_at.len() {
-            return Err(io::Error::other("more replies than messages sent"));
-        }
-        if state.measuring.get() {
-            let mut latency = state.latency.borrow_mut();
-            for t in sent_at.drain(..k) {
-                latency.record_n(now.duration_since(t).as_nanos() as u64, 1);
-            }
-        } else {
-            sent_at.drain(..k);
-        }
-        state.received.set(state.received.get() + k as u64);
+        state.replies(&mut sent_at.borrow_mut(), k, now)?;
     }
 }
 

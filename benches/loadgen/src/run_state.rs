@@ -1,9 +1,12 @@
 //! State shared by the tasks of one run (single-threaded, so `Cell`s), and the measured window.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
 use std::time::{Duration, Instant};
 
 use crate::histogram::Histogram;
+use crate::options::Options;
 use crate::proc_stats::CpuMeter;
 use crate::report::Report;
 
@@ -26,12 +29,35 @@ pub struct RunState {
 
 impl RunState {
     /// Counts a failed connection and keeps the first message.
-    pub fn fail(&self, error: std::io::Error) {
+    pub fn fail(&self, error: io::Error) {
         self.errors.set(self.errors.get() + 1);
         let mut first = self.first_error.borrow_mut();
         if first.is_none() {
             *first = Some(error.to_string());
         }
+    }
+
+    /// Takes the send times of `k` echoed messages (oldest first: one connection answers in
+    /// order), records their round trips if measuring, and counts them.
+    pub fn replies(
+        &self,
+        sent_at: &mut VecDeque<Instant>,
+        k: usize,
+        now: Instant,
+    ) -> io::Result<()> {
+        if k > sent_at.len() {
+            return Err(io::Error::other("more replies than messages sent"));
+        }
+        if self.measuring.get() {
+            let mut latency = self.latency.borrow_mut();
+            for t in sent_at.drain(..k) {
+                latency.record_n(now.duration_since(t).as_nanos() as u64, 1);
+            }
+        } else {
+            sent_at.drain(..k);
+        }
+        self.received.set(self.received.get() + k as u64);
+        Ok(())
     }
 
     /// Waits (polling, bounded by `limit`) until `want` connections are ready or failed.
@@ -94,4 +120,16 @@ impl RunState {
 pub fn mask_for(i: usize) -> [u8; 4] {
     let x = (i as u32).wrapping_add(1).wrapping_mul(0x9E37_79B9) | 0x0101_0101;
     x.to_le_bytes()
+}
+
+/// The report's first fields: the mode and the load it was run with.
+pub fn header(mode: &str, o: &Options) -> Report {
+    let mut report = Report::default();
+    report
+        .text("mode", mode)
+        .num("conns", o.conns as f64)
+        .num("inflight", o.inflight as f64)
+        .num("size", o.size as f64)
+        .opt("offered_rate", o.rate);
+    report
 }

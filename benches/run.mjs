@@ -260,7 +260,7 @@ async function main() {
     const row = sc.rows.find((r) => r.id === id)
     const bars = sc.runs.map((r) => {
       const s = results.pins[chartPin].summary[sc.id][r][row.metric]
-      return { label: labelOf(sc, r), key: servers[sc.variants?.[r]?.server ?? r].ours ? 'ours' : r, ...s }
+      return { label: sc.variants?.[r]?.short ?? labelOf(sc, r), key: servers[sc.variants?.[r]?.server ?? r].ours ? 'ours' : r, ...s }
     })
     panels.push({ title: row.title, better: row.better, bars })
   }

@@ -58,10 +58,11 @@ export function scenarios({ quick }) {
         // Ours: subscribers join with the client protocol; `rnode` publishes through a JS
         // onMessage calling server.broadcast, `rnode-native` sends protocol room_message frames
         // that the engine fans out without JS.
-        rnode: { server: 'rnode', label: 'rnode-ws (server.broadcast from JS)', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+        rnode: { server: 'rnode', label: 'rnode-ws (server.broadcast from JS)', short: 'rnode-ws, from JS', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
         'rnode-native': {
           server: 'rnode',
           label: 'rnode-ws (native room_message)',
+          short: 'rnode-ws, native',
           extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}', '--pub-path', '/sub', '--pub-room', 'bench'],
         },
       },

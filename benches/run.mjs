@@ -128,7 +128,7 @@ async function runOne({ serverCmd, loadgenCmd, timeoutMs }) {
   }
 }
 
-const METRICS = ['rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn']
+const METRICS = ['rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn', 'cpu0_busy', 'cpu1_busy', 'cpu0_steal', 'cpu1_steal']
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2))
@@ -240,10 +240,16 @@ async function main() {
     md.push('')
     md.push(markdownTable(lines, servers))
     md.push('')
+    const steals = p.runs.filter((x) => x.report).map((x) => Math.max(x.report.cpu0_steal ?? 0, x.report.cpu1_steal ?? 0))
+    const worst = Math.max(0, ...steals)
+    if (worst > 0.05) {
+      md.push(`Noise: the hypervisor stole up to ${Math.round(worst * 100)}% of a CPU during some runs (median ${Math.round(100 * (summarize(steals).median ?? 0))}%); compare ratios, not absolute numbers.`)
+      md.push('')
+    }
     md.push('Targets (issue 6):')
     md.push(targetLines(p.targets))
     md.push('')
-    md.push('<details><summary>CPU use: server vs load generator (cores, medians)</summary>\n')
+    md.push('<details><summary>CPU use: server vs load generator, and per-CPU busy time (medians)</summary>\n')
     md.push(cpuTable(scenarioList, p.summary, labelOf))
     md.push('\n</details>')
   }

@@ -49,14 +49,26 @@ export function markdownTable(lines, servers) {
   return [head, rule, ...body].join('\n')
 }
 
-/** Median CPU use (cores) of server and load generator, per scenario and server. */
+/**
+ * Median CPU use of server and load generator processes, and how busy each CPU was (with
+ * softirq, which loopback TCP needs and no process is charged for) and how much the
+ * hypervisor stole, per scenario and server.
+ */
 export function cpuTable(scenarios, summary, labelOf) {
-  const out = ['| scenario | server | server CPU (cores) | loadgen CPU (cores) |', '|---|---|---:|---:|']
+  const out = [
+    '| scenario | server | server process (cores) | loadgen process (cores) | CPU 0 busy | CPU 1 busy | steal |',
+    '|---|---|---:|---:|---:|---:|---:|',
+  ]
+  const pct = (x) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : 'n/a')
   for (const sc of scenarios) {
     for (const r of sc.runs) {
       const s = summary[sc.id]?.[r]
       if (!s) continue
-      out.push(`| ${sc.id} | ${labelOf(sc, r)} | ${human(s.server_cpu?.median)} | ${human(s.loadgen_cpu?.median)} |`)
+      const steal = Math.max(s.cpu0_steal?.median ?? 0, s.cpu1_steal?.median ?? 0)
+      out.push(
+        `| ${sc.id} | ${labelOf(sc, r)} | ${human(s.server_cpu?.median)} | ${human(s.loadgen_cpu?.median)} | ` +
+          `${pct(s.cpu0_busy?.median)} | ${pct(s.cpu1_busy?.median)} | ${pct(steal)} |`,
+      )
     }
   }
   return out.join('\n')

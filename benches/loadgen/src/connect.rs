@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use crate::handshake;
 use crate::options::Options;
-use crate::proc_stats::{rss_bytes, CpuMeter};
+use crate::proc_stats::{report_machine, rss_bytes, CpuMeter, MachineMeter};
 use crate::report::Report;
 use crate::run_state::RunState;
 
@@ -24,6 +24,7 @@ pub async fn run(o: &Options) -> Report {
     let rss_before = o.server_pid.and_then(rss_bytes);
     let server_cpu = o.server_pid.map(CpuMeter::start);
     let own_cpu = CpuMeter::start(std::process::id());
+    let machine = MachineMeter::start();
     state.measuring.set(true);
     let t0 = Instant::now();
     let mut workers = Vec::new();
@@ -52,6 +53,7 @@ pub async fn run(o: &Options) -> Report {
     let ok = state.ready.get();
     let own = own_cpu.elapsed_ns();
     let server = server_cpu.and_then(|m| m.elapsed_ns());
+    let cpus = machine.fractions();
     tokio::time::sleep(o.settle).await;
     let rss_after = o.server_pid.and_then(rss_bytes);
     let latency = state.latency.borrow();
@@ -73,6 +75,7 @@ pub async fn run(o: &Options) -> Report {
         _ => None,
     };
     report.opt("rss_per_conn", per_conn);
+    report_machine(cpus, &mut report);
     drop(latency);
     state.finish(&mut report);
     open.borrow_mut().clear();

@@ -23,6 +23,67 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Per-CPU jiffies from `/proc/stat`: (busy, steal, total) for cpu0, cpu1, ...
+/// Busy counts user, nice, system, irq and softirq: softirq is where loopback TCP spends much
+/// of its time, and it is charged to no process, so per-process CPU alone can hide a full core.
+fn cpu_jiffies() -> Option<Vec<(u64, u64, u64)>> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let mut out = Vec::new();
+    for line in stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+    {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() < 8 {
+            return None;
+        }
+        let busy = f[0] + f[1] + f[2] + f[5] + f[6];
+        out.push((busy, f[7], f.iter().take(8).sum()));
+    }
+    Some(out)
+}
+
+/// How busy each CPU was between `start` and `busy_fractions`, and how much was stolen.
+pub struct MachineMeter {
+    start: Option<Vec<(u64, u64, u64)>>,
+}
+
+impl MachineMeter {
+    /// Starts measuring all CPUs.
+    pub fn start() -> Self {
+        MachineMeter {
+            start: cpu_jiffies(),
+        }
+    }
+
+    /// Per CPU: (busy fraction, steal fraction) since `start`.
+    pub fn fractions(&self) -> Vec<(f64, f64)> {
+        let (Some(a), Some(b)) = (&self.start, cpu_jiffies()) else {
+            return Vec::new();
+        };
+        a.iter()
+            .zip(b.iter())
+            .map(|(x, y)| {
+                let total = (y.2 - x.2).max(1) as f64;
+                ((y.0 - x.0) as f64 / total, (y.1 - x.1) as f64 / total)
+            })
+            .collect()
+    }
+}
+
+/// Adds `cpuN_busy` / `cpuN_steal` for the first two CPUs (the pinned pair) to a report.
+pub fn report_machine(fractions: Vec<(f64, f64)>, report: &mut crate::report::Report) {
+    const BUSY: [&str; 2] = ["cpu0_busy", "cpu1_busy"];
+    const STEAL: [&str; 2] = ["cpu0_steal", "cpu1_steal"];
+    for (i, (busy, steal)) in fractions.into_iter().take(2).enumerate() {
+        report.num(BUSY[i], busy).num(STEAL[i], steal);
+    }
+}
+
 /// CPU time of a process between two points, with the wall time between them.
 pub struct CpuMeter {
     pid: u32,
@@ -59,5 +120,13 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(meter.elapsed_ns().is_some());
+        let machine = MachineMeter::start();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let f = machine.fractions();
+        assert!(
+            !f.is_empty()
+                && f.iter()
+                    .all(|(b, s)| (0.0..=1.0).contains(b) && (0.0..=1.0).contains(s))
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::histogram::Histogram;
 use crate::options::Options;
-use crate::proc_stats::CpuMeter;
+use crate::proc_stats::{report_machine, CpuMeter, MachineMeter};
 use crate::report::Report;
 
 /// Counters every mode keeps.
@@ -79,6 +79,7 @@ impl RunState {
         tokio::time::sleep(warmup).await;
         let own = CpuMeter::start(std::process::id());
         let server = server_pid.map(CpuMeter::start);
+        let machine = MachineMeter::start();
         let before = self.received.get();
         let t0 = Instant::now();
         self.measuring.set(true);
@@ -103,6 +104,7 @@ impl RunState {
                     .and_then(|m| m.elapsed_ns())
                     .map(|ns| ns as f64 / 1e9 / wall),
             );
+        report_machine(machine.fractions(), report);
     }
 
     /// Adds the connection counts and first error to `report`.

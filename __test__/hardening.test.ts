@@ -1,7 +1,7 @@
 // HARDENING.md rows 12-29 and 33: bad frames over raw TCP, dead and slow peers.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { closePayload, encodeFrame, RawPeer } from './frames'
-import { closed, connect, nextMessage, startServer, waitFor, type Started } from './helpers'
+import { connect, nextMessage, startServer, waitFor, type Started } from './helpers'
 
 const TEXT = 0x1
 const BINARY = 0x2

@@ -2,7 +2,7 @@
 import net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import type { ServerOptions, Socket, WebSocketHandlers } from '../lib/index'
+import { WsServer, type ServerOptions, type Socket, type WebSocketHandlers } from '../lib/index'
 import { connect, nextMessage, rawExchange, startServer, statusOf, upgradeRequest, waitFor, type Started } from './helpers'
 
 const running: Started[] = []
@@ -212,8 +212,7 @@ describe('limits', () => {
     ['allowedOrigins', 'https://x'],
     ['protocols', [1]],
     ['autoCreateRooms', 'yes'],
-  ])('bad value %s = %j throws TypeError or RangeError', async (name, value) => {
-    const { WsServer } = await import('../lib/index')
+  ])('bad value %s = %j throws TypeError or RangeError', (name, value) => {
     expect(() => new WsServer({ [name]: value } as ServerOptions)).toThrow(/must be/)
   })
 

@@ -18,6 +18,15 @@ export interface NativeOptions {
   maxConnections?: number
   maxConnectionsPerIp?: number
   protocols?: string[]
+  clusterRedis?: string
+  clusterPrefix?: string
+}
+
+/** Counts over every node of a cluster. */
+export interface NativeClusterStats {
+  nodes: number
+  totalConnections: number
+  connectionsByRoom: Record<string, number>
 }
 
 /** The limits in force. */
@@ -76,6 +85,9 @@ export interface NativeStats {
   batches: number
   events: number
   totalRooms: number
+  clusterReceived: number
+  clusterDropped: number
+  clusterConnected: boolean
 }
 
 /** The native server object. */
@@ -100,8 +112,8 @@ export interface NativeServer {
   roomsOf(conn: number): string[]
   roomMembers(id: string): number[]
   sendToRoom(conn: number, room: string, messageJson: string): number
-  broadcastText(text: string, room?: string | null, except?: number[] | null): number
-  broadcastBinary(data: Uint8Array, room?: string | null, except?: number[] | null): number
+  broadcastText(text: string, room?: string | null, except?: string[] | null): number
+  broadcastBinary(data: Uint8Array, room?: string | null, except?: string[] | null): number
   sendManyText(ids: number[], text: string): number
   sendManyBinary(ids: number[], data: Uint8Array): number
   setMetadata(conn: number, key: string, json?: string | null): boolean
@@ -111,6 +123,7 @@ export interface NativeServer {
   resolveUpgrade(request: number, accept: boolean, status: number, message: string, clientId?: string | null, protocol?: string | null): void
   heartbeat(conn: number): number[]
   limits(): NativeLimits
+  clusterStats(): Promise<NativeClusterStats>
 }
 
 /** What the addon exports. */

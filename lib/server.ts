@@ -3,6 +3,7 @@ import { native, type NativeOptions, type NativeRoomInfo, type NativeServer } fr
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
+  ClusterStats,
   CloseOptions,
   JsonValue,
   Limits,
@@ -10,6 +11,7 @@ import type {
   UpgradeResult,
   RoomInfo,
   RoomOptions,
+  ScopeOptions,
   ServerOptions,
   ServerStats,
   WebSocketHandlers,
@@ -107,6 +109,21 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   if (input.protocols !== undefined && typeof input.protocols !== 'function') {
     out.protocols = checkStringList('protocols', input.protocols)
   }
+  if (input.cluster !== undefined) {
+    const c: unknown = input.cluster
+    if (typeof c !== 'object' || c === null) throw new TypeError('cluster must be an object: { redis, prefix? }')
+    const { redis, prefix } = c as { redis?: unknown; prefix?: unknown }
+    if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) {
+      throw new TypeError(`cluster.redis must be a redis:// URL, got ${JSON.stringify(redis)}`)
+    }
+    out.clusterRedis = redis
+    if (prefix !== undefined) {
+      if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
+        throw new TypeError('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
+      }
+      out.clusterPrefix = prefix
+    }
+  }
   return out
 }
 
@@ -114,6 +131,22 @@ function parseQuery(query: string): Record<string, string> {
   const out: Record<string, string> = Object.create(null) as Record<string, string>
   for (const [k, v] of new URLSearchParams(query)) out[k] = v
   return out
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** `except` as socket ids; ids of sockets on other cluster nodes are fine. */
+function exceptIds(except: BroadcastOptions['except']): string[] {
+  if (except === undefined) return []
+  const list = typeof except === 'string' || except instanceof Socket ? [except] : except
+  if (!Array.isArray(list)) throw new TypeError('except must be a socket id, a Socket, or a list of them')
+  return list.map((item: unknown) => {
+    const id = item instanceof Socket ? item.id : item
+    if (typeof id !== 'string' || !UUID.test(id)) {
+      throw new TypeError(`except items must be socket ids (UUIDs) or Socket objects, got ${JSON.stringify(id)}`)
+    }
+    return id
+  })
 }
 
 function toRoomInfo(r: NativeRoomInfo): RoomInfo {
@@ -137,6 +170,7 @@ function toError(value: unknown): Error {
 export class WsServer {
   readonly #native: NativeServer
   readonly #host: string
+  readonly #clustered: boolean
   readonly #routes = new Map<string, WebSocketHandlers>()
   readonly #sockets = new Map<number, Socket>()
   readonly #byId = new Map<string, Socket>()
@@ -151,6 +185,7 @@ export class WsServer {
   constructor(portOrOptions?: number | ServerOptions) {
     const options = toNativeOptions(portOrOptions)
     this.#host = options.host ?? '0.0.0.0'
+    this.#clustered = options.clusterRedis !== undefined
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
     this.#native = new native.NativeServer(options)
@@ -265,11 +300,23 @@ export class WsServer {
     return id
   }
 
-  /** A room's description and member count, or undefined. */
-  getRoom(roomId: string): RoomInfo | undefined {
+  /**
+   * A room's description and member count, or undefined. With `{ scope: 'cluster' }`, a Promise
+   * whose `connectionsCount` sums every node (undefined when no node has the room).
+   */
+  getRoom(roomId: string, options?: { scope: 'local' }): RoomInfo | undefined
+  getRoom(roomId: string, options: { scope: 'cluster' }): Promise<RoomInfo | undefined>
+  getRoom(roomId: string, options?: ScopeOptions): RoomInfo | undefined | Promise<RoomInfo | undefined> {
     checkRoomId(roomId)
     const r = this.#native.getRoom(roomId)
-    return r ? toRoomInfo(r) : undefined
+    const local = r ? toRoomInfo(r) : undefined
+    if (options?.scope !== 'cluster') return local
+    return this.#native.clusterStats().then((c) => {
+      const count = c.connectionsByRoom[roomId]
+      if (count === undefined) return local
+      const base: RoomInfo = local ?? { id: roomId, name: roomId, connectionsCount: 0, metadata: {}, createdAt: new Date() }
+      return { ...base, connectionsCount: count }
+    })
   }
 
   /** Every room. */
@@ -295,13 +342,13 @@ export class WsServer {
       throw new TypeError('broadcast() takes a string, Buffer, Uint8Array or ArrayBuffer')
     }
     if (options.room !== undefined) checkRoomId(options.room)
-    const except = this.#exceptConns(options.except)
+    const except = exceptIds(options.except)
     if (options.filter) {
       if (typeof options.filter !== 'function') throw new TypeError('filter must be a function')
       const candidates = options.room === undefined ? this.#sockets.values() : this.getConnections(options.room)
       const ids: number[] = []
       for (const socket of candidates) {
-        if (!except.includes(socket.conn) && options.filter(socket)) ids.push(socket.conn)
+        if (!except.includes(socket.id) && options.filter(socket)) ids.push(socket.conn)
       }
       return typeof bytes === 'string' ? this.#native.sendManyText(ids, bytes) : this.#native.sendManyBinary(ids, bytes)
     }
@@ -311,20 +358,23 @@ export class WsServer {
       : this.#native.broadcastBinary(bytes, room, except)
   }
 
-  #exceptConns(except: BroadcastOptions['except']): number[] {
-    if (except === undefined) return []
-    const list = typeof except === 'string' || except instanceof Socket ? [except] : except
-    const out: number[] = []
-    for (const item of list) {
-      const socket = typeof item === 'string' ? this.#byId.get(item) : item
-      if (socket instanceof Socket) out.push(socket.conn)
-      else if (typeof item !== 'string') throw new TypeError('except must be socket ids or Socket objects')
-    }
-    return out
-  }
 
-  /** Connection, message and byte counters, and the batching debug figures. */
-  getStats(): ServerStats {
+  /**
+   * Connection, room, message and byte counters and the batching debug figures of this server.
+   * With `{ scope: 'cluster' }`, a Promise of the connection and room counts over every node
+   * (each node reports every second; a crashed node's counts expire within 3.5 s).
+   */
+  getStats(options?: { scope: 'local' }): ServerStats
+  getStats(options: { scope: 'cluster' }): Promise<ClusterStats>
+  getStats(options?: ScopeOptions): ServerStats | Promise<ClusterStats> {
+    if (options?.scope === 'cluster') {
+      return this.#native.clusterStats().then((c) => ({
+        nodes: c.nodes,
+        totalConnections: c.totalConnections,
+        totalRooms: Object.keys(c.connectionsByRoom).length,
+        connectionsByRoom: c.connectionsByRoom,
+      }))
+    }
     const s = this.#native.stats()
     return {
       totalConnections: s.totalConnections,
@@ -335,6 +385,7 @@ export class WsServer {
       droppedMessages: s.droppedMessages,
       totalRooms: s.totalRooms,
       connectionsByRoom: this.#native.roomCounts(),
+      ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
       batching: {
         wakeups: s.wakeups,
         batches: s.batches,

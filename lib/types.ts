@@ -82,6 +82,32 @@ export interface ServerOptions {
    * with the client's offers that returns one of them, or `false` for none.
    */
   protocols?: string[] | ((offered: string[], req: UpgradeRequest) => string | false)
+  /**
+   * Scale-out: servers sharing a Redis deliver broadcasts and room messages to each other's
+   * members. `listen()` rejects when Redis cannot be reached.
+   */
+  cluster?: ClusterOptions
+}
+
+/** `cluster` option of `new WsServer()`. */
+export interface ClusterOptions {
+  /** Redis URL, e.g. `redis://127.0.0.1:6379`. */
+  redis: string
+  /** Prefix of the Redis channel and keys; servers with the same prefix form one cluster. Default `'rnode'`. */
+  prefix?: string
+}
+
+/** `{ scope: 'cluster' }` asks for counts over every node (a Promise, read from Redis). */
+export interface ScopeOptions {
+  scope: 'local' | 'cluster'
+}
+
+/** Counts over every node of a cluster. */
+export interface ClusterStats {
+  nodes: number
+  totalConnections: number
+  totalRooms: number
+  connectionsByRoom: Record<string, number>
 }
 
 /** The limits in force (`server.limits`). */
@@ -152,6 +178,8 @@ export interface ServerStats {
   droppedMessages: number
   totalRooms: number
   connectionsByRoom: Record<string, number>
+  /** Scale-out: envelopes received from other nodes, dropped while Redis was away, link state. */
+  cluster?: { received: number; dropped: number; connected: boolean }
   /** Debug: how many events JS received per engine wake-up (batching at work). */
   batching: { wakeups: number; batches: number; events: number; eventsPerBatch: number }
 }

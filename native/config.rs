@@ -45,6 +45,10 @@ pub struct NativeOptions {
     pub max_connections_per_ip: Option<u32>,
     /// Subprotocols the server speaks, in no particular order; the client's first match wins.
     pub protocols: Option<Vec<String>>,
+    /// Redis URL for scale-out; absent: a single node.
+    pub cluster_redis: Option<String>,
+    /// Key and channel prefix in Redis (default "rnode").
+    pub cluster_prefix: Option<String>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -66,6 +70,7 @@ pub struct Config {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<u32>,
     pub protocols: Vec<String>,
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -92,6 +97,10 @@ impl Config {
             max_connections: o.max_connections.map(|n| n as usize),
             max_connections_per_ip: o.max_connections_per_ip,
             protocols: o.protocols.clone().unwrap_or_default(),
+            cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
+                redis_url,
+                prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
+            }),
         }
     }
 }
@@ -118,12 +127,7 @@ impl From<&Config> for Limits {
         Limits {
             max_payload: c.max_payload as u32,
             max_backpressure: c.max_backpressure as u32,
-            backpressure_policy: if c.drop_on_backpressure {
-                "drop"
-            } else {
-                "close"
-            }
-            .to_string(),
+            backpressure_policy: if c.drop_on_backpressure { "drop" } else { "close" }.to_string(),
             idle_timeout: ms(c.idle_timeout),
             ping_interval: ms(c.ping_interval),
             handshake_timeout: ms(c.handshake_timeout),

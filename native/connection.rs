@@ -49,16 +49,15 @@ pub enum SendStatus {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Everything the rest of the engine may know about one live connection.
 pub struct Conn {
     /// Internal numeric id used across the JS boundary.
     pub id: u32,
+    /// Public UUID (`socket.id`), also how other cluster nodes name this connection.
+    pub uuid: [u8; 16],
     /// Validated `clientId` query parameter or a generated one.
     pub client_id: String,
     tx: mpsc::UnboundedSender<Outbound>,
@@ -129,10 +128,7 @@ impl Conn {
             if let Ok(mut r) = self.requested_close.lock() {
                 *r = Some((code, reason.to_string()));
             }
-            let _ = self.tx.send(Outbound::Close {
-                code,
-                reason: reason.to_string(),
-            });
+            let _ = self.tx.send(Outbound::Close { code, reason: reason.to_string() });
             self.close_requested.notify_one();
         }
     }
@@ -151,6 +147,7 @@ impl Conn {
 
 /// Identity of a connection, fixed at upgrade time.
 pub struct ConnInfo {
+    pub uuid: [u8; 16],
     pub client_id: String,
     pub path: String,
     /// JSON object handed to JS with the connect event.
@@ -171,17 +168,13 @@ fn close_code_for(err: &WsError) -> Option<(u16, &'static str)> {
 
 /// Runs a connection to completion: registers it, pumps frames, unregisters it, reports close.
 /// `admission` holds the connection's place in the connection limits until it ends.
-pub async fn run(
-    engine: Arc<Engine>,
-    info: ConnInfo,
-    ws: WebSocketStream<TcpStream>,
-    admission: Admission,
-) {
+pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStream>, admission: Admission) {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = engine.next_conn_id();
     let now = now_ms();
     let conn = Arc::new(Conn {
         id,
+        uuid: info.uuid,
         client_id: info.client_id,
         tx,
         buffered: AtomicUsize::new(0),
@@ -196,11 +189,9 @@ pub async fn run(
         last_ping: AtomicU64::new(now),
         last_pong: AtomicU64::new(now),
     });
+    engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
-    engine.events.push(Event::Connect {
-        conn: id,
-        info: info.info_json,
-    });
+    engine.events.push(Event::Connect { conn: id, info: info.info_json });
     if engine.is_shutting_down() {
         conn.close(1001, "Server shutting down");
     }
@@ -217,9 +208,7 @@ pub async fn run(
     let mut ping_window = (Instant::now(), 0u32);
     loop {
         let idle_deadline = last_seen + config.idle_timeout;
-        let wake_at = next_ping
-            .min(idle_deadline)
-            .min(close_deadline.unwrap_or(idle_deadline));
+        let wake_at = next_ping.min(idle_deadline).min(close_deadline.unwrap_or(idle_deadline));
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(msg)) => {
@@ -295,22 +284,14 @@ pub async fn run(
     let _ = conn.tx.send(Outbound::Stop);
     // Give the writer a bounded time to flush a pending close frame, then stop it.
     let mut writer = writer;
-    if tokio::time::timeout(config.close_timeout, &mut writer)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(config.close_timeout, &mut writer).await.is_err() {
         writer.abort();
     }
     let requested = conn.requested_close.lock().ok().and_then(|r| r.clone());
-    let (code, reason) = peer_close
-        .or(local_close)
-        .or(requested)
-        .unwrap_or((1006, String::new()));
-    engine.events.push(Event::Close {
-        conn: id,
-        code,
-        reason,
-    });
+    let (code, reason) = peer_close.or(local_close).or(requested).unwrap_or((1006, String::new()));
+    engine.events.push(Event::Close { conn: id, code, reason });
+    engine.live_tasks.fetch_sub(1, Ordering::AcqRel);
+    engine.conn_gone.notify_waiters();
 }
 
 /// Most bytes or frames written before a flush, so `bufferedAmount` keeps moving under load.
@@ -339,10 +320,8 @@ async fn write_loop(
                 }
                 Outbound::Close { code, reason } => {
                     if !close_sent {
-                        let frame = CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: Utf8Bytes::from(reason),
-                        };
+                        let frame =
+                            CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) };
                         stop = sink.feed(Message::Close(Some(frame))).await.is_err();
                         close_sent = true;
                     }
@@ -361,7 +340,8 @@ async fn write_loop(
             engine.events.push(Event::Drain { conn: conn.id });
         }
         if stop || !flushed {
-            let _ = sink.close().await;
+            // Everything queued is flushed; dropping both halves closes the TCP connection.
+            // (No `sink.close()`: after a finished close handshake it can wait for nothing.)
             conn.kill.notify_one();
             break;
         }

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
 use crate::connection::{Conn, SendStatus};
 use crate::events::{Event, EventQueue};
@@ -29,10 +30,7 @@ pub mod hooks {
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// Upgrade, optionally with the client id and subprotocol JS chose.
-    Accept {
-        client_id: Option<String>,
-        protocol: Option<String>,
-    },
+    Accept { client_id: Option<String>, protocol: Option<String> },
     /// Refuse with this HTTP status and body.
     Reject { status: u16, message: String },
 }
@@ -112,6 +110,8 @@ pub struct Engine {
     pub rooms: Rooms,
     pending_joins: DashMap<u32, PendingJoin>,
     next_request: AtomicU32,
+    /// The Redis link when `cluster` is configured (set by `listen`).
+    pub cluster: std::sync::OnceLock<Arc<Cluster>>,
     /// Upgrades waiting for the `onUpgrade` hook.
     pub pending_upgrades: DashMap<u32, tokio::sync::oneshot::Sender<Verdict>>,
     /// Connections admitted (upgrading or open), for `maxConnections`.
@@ -123,7 +123,9 @@ pub struct Engine {
     shutting_down: AtomicBool,
     /// Woken when the accept loop must stop.
     pub stop_accepting: Notify,
-    /// Woken each time a connection is unregistered (used by shutdown to wait).
+    /// Connection tasks that have not reported their close yet (shutdown waits for zero).
+    pub live_tasks: AtomicUsize,
+    /// Woken each time a connection task ends (used by shutdown to wait).
     pub conn_gone: Notify,
 }
 
@@ -146,6 +148,7 @@ impl Engine {
             rooms,
             pending_joins: DashMap::new(),
             next_request: AtomicU32::new(1),
+            cluster: std::sync::OnceLock::new(),
             pending_upgrades: DashMap::new(),
             admitted: AtomicUsize::new(0),
             per_ip: DashMap::new(),
@@ -153,6 +156,7 @@ impl Engine {
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
             stop_accepting: Notify::new(),
+            live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
         }
     }
@@ -166,19 +170,12 @@ impl Engine {
 
     /// The hook bits of a path.
     pub fn route_hooks(&self, path: &str) -> u32 {
-        self.routes
-            .read()
-            .ok()
-            .and_then(|r| r.get(path).copied())
-            .unwrap_or(0)
+        self.routes.read().ok().and_then(|r| r.get(path).copied()).unwrap_or(0)
     }
 
     /// Whether a path has handlers.
     pub fn has_route(&self, path: &str) -> bool {
-        self.routes
-            .read()
-            .map(|r| r.contains_key(path))
-            .unwrap_or(false)
+        self.routes.read().map(|r| r.contains_key(path)).unwrap_or(false)
     }
 
     /// Takes a place in the connection limits, or says which limit is reached.
@@ -192,20 +189,13 @@ impl Engine {
             self.admitted.fetch_add(1, Ordering::AcqRel);
         }
         let mut count = self.per_ip.entry(ip).or_insert(0);
-        if self
-            .config
-            .max_connections_per_ip
-            .is_some_and(|max| *count >= max)
-        {
+        if self.config.max_connections_per_ip.is_some_and(|max| *count >= max) {
             drop(count);
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(AdmissionError::TooManyFromIp);
         }
         *count += 1;
-        Ok(Admission {
-            engine: self.clone(),
-            ip,
-        })
+        Ok(Admission { engine: self.clone(), ip })
     }
 
     /// Next id for a request that waits on JS (joins, upgrades).
@@ -232,10 +222,7 @@ impl Engine {
     pub fn on_text(&self, conn: &Arc<Conn>, data: Utf8Bytes) {
         let Some(parsed) = protocol::parse(data.as_str()) else {
             if conn.hooks & hooks::MESSAGE != 0 {
-                self.events.push(Event::Text {
-                    conn: conn.id,
-                    data,
-                });
+                self.events.push(Event::Text { conn: conn.id, data });
             }
             return;
         };
@@ -253,17 +240,9 @@ impl Engine {
                     let request = self.next_request_id();
                     self.pending_joins.insert(
                         request,
-                        PendingJoin {
-                            conn: conn.clone(),
-                            room: room.clone(),
-                            request_id: rid,
-                        },
+                        PendingJoin { conn: conn.clone(), room: room.clone(), request_id: rid },
                     );
-                    self.events.push(Event::JoinRequest {
-                        conn: conn.id,
-                        request,
-                        room,
-                    });
+                    self.events.push(Event::JoinRequest { conn: conn.id, request, room });
                 } else {
                     self.finish_join(conn, &room, &rid);
                 }
@@ -281,8 +260,7 @@ impl Engine {
                     return;
                 }
                 let frame = protocol::room_message(&room, &message, &conn.client_id);
-                self.rooms
-                    .fan_out(self, &room, &Message::Text(frame.into()), &[conn.id]);
+                self.room_message_from(conn, &room, frame);
             }
             Request::Ping { timestamp } => {
                 conn.last_ping.store(
@@ -337,10 +315,7 @@ impl Engine {
     pub fn leave(&self, conn: &Arc<Conn>, room: &str) -> bool {
         let left = self.rooms.leave(conn, room);
         if left && conn.hooks & hooks::LEAVE_ROOM != 0 {
-            self.events.push(Event::Leave {
-                conn: conn.id,
-                room: room.to_string(),
-            });
+            self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
         }
         left
     }
@@ -353,24 +328,39 @@ impl Engine {
         for conn in members {
             self.reply(&conn, protocol::room_left(room, &None));
             if conn.hooks & hooks::LEAVE_ROOM != 0 {
-                self.events.push(Event::Leave {
-                    conn: conn.id,
-                    room: room.to_string(),
-                });
+                self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
             }
         }
         true
     }
 
-    /// Queues one message to many connections: a room, everyone, or a chosen list; the bytes are
-    /// shared, never copied per recipient. Returns how many accepted it.
-    pub fn broadcast(&self, msg: Message, room: Option<&str>, except: &[u32]) -> u32 {
-        if let Some(room) = room {
-            return self.rooms.fan_out(self, room, &msg, except);
+    /// A `room_message` frame from a member to the room's other members, on every node.
+    pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
+        let msg = Message::Text(frame.into());
+        self.publish(&msg, Some(room), vec![sender.uuid]);
+        self.rooms.fan_out(self, room, &msg, |c: &Conn| c.id == sender.id)
+    }
+
+    /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
+    /// node), here and, with a cluster, on every other node. The bytes are shared, never copied
+    /// per recipient. Returns how many local connections accepted it.
+    pub fn broadcast(&self, msg: Message, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        self.publish(&msg, room, except.to_vec());
+        self.deliver_local(msg, room, except)
+    }
+
+    /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
+    pub fn deliver_local(&self, msg: Message, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        match room {
+            Some(room) => self.rooms.fan_out(self, room, &msg, |c: &Conn| except.contains(&c.uuid)),
+            None => self.send_all(&msg, |c: &Conn| except.contains(&c.uuid)),
         }
+    }
+
+    fn send_all(&self, msg: &Message, skip: impl Fn(&Conn) -> bool) -> u32 {
         let mut delivered = 0;
         for entry in self.conns.iter() {
-            if except.contains(entry.key()) {
+            if skip(entry.value()) {
                 continue;
             }
             if entry.value().send(self, msg.clone()) != SendStatus::Dropped {
@@ -378,6 +368,24 @@ impl Engine {
             }
         }
         delivered
+    }
+
+    fn publish(&self, msg: &Message, room: Option<&str>, except: Vec<[u8; 16]>) {
+        let Some(cluster) = self.cluster.get() else {
+            return;
+        };
+        let (binary, payload) = match msg {
+            Message::Text(t) => (false, bytes::Bytes::from(t.clone())),
+            Message::Binary(b) => (true, b.clone()),
+            _ => return,
+        };
+        cluster.publish(&Envelope {
+            origin: cluster.node_id,
+            binary,
+            room: room.map(str::to_string),
+            except,
+            payload,
+        });
     }
 
     /// Queues one message to the listed connections.
@@ -399,7 +407,6 @@ impl Engine {
         self.retired.insert(conn.id, conn.clone());
         self.rooms.leave_all(conn);
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
-        self.conn_gone.notify_waiters();
     }
 
     /// Stops accepting and asks every connection to close with 1001.

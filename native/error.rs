@@ -6,9 +6,12 @@ pub enum Error {
     /// The listening socket could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(String, #[source] std::io::Error),
-    /// The server is not listening (or already closed).
-    #[error("server is not listening")]
-    NotListening,
+    /// Redis (for `cluster`) could not be reached or answered with an error.
+    #[error("cannot use Redis at {0}: {1}")]
+    Redis(String, String),
+    /// A cluster-scoped query on a server without `cluster`.
+    #[error("this server has no cluster option")]
+    NoCluster,
 }
 
 /// Result with the engine's error.

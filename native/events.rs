@@ -42,19 +42,11 @@ pub enum Event {
     /// A binary message for `onMessage`.
     Binary { conn: u32, data: Bytes },
     /// The connection is gone; no event for it follows.
-    Close {
-        conn: u32,
-        code: u16,
-        reason: String,
-    },
+    Close { conn: u32, code: u16, reason: String },
     /// The send buffer emptied after crossing the backpressure limit.
     Drain { conn: u32 },
     /// A client asks to join a room and an `onJoinRoom` hook must decide.
-    JoinRequest {
-        conn: u32,
-        request: u32,
-        room: String,
-    },
+    JoinRequest { conn: u32, request: u32, room: String },
     /// A connection left a room.
     Leave { conn: u32, room: String },
     /// An upgrade request waits for `onUpgrade`; `info` is the request as JSON.
@@ -94,10 +86,7 @@ struct Pending {
 impl Default for EventQueue {
     fn default() -> Self {
         EventQueue {
-            queue: Mutex::new(Pending {
-                events: Vec::new(),
-                scheduled: false,
-            }),
+            queue: Mutex::new(Pending { events: Vec::new(), scheduled: false }),
             wake: Mutex::new(None),
             wakes: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -178,8 +167,7 @@ impl EventQueue {
         };
         if !events.is_empty() {
             self.batches.fetch_add(1, Ordering::Relaxed);
-            self.delivered
-                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            self.delivered.fetch_add(events.len() as u64, Ordering::Relaxed);
         }
         for event in events {
             let slot = match event {
@@ -201,11 +189,7 @@ impl EventQueue {
                     [kind::CLOSE, conn, a, b, u32::from(code)]
                 }
                 Event::Drain { conn } => [kind::DRAIN, conn, 0, 0, 0],
-                Event::JoinRequest {
-                    conn,
-                    request,
-                    room,
-                } => {
+                Event::JoinRequest { conn, request, room } => {
                     let (a, b) = push_text(&mut text, &room);
                     [kind::JOIN_REQUEST, conn, a, b, request]
                 }
@@ -224,11 +208,7 @@ impl EventQueue {
         Batch {
             header: Uint32Array::new(header),
             text,
-            binary: if binary.is_empty() {
-                None
-            } else {
-                Some(binary.into())
-            },
+            binary: if binary.is_empty() { None } else { Some(binary.into()) },
         }
     }
 }

@@ -3,6 +3,7 @@
 //! This file is the napi surface and nothing more; each concept lives in its own module.
 #![deny(clippy::unwrap_used)]
 
+mod cluster;
 mod config;
 mod connection;
 mod engine;
@@ -44,6 +45,20 @@ pub struct NativeStats {
     /// Events handed to JS; `events / batches` is the events per call.
     pub events: f64,
     pub total_rooms: u32,
+    /// Envelopes other cluster nodes delivered here.
+    pub cluster_received: f64,
+    /// Envelopes dropped because Redis was away and the outbound queue was full.
+    pub cluster_dropped: f64,
+    /// Whether the cluster subscriber is connected to Redis.
+    pub cluster_connected: bool,
+}
+
+/// Counts over every node of a cluster.
+#[napi(object)]
+pub struct ClusterStats {
+    pub nodes: u32,
+    pub total_connections: u32,
+    pub connections_by_room: HashMap<String, u32>,
 }
 
 /// The native half of `WsServer`; the TypeScript facade is its only caller.
@@ -57,9 +72,7 @@ impl NativeServer {
     #[napi(constructor)]
     pub fn new(options: Option<NativeOptions>) -> Self {
         let config = Config::from_options(&options.unwrap_or_default());
-        NativeServer {
-            engine: Arc::new(Engine::new(config)),
-        }
+        NativeServer { engine: Arc::new(Engine::new(config)) }
     }
 
     /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
@@ -76,16 +89,24 @@ impl NativeServer {
         env: &'env Env,
         wake: Function<'env, u32, ()>,
     ) -> Result<PromiseRaw<'env, u32>> {
-        let tsfn = wake
-            .build_threadsafe_function::<u32>()
-            .callee_handled::<false>()
-            .build()?;
+        let tsfn = wake.build_threadsafe_function::<u32>().callee_handled::<false>().build()?;
         self.engine.events.set_wake(tsfn);
         let engine = self.engine.clone();
         env.spawn_future(async move {
-            let port = server::listen(engine.clone()).await;
+            let port = async {
+                if let Some(config) = engine.config.cluster.clone() {
+                    let cluster = cluster::Cluster::connect(config).await?;
+                    cluster.start(engine.clone());
+                    let _ = engine.cluster.set(cluster);
+                }
+                server::listen(engine.clone()).await
+            }
+            .await;
             if port.is_err() {
                 engine.events.clear_wake();
+                if let Some(c) = engine.cluster.get() {
+                    c.stop().await;
+                }
             }
             Ok(u32::from(port?))
         })
@@ -139,11 +160,11 @@ impl NativeServer {
         let engine = self.engine.clone();
         engine.begin_shutdown();
         env.spawn_future(async move {
-            let deadline =
-                tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
-            while !engine.conns.is_empty() {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+            let live = |e: &Engine| e.live_tasks.load(std::sync::atomic::Ordering::Acquire);
+            while live(&engine) > 0 {
                 let gone = engine.conn_gone.notified();
-                if engine.conns.is_empty() {
+                if live(&engine) == 0 {
                     break;
                 }
                 if tokio::time::timeout_at(deadline, gone).await.is_err() {
@@ -153,9 +174,12 @@ impl NativeServer {
                     break;
                 }
             }
+            if let Some(c) = engine.cluster.get() {
+                c.stop().await;
+            }
             // Aborted connections still report their close; give them a moment, bounded.
             let grace = tokio::time::Instant::now() + Duration::from_millis(500);
-            while !engine.conns.is_empty() && tokio::time::Instant::now() < grace {
+            while live(&engine) > 0 && tokio::time::Instant::now() < grace {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Ok(())
@@ -186,7 +210,30 @@ impl NativeServer {
             batches: q.batches.load(Relaxed) as f64,
             events: q.delivered.load(Relaxed) as f64,
             total_rooms: self.engine.rooms.len() as u32,
+            cluster_received: self
+                .engine
+                .cluster
+                .get()
+                .map(|c| c.received.load(Relaxed) as f64)
+                .unwrap_or(0.0),
+            cluster_dropped: self.engine.cluster.get().map(|c| c.dropped.load(Relaxed) as f64).unwrap_or(0.0),
+            cluster_connected: self.engine.cluster.get().is_some_and(|c| c.connected.load(Relaxed)),
         }
+    }
+
+    /// Counts summed over every node of the cluster (rejects without a cluster).
+    #[napi(ts_return_type = "Promise<ClusterStats>")]
+    pub fn cluster_stats<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ClusterStats>> {
+        let engine = self.engine.clone();
+        env.spawn_future(async move {
+            let cluster = engine.cluster.get().cloned().ok_or(error::Error::NoCluster)?;
+            let counts = cluster.counts(&engine).await?;
+            Ok(ClusterStats {
+                nodes: counts.nodes,
+                total_connections: counts.connections,
+                connections_by_room: counts.rooms,
+            })
+        })
     }
 
     /// Member count of every room.
@@ -236,21 +283,14 @@ impl NativeServer {
         let Some(c) = self.conn(conn) else { return 0 };
         let rooms: Vec<String> = match id {
             Some(id) => vec![id],
-            None => c
-                .rooms
-                .lock()
-                .map(|r| r.iter().cloned().collect())
-                .unwrap_or_default(),
+            None => c.rooms.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default(),
         };
         rooms
             .iter()
             .filter(|room| {
                 let left = self.engine.leave(&c, room);
                 if left {
-                    c.send(
-                        &self.engine,
-                        Message::Text(protocol::room_left(room, &None).into()),
-                    );
+                    c.send(&self.engine, Message::Text(protocol::room_left(room, &None).into()));
                 }
                 left
             })
@@ -281,24 +321,13 @@ impl NativeServer {
         let message: serde_json::Value =
             serde_json::from_str(&message_json).unwrap_or(serde_json::Value::Null);
         let frame = protocol::room_message(&room, &message, &c.client_id);
-        self.engine
-            .rooms
-            .fan_out(&self.engine, &room, &Message::Text(frame.into()), &[conn]) as i32
+        self.engine.room_message_from(&c, &room, frame) as i32
     }
 
     /// Sends text to a room or everyone, skipping `except`; the bytes are shared by all recipients.
     #[napi]
-    pub fn broadcast_text(
-        &self,
-        text: String,
-        room: Option<String>,
-        except: Option<Vec<u32>>,
-    ) -> u32 {
-        self.engine.broadcast(
-            Message::Text(text.into()),
-            room.as_deref(),
-            &except.unwrap_or_default(),
-        )
+    pub fn broadcast_text(&self, text: String, room: Option<String>, except: Option<Vec<String>>) -> u32 {
+        self.engine.broadcast(Message::Text(text.into()), room.as_deref(), &socket_uuids(except))
     }
 
     /// Binary version of `broadcastText`; the bytes are copied once.
@@ -307,11 +336,10 @@ impl NativeServer {
         &self,
         data: Uint8ArraySlice,
         room: Option<String>,
-        except: Option<Vec<u32>>,
+        except: Option<Vec<String>>,
     ) -> u32 {
         let msg = Message::Binary(Bytes::copy_from_slice(&data));
-        self.engine
-            .broadcast(msg, room.as_deref(), &except.unwrap_or_default())
+        self.engine.broadcast(msg, room.as_deref(), &socket_uuids(except))
     }
 
     /// Sends one text message to the listed connections (the result of a JS-side filter).
@@ -323,8 +351,7 @@ impl NativeServer {
     /// Binary version of `sendManyText`.
     #[napi]
     pub fn send_many_binary(&self, ids: Vec<u32>, data: Uint8ArraySlice) -> u32 {
-        self.engine
-            .send_many(Message::Binary(Bytes::copy_from_slice(&data)), &ids)
+        self.engine.send_many(Message::Binary(Bytes::copy_from_slice(&data)), &ids)
     }
 
     /// Stores a metadata value (JSON text); `None` removes the key.
@@ -346,9 +373,7 @@ impl NativeServer {
     /// A metadata value as JSON text (still readable in `onClose`).
     #[napi]
     pub fn get_metadata(&self, conn: u32, key: String) -> Option<String> {
-        let c = self
-            .conn(conn)
-            .or_else(|| self.engine.retired.get(&conn).map(|c| c.value().clone()))?;
+        let c = self.conn(conn).or_else(|| self.engine.retired.get(&conn).map(|c| c.value().clone()))?;
         let value = c.metadata.lock().ok()?.get(&key).cloned();
         value
     }
@@ -372,15 +397,9 @@ impl NativeServer {
         protocol: Option<String>,
     ) {
         let verdict = if accept {
-            engine::Verdict::Accept {
-                client_id,
-                protocol,
-            }
+            engine::Verdict::Accept { client_id, protocol }
         } else {
-            engine::Verdict::Reject {
-                status: status as u16,
-                message,
-            }
+            engine::Verdict::Reject { status: status as u16, message }
         };
         self.engine.resolve_upgrade(request, verdict);
     }
@@ -390,10 +409,7 @@ impl NativeServer {
     pub fn heartbeat(&self, conn: u32) -> Vec<f64> {
         use std::sync::atomic::Ordering::Relaxed;
         match self.conn(conn) {
-            Some(c) => vec![
-                c.last_ping.load(Relaxed) as f64,
-                c.last_pong.load(Relaxed) as f64,
-            ],
+            Some(c) => vec![c.last_ping.load(Relaxed) as f64, c.last_pong.load(Relaxed) as f64],
             None => Vec::new(),
         }
     }
@@ -409,6 +425,16 @@ impl NativeServer {
     pub fn resolve_join(&self, request: u32, allowed: bool) {
         self.engine.resolve_join(request, allowed);
     }
+}
+
+/// Socket ids (UUID strings, possibly of sockets on other cluster nodes) as bytes; the facade
+/// has already rejected anything that is not a UUID.
+fn socket_uuids(ids: Option<Vec<String>>) -> Vec<[u8; 16]> {
+    ids.unwrap_or_default()
+        .iter()
+        .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+        .map(|u| *u.as_bytes())
+        .collect()
 }
 
 impl NativeServer {

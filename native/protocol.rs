@@ -28,10 +28,9 @@ fn looks_like_protocol(text: &str) -> bool {
 fn room_field(obj: &Map<String, Value>) -> Result<String, String> {
     match obj.get("room_id") {
         Some(Value::String(s)) if crate::rooms::valid_room_id(s) => Ok(s.clone()),
-        Some(Value::String(_)) => Err(format!(
-            "room_id must be 1 to {} bytes",
-            crate::rooms::MAX_ROOM_ID_BYTES
-        )),
+        Some(Value::String(_)) => {
+            Err(format!("room_id must be 1 to {} bytes", crate::rooms::MAX_ROOM_ID_BYTES))
+        }
         Some(_) => Err("room_id must be a string".to_string()),
         None => Err("room_id is required".to_string()),
     }
@@ -55,20 +54,12 @@ pub fn parse(text: &str) -> Option<Parsed> {
         "join_room" => room_field(&obj).map(|room| Request::Join { room }),
         "leave_room" => room_field(&obj).map(|room| Request::Leave { room }),
         "room_message" => room_field(&obj).and_then(|room| match obj.get("message") {
-            Some(message) => Ok(Request::RoomMessage {
-                room,
-                message: message.clone(),
-            }),
+            Some(message) => Ok(Request::RoomMessage { room, message: message.clone() }),
             None => Err("message is required".to_string()),
         }),
-        _ => Ok(Request::Ping {
-            timestamp: obj.get("timestamp").cloned().unwrap_or(Value::Null),
-        }),
+        _ => Ok(Request::Ping { timestamp: obj.get("timestamp").cloned().unwrap_or(Value::Null) }),
     };
-    Some(Parsed {
-        request,
-        request_id,
-    })
+    Some(Parsed { request, request_id })
 }
 
 fn with_request_id(mut v: Value, request_id: &Option<Value>) -> String {
@@ -79,10 +70,7 @@ fn with_request_id(mut v: Value, request_id: &Option<Value>) -> String {
 }
 
 pub fn room_joined(room: &str, request_id: &Option<Value>) -> String {
-    with_request_id(
-        json!({ "type": "room_joined", "room_id": room }),
-        request_id,
-    )
+    with_request_id(json!({ "type": "room_joined", "room_id": room }), request_id)
 }
 
 pub fn room_left(room: &str, request_id: &Option<Value>) -> String {
@@ -90,10 +78,7 @@ pub fn room_left(room: &str, request_id: &Option<Value>) -> String {
 }
 
 pub fn room_join_error(room: &str, error: &str, request_id: &Option<Value>) -> String {
-    with_request_id(
-        json!({ "type": "room_join_error", "room_id": room, "error": error }),
-        request_id,
-    )
+    with_request_id(json!({ "type": "room_join_error", "room_id": room, "error": error }), request_id)
 }
 
 pub fn room_message(room: &str, message: &Value, from_client_id: &str) -> String {
@@ -102,10 +87,7 @@ pub fn room_message(room: &str, message: &Value, from_client_id: &str) -> String
 }
 
 pub fn pong(timestamp: &Value, request_id: &Option<Value>) -> String {
-    with_request_id(
-        json!({ "type": "pong", "timestamp": timestamp }),
-        request_id,
-    )
+    with_request_id(json!({ "type": "pong", "timestamp": timestamp }), request_id)
 }
 
 pub fn error(message: &str, request_id: &Option<Value>) -> String {

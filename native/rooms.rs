@@ -86,21 +86,14 @@ impl Room {
             description: self.spec.description.clone(),
             max_connections: self.spec.max_connections,
             connections_count: self.members.len() as u32,
-            metadata: self
-                .spec
-                .metadata
-                .clone()
-                .unwrap_or_else(|| "{}".to_string()),
+            metadata: self.spec.metadata.clone().unwrap_or_else(|| "{}".to_string()),
             created_at: self.created_at,
         }
     }
 }
 
 fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as f64)
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as f64).unwrap_or(0.0)
 }
 
 /// Whether a room id is acceptable.
@@ -116,10 +109,7 @@ pub struct Rooms {
 
 impl Rooms {
     pub fn new(auto_create: bool) -> Self {
-        Rooms {
-            map: DashMap::new(),
-            auto_create,
-        }
+        Rooms { map: DashMap::new(), auto_create }
     }
 
     /// Creates a room; false when the id is taken.
@@ -127,12 +117,7 @@ impl Rooms {
         match self.map.entry(spec.id.clone()) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
-                v.insert(Room {
-                    spec,
-                    created_at: now_ms(),
-                    auto_created: false,
-                    members: HashMap::new(),
-                });
+                v.insert(Room { spec, created_at: now_ms(), auto_created: false, members: HashMap::new() });
                 true
             }
         }
@@ -170,17 +155,8 @@ impl Rooms {
                 if !self.auto_create {
                     return Err(JoinError::NotFound);
                 }
-                let spec = RoomSpec {
-                    id: id.to_string(),
-                    name: id.to_string(),
-                    ..RoomSpec::default()
-                };
-                v.insert(Room {
-                    spec,
-                    created_at: now_ms(),
-                    auto_created: true,
-                    members: HashMap::new(),
-                })
+                let spec = RoomSpec { id: id.to_string(), name: id.to_string(), ..RoomSpec::default() };
+                v.insert(Room { spec, created_at: now_ms(), auto_created: true, members: HashMap::new() })
             }
         };
         if let Some(max) = room.spec.max_connections {
@@ -227,28 +203,24 @@ impl Rooms {
             None => false,
         };
         if now_empty_auto {
-            self.map
-                .remove_if(id, |_, r| r.auto_created && r.members.is_empty());
+            self.map.remove_if(id, |_, r| r.auto_created && r.members.is_empty());
         }
     }
 
     /// Whether a connection is in a room.
     pub fn is_member(&self, conn_id: u32, id: &str) -> bool {
-        self.map
-            .get(id)
-            .map(|r| r.members.contains_key(&conn_id))
-            .unwrap_or(false)
+        self.map.get(id).map(|r| r.members.contains_key(&conn_id)).unwrap_or(false)
     }
 
-    /// Queues one message (shared bytes) to every member but those in `except`; returns how
+    /// Queues one message (shared bytes) to every member `skip` does not exclude; returns how
     /// many accepted it. Runs on the caller's thread under the room's read lock.
-    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &Message, except: &[u32]) -> u32 {
+    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &Message, skip: impl Fn(&Conn) -> bool) -> u32 {
         let Some(room) = self.map.get(id) else {
             return 0;
         };
         let mut delivered = 0;
-        for (conn_id, conn) in room.members.iter() {
-            if except.contains(conn_id) {
+        for conn in room.members.values() {
+            if skip(conn) {
                 continue;
             }
             if conn.send(engine, msg.clone()) != SendStatus::Dropped {
@@ -268,10 +240,7 @@ impl Rooms {
 
     /// Member ids of a room (empty when it does not exist).
     pub fn members(&self, id: &str) -> Vec<u32> {
-        self.map
-            .get(id)
-            .map(|r| r.members.keys().copied().collect())
-            .unwrap_or_default()
+        self.map.get(id).map(|r| r.members.keys().copied().collect()).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -280,9 +249,6 @@ impl Rooms {
 
     /// (room id, member count) for every room.
     pub fn counts(&self) -> Vec<(String, u32)> {
-        self.map
-            .iter()
-            .map(|r| (r.key().clone(), r.members.len() as u32))
-            .collect()
+        self.map.iter().map(|r| (r.key().clone(), r.members.len() as u32)).collect()
     }
 }

@@ -23,13 +23,8 @@ use crate::upgrade::{self, reject, Body};
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|e| Error::Bind(addr.clone(), e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| Error::Bind(addr, e))?
-        .port();
+    let listener = TcpListener::bind(&addr).await.map_err(|e| Error::Bind(addr.clone(), e))?;
+    let port = listener.local_addr().map_err(|e| Error::Bind(addr, e))?.port();
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)
 }
@@ -65,9 +60,7 @@ async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
         let engine = svc_engine.clone();
         async move { Ok::<_, std::convert::Infallible>(handle_request(engine, req, remote).await) }
     });
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
     // Slow or silent clients are dropped once the handshake timeout passes.
     let _ = tokio::time::timeout(timeout, conn).await;
 }
@@ -100,17 +93,11 @@ async fn handle_request(
             return reject(StatusCode::SERVICE_UNAVAILABLE, "Too many connections")
         }
         Err(AdmissionError::TooManyFromIp) => {
-            return reject(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many connections from this address",
-            )
+            return reject(StatusCode::TOO_MANY_REQUESTS, "Too many connections from this address")
         }
     };
     let offered = upgrade::offered_protocols(&req);
-    let mut protocol = offered
-        .iter()
-        .find(|p| engine.config.protocols.contains(p))
-        .cloned();
+    let mut protocol = offered.iter().find(|p| engine.config.protocols.contains(p)).cloned();
     let query = req.uri().query().unwrap_or("").to_string();
     let uuid = uuid::Uuid::new_v4();
     let mut client_id = match query_param(&query, "clientId") {
@@ -130,10 +117,7 @@ async fn handle_request(
         let verdict = tokio::time::timeout(engine.config.handshake_timeout, rx).await;
         engine.pending_upgrades.remove(&request);
         match verdict {
-            Ok(Ok(Verdict::Accept {
-                client_id: id,
-                protocol: chosen,
-            })) => {
+            Ok(Ok(Verdict::Accept { client_id: id, protocol: chosen })) => {
                 if let Some(id) = id {
                     client_id = id;
                 }
@@ -143,28 +127,18 @@ async fn handle_request(
                 upgrade_request = request;
             }
             Ok(Ok(Verdict::Reject { status, message })) => {
-                return reject(
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
-                    &message,
-                );
+                return reject(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), &message);
             }
-            _ => {
-                return reject(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Upgrade was not answered in time",
-                )
-            }
+            _ => return reject(StatusCode::SERVICE_UNAVAILABLE, "Upgrade was not answered in time"),
         }
     }
 
     request_info.insert("id".into(), uuid.to_string().into());
     request_info.insert("clientId".into(), client_id.clone().into());
-    request_info.insert(
-        "protocol".into(),
-        protocol.clone().unwrap_or_default().into(),
-    );
+    request_info.insert("protocol".into(), protocol.clone().unwrap_or_default().into());
     request_info.insert("upgrade".into(), upgrade_request.into());
     let info = ConnInfo {
+        uuid: *uuid.as_bytes(),
         client_id,
         path,
         info_json: serde_json::Value::Object(request_info).to_string(),
@@ -176,21 +150,15 @@ async fn handle_request(
             Ok(Ok(parts)) => parts,
             _ => {
                 if upgrade_request != 0 {
-                    engine.events.push(Event::UpgradeFailed {
-                        request: upgrade_request,
-                    });
+                    engine.events.push(Event::UpgradeFailed { request: upgrade_request });
                 }
                 return;
             }
         };
         let stream = io.io.into_inner();
-        let ws = WebSocketStream::from_partially_read(
-            stream,
-            io.read_buf.to_vec(),
-            Role::Server,
-            Some(ws_config),
-        )
-        .await;
+        let ws =
+            WebSocketStream::from_partially_read(stream, io.read_buf.to_vec(), Role::Server, Some(ws_config))
+                .await;
         connection::run(engine, info, ws, admission).await;
     });
     let mut res = Response::new(Body::default());
@@ -209,10 +177,7 @@ async fn handle_request(
 
 /// A `clientId` is kept when it is 1-64 characters of `[A-Za-z0-9_.:-]`.
 fn valid_client_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {

@@ -18,11 +18,7 @@ pub struct Rejection {
 
 impl Rejection {
     const fn new(status: StatusCode, message: &'static str) -> Self {
-        Rejection {
-            status,
-            message,
-            header: None,
-        }
+        Rejection { status, message, header: None }
     }
 
     const fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
@@ -34,8 +30,7 @@ impl Rejection {
     pub fn into_response(self) -> Response<Body> {
         let mut res = reject(self.status, self.message);
         if let Some((name, value)) = self.header {
-            res.headers_mut()
-                .insert(name, HeaderValue::from_static(value));
+            res.headers_mut().insert(name, HeaderValue::from_static(value));
         }
         res
     }
@@ -45,12 +40,8 @@ impl Rejection {
 pub fn reject(status: StatusCode, message: &str) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
+    res.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     res
 }
 
@@ -60,9 +51,7 @@ fn header_has_token(
     token: &str,
 ) -> bool {
     req.headers().get_all(name).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
+        v.to_str().map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))).unwrap_or(false)
     })
 }
 
@@ -75,20 +64,16 @@ fn base64_decoded_len(key: &str) -> Option<usize> {
     if pad > 2 {
         return None;
     }
-    let valid = bytes[..bytes.len() - pad]
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/');
+    let valid =
+        bytes[..bytes.len() - pad].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/');
     valid.then(|| bytes.len() / 4 * 3 - pad)
 }
 
 /// Checks a request to a WebSocket path; returns the `Sec-WebSocket-Key` or why it is refused.
 pub fn validate(req: &Request<hyper::body::Incoming>) -> Result<String, Rejection> {
     if req.method() != Method::GET {
-        return Err(Rejection::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "WebSocket upgrade requires GET",
-        )
-        .with_header("allow", "GET"));
+        return Err(Rejection::new(StatusCode::METHOD_NOT_ALLOWED, "WebSocket upgrade requires GET")
+            .with_header("allow", "GET"));
     }
     if req.version() != Version::HTTP_11 {
         return Err(Rejection::new(
@@ -97,29 +82,17 @@ pub fn validate(req: &Request<hyper::body::Incoming>) -> Result<String, Rejectio
         ));
     }
     if !header_has_token(req, UPGRADE, "websocket") {
-        return Err(Rejection::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "This path only speaks WebSocket",
-        )
-        .with_header("upgrade", "websocket"));
+        return Err(Rejection::new(StatusCode::UPGRADE_REQUIRED, "This path only speaks WebSocket")
+            .with_header("upgrade", "websocket"));
     }
     if !header_has_token(req, CONNECTION, "upgrade") {
-        return Err(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "Connection header must contain Upgrade",
-        ));
+        return Err(Rejection::new(StatusCode::BAD_REQUEST, "Connection header must contain Upgrade"));
     }
-    let version_ok = req
-        .headers()
-        .get("sec-websocket-version")
-        .map(|v| v.as_bytes() == b"13")
-        .unwrap_or(false);
+    let version_ok =
+        req.headers().get("sec-websocket-version").map(|v| v.as_bytes() == b"13").unwrap_or(false);
     if !version_ok {
-        return Err(Rejection::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "Sec-WebSocket-Version must be 13",
-        )
-        .with_header("sec-websocket-version", "13"));
+        return Err(Rejection::new(StatusCode::UPGRADE_REQUIRED, "Sec-WebSocket-Version must be 13")
+            .with_header("sec-websocket-version", "13"));
     }
     req.headers()
         .get("sec-websocket-key")
@@ -127,10 +100,7 @@ pub fn validate(req: &Request<hyper::body::Incoming>) -> Result<String, Rejectio
         .map(str::trim)
         .filter(|k| base64_decoded_len(k) == Some(16))
         .map(str::to_string)
-        .ok_or(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Key must be base64 of 16 bytes",
-        ))
+        .ok_or(Rejection::new(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes"))
 }
 
 /// Most subprotocols considered from one request.

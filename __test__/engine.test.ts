@@ -260,6 +260,23 @@ describe('servers', () => {
     await expect(connect(s.url)).rejects.toThrow()
   })
 
+  it('reusePort: two servers share one port and both serve', async () => {
+    const a = new WsServer({ host: '127.0.0.1', port: 0, reusePort: true })
+    a.websocket('/ws', { onConnect: (s) => void s.send('a') })
+    const { port } = await a.listen()
+    const b = new WsServer({ host: '127.0.0.1', port, reusePort: true })
+    b.websocket('/ws', { onConnect: (s) => void s.send('b') })
+    await b.listen()
+    running.push({ server: a, port, url: '' }, { server: b, port, url: '' })
+    const seen = new Set<string>()
+    for (let i = 0; i < 40 && seen.size < 2; i++) {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`)
+      seen.add(String(await nextMessage(ws)))
+      ws.close()
+    }
+    expect([...seen].sort()).toEqual(['a', 'b'])
+  })
+
   it('listen() fails clearly when the port is taken', async () => {
     const a = await startServer()
     running.push(a)

@@ -18,6 +18,7 @@ export interface NativeOptions {
   maxConnections?: number
   maxConnectionsPerIp?: number
   protocols?: string[]
+  reusePort?: boolean
   clusterRedis?: string
   clusterPrefix?: string
 }

@@ -109,6 +109,10 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   if (input.protocols !== undefined && typeof input.protocols !== 'function') {
     out.protocols = checkStringList('protocols', input.protocols)
   }
+  if (input.reusePort !== undefined) {
+    if (typeof input.reusePort !== 'boolean') throw new TypeError('reusePort must be a boolean')
+    out.reusePort = input.reusePort
+  }
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw new TypeError('cluster must be an object: { redis, prefix? }')

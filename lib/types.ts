@@ -83,6 +83,11 @@ export interface ServerOptions {
    */
   protocols?: string[] | ((offered: string[], req: UpgradeRequest) => string | false)
   /**
+   * Let several processes listen on the same port (SO_REUSEPORT, Linux/macOS); the kernel
+   * spreads new connections over them. Default false.
+   */
+  reusePort?: boolean
+  /**
    * Scale-out: servers sharing a Redis deliver broadcasts and room messages to each other's
    * members. `listen()` rejects when Redis cannot be reached.
    */

@@ -45,6 +45,8 @@ pub struct NativeOptions {
     pub max_connections_per_ip: Option<u32>,
     /// Subprotocols the server speaks, in no particular order; the client's first match wins.
     pub protocols: Option<Vec<String>>,
+    /// Share the port with other processes (SO_REUSEPORT; Unix).
+    pub reuse_port: Option<bool>,
     /// Redis URL for scale-out; absent: a single node.
     pub cluster_redis: Option<String>,
     /// Key and channel prefix in Redis (default "rnode").
@@ -71,6 +73,7 @@ pub struct Config {
     pub max_connections_per_ip: Option<u32>,
     pub protocols: Vec<String>,
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub reuse_port: bool,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -97,6 +100,7 @@ impl Config {
             max_connections: o.max_connections.map(|n| n as usize),
             max_connections_per_ip: o.max_connections_per_ip,
             protocols: o.protocols.clone().unwrap_or_default(),
+            reuse_port: o.reuse_port.unwrap_or(false),
             cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
                 redis_url,
                 prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),

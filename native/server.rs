@@ -9,7 +9,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -23,10 +23,30 @@ use crate::upgrade::{self, reject, Body};
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
-    let listener = TcpListener::bind(&addr).await.map_err(|e| Error::Bind(addr.clone(), e))?;
+    let listener = bind(&addr, engine.config.reuse_port).await.map_err(|e| Error::Bind(addr.clone(), e))?;
     let port = listener.local_addr().map_err(|e| Error::Bind(addr, e))?.port();
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)
+}
+
+/// Binds the listening socket; with `reuse_port`, several processes can share the port and the
+/// kernel spreads connections over them (SO_REUSEPORT, Unix only).
+async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
+    if !reuse_port {
+        return TcpListener::bind(addr).await;
+    }
+    let mut last = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address");
+    for sock_addr in tokio::net::lookup_host(addr).await? {
+        let socket = if sock_addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        match socket.bind(sock_addr).and_then(|()| socket.listen(1024)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {

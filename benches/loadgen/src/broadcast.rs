@@ -40,8 +40,7 @@ pub async fn run(o: &Options) -> Report {
     });
     let handshakes = Rc::new(Semaphore::new(o.concurrency));
     for i in 0..o.conns {
-        let (o, state, window, handshakes) =
-            (o.clone(), state.clone(), window.clone(), handshakes.clone());
+        let (o, state, window, handshakes) = (o.clone(), state.clone(), window.clone(), handshakes.clone());
         tokio::task::spawn_local(async move {
             if let Err(e) = subscriber(i, &o, &state, &window, &handshakes).await {
                 state.fail(e);
@@ -60,13 +59,8 @@ pub async fn run(o: &Options) -> Report {
     }
     let mut report = header("broadcast", o);
     let completed_before = window.completed.get();
-    state
-        .measure(o.warmup, o.duration, o.server_pid, &mut report)
-        .await;
-    report.num(
-        "published_completed",
-        (window.completed.get() - completed_before) as f64,
-    );
+    state.measure(o.warmup, o.duration, o.server_pid, &mut report).await;
+    report.num("published_completed", (window.completed.get() - completed_before) as f64);
     state.finish(&mut report);
     if let Some(e) = publisher_state.first_error.borrow().as_deref() {
         report.text("publisher_error", e);
@@ -86,9 +80,7 @@ async fn subscriber(
         handshake::connect(&o.addr, &o.sub_path).await?
     };
     if let Some(join) = &o.join_frame {
-        stream
-            .write_all(&masked_frame(OP_TEXT, join.as_bytes(), mask_for(i)))
-            .await?;
+        stream.write_all(&masked_frame(OP_TEXT, join.as_bytes(), mask_for(i))).await?;
     }
     let mut inbound = Inbound::new(leftover);
     // The server acknowledges the subscription with one message before anything is published.
@@ -97,9 +89,7 @@ async fn subscriber(
         acks = inbound.next_batch(&mut stream).await?;
     }
     if acks > 1 {
-        return Err(io::Error::other(
-            "more than one message before the first publish",
-        ));
+        return Err(io::Error::other("more than one message before the first publish"));
     }
     state.ready.set(state.ready.get() + 1);
     let members = o.conns as u32;
@@ -117,9 +107,7 @@ async fn subscriber(
         let mut latency = state.latency.borrow_mut();
         for _ in 0..k {
             if seq >= w.sent.get() {
-                return Err(io::Error::other(
-                    "received a message that was not published",
-                ));
+                return Err(io::Error::other("received a message that was not published"));
             }
             let slot = (seq & w.mask) as usize;
             if measuring {
@@ -143,13 +131,7 @@ async fn publisher(o: &Options, window: &Window) -> io::Result<()> {
     let mut inbound = Inbound::new(leftover);
     // A protocol `room_message` needs a member as sender: join like the subscribers, wait for the ack.
     if let (Some(join), Some(_)) = (&o.join_frame, &o.pub_room) {
-        stream
-            .write_all(&masked_frame(
-                OP_TEXT,
-                join.as_bytes(),
-                mask_for(usize::MAX),
-            ))
-            .await?;
+        stream.write_all(&masked_frame(OP_TEXT, join.as_bytes(), mask_for(usize::MAX))).await?;
         while inbound.next_batch(&mut stream).await? == 0 {}
     }
     let (mut reader, mut writer) = stream.into_split();
@@ -160,11 +142,7 @@ async fn publisher(o: &Options, window: &Window) -> io::Result<()> {
         Some(room) => format!(r#"{{"type":"room_message","room_id":"{room}","message":"{body}"}}"#),
         None => body,
     };
-    let opcode = if o.binary && o.pub_room.is_none() {
-        OP_BINARY
-    } else {
-        OP_TEXT
-    };
+    let opcode = if o.binary && o.pub_room.is_none() { OP_BINARY } else { OP_TEXT };
     let frame = masked_frame(opcode, payload.as_bytes(), mask_for(usize::MAX));
     let burst = repeated(&frame, o.inflight);
     loop {

@@ -32,30 +32,19 @@ pub async fn run(o: &Options) -> Report {
     }
     state.wait_ready(o.conns, Duration::from_secs(20)).await;
     let mut report = header("echo", o);
-    state
-        .measure(o.warmup, o.duration, o.server_pid, &mut report)
-        .await;
+    state.measure(o.warmup, o.duration, o.server_pid, &mut report).await;
     state.finish(&mut report);
     report
 }
 
-async fn connection(
-    i: usize,
-    o: &Options,
-    state: &RunState,
-    handshakes: &Semaphore,
-) -> io::Result<()> {
+async fn connection(i: usize, o: &Options, state: &RunState, handshakes: &Semaphore) -> io::Result<()> {
     let (mut stream, leftover) = {
         let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
         handshake::connect(&o.addr, &o.path).await?
     };
     state.ready.set(state.ready.get() + 1);
     let payload = vec![b'x'; o.size];
-    let frame = masked_frame(
-        if o.binary { OP_BINARY } else { OP_TEXT },
-        &payload,
-        mask_for(i),
-    );
+    let frame = masked_frame(if o.binary { OP_BINARY } else { OP_TEXT }, &payload, mask_for(i));
     let burst = repeated(&frame, o.inflight);
     let mut inbound = Inbound::new(leftover);
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(o.inflight);

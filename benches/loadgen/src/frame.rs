@@ -90,11 +90,7 @@ mod tests {
             assert_eq!(h.total, f.len());
             assert_eq!(h.opcode, OP_BINARY);
             let body = &f[f.len() - len..];
-            let unmasked: Vec<u8> = body
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
+            let unmasked: Vec<u8> = body.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
             assert_eq!(unmasked, payload);
         }
     }
@@ -106,12 +102,6 @@ mod tests {
         assert_eq!(parse(&[0x81]), None);
         assert_eq!(parse(&[0x82, 126, 0]), None);
         let whole = [0x81, 0x02, b'a', b'b', 0x88];
-        assert_eq!(
-            parse(&whole),
-            Some(Header {
-                opcode: OP_TEXT,
-                total: 4
-            })
-        );
+        assert_eq!(parse(&whole), Some(Header { opcode: OP_TEXT, total: 4 }));
     }
 }

@@ -22,10 +22,7 @@ pub async fn connect(addr: &str, path: &str) -> io::Result<(TcpStream, Vec<u8>)>
     loop {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "closed during handshake",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed during handshake"));
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {

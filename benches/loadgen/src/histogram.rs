@@ -12,10 +12,7 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram {
-            counts: vec![0; (64 * SUB) as usize],
-            total: 0,
-        }
+        Histogram { counts: vec![0; (64 * SUB) as usize], total: 0 }
     }
 }
 
@@ -74,10 +71,7 @@ mod tests {
             assert!(i >= last);
             last = i;
             let lo = lower_bound(i);
-            assert!(
-                lo <= v && (v - lo) as f64 <= v as f64 / 30.0 + 1.0,
-                "{v} -> {lo}"
-            );
+            assert!(lo <= v && (v - lo) as f64 <= v as f64 / 30.0 + 1.0, "{v} -> {lo}");
         }
     }
 

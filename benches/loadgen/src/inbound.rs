@@ -21,11 +21,7 @@ impl Inbound {
     pub fn new(leftover: Vec<u8>) -> Self {
         let mut buf = vec![0u8; BUFFER.max(leftover.len() * 2)];
         buf[..leftover.len()].copy_from_slice(&leftover);
-        Inbound {
-            buf,
-            start: 0,
-            end: leftover.len(),
-        }
+        Inbound { buf, start: 0, end: leftover.len() }
     }
 
     /// Counts the data frames already buffered, then reads once if none were; a close frame or
@@ -46,10 +42,7 @@ impl Inbound {
         }
         let n = stream.read(&mut self.buf[self.end..]).await?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "server closed the connection",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"));
         }
         self.end += n;
         self.drain()
@@ -59,10 +52,7 @@ impl Inbound {
         let mut data = 0;
         while let Some(h) = frame::parse(&self.buf[self.start..self.end]) {
             if h.opcode == OP_CLOSE {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "server sent close",
-                ));
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "server sent close"));
             }
             if frame::is_data(h.opcode) {
                 data += 1;
@@ -79,9 +69,7 @@ mod tests {
 
     #[test]
     fn frames_split_across_reads() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(frames_split_across_reads_async());
     }
 

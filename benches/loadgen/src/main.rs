@@ -39,10 +39,7 @@ fn main() -> ExitCode {
         eprintln!("rnode-loadgen: watchdog: still running after {limit:?}, exiting");
         std::process::exit(3);
     });
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rnode-loadgen: cannot start the runtime: {e}");

@@ -85,9 +85,7 @@ pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect --ad
 [--pub-room ROOM] [--concurrency K] [--settle-ms MS]";
 
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{name}: not a number: {value}"))
+    value.parse().map_err(|_| format!("{name}: not a number: {value}"))
 }
 
 impl Options {
@@ -153,10 +151,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let o = parse("").unwrap();
-        assert_eq!(
-            (o.mode, o.conns, o.inflight, o.size),
-            (Mode::Echo, 100, 64, 32)
-        );
+        assert_eq!((o.mode, o.conns, o.inflight, o.size), (Mode::Echo, 100, 64, 32));
         let o = parse("--mode broadcast --port 9 --conns 1000 --inflight 32 --binary").unwrap();
         assert_eq!(o.mode, Mode::Broadcast);
         assert_eq!(o.addr, "127.0.0.1:9");

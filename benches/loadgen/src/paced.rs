@@ -36,8 +36,7 @@ pub async fn run(o: &Options) -> Report {
     let lanes: Rc<RefCell<Vec<Lane>>> = Rc::new(RefCell::new(Vec::with_capacity(o.conns)));
     let handshakes = Rc::new(Semaphore::new(o.concurrency));
     for _ in 0..o.conns {
-        let (o, state, lanes, handshakes) =
-            (o.clone(), state.clone(), lanes.clone(), handshakes.clone());
+        let (o, state, lanes, handshakes) = (o.clone(), state.clone(), lanes.clone(), handshakes.clone());
         tokio::task::spawn_local(async move {
             if let Err(e) = connection(&o, &state, &lanes, &handshakes).await {
                 state.fail(e);
@@ -52,9 +51,7 @@ pub async fn run(o: &Options) -> Report {
     }
     let mut report = header("echo", o);
     let skipped_before = skipped.get();
-    state
-        .measure(o.warmup, o.duration, o.server_pid, &mut report)
-        .await;
+    state.measure(o.warmup, o.duration, o.server_pid, &mut report).await;
     report.num("skipped", (skipped.get() - skipped_before) as f64);
     state.finish(&mut report);
     report
@@ -72,11 +69,7 @@ async fn connection(
     };
     let (mut reader, writer) = stream.into_split();
     let sent_at = Rc::new(RefCell::new(VecDeque::with_capacity(o.inflight)));
-    lanes.borrow_mut().push(Lane {
-        writer,
-        sent_at: sent_at.clone(),
-        unsent: Vec::new(),
-    });
+    lanes.borrow_mut().push(Lane { writer, sent_at: sent_at.clone(), unsent: Vec::new() });
     state.ready.set(state.ready.get() + 1);
     let mut inbound = Inbound::new(leftover);
     loop {
@@ -94,11 +87,7 @@ async fn connection(
 async fn pace(o: &Options, lanes: &RefCell<Vec<Lane>>, skipped: &Cell<u64>) {
     let rate = o.rate.unwrap_or(0.0);
     let payload = vec![b'x'; o.size];
-    let frame = masked_frame(
-        if o.binary { OP_BINARY } else { OP_TEXT },
-        &payload,
-        mask_for(0),
-    );
+    let frame = masked_frame(if o.binary { OP_BINARY } else { OP_TEXT }, &payload, mask_for(0));
     let burst = repeated(&frame, o.inflight);
     let start = Instant::now();
     let mut due_before: u64 = 0;

@@ -29,15 +29,8 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 fn cpu_jiffies() -> Option<Vec<(u64, u64, u64)>> {
     let stat = fs::read_to_string("/proc/stat").ok()?;
     let mut out = Vec::new();
-    for line in stat
-        .lines()
-        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-    {
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
+    for line in stat.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")) {
+        let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
         if f.len() < 8 {
             return None;
         }
@@ -55,9 +48,7 @@ pub struct MachineMeter {
 impl MachineMeter {
     /// Starts measuring all CPUs.
     pub fn start() -> Self {
-        MachineMeter {
-            start: cpu_jiffies(),
-        }
+        MachineMeter { start: cpu_jiffies() }
     }
 
     /// Per CPU: (busy fraction, steal fraction) since `start`.
@@ -93,10 +84,7 @@ pub struct CpuMeter {
 impl CpuMeter {
     /// Starts measuring `pid`.
     pub fn start(pid: u32) -> Self {
-        CpuMeter {
-            pid,
-            start: cpu_ns(pid),
-        }
+        CpuMeter { pid, start: cpu_ns(pid) }
     }
 
     /// CPU nanoseconds used since `start`, or `None` if either reading failed.
@@ -123,10 +111,6 @@ mod tests {
         let machine = MachineMeter::start();
         std::thread::sleep(std::time::Duration::from_millis(30));
         let f = machine.fractions();
-        assert!(
-            !f.is_empty()
-                && f.iter()
-                    .all(|(b, s)| (0.0..=1.0).contains(b) && (0.0..=1.0).contains(s))
-        );
+        assert!(!f.is_empty() && f.iter().all(|(b, s)| (0.0..=1.0).contains(b) && (0.0..=1.0).contains(s)));
     }
 }

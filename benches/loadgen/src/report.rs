@@ -11,11 +11,7 @@ pub struct Report {
 impl Report {
     /// Adds a number; non-finite values become `null`.
     pub fn num(&mut self, key: &'static str, value: f64) -> &mut Self {
-        let v = if value.is_finite() {
-            format!("{value}")
-        } else {
-            "null".into()
-        };
+        let v = if value.is_finite() { format!("{value}") } else { "null".into() };
         self.fields.push((key, v));
         self
     }
@@ -51,11 +47,7 @@ impl Report {
 
     /// The JSON object on one line.
     pub fn to_json(&self) -> String {
-        let body: Vec<String> = self
-            .fields
-            .iter()
-            .map(|(k, v)| format!("\"{k}\":{v}"))
-            .collect();
+        let body: Vec<String> = self.fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!("{{{}}}", body.join(","))
     }
 }
@@ -67,13 +59,7 @@ mod tests {
     #[test]
     fn writes_flat_json() {
         let mut r = Report::default();
-        r.text("mode", "e\"cho")
-            .num("rate", 1.5)
-            .opt("cpu", None)
-            .num("bad", f64::NAN);
-        assert_eq!(
-            r.to_json(),
-            r#"{"mode":"e\"cho","rate":1.5,"cpu":null,"bad":null}"#
-        );
+        r.text("mode", "e\"cho").num("rate", 1.5).opt("cpu", None).num("bad", f64::NAN);
+        assert_eq!(r.to_json(), r#"{"mode":"e\"cho","rate":1.5,"cpu":null,"bad":null}"#);
     }
 }

@@ -39,12 +39,7 @@ impl RunState {
 
     /// Takes the send times of `k` echoed messages (oldest first: one connection answers in
     /// order), records their round trips if measuring, and counts them.
-    pub fn replies(
-        &self,
-        sent_at: &mut VecDeque<Instant>,
-        k: usize,
-        now: Instant,
-    ) -> io::Result<()> {
+    pub fn replies(&self, sent_at: &mut VecDeque<Instant>, k: usize, now: Instant) -> io::Result<()> {
         if k > sent_at.len() {
             return Err(io::Error::other("more replies than messages sent"));
         }
@@ -94,24 +89,14 @@ impl RunState {
             .num("rate", count as f64 / wall)
             .num("p50_us", latency.quantile(0.50) as f64 / 1e3)
             .num("p99_us", latency.quantile(0.99) as f64 / 1e3)
-            .opt(
-                "loadgen_cpu",
-                own.elapsed_ns().map(|ns| ns as f64 / 1e9 / wall),
-            )
-            .opt(
-                "server_cpu",
-                server
-                    .and_then(|m| m.elapsed_ns())
-                    .map(|ns| ns as f64 / 1e9 / wall),
-            );
+            .opt("loadgen_cpu", own.elapsed_ns().map(|ns| ns as f64 / 1e9 / wall))
+            .opt("server_cpu", server.and_then(|m| m.elapsed_ns()).map(|ns| ns as f64 / 1e9 / wall));
         report_machine(machine.fractions(), report);
     }
 
     /// Adds the connection counts and first error to `report`.
     pub fn finish(&self, report: &mut Report) {
-        report
-            .num("ready", self.ready.get() as f64)
-            .num("errors", self.errors.get() as f64);
+        report.num("ready", self.ready.get() as f64).num("errors", self.errors.get() as f64);
         if let Some(e) = self.first_error.borrow().as_deref() {
             report.text("first_error", e);
         }

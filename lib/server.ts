@@ -417,14 +417,15 @@ export class WsServer {
             break
           case Kind.Text: {
             const socket = this.#sockets.get(conn)
-            if (socket) this.#call(socket, 'onMessage', text.substring(start, end))
+            if (socket !== undefined) this.#message(socket, text.substring(start, end))
             break
           }
           case Kind.Binary: {
             const socket = this.#sockets.get(conn)
             // A copy, so user code may keep it without pinning the whole batch buffer.
-            if (socket && binary) this.#call(socket, 'onMessage', Buffer.from(binary.subarray(start, end)))
-            else if (socket) this.#call(socket, 'onMessage', Buffer.alloc(0))
+            if (socket !== undefined) {
+              this.#message(socket, binary ? Buffer.from(binary.subarray(start, end)) : Buffer.alloc(0))
+            }
             break
           }
           case Kind.Close:
@@ -456,7 +457,7 @@ export class WsServer {
 
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
-    const socket = new Socket(this.#native, conn, info)
+    const socket = new Socket(this.#native, conn, info, this.#routes.get(info.path) ?? {})
     if (info.upgrade !== 0) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
@@ -560,9 +561,21 @@ export class WsServer {
     }
   }
 
+  /** The hot path: one message to `onMessage` (looked up once per connection, not per message). */
+  #message(socket: Socket, message: string | Buffer): void {
+    const handler = socket.handlers.onMessage
+    if (handler === undefined) return
+    try {
+      const result = handler(socket, message)
+      if (result instanceof Promise) result.catch((err: unknown) => this.#fail(socket, 'onMessage', err))
+    } catch (err) {
+      this.#fail(socket, 'onMessage', err)
+    }
+  }
+
   /** Calls a handler; a throw or a rejected promise closes that connection with 1011. */
   #call(socket: Socket, name: HandlerName, ...args: unknown[]): void {
-    const handler = this.#routes.get(socket.path)?.[name] as ((s: Socket, ...a: unknown[]) => unknown) | undefined
+    const handler = socket.handlers[name] as ((s: Socket, ...a: unknown[]) => unknown) | undefined
     if (!handler) return
     try {
       const result = handler(socket, ...args)

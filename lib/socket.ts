@@ -1,6 +1,6 @@
 import type { NativeServer } from './binding'
 import { checkClose } from './close-codes'
-import type { JsonValue, SendStatus } from './types'
+import type { JsonValue, SendStatus, WebSocketHandlers } from './types'
 
 const STATUS: readonly SendStatus[] = ['sent', 'buffered', 'dropped']
 
@@ -46,8 +46,6 @@ export class Socket {
   readonly path: string
   /** The peer's IP address. */
   readonly remoteAddress: string
-  /** Query parameters of the upgrade request. */
-  readonly query: Readonly<Record<string, string>>
   /** Request headers of the upgrade, lower-case names. */
   readonly headers: Readonly<Record<string, string>>
   /** The negotiated subprotocol, or '' when none. */
@@ -56,22 +54,35 @@ export class Socket {
   data: unknown = undefined
   /** @internal engine handle */
   readonly conn: number
+  /** @internal the handlers of this socket's path */
+  readonly handlers: WebSocketHandlers
   readonly #native: NativeServer
+  readonly #rawQuery: string
+  #query: Readonly<Record<string, string>> | undefined
   #open = true
 
   /** @internal sockets are made by the server */
-  constructor(native: NativeServer, conn: number, info: ConnectionInfo) {
+  constructor(native: NativeServer, conn: number, info: ConnectionInfo, handlers: WebSocketHandlers) {
     this.#native = native
     this.conn = conn
+    this.handlers = handlers
     this.id = info.id
     this.clientId = info.clientId
     this.path = info.path
     this.remoteAddress = info.remoteAddress
     this.protocol = info.protocol
-    this.headers = Object.freeze({ ...info.headers })
-    const query: Record<string, string> = Object.create(null) as Record<string, string>
-    for (const [k, v] of new URLSearchParams(info.query)) query[k] = v
-    this.query = Object.freeze(query)
+    this.headers = Object.freeze(info.headers)
+    this.#rawQuery = info.query
+  }
+
+  /** Query parameters of the upgrade request (parsed on first use). */
+  get query(): Readonly<Record<string, string>> {
+    if (this.#query === undefined) {
+      const query: Record<string, string> = Object.create(null) as Record<string, string>
+      for (const [k, v] of new URLSearchParams(this.#rawQuery)) query[k] = v
+      this.#query = Object.freeze(query)
+    }
+    return this.#query
   }
 
   /** Whether the connection is still open (false once `onClose` has run). */

@@ -206,9 +206,13 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
     let mut next_ping = last_seen + config.ping_interval;
     let mut close_deadline: Option<Instant> = None;
     let mut ping_window = (Instant::now(), 0u32);
+    // One timer and two notifications for the connection's whole life: creating them per frame
+    // would register and deregister a timer and two waiters for every message.
+    let timer = sleep_until(next_ping.min(last_seen + config.idle_timeout));
+    let kill = conn.kill.notified();
+    let close_requested = conn.close_requested.notified();
+    tokio::pin!(timer, kill, close_requested);
     loop {
-        let idle_deadline = last_seen + config.idle_timeout;
-        let wake_at = next_ping.min(idle_deadline).min(close_deadline.unwrap_or(idle_deadline));
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(msg)) => {
@@ -254,16 +258,21 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
                 }
                 None => break,
             },
-            _ = conn.kill.notified() => break,
-            _ = conn.close_requested.notified(), if close_deadline.is_none() => {
-                close_deadline = Some(Instant::now() + config.close_timeout);
+            _ = &mut kill => break,
+            _ = &mut close_requested, if close_deadline.is_none() => {
+                let deadline = Instant::now() + config.close_timeout;
+                close_deadline = Some(deadline);
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
+                }
             }
-            _ = sleep_until(wake_at) => {
+            _ = &mut timer => {
                 let now = Instant::now();
                 if close_deadline.is_some_and(|d| now >= d) {
                     // The peer never answered our close frame.
                     break;
                 }
+                let idle_deadline = last_seen + config.idle_timeout;
                 if now >= idle_deadline {
                     local_close = Some((1006, "Idle timeout".to_string()));
                     break;
@@ -272,6 +281,8 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
                     let _ = conn.tx.send(Outbound::Message(Message::Ping(Default::default())));
                     next_ping = now + config.ping_interval;
                 }
+                let next = next_ping.min(idle_deadline).min(close_deadline.unwrap_or(idle_deadline));
+                timer.as_mut().reset(next);
             }
         }
     }

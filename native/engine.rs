@@ -132,7 +132,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Config) -> Self {
         let ws_config = WebSocketConfig::default()
-            .read_buffer_size(8 * 1024)
+            .read_buffer_size(4 * 1024)
             .write_buffer_size(64 * 1024)
             .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(config.max_payload))

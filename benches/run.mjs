@@ -6,18 +6,24 @@
 // Each server runs alone, pinned to CPU 0 with the Rust load generator on CPU 1 (and once more
 // unpinned); runs are interleaved (ws, uWS, Bun, ours, ws, ...), summarized as medians with
 // min-max, written to benches/results/<date>.json plus an SVG chart, and printed as markdown.
+//
+// The `cluster` scenario (scale-out; `--only cluster` runs just it) runs ours only: one node,
+// then two nodes sharing a private redis-server started for each run, subscribers split between
+// them. Pinned, both nodes and Redis share CPU 0. `--servers rnode` includes the two-node run,
+// which needs redis-server (REDIS_SERVER, else on PATH).
 import { execSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { svgChart } from './harness/chart.mjs'
-import { pinned, run, sleep, startServer, stopServer } from './harness/process.mjs'
-import { cpuTable, markdownTable, tableRows, targetLines, targets } from './harness/report.mjs'
+import { pinned, run, sleep, startRedis, startServer, stopServer } from './harness/process.mjs'
+import { baselineRows, baselineTable, cpuTable, markdownTable, tableRows, targetLines, targets } from './harness/report.mjs'
 import { scenarios as allScenarios, servers as serverTable } from './harness/scenarios.mjs'
 import { human, summarize } from './harness/stats.mjs'
 
 const benches = dirname(fileURLToPath(import.meta.url))
+const redisServer = process.env.REDIS_SERVER || 'redis-server'
 const root = join(benches, '..')
 const log = (...a) => console.error('[bench]', ...a)
 
@@ -86,6 +92,9 @@ function availability(servers) {
     } else if (key === 'bun') {
       ok[key] = existsSync(s.cmd[0]) && tryText(() => sh(`"${s.cmd[0]}" --version`)) !== null
       if (!ok[key]) notes[key] = '@oven/bun-linux-x64 binary missing or not runnable here'
+    } else if (s.cluster) {
+      ok[key] = tryText(() => sh(`"${redisServer}" --version`)) !== null
+      if (!ok[key]) notes[key] = `${redisServer} not found: the two-node cluster run is skipped`
     } else ok[key] = true
   }
   return { ok, notes }
@@ -104,16 +113,35 @@ function versions(servers) {
   }
 }
 
-async function runOne({ serverCmd, loadgenCmd, timeoutMs }) {
-  let server
+/**
+ * One run: starts the server (for a cluster, a private redis-server and its nodes, all on
+ * `serverCpu`), runs the load generator on `loadgenCpu`, stops everything.
+ */
+async function runOne({ server, serverCpu, loadgenCpu, loadgenArgs, timeoutMs }) {
+  let redis = null
+  const nodes = []
+  const stopAll = async () => {
+    for (const n of nodes.reverse()) await stopServer(n.child)
+    if (redis) await stopServer(redis.child)
+  }
   try {
-    server = await startServer(serverCmd, { cwd: benches })
+    let env
+    if (server.cluster) {
+      redis = await startRedis({ prefix: pinned(serverCpu, []), bin: redisServer })
+      env = { REDIS_URL: `redis://127.0.0.1:${redis.port}` }
+    }
+    for (let i = 0; i < (server.cluster?.nodes ?? 1); i++) nodes.push(await startServer(pinned(serverCpu, server.cmd), { cwd: benches, env }))
   } catch (e) {
+    await stopAll()
     return { error: String(e.message ?? e) }
   }
   try {
-    const args = [...loadgenCmd, '--port', String(server.port), '--server-pid', String(server.child.pid)]
-    const r = await run(args, { cwd: benches, timeoutMs })
+    const args = [...loadgenArgs, '--port', String(nodes[0].port), '--server-pid', String(nodes[0].child.pid)]
+    if (server.cluster) {
+      args.push('--sub-ports', nodes.map((n) => n.port).join(','))
+      args.push('--extra-pids', [...nodes.slice(1).map((n) => n.child.pid), redis.child.pid].join(','))
+    }
+    const r = await run(pinned(loadgenCpu, args), { cwd: benches, timeoutMs })
     const line = r.stdout.trim().split('\n').pop()
     let report = null
     try {
@@ -124,7 +152,7 @@ async function runOne({ serverCmd, loadgenCmd, timeoutMs }) {
     if (report.errors > 0 && report.ready === 0) return { error: report.first_error ?? 'no connection', report }
     return { report }
   } finally {
-    await stopServer(server.child)
+    await stopAll()
   }
 }
 
@@ -147,7 +175,9 @@ async function main() {
   for (const sc of scenarioList) {
     sc.runs = sc.runs.filter((r) => {
       const key = sc.variants?.[r]?.server ?? r
-      return available[key] && (!opts.servers || opts.servers.includes(key) || opts.servers.includes(r))
+      // `--servers rnode` takes in the two-node variant of ours too.
+      const base = servers[key]?.cluster ? 'rnode' : key
+      return available[key] && (!opts.servers || [key, r, base].some((k) => opts.servers.includes(k)))
     })
     if (sc.id === 'connect') {
       const i = sc.loadgen.indexOf('--conns')
@@ -188,8 +218,10 @@ async function main() {
           const longRun = sc.id === 'connect' ? 75000 : 0
           const loadgenArgs = [loadgen, ...sc.loadgen, ...(variant?.extra ?? []), '--warmup-ms', String(opts.warmupMs), '--duration-ms', String(opts.durationMs)]
           const outcome = await runOne({
-            serverCmd: pinned(pin === 'pinned' ? 0 : null, server.cmd),
-            loadgenCmd: pinned(pin === 'pinned' ? 1 : null, loadgenArgs),
+            server,
+            serverCpu: pin === 'pinned' ? 0 : null,
+            loadgenCpu: pin === 'pinned' ? 1 : null,
+            loadgenArgs,
             timeoutMs: opts.warmupMs + opts.durationMs + longRun + 60000,
           })
           runs.push({ scenario: sc.id, run: r, rep, ...outcome })
@@ -216,7 +248,13 @@ async function main() {
       }
     }
     const lines = tableRows(scenarioList, summary, servers)
-    results.pins[pin] = { runs, summary, table: lines.map(({ id, ours, title, better, cells }) => ({ id, ours, title, better, cells })), targets: targets(lines) }
+    results.pins[pin] = {
+      runs,
+      summary,
+      table: lines.map(({ id, ours, title, better, cells }) => ({ id, ours, title, better, cells })),
+      scale_out: baselineRows(scenarioList, summary, labelOf),
+      targets: targets(lines),
+    }
   }
   meta.loadavg_end = loadavg()
   meta.seconds = (Date.now() - started.getTime()) / 1000
@@ -238,17 +276,31 @@ async function main() {
         : '### Unpinned: no affinity; rnode-ws I/O threads, Bun and the load generator may all use both cores',
     )
     md.push('')
-    md.push(markdownTable(lines, servers))
-    md.push('')
+    if (lines.length) {
+      md.push(markdownTable(lines, servers))
+      md.push('')
+    }
+    if (p.scale_out.length) {
+      md.push(
+        pin === 'pinned'
+          ? 'Scale-out (issue 8): one rnode-ws node vs two nodes sharing a private Redis, subscribers alternating between the nodes, publisher on the first. Both nodes and Redis share CPU 0 with the single node\'s budget; the load generator is on CPU 1. The two-node run\'s server CPU below is both nodes plus Redis.'
+          : 'Scale-out (issue 8): one rnode-ws node vs two nodes sharing a private Redis, subscribers alternating between the nodes, publisher on the first. No affinity: the nodes, Redis and the load generator share both cores. The two-node run\'s server CPU below is both nodes plus Redis.',
+      )
+      md.push('')
+      md.push(baselineTable(p.scale_out))
+      md.push('')
+    }
     const steals = p.runs.filter((x) => x.report).map((x) => Math.max(x.report.cpu0_steal ?? 0, x.report.cpu1_steal ?? 0))
     const worst = Math.max(0, ...steals)
     if (worst > 0.05) {
       md.push(`Noise: the hypervisor stole up to ${Math.round(worst * 100)}% of a CPU during some runs (median ${Math.round(100 * (summarize(steals).median ?? 0))}%); compare ratios, not absolute numbers.`)
       md.push('')
     }
-    md.push('Targets (issue 6):')
-    md.push(targetLines(p.targets))
-    md.push('')
+    if (lines.length) {
+      md.push('Targets (issue 6):')
+      md.push(targetLines(p.targets))
+      md.push('')
+    }
     md.push('<details><summary>CPU use: server vs load generator, and per-CPU busy time (medians)</summary>\n')
     md.push(cpuTable(scenarioList, p.summary, labelOf))
     md.push('\n</details>')

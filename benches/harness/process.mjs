@@ -1,5 +1,6 @@
 // Starting a server, waiting for its port, running the load generator: every wait bounded.
 import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 
 /** Prefix that pins a command to one CPU, or nothing when unpinned. */
 export function pinned(cpu, cmd) {
@@ -7,9 +8,9 @@ export function pinned(cpu, cmd) {
 }
 
 /** Starts a server; resolves `{ child, port }` once it prints `LISTENING <port>`. */
-export function startServer(cmd, { cwd, timeoutMs = 15000 } = {}) {
+export function startServer(cmd, { cwd, env, timeoutMs = 15000 } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd[0], cmd.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(cmd[0], cmd.slice(1), { cwd, env: env ? { ...process.env, ...env } : undefined, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     const timer = setTimeout(() => {
@@ -36,6 +37,59 @@ export function startServer(cmd, { cwd, timeoutMs = 15000 } = {}) {
       reject(new Error(`server exited (${code}) before listening: ${cmd.join(' ')}\n${err}`))
     })
   })
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * Starts a private redis-server (no persistence, loopback only) on a free port, run through
+ * `prefix` (e.g. taskset); resolves `{ child, port }` once it accepts connections. Tries three
+ * ports in case another process takes the free one first.
+ */
+export async function startRedis({ prefix = [], bin = 'redis-server', timeoutMs = 10000 } = {}) {
+  let last
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort()
+    const cmd = [...prefix, bin, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no']
+    try {
+      return await new Promise((resolve, reject) => {
+        const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+        let out = ''
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL')
+          reject(new Error(`redis-server not ready within ${timeoutMs} ms\n${out}`))
+        }, timeoutMs)
+        child.stdout.on('data', (d) => {
+          if (out.length < 8000) out += d
+          if (/Ready to accept connections/.test(out)) {
+            clearTimeout(timer)
+            resolve({ child, port })
+          }
+        })
+        child.on('error', (e) => {
+          clearTimeout(timer)
+          reject(e)
+        })
+        child.on('exit', (code) => {
+          clearTimeout(timer)
+          reject(new Error(`redis-server exited (${code}) before it was ready:\n${out.slice(-1000)}`))
+        })
+      })
+    } catch (e) {
+      last = e
+    }
+  }
+  throw last
 }
 
 /** Stops a server: SIGTERM, then SIGKILL after `graceMs`. */

@@ -5,7 +5,7 @@ import { human } from './stats.mjs'
 /** Table lines: one per (row, shape of ours), with every server's summary of `row.metric`. */
 export function tableRows(scenarios, summary, servers) {
   const lines = []
-  for (const sc of scenarios) {
+  for (const sc of scenarios.filter((s) => !s.baseline)) {
     const ours = sc.runs.filter((r) => servers[sc.variants?.[r]?.server ?? r]?.ours)
     for (const row of sc.rows) {
       for (const o of ours) {
@@ -47,6 +47,50 @@ export function markdownTable(lines, servers) {
     return `| ${title} | ${COMPETITORS.map((c) => cell(l.cells[c])).join(' | ')} | ${cell(l.cells.ours)} | ${fmtRatio(ratio(l, 'ws'))} | ${fmtRatio(ratio(l, 'uws'))} | ${fmtRatio(ratio(l, 'bun'))} |`
   })
   return [head, rule, ...body].join('\n')
+}
+
+/**
+ * Rows of the scenarios that compare our runs with a baseline run of ours (scale-out): one per
+ * (row, non-baseline run), with both summaries of `row.metric`.
+ */
+export function baselineRows(scenarios, summary, labelOf) {
+  const out = []
+  for (const sc of scenarios.filter((s) => s.baseline && s.runs.includes(s.baseline))) {
+    for (const row of sc.rows) {
+      for (const r of sc.runs.filter((x) => x !== sc.baseline)) {
+        const base = summary[sc.id]?.[sc.baseline]?.[row.metric] ?? null
+        const it = summary[sc.id]?.[r]?.[row.metric] ?? null
+        const a = it?.median
+        const b = base?.median
+        out.push({
+          id: row.id,
+          scenario: sc.id,
+          title: row.title,
+          better: row.better,
+          baseline: labelOf(sc, sc.baseline),
+          run: labelOf(sc, r),
+          cells: { baseline: base, run: it },
+          ratio: Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : null,
+        })
+      }
+    }
+  }
+  return out
+}
+
+/** The markdown table of `baselineRows`: one table per (baseline, compared) pair. */
+export function baselineTable(rows) {
+  const tables = []
+  for (const pair of new Set(rows.map((l) => `${l.baseline}\u0000${l.run}`))) {
+    const [baseline, run] = pair.split('\u0000')
+    const out = [`| scenario | ${baseline} | ${run} | ratio |`, '|---|---:|---:|---:|']
+    for (const l of rows.filter((x) => x.baseline === baseline && x.run === run)) {
+      const title = l.better === 'lower' ? `${l.title}, lower is better` : l.title
+      out.push(`| ${title} | ${cell(l.cells.baseline)} | ${cell(l.cells.run)} | ${fmtRatio(l.ratio)} |`)
+    }
+    tables.push(out.join('\n'))
+  }
+  return tables.join('\n\n')
 }
 
 /**

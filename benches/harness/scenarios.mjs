@@ -9,6 +9,8 @@ export function servers(benches) {
     uws: { label: 'uWebSockets.js', cmd: ['node', join(benches, 'servers/uws.mjs')] },
     bun: { label: 'Bun', cmd: [bun, join(benches, 'servers/bun.mjs')] },
     rnode: { label: 'rnode-ws', cmd: ['node', join(benches, 'servers/rnode.mjs')], ours: true },
+    // Two rnode-ws nodes sharing a room through a private redis-server the runner starts.
+    'rnode-cluster': { label: 'rnode-ws, 2 nodes + Redis', cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')], ours: true, cluster: { nodes: 2 } },
   }
 }
 
@@ -18,7 +20,8 @@ export const COMPETITORS = ['ws', 'uws', 'bun']
 /**
  * Each scenario runs every listed server with the same load-generator flags. `variants` run the
  * same server with extra flags (ours in two shapes for broadcast). `rows` say which numbers of a
- * run go into the table: `metric` from the loadgen report, `better` direction.
+ * run go into the table: `metric` from the loadgen report, `better` direction. A scenario with
+ * `baseline` compares our own runs with each other (its own table) instead of with competitors.
  */
 export function scenarios({ quick }) {
   const connectN = quick ? 2000 : 10000
@@ -69,6 +72,23 @@ export function scenarios({ quick }) {
       rows: [
         { id: 'broadcast-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight (deliveries/s)', metric: 'rate', better: 'higher', target: 'broadcast' },
         { id: 'broadcast-p99', title: 'broadcast: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      // Scale-out (issue 8): the broadcast above on one node, then on two nodes sharing a Redis
+      // with the subscribers alternating between them (500 each) and the publisher on the first;
+      // each message reaches the first node's members directly and the second's through Redis.
+      id: 'cluster',
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],
+      runs: ['rnode', 'rnode-cluster'],
+      baseline: 'rnode',
+      variants: {
+        rnode: { server: 'rnode', label: 'rnode-ws, 1 node', short: '1 node', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+        'rnode-cluster': { server: 'rnode-cluster', label: 'rnode-ws, 2 nodes + Redis', short: '2 nodes', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+      },
+      rows: [
+        { id: 'cluster-rate', title: 'broadcast to 1,000 subscribers (2 nodes: 500 on each), 32 B, 32 in flight, server.broadcast from JS (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'cluster-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
       ],
     },
     {

@@ -1,5 +1,7 @@
 //! Broadcast mode: N subscribers in one room, one publisher keeping W messages in flight.
 //! A message is complete when every subscriber has it; the publisher then sends the next.
+//! With `--sub-ports`, subscribers alternate over several server nodes (a cluster sharing the
+//! room through Redis) and the publisher connects to the first.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -59,7 +61,7 @@ pub async fn run(o: &Options) -> Report {
     }
     let mut report = header("broadcast", o);
     let completed_before = window.completed.get();
-    state.measure(o.warmup, o.duration, o.server_pid, &mut report).await;
+    state.measure(o.warmup, o.duration, &o.server_pids(), &mut report).await;
     report.num("published_completed", (window.completed.get() - completed_before) as f64);
     state.finish(&mut report);
     if let Some(e) = publisher_state.first_error.borrow().as_deref() {
@@ -77,7 +79,7 @@ async fn subscriber(
 ) -> io::Result<()> {
     let (mut stream, leftover) = {
         let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
-        handshake::connect(&o.addr, &o.sub_path).await?
+        handshake::connect(o.sub_addr(i), &o.sub_path).await?
     };
     if let Some(join) = &o.join_frame {
         stream.write_all(&masked_frame(OP_TEXT, join.as_bytes(), mask_for(i))).await?;

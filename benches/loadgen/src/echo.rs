@@ -32,7 +32,7 @@ pub async fn run(o: &Options) -> Report {
     }
     state.wait_ready(o.conns, Duration::from_secs(20)).await;
     let mut report = header("echo", o);
-    state.measure(o.warmup, o.duration, o.server_pid, &mut report).await;
+    state.measure(o.warmup, o.duration, &o.server_pids(), &mut report).await;
     state.finish(&mut report);
     report
 }

@@ -39,10 +39,16 @@ pub struct Options {
     pub duration: Duration,
     /// Server process to read CPU time and RSS from.
     pub server_pid: Option<u32>,
+    /// More processes of the server side (other cluster nodes, Redis): their CPU time is added
+    /// to `server_cpu`.
+    pub extra_pids: Vec<u32>,
     /// Path subscribers connect to (broadcast).
     pub sub_path: String,
     /// Path the publisher connects to (broadcast).
     pub pub_path: String,
+    /// Broadcast: `host:port` of each server node; subscriber `i` connects to node `i % len`
+    /// (empty: all to `addr`). The publisher always connects to `addr`.
+    pub sub_addrs: Vec<String>,
     /// Text frame each subscriber sends after the upgrade (e.g. a protocol `join_room`); with
     /// `pub_room`, the publisher sends it too.
     pub join_frame: Option<String>,
@@ -68,8 +74,10 @@ impl Default for Options {
             warmup: Duration::from_millis(500),
             duration: Duration::from_millis(3000),
             server_pid: None,
+            extra_pids: Vec::new(),
             sub_path: "/sub".into(),
             pub_path: "/pub".into(),
+            sub_addrs: Vec::new(),
             join_frame: None,
             pub_room: None,
             concurrency: 64,
@@ -81,8 +89,13 @@ impl Default for Options {
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect --addr HOST:PORT \
 [--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--warmup-ms MS] \
-[--duration-ms MS] [--server-pid PID] [--sub-path P] [--pub-path P] [--join-frame TEXT] \
-[--pub-room ROOM] [--concurrency K] [--settle-ms MS]";
+[--duration-ms MS] [--server-pid PID] [--extra-pids PID,PID] [--sub-path P] [--pub-path P] \
+[--sub-ports PORT,PORT] [--join-frame TEXT] [--pub-room ROOM] [--concurrency K] [--settle-ms MS]";
+
+/// A comma-separated list of numbers.
+fn numbers<T: std::str::FromStr>(name: &str, value: &str) -> Result<Vec<T>, String> {
+    value.split(',').map(|v| number(name, v.trim())).collect()
+}
 
 fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
     value.parse().map_err(|_| format!("{name}: not a number: {value}"))
@@ -121,8 +134,13 @@ impl Options {
                 "--warmup-ms" => o.warmup = Duration::from_millis(number(&name, &value)?),
                 "--duration-ms" => o.duration = Duration::from_millis(number(&name, &value)?),
                 "--server-pid" => o.server_pid = Some(number(&name, &value)?),
+                "--extra-pids" => o.extra_pids = numbers(&name, &value)?,
                 "--sub-path" => o.sub_path = value,
                 "--pub-path" => o.pub_path = value,
+                "--sub-ports" => {
+                    let ports: Vec<u16> = numbers(&name, &value)?;
+                    o.sub_addrs = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+                }
                 "--join-frame" => o.join_frame = Some(value),
                 "--pub-room" => o.pub_room = Some(value),
                 "--concurrency" => o.concurrency = number(&name, &value)?,
@@ -136,7 +154,24 @@ impl Options {
         if o.conns > 100_000 || o.inflight > 10_000 || o.size > 16 * 1024 * 1024 {
             return Err("--conns <= 100000, --inflight <= 10000, --size <= 16 MiB".into());
         }
+        if o.sub_addrs.len() > 64 || o.extra_pids.len() > 64 {
+            return Err("--sub-ports and --extra-pids take at most 64 values".into());
+        }
         Ok(o)
+    }
+
+    /// The server's processes: `server_pid` first, then `extra_pids`.
+    pub fn server_pids(&self) -> Vec<u32> {
+        self.server_pid.iter().chain(self.extra_pids.iter()).copied().collect()
+    }
+
+    /// Where broadcast subscriber `i` connects.
+    pub fn sub_addr(&self, i: usize) -> &str {
+        if self.sub_addrs.is_empty() {
+            &self.addr
+        } else {
+            &self.sub_addrs[i % self.sub_addrs.len()]
+        }
     }
 }
 
@@ -156,6 +191,22 @@ mod tests {
         assert_eq!(o.mode, Mode::Broadcast);
         assert_eq!(o.addr, "127.0.0.1:9");
         assert_eq!((o.conns, o.inflight, o.binary), (1000, 32, true));
+        assert_eq!((o.sub_addr(0), o.sub_addr(1)), ("127.0.0.1:9", "127.0.0.1:9"));
+        assert!(o.server_pids().is_empty());
+    }
+
+    #[test]
+    fn subscribers_alternate_over_sub_ports() {
+        let o =
+            parse("--mode broadcast --port 7 --sub-ports 7,8 --server-pid 10 --extra-pids 11,12").unwrap();
+        assert_eq!(o.addr, "127.0.0.1:7");
+        assert_eq!(
+            [o.sub_addr(0), o.sub_addr(1), o.sub_addr(2)],
+            ["127.0.0.1:7", "127.0.0.1:8", "127.0.0.1:7"]
+        );
+        assert_eq!(o.server_pids(), [10, 11, 12]);
+        assert!(parse("--sub-ports 7,x").is_err());
+        assert!(parse("--extra-pids").is_err());
     }
 
     #[test]

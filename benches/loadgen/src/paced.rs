@@ -51,7 +51,7 @@ pub async fn run(o: &Options) -> Report {
     }
     let mut report = header("echo", o);
     let skipped_before = skipped.get();
-    state.measure(o.warmup, o.duration, o.server_pid, &mut report).await;
+    state.measure(o.warmup, o.duration, &o.server_pids(), &mut report).await;
     report.num("skipped", (skipped.get() - skipped_before) as f64);
     state.finish(&mut report);
     report

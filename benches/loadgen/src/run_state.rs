@@ -68,12 +68,12 @@ impl RunState {
         &self,
         warmup: Duration,
         duration: Duration,
-        server_pid: Option<u32>,
+        server_pids: &[u32],
         report: &mut Report,
     ) {
         tokio::time::sleep(warmup).await;
         let own = CpuMeter::start(std::process::id());
-        let server = server_pid.map(CpuMeter::start);
+        let server: Vec<CpuMeter> = server_pids.iter().map(|&pid| CpuMeter::start(pid)).collect();
         let machine = MachineMeter::start();
         let before = self.received.get();
         let t0 = Instant::now();
@@ -90,7 +90,14 @@ impl RunState {
             .num("p50_us", latency.quantile(0.50) as f64 / 1e3)
             .num("p99_us", latency.quantile(0.99) as f64 / 1e3)
             .opt("loadgen_cpu", own.elapsed_ns().map(|ns| ns as f64 / 1e9 / wall))
-            .opt("server_cpu", server.and_then(|m| m.elapsed_ns()).map(|ns| ns as f64 / 1e9 / wall));
+            .opt("server_cpu", server_cpu(&server).map(|ns| ns as f64 / 1e9 / wall));
+        if server.len() > 1 {
+            let parts: Vec<String> = server
+                .iter()
+                .map(|m| m.elapsed_ns().map_or("n/a".into(), |ns| format!("{:.2}", ns as f64 / 1e9 / wall)))
+                .collect();
+            report.text("server_cpu_parts", &parts.join(","));
+        }
         report_machine(machine.fractions(), report);
     }
 
@@ -101,6 +108,15 @@ impl RunState {
             report.text("first_error", e);
         }
     }
+}
+
+/// CPU nanoseconds of all the server's processes together; `None` if there are none or one
+/// could not be read.
+fn server_cpu(meters: &[CpuMeter]) -> Option<u64> {
+    if meters.is_empty() {
+        return None;
+    }
+    meters.iter().map(CpuMeter::elapsed_ns).sum()
 }
 
 /// A mask key per connection: cheap, non-zero and different across connections.

@@ -1,5 +1,6 @@
 // Smoke test of the harness (not part of `npm test`): `node benches/smoke.mjs`.
-// One short pinned run of each scenario for ws and rnode-ws; checks that every run produced
+// One short pinned run of each scenario for ws and rnode-ws (and the two-node rnode-ws cluster
+// when redis-server is there); checks that every run produced
 // numbers, that the table and the chart were written, and that the load generator had headroom.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -25,4 +26,6 @@ for (const r of runs) {
   assert.ok(r.report.loadgen_cpu === null || r.report.loadgen_cpu < 0.95, `${r.scenario}/${r.run}: load generator saturated`)
 }
 assert.match(readFileSync(join(benches, 'results', `${day}-quick.svg`), 'utf8'), /^<svg /)
+// The scale-out table (issue 8) when the two-node run could run (redis-server present).
+if (runs.some((r) => r.run === 'rnode-cluster')) assert.match(stdout, /\| scenario \| rnode-ws, 1 node \| rnode-ws, 2 nodes \+ Redis \| ratio \|/)
 console.log(`smoke: ${runs.length} passed, 0 failed`)

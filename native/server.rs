@@ -176,9 +176,11 @@ async fn handle_request(
             }
         };
         let stream = io.io.into_inner();
-        let ws =
-            WebSocketStream::from_partially_read(stream, io.read_buf.to_vec(), Role::Server, Some(ws_config))
-                .await;
+        // `read_buf` points into hyper's whole read buffer: copy the few bytes that may follow the
+        // request and let the buffer go, or every connection keeps 8 KiB it never uses.
+        let leftover = io.read_buf.to_vec();
+        drop(io.read_buf);
+        let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(ws_config)).await;
         connection::run(engine, info, ws, admission).await;
     });
     let mut res = Response::new(Body::default());

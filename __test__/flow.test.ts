@@ -90,6 +90,35 @@ describe('slow consumers (HARDENING row 27)', () => {
   })
 })
 
+describe('inbound queue', () => {
+  it('a blocked JS thread: connections stop reading past maxInboundQueue, nothing is lost, order kept', async () => {
+    const got: string[] = []
+    let blocked = false
+    const { url, server: srv } = await server(
+      {
+        onMessage: (_s, m) => {
+          if (!blocked) {
+            blocked = true
+            // Hold the JS thread for a while, as a slow synchronous handler would.
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500)
+          }
+          got.push((m as string).slice(0, 8))
+        },
+      },
+      { maxInboundQueue: 64 * 1024 },
+    )
+    const ws = await connect(url)
+    const chunk = 'x'.repeat(10 * 1024)
+    for (let i = 0; i < 300; i++) ws.send(`${String(i).padStart(8, '0')}${chunk}`)
+    await waitFor(() => got.length === 300, 15_000, '300 messages')
+    expect(got).toEqual(Array.from({ length: 300 }, (_, i) => String(i).padStart(8, '0')))
+    // 3 MB were sent while JS was blocked; at most the limit plus one message per connection waited.
+    expect(srv.getStats().peakQueuedBytes).toBeLessThanOrEqual(64 * 1024 + chunk.length + 8)
+    expect(srv.getStats().peakQueuedBytes).toBeGreaterThan(0)
+    ws.close()
+  })
+})
+
 describe('graceful shutdown', () => {
   it('everything send() accepted before close() reaches a reading client before the 1001', async () => {
     let socket: Socket | undefined

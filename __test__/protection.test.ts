@@ -171,6 +171,7 @@ describe('limits', () => {
       maxHeaders: 100,
       maxConnections: undefined,
       maxConnectionsPerIp: undefined,
+      maxInboundQueue: 64 * 1024 * 1024,
     })
   })
 
@@ -185,6 +186,7 @@ describe('limits', () => {
       closeTimeout: 6000,
       maxConnections: 7,
       maxConnectionsPerIp: 8,
+      maxInboundQueue: 9000,
     })
     expect(srv.limits).toMatchObject({
       maxPayload: 1000,
@@ -196,6 +198,7 @@ describe('limits', () => {
       closeTimeout: 6000,
       maxConnections: 7,
       maxConnectionsPerIp: 8,
+      maxInboundQueue: 9000,
     })
   })
 
@@ -209,6 +212,7 @@ describe('limits', () => {
     ['closeTimeout', null],
     ['maxConnections', 0],
     ['maxConnectionsPerIp', -1],
+    ['maxInboundQueue', 0],
     ['allowedOrigins', 'https://x'],
     ['protocols', [1]],
     ['autoCreateRooms', 'yes'],

@@ -19,6 +19,7 @@ export interface NativeOptions {
   maxConnectionsPerIp?: number
   protocols?: string[]
   reusePort?: boolean
+  maxInboundQueue?: number
   clusterRedis?: string
   clusterPrefix?: string
 }
@@ -43,6 +44,7 @@ export interface NativeLimits {
   maxHeaders: number
   maxConnections?: number | null
   maxConnectionsPerIp?: number | null
+  maxInboundQueue: number
 }
 
 /** A room as `createRoom` describes it. */
@@ -86,6 +88,7 @@ export interface NativeStats {
   batches: number
   events: number
   totalRooms: number
+  peakQueuedBytes: number
   clusterReceived: number
   clusterDropped: number
   clusterConnected: boolean

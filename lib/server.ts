@@ -53,7 +53,7 @@ const HANDLER_NAMES = [
 type HandlerName = (typeof HANDLER_NAMES)[number]
 
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
-const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure'] as const
+const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure', 'maxInboundQueue'] as const
 const MAX_U32 = 0xffffffff
 
 function checkInteger(name: string, value: unknown, min: number, max: number): number {
@@ -389,6 +389,7 @@ export class WsServer {
       droppedMessages: s.droppedMessages,
       totalRooms: s.totalRooms,
       connectionsByRoom: this.#native.roomCounts(),
+      peakQueuedBytes: s.peakQueuedBytes,
       ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
       batching: {
         wakeups: s.wakeups,

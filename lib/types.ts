@@ -71,6 +71,12 @@ export interface ServerOptions {
   closeTimeout?: number
   /** Joining a room that does not exist creates it (removed again when empty). Default true. */
   autoCreateRooms?: boolean
+  /**
+   * Message bytes waiting for JavaScript (handlers busy or blocked) before every connection stops
+   * reading until JS catches up; TCP flow control then slows the clients. Nothing is dropped.
+   * Default 64 MiB.
+   */
+  maxInboundQueue?: number
   /** `Origin` values allowed to connect (exact, case-insensitive); others get 403. Default: any. */
   allowedOrigins?: string[]
   /** Connections open or upgrading at once; more get 503. Default: unlimited. */
@@ -128,6 +134,7 @@ export interface Limits {
   maxHeaders: number
   maxConnections: number | undefined
   maxConnectionsPerIp: number | undefined
+  maxInboundQueue: number
 }
 
 /** JSON-compatible values, as room metadata and `room_message` payloads carry. */
@@ -185,6 +192,8 @@ export interface ServerStats {
   connectionsByRoom: Record<string, number>
   /** Scale-out: envelopes received from other nodes, dropped while Redis was away, link state. */
   cluster?: { received: number; dropped: number; connected: boolean }
+  /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */
+  peakQueuedBytes: number
   /** Debug: how many events JS received per engine wake-up (batching at work). */
   batching: { wakeups: number; batches: number; events: number; eventsPerBatch: number }
 }

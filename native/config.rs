@@ -18,6 +18,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u32 = 10_000;
 pub const DEFAULT_CLOSE_TIMEOUT_MS: u32 = 5_000;
 /// Default cap on the HTTP request head, in bytes (hyper's smallest buffer).
 pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
+/// Default cap on message bytes waiting for JavaScript before connections stop reading: 64 MiB.
+pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
 
@@ -45,6 +47,8 @@ pub struct NativeOptions {
     pub max_connections_per_ip: Option<u32>,
     /// Subprotocols the server speaks, in no particular order; the client's first match wins.
     pub protocols: Option<Vec<String>>,
+    /// Message bytes waiting for JS before every connection stops reading (TCP pushes back).
+    pub max_inbound_queue: Option<u32>,
     /// Share the port with other processes (SO_REUSEPORT; Unix).
     pub reuse_port: Option<bool>,
     /// Redis URL for scale-out; absent: a single node.
@@ -74,6 +78,7 @@ pub struct Config {
     pub protocols: Vec<String>,
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
+    pub max_inbound_queue: usize,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -101,6 +106,7 @@ impl Config {
             max_connections_per_ip: o.max_connections_per_ip,
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
+            max_inbound_queue: o.max_inbound_queue.unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
             cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
                 redis_url,
                 prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
@@ -123,6 +129,7 @@ pub struct Limits {
     pub max_headers: u32,
     pub max_connections: Option<u32>,
     pub max_connections_per_ip: Option<u32>,
+    pub max_inbound_queue: u32,
 }
 
 impl From<&Config> for Limits {
@@ -140,6 +147,7 @@ impl From<&Config> for Limits {
             max_headers: c.max_headers as u32,
             max_connections: c.max_connections.map(|n| n as u32),
             max_connections_per_ip: c.max_connections_per_ip,
+            max_inbound_queue: c.max_inbound_queue as u32,
         }
     }
 }

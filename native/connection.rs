@@ -23,6 +23,9 @@ use tokio_tungstenite::WebSocketStream;
 use crate::engine::{hooks, Admission, Engine};
 use crate::events::Event;
 
+/// How often a connection paused by a full event queue looks again.
+const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Ping frames a peer may send per second before it is closed with 1008.
 pub const MAX_PINGS_PER_SECOND: u32 = 100;
 
@@ -213,8 +216,11 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
     let close_requested = conn.close_requested.notified();
     tokio::pin!(timer, kill, close_requested);
     loop {
+        // JS is far behind: stop reading (TCP then slows the client down) and look again shortly.
+        let paused = engine.events.congested();
         tokio::select! {
-            item = stream.next() => match item {
+            _ = async { tokio::time::sleep(PAUSE_RECHECK).await }, if paused => {}
+            item = stream.next(), if !paused => match item {
                 Some(Ok(msg)) => {
                     last_seen = Instant::now();
                     match msg {

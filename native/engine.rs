@@ -138,6 +138,7 @@ impl Engine {
             .max_message_size(Some(config.max_payload))
             .max_frame_size(Some(config.max_payload));
         let rooms = Rooms::new(config.auto_create_rooms);
+        let events = EventQueue::new(config.max_inbound_queue);
         Engine {
             config,
             ws_config,
@@ -152,7 +153,7 @@ impl Engine {
             pending_upgrades: DashMap::new(),
             admitted: AtomicUsize::new(0),
             per_ip: DashMap::new(),
-            events: EventQueue::default(),
+            events,
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
             stop_accepting: Notify::new(),

@@ -4,7 +4,7 @@
 //! through a single ThreadsafeFunction call; JS then pulls everything queued with
 //! `pollEvents()`, so one wake-up carries every event since the previous one.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -75,6 +75,11 @@ pub struct EventQueue {
     /// Number of events handed to JS.
     pub delivered: AtomicU64,
     closed: AtomicBool,
+    /// Message bytes queued for JS; connections stop reading while it is over `max_bytes`.
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    /// Most message bytes ever queued at once.
+    pub peak_bytes: AtomicUsize,
 }
 
 struct Pending {
@@ -83,8 +88,9 @@ struct Pending {
     scheduled: bool,
 }
 
-impl Default for EventQueue {
-    fn default() -> Self {
+impl EventQueue {
+    /// A queue that asks connections to stop reading past `max_bytes` of queued messages.
+    pub fn new(max_bytes: usize) -> Self {
         EventQueue {
             queue: Mutex::new(Pending { events: Vec::new(), scheduled: false }),
             wake: Mutex::new(None),
@@ -92,7 +98,15 @@ impl Default for EventQueue {
             batches: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            peak_bytes: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether JS is so far behind that connections should stop reading for now.
+    pub fn congested(&self) -> bool {
+        self.bytes.load(Ordering::Acquire) >= self.max_bytes
     }
 }
 
@@ -122,8 +136,17 @@ impl EventQueue {
 
     /// Queues an event and wakes JS unless a wake-up is already pending.
     pub fn push(&self, event: Event) {
+        let size = match &event {
+            Event::Text { data, .. } => data.len(),
+            Event::Binary { data, .. } => data.len(),
+            _ => 0,
+        };
         let (wake, n) = {
             let Ok(mut q) = self.queue.lock() else { return };
+            if size > 0 {
+                let now = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
+                self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+            }
             q.events.push(event);
             if q.scheduled {
                 return;
@@ -150,6 +173,8 @@ impl EventQueue {
         if events.is_empty() {
             q.scheduled = false;
         }
+        // Under the queue lock, so a concurrent push cannot be subtracted before it is counted.
+        self.bytes.store(0, Ordering::Release);
         events
     }
 

@@ -45,6 +45,8 @@ pub struct NativeStats {
     /// Events handed to JS; `events / batches` is the events per call.
     pub events: f64,
     pub total_rooms: u32,
+    /// Most message bytes ever waiting for JS at once (bounded by `maxInboundQueue`).
+    pub peak_queued_bytes: f64,
     /// Envelopes other cluster nodes delivered here.
     pub cluster_received: f64,
     /// Envelopes dropped because Redis was away and the outbound queue was full.
@@ -210,6 +212,7 @@ impl NativeServer {
             batches: q.batches.load(Relaxed) as f64,
             events: q.delivered.load(Relaxed) as f64,
             total_rooms: self.engine.rooms.len() as u32,
+            peak_queued_bytes: q.peak_bytes.load(Relaxed) as f64,
             cluster_received: self
                 .engine
                 .cluster

@@ -1,21 +1,13 @@
 // Flow control and shutdown: bounded send buffers, policies, drain, flush on close(), churn.
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import type { SendStatus, ServerOptions, Socket, WebSocketHandlers } from '../lib/index'
+import type { SendStatus, Socket } from '../lib/index'
 import { RawPeer } from './frames'
-import { closed, connect, startServer, waitFor, type Started } from './helpers'
+import { closed, connect, serverPool, startServer, waitFor } from './helpers'
 
-const running: Started[] = []
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.server.close({ timeout: 500 })))
-})
-async function server(handlers: WebSocketHandlers = {}, options: ServerOptions = {}): Promise<Started> {
-  const s = await startServer(handlers, options)
-  running.push(s)
-  return s
-}
+const server = serverPool()
 
 const CHUNK = Buffer.alloc(64 * 1024, 1)
 

@@ -1,5 +1,6 @@
 // Shared test plumbing: real servers on 127.0.0.1 port 0, real `ws` clients, raw TCP.
 import net from 'node:net'
+import { afterEach } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer, type ServerOptions, type WebSocketHandlers } from '../lib/index'
 
@@ -19,6 +20,21 @@ export async function startServer(
   server.websocket(path, handlers)
   const { port } = await server.listen()
   return { server, port, url: `ws://127.0.0.1:${port}${path}` }
+}
+
+/** A server starter for one test file: every server it starts is closed after each test. */
+export function serverPool(
+  closeTimeout = 500,
+): (handlers?: WebSocketHandlers, options?: ServerOptions) => Promise<Started> {
+  const running: Started[] = []
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((s) => s.server.close({ timeout: closeTimeout })))
+  })
+  return async (handlers = {}, options = {}) => {
+    const s = await startServer(handlers, options)
+    running.push(s)
+    return s
+  }
 }
 
 /** Opens a `ws` client and resolves once it is open. */

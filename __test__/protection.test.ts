@@ -1,19 +1,11 @@
 // Before the upgrade: onUpgrade, origins, connection limits, handshake timeout, subprotocols.
 import net from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { WsServer, type ServerOptions, type Socket, type WebSocketHandlers } from '../lib/index'
-import { connect, nextMessage, rawExchange, startServer, statusOf, upgradeRequest, waitFor, type Started } from './helpers'
+import { WsServer, type ServerOptions, type Socket } from '../lib/index'
+import { connect, nextMessage, rawExchange, serverPool, statusOf, upgradeRequest, waitFor } from './helpers'
 
-const running: Started[] = []
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.server.close({ timeout: 500 })))
-})
-async function server(handlers: WebSocketHandlers = {}, options: ServerOptions = {}): Promise<Started> {
-  const s = await startServer(handlers, options)
-  running.push(s)
-  return s
-}
+const server = serverPool()
 /** The HTTP status a `ws` client sees when its upgrade is refused. */
 function refusedStatus(url: string, options: WebSocket.ClientOptions = {}): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -176,7 +168,7 @@ describe('limits', () => {
   })
 
   it('custom values are taken', async () => {
-    const { server: srv } = await server({}, {
+    const custom = {
       maxPayload: 1000,
       maxBackpressure: 2000,
       backpressurePolicy: 'drop',
@@ -187,19 +179,9 @@ describe('limits', () => {
       maxConnections: 7,
       maxConnectionsPerIp: 8,
       maxInboundQueue: 9000,
-    })
-    expect(srv.limits).toMatchObject({
-      maxPayload: 1000,
-      maxBackpressure: 2000,
-      backpressurePolicy: 'drop',
-      idleTimeout: 3000,
-      pingInterval: 4000,
-      handshakeTimeout: 5000,
-      closeTimeout: 6000,
-      maxConnections: 7,
-      maxConnectionsPerIp: 8,
-      maxInboundQueue: 9000,
-    })
+    } as const
+    const { server: srv } = await server({}, custom)
+    expect(srv.limits).toMatchObject(custom)
   })
 
   it.each([

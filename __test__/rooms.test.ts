@@ -1,19 +1,11 @@
 // Rooms: the native registry, the built-in protocol over raw `ws` clients, broadcast, metadata.
 import net from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import type { Socket, WebSocketHandlers, ServerOptions } from '../lib/index'
-import { connect, messages, nextMessage, startServer, waitFor, type Started } from './helpers'
+import type { Socket } from '../lib/index'
+import { connect, messages, nextMessage, serverPool, waitFor } from './helpers'
 
-const running: Started[] = []
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((s) => s.server.close({ timeout: 1000 })))
-})
-async function server(handlers: WebSocketHandlers = {}, options: ServerOptions = {}): Promise<Started> {
-  const s = await startServer(handlers, options)
-  running.push(s)
-  return s
-}
+const server = serverPool(1000)
 
 type Frame = Record<string, unknown>
 async function request(ws: WebSocket, frame: Frame): Promise<Frame> {

@@ -75,6 +75,8 @@ pub struct EventQueue {
     /// Number of events handed to JS.
     pub delivered: AtomicU64,
     closed: AtomicBool,
+    /// Set by `push` when JS must be woken; `wake_loop` answers it.
+    wake_requested: tokio::sync::Notify,
     /// Message bytes queued for JS; connections stop reading while it is over `max_bytes`.
     bytes: AtomicUsize,
     max_bytes: usize,
@@ -98,6 +100,7 @@ impl EventQueue {
             batches: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            wake_requested: tokio::sync::Notify::new(),
             bytes: AtomicUsize::new(0),
             max_bytes,
             peak_bytes: AtomicUsize::new(0),
@@ -130,6 +133,7 @@ impl EventQueue {
     /// Drops the wake-up callback so the addon no longer holds the event loop open.
     pub fn clear_wake(&self) {
         self.closed.store(true, Ordering::Release);
+        self.wake_requested.notify_one();
         let taken = self.wake.lock().ok().and_then(|mut w| w.take());
         drop(taken);
     }
@@ -141,7 +145,7 @@ impl EventQueue {
             Event::Binary { data, .. } => data.len(),
             _ => 0,
         };
-        let (wake, n) = {
+        let wake = {
             let Ok(mut q) = self.queue.lock() else { return };
             if size > 0 {
                 let now = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
@@ -152,9 +156,23 @@ impl EventQueue {
                 return;
             }
             q.scheduled = true;
-            (true, q.events.len())
+            true
         };
-        if wake && !self.closed.load(Ordering::Acquire) {
+        if wake {
+            self.wake_requested.notify_one();
+        }
+    }
+
+    /// Calls into JS once per wake request, after letting every connection task that is ready
+    /// in this turn push its events first: one JS wake-up then carries all of them.
+    pub async fn wake_loop(&self) {
+        loop {
+            self.wake_requested.notified().await;
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::task::yield_now().await;
+            let n = self.queue.lock().map(|q| q.events.len()).unwrap_or(0);
             if let Ok(w) = self.wake.lock() {
                 if let Some(f) = w.as_ref() {
                     self.wakes.fetch_add(1, Ordering::Relaxed);

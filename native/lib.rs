@@ -95,6 +95,8 @@ impl NativeServer {
         self.engine.events.set_wake(tsfn);
         let engine = self.engine.clone();
         env.spawn_future(async move {
+            let waker = engine.clone();
+            tokio::spawn(async move { waker.events.wake_loop().await });
             let port = async {
                 if let Some(config) = engine.config.cluster.clone() {
                     let cluster = cluster::Cluster::connect(config).await?;

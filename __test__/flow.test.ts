@@ -111,6 +111,38 @@ describe('inbound queue', () => {
   })
 })
 
+describe('fairness', () => {
+  it('a large backlog is handled over several event-loop turns, so Node timers still run', async () => {
+    const total = 40_000
+    let received = 0
+    let atTimer = -1
+    const { port } = await server({
+      onMessage: () => {
+        if (received++ === 0) {
+          // A timer due at once, then the JS thread blocked while the backlog piles up.
+          setTimeout(() => (atTimer = received), 0)
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500)
+        }
+      },
+    })
+    const script = `
+      const WebSocket = require('ws')
+      const ws = new WebSocket('ws://127.0.0.1:${port}/ws')
+      ws.on('open', () => { for (let i = 0; i < ${total}; i++) ws.send('m' + i) })
+      setTimeout(() => process.exit(0), 20000)
+    `
+    const child = spawn(process.execPath, ['-e', script], { cwd: join(__dirname, '..'), stdio: 'ignore' })
+    try {
+      await waitFor(() => received === total, 20_000, `${total} messages`)
+      // The timer ran between two drain turns, well before the whole backlog was handled.
+      expect(atTimer).toBeGreaterThan(0)
+      expect(atTimer).toBeLessThan(total)
+    } finally {
+      child.kill()
+    }
+  }, 30_000)
+})
+
 describe('graceful shutdown', () => {
   it('everything send() accepted before close() reaches a reading client before the 1001', async () => {
     let socket: Socket | undefined

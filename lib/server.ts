@@ -39,6 +39,8 @@ const enum Hook {
 }
 /** u32 slots per event in a batch header. */
 const STRIDE = 5
+/** Events handled before the drain loop lets the Node event loop run. */
+const MAX_EVENTS_PER_TURN = 16_384
 
 const HANDLER_NAMES = [
   'onUpgrade',
@@ -400,12 +402,22 @@ export class WsServer {
     }
   }
 
-  /** Runs every queued engine event through the handlers. Never throws. */
+  /**
+   * Runs queued engine events through the handlers. Never throws. After `MAX_EVENTS_PER_TURN`
+   * events it yields to the Node event loop (timers, other I/O) and continues in `setImmediate`;
+   * the engine does not wake JS again meanwhile, since the queue was not seen empty.
+   */
   #drain(): void {
+    let handled = 0
     for (;;) {
+      if (handled >= MAX_EVENTS_PER_TURN) {
+        setImmediate(() => this.#drain())
+        return
+      }
       const batch = this.#native.pollEvents()
       const h = batch.header
       if (h.length === 0) return
+      handled += h.length / STRIDE
       const text = batch.text
       const binary = batch.binary
       for (let i = 0; i < h.length; i += STRIDE) {

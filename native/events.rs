@@ -30,6 +30,9 @@ pub mod kind {
     pub const UPGRADE_FAILED: u32 = 8;
 }
 
+/// Most events one `pollEvents()` call returns.
+pub const MAX_BATCH: usize = 4096;
+
 /// u32 slots per event in the batch header.
 pub const STRIDE: usize = 5;
 
@@ -53,6 +56,17 @@ pub enum Event {
     Upgrade { request: u32, info: String },
     /// An upgrade `onUpgrade` accepted never completed (the client went away).
     UpgradeFailed { request: u32 },
+}
+
+impl Event {
+    /// Payload bytes of a message event (what `maxInboundQueue` counts); 0 for the others.
+    fn message_bytes(&self) -> usize {
+        match self {
+            Event::Text { data, .. } => data.len(),
+            Event::Binary { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// What `pollEvents()` hands to JS: a header of `STRIDE` u32 per event
@@ -140,11 +154,7 @@ impl EventQueue {
 
     /// Queues an event and wakes JS unless a wake-up is already pending.
     pub fn push(&self, event: Event) {
-        let size = match &event {
-            Event::Text { data, .. } => data.len(),
-            Event::Binary { data, .. } => data.len(),
-            _ => 0,
-        };
+        let size = event.message_bytes();
         let wake = {
             let Ok(mut q) = self.queue.lock() else { return };
             if size > 0 {
@@ -182,17 +192,22 @@ impl EventQueue {
         }
     }
 
-    /// Takes everything queued. An empty result ends the wake-up: the next push wakes JS again.
+    /// Takes up to `MAX_BATCH` queued events. An empty result ends the wake-up: the next push
+    /// wakes JS again.
     pub fn take(&self) -> Vec<Event> {
         let Ok(mut q) = self.queue.lock() else {
             return Vec::new();
         };
-        let events = std::mem::take(&mut q.events);
+        // At most MAX_BATCH events per call, so JS can yield to its event loop between calls.
+        let rest = if q.events.len() > MAX_BATCH { q.events.split_off(MAX_BATCH) } else { Vec::new() };
+        let events = std::mem::replace(&mut q.events, rest);
         if events.is_empty() {
             q.scheduled = false;
         }
         // Under the queue lock, so a concurrent push cannot be subtracted before it is counted.
-        self.bytes.store(0, Ordering::Release);
+        // Pushes add under the same lock, so the count never goes below zero.
+        let taken: usize = events.iter().map(Event::message_bytes).sum();
+        self.bytes.fetch_sub(taken, Ordering::AcqRel);
         events
     }
 

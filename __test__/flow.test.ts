@@ -111,6 +111,34 @@ describe('inbound queue', () => {
   })
 })
 
+describe('paused reading', () => {
+  it('a connection paused for a blocked JS thread is not closed by the idle timeout', async () => {
+    let blocked = false
+    let got = 0
+    const codes: number[] = []
+    const { url } = await server(
+      {
+        onMessage: () => {
+          got++
+          if (!blocked) {
+            blocked = true
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1200)
+          }
+        },
+        onClose: (_s, code) => void codes.push(code),
+      },
+      { maxInboundQueue: 1024, idleTimeout: 400, pingInterval: 100 },
+    )
+    const ws = await connect(url)
+    // Enough to fill the inbound queue while JS is blocked, so the connection stops reading.
+    for (let i = 0; i < 100; i++) ws.send('x'.repeat(100))
+    await waitFor(() => got === 100, 10_000, 'all messages')
+    expect(codes).toEqual([])
+    expect(ws.readyState).toBe(WebSocket.OPEN)
+    ws.close()
+  })
+})
+
 describe('fairness', () => {
   it('a large backlog is handled over several event-loop turns, so Node timers still run', async () => {
     const total = 40_000

@@ -219,7 +219,8 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
         // JS is far behind: stop reading (TCP then slows the client down) and look again shortly.
         let paused = engine.events.congested();
         tokio::select! {
-            _ = async { tokio::time::sleep(PAUSE_RECHECK).await }, if paused => {}
+            // Time spent paused for JS is not the peer's silence.
+            _ = async { tokio::time::sleep(PAUSE_RECHECK).await }, if paused => last_seen = Instant::now(),
             item = stream.next(), if !paused => match item {
                 Some(Ok(msg)) => {
                     last_seen = Instant::now();

@@ -222,6 +222,13 @@ impl Cluster {
         }
     }
 
+    /// Waits the current backoff and doubles it (capped); returns false when stopped meanwhile.
+    async fn back_off(&self, backoff: &mut Duration) -> bool {
+        let go_on = self.pause(*backoff).await;
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+        go_on
+    }
+
     /// Waits `delay` unless the cluster is stopped first; returns false when stopped.
     async fn pause(&self, delay: Duration) -> bool {
         tokio::select! {
@@ -238,10 +245,9 @@ impl Cluster {
             let mut conn = match self.client.get_multiplexed_async_connection().await {
                 Ok(c) => c,
                 Err(_) => {
-                    if !self.pause(backoff).await {
+                    if !self.back_off(&mut backoff).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             };
@@ -258,10 +264,9 @@ impl Cluster {
                     Err(e) => {
                         log(&format!("publish failed ({e}); reconnecting"));
                         pending = Some(next);
-                        if !self.pause(backoff).await {
+                        if !self.back_off(&mut backoff).await {
                             break 'outer;
                         }
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
                         continue 'outer;
                     }
                 }
@@ -282,10 +287,9 @@ impl Cluster {
             let pubsub = match subscribed.await {
                 Ok(p) => p,
                 Err(_) => {
-                    if !self.pause(backoff).await {
+                    if !self.back_off(&mut backoff).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             };

@@ -97,7 +97,7 @@ describe('workflow files', () => {
     const lint = runs(workflows['CI.yml'].jobs.lint)
     for (const cmd of [
       'cargo fmt --all --check',
-      'cargo clippy --all-targets -- -D warnings',
+      'cargo clippy --workspace --all-targets -- -D warnings',
       'cargo test --lib',
       'tsc --noEmit',
       'npm test',

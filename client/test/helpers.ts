@@ -3,13 +3,10 @@
 import net from 'node:net'
 import WebSocket from 'ws'
 import { WsServer, type ServerOptions, type WebSocketHandlers } from '../../lib/index'
+import type { Started } from '../../__test__/helpers'
 import { RNodeWebSocketClient, type ClientEvents, type ClientOptions } from '../src/index'
 
-export interface Started {
-  server: WsServer
-  port: number
-  url: string
-}
+export type { Started }
 
 /** Starts a server with `/ws` on `port` (0: a free one). Retries briefly while the port is still held. */
 export async function startServer(

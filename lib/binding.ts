@@ -98,7 +98,10 @@ export interface NativeStats {
 export interface NativeServer {
   addRoute(path: string, hooks: number): void
   listen(wake: (queued: number) => void): Promise<number>
+  /** Takes queued events; sends made until the next call (or `uncork`) are corked. */
   pollEvents(): NativeBatch
+  /** Writes every send corked since the last `pollEvents`. */
+  uncork(): void
   sendText(conn: number, data: string): number
   sendBinary(conn: number, data: Uint8Array): number
   closeConnection(conn: number, code: number, reason: string): boolean

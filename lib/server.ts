@@ -408,6 +408,15 @@ export class WsServer {
    * the engine does not wake JS again meanwhile, since the queue was not seen empty.
    */
   #drain(): void {
+    try {
+      this.#drainBatches()
+    } finally {
+      // Sends made by the handlers were corked per batch; write what the last batch queued.
+      this.#native.uncork()
+    }
+  }
+
+  #drainBatches(): void {
     let handled = 0
     for (;;) {
       if (handled >= MAX_EVENTS_PER_TURN) {

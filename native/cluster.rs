@@ -15,7 +15,6 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use tokio::sync::{mpsc, Notify};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -106,11 +105,11 @@ impl Envelope {
     }
 
     /// The WebSocket message to deliver; `None` when a text payload is not UTF-8.
-    pub fn message(&self) -> Option<Message> {
+    pub fn message(&self) -> Option<crate::connection::OutFrame> {
         if self.binary {
-            Some(Message::Binary(self.payload.clone()))
+            Some(crate::connection::OutFrame::binary(&self.payload))
         } else {
-            Utf8Bytes::try_from(self.payload.clone()).ok().map(Message::Text)
+            std::str::from_utf8(&self.payload).ok().map(crate::connection::OutFrame::text)
         }
     }
 }

@@ -16,7 +16,7 @@ pub const DEFAULT_PING_INTERVAL_MS: u32 = 30_000;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u32 = 10_000;
 /// Default time we wait for the peer's answer to our close frame.
 pub const DEFAULT_CLOSE_TIMEOUT_MS: u32 = 5_000;
-/// Default cap on the HTTP request head, in bytes (hyper's smallest buffer).
+/// Default cap on the HTTP request head, in bytes.
 pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
 /// Default cap on message bytes waiting for JavaScript before connections stop reading: 64 MiB.
 pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;

@@ -1,27 +1,32 @@
-//! One WebSocket connection: its handle (shared with JS calls and rooms), its reader and writer.
+//! One WebSocket connection: its handle (shared with JS calls and rooms) and its task.
 //!
-//! The reader task owns every timer of the connection: server pings, the idle timeout and the
-//! close-handshake deadline. The writer task only drains the outbound queue, many frames per
-//! flush, so a peer that stops reading stalls its own writer and nothing else.
+//! Writing never waits for a task. Whichever thread sends (the JS thread, a reader doing room
+//! fan-out) writes the frame to the socket itself when nothing is queued before it; only what the
+//! kernel does not take is queued, and the connection's task writes that once the socket is
+//! writable again. A thread can *cork*: while corked, its sends are appended to each
+//! connection's queue and written with one syscall per connection when it uncorks. The JS thread
+//! corks for each batch of events it handles, a reader for each chunk it reads.
+//!
+//! Reading: the task waits until the socket is readable and reads into a per-thread scratch
+//! buffer. Only the bytes of an incomplete frame are kept per connection, so an idle connection
+//! holds no read buffer at all. The task also owns every timer of the connection: server pings,
+//! the idle timeout and the close-handshake deadline.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::engine::{hooks, Admission, Engine};
 use crate::events::Event;
+use crate::frame::{self, opcode, Decoder, Inbound, Violation};
 
 /// How often a connection paused by a full event queue looks again.
 const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(2);
@@ -29,21 +34,17 @@ const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(2);
 /// Ping frames a peer may send per second before it is closed with 1008.
 pub const MAX_PINGS_PER_SECOND: u32 = 100;
 
-/// What the writer task is asked to do, in order.
-pub enum Outbound {
-    /// A frame to write.
-    Message(Message),
-    /// Send a close frame; later messages are dropped.
-    Close { code: u16, reason: String },
-    /// The reader is done: flush, shut the socket down and end.
-    Stop,
-}
+/// Bytes read per syscall into the per-thread scratch buffer.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Reads made in one go before the task looks at its timers and notifications again.
+const READS_PER_TURN: usize = 4;
 
 /// Result of queueing a message, as JS sees it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u32)]
 pub enum SendStatus {
-    /// Queued for writing; the buffer is under half its limit.
+    /// Written or queued; the buffer is under half its limit.
     Sent = 0,
     /// Queued, but the buffer is over half its limit: slow down and wait for `onDrain`.
     Buffered = 1,
@@ -51,8 +52,113 @@ pub enum SendStatus {
     Dropped = 2,
 }
 
+/// An encoded data frame, shared by every recipient: broadcasting it to a thousand connections
+/// copies nothing per recipient unless a recipient has to queue it.
+#[derive(Clone)]
+pub struct OutFrame {
+    bytes: Bytes,
+    header: u8,
+}
+
+impl OutFrame {
+    pub fn text(text: &str) -> Self {
+        Self::new(opcode::TEXT, text.as_bytes())
+    }
+
+    pub fn binary(data: &[u8]) -> Self {
+        Self::new(opcode::BINARY, data)
+    }
+
+    fn new(op: u8, payload: &[u8]) -> Self {
+        OutFrame { bytes: frame::encode(op, payload), header: frame::header_len(payload.len()) as u8 }
+    }
+
+    pub fn is_binary(&self) -> bool {
+        self.bytes.first().is_some_and(|b| b & 0x0f == opcode::BINARY)
+    }
+
+    /// The message itself, without the frame header (shares the bytes).
+    pub fn payload(&self) -> Bytes {
+        self.bytes.slice(usize::from(self.header)..)
+    }
+
+    pub fn payload_len(&self) -> usize {
+        self.bytes.len() - usize::from(self.header)
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Bits of `Conn::attn`: why the task was woken.
+mod attn {
+    /// Drop the connection now.
+    pub const KILL: u32 = 1;
+    /// `close()` was called: start the close-handshake deadline.
+    pub const CLOSE: u32 = 2;
+    /// The kernel refused bytes: wait until the socket is writable.
+    pub const BACKLOG: u32 = 4;
+    /// The send buffer emptied after crossing its high-water mark: tell JS (`onDrain`).
+    pub const DRAINED: u32 = 8;
+    /// A write failed: the transport is gone.
+    pub const FAILED: u32 = 16;
+}
+
+/// What waits to be written, and the socket it goes to.
+struct Outbox {
+    /// None once the task has ended: the socket is closed.
+    stream: Option<Arc<TcpStream>>,
+    /// Queued bytes; `buf[pos..]` is still to be written.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The kernel refused bytes: only the task writes until the backlog is gone.
+    blocked: bool,
+    /// In a corked thread's list: written when that thread uncorks.
+    corked: bool,
+    /// Our close frame is queued; nothing else is accepted after it.
+    close_queued: bool,
+    /// The buffer crossed half its limit: an `onDrain` follows once it is empty.
+    wants_drain: bool,
+}
+
+impl Outbox {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+thread_local! {
+    /// Connections with corked bytes, when this thread is corked.
+    static CORK: RefCell<Option<Vec<Arc<Conn>>>> = const { RefCell::new(None) };
+    /// The reader's scratch buffer (one per tokio worker thread).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Starts corking this thread's sends; returns false when it already was corked (then the
+/// caller must not uncork: the outer cork does).
+pub fn cork() -> bool {
+    CORK.with_borrow_mut(|c| {
+        if c.is_some() {
+            false
+        } else {
+            *c = Some(Vec::new());
+            true
+        }
+    })
+}
+
+/// Writes every corked connection's bytes (one syscall each) and stops corking.
+pub fn uncork() {
+    let Some(list) = CORK.with_borrow_mut(Option::take) else { return };
+    for conn in list {
+        if let Ok(mut out) = conn.out.lock() {
+            out.corked = false;
+            if !out.blocked {
+                conn.flush_locked(&mut out);
+            }
+        }
+    }
 }
 
 /// Everything the rest of the engine may know about one live connection.
@@ -63,18 +169,16 @@ pub struct Conn {
     pub uuid: [u8; 16],
     /// Validated `clientId` query parameter or a generated one.
     pub client_id: String,
-    tx: mpsc::UnboundedSender<Outbound>,
-    /// Bytes accepted by `send` and not yet written to the socket.
+    /// Which JS hooks the connection's path registered (`engine::hooks` bits).
+    pub hooks: u32,
+    out: Mutex<Outbox>,
+    /// Bytes accepted by `send` and not yet written to the socket (the outbox, without its lock).
     pub buffered: AtomicUsize,
-    /// Set when the buffer crossed its high-water mark; an `onDrain` follows when it empties.
-    wants_drain: AtomicBool,
+    attention: Notify,
+    attn: AtomicU32,
     closing: AtomicBool,
     /// The close we asked for (code, reason), reported when the peer never answers.
     requested_close: Mutex<Option<(u16, String)>>,
-    close_requested: Notify,
-    kill: Notify,
-    /// Which JS hooks the connection's path registered (`engine::hooks` bits).
-    pub hooks: u32,
     /// Rooms this connection is in.
     pub rooms: Mutex<HashSet<String>>,
     /// `setMetadata` values, as JSON text.
@@ -85,66 +189,175 @@ pub struct Conn {
     pub last_pong: AtomicU64,
 }
 
-fn message_len(msg: &Message) -> usize {
-    match msg {
-        Message::Text(t) => t.len(),
-        Message::Binary(b) => b.len(),
-        _ => 0,
-    }
-}
-
 impl Conn {
-    /// Queues a message; never blocks. Applies the backpressure limit and policy.
-    pub fn send(&self, engine: &Engine, msg: Message) -> SendStatus {
+    /// Sends a data frame; never blocks. Applies the backpressure limit and policy.
+    pub fn send(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
-        let len = message_len(&msg);
+        let len = frame.bytes.len();
         let limit = engine.config.max_backpressure;
-        let before = self.buffered.load(Ordering::Acquire);
-        // A single message larger than the limit may still go out through an empty buffer.
-        if before + len > limit && before > 0 {
-            engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if !engine.config.drop_on_backpressure {
-                self.close(1008, "Send buffer limit exceeded");
+        let status = {
+            let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
+            if out.close_queued || out.stream.is_none() {
+                return SendStatus::Dropped;
             }
-            return SendStatus::Dropped;
-        }
-        let after = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
-        if self.tx.send(Outbound::Message(msg)).is_err() {
-            self.buffered.fetch_sub(len, Ordering::AcqRel);
-            return SendStatus::Dropped;
-        }
-        engine.stats.count_out(len);
-        if after * 2 > limit {
-            self.wants_drain.store(true, Ordering::Release);
-            SendStatus::Buffered
+            let before = out.pending();
+            // A single message larger than the limit may still go out through an empty buffer.
+            if before > 0 && before + len > limit {
+                drop(out);
+                engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if !engine.config.drop_on_backpressure {
+                    self.close(1008, "Send buffer limit exceeded");
+                }
+                return SendStatus::Dropped;
+            }
+            self.enqueue(&mut out, &frame.bytes);
+            if out.pending() * 2 > limit {
+                out.wants_drain = true;
+                SendStatus::Buffered
+            } else {
+                SendStatus::Sent
+            }
+        };
+        engine.stats.count_out(frame.payload_len());
+        status
+    }
+
+    /// Writes `bytes` after whatever is queued: directly when possible, else into the queue.
+    fn enqueue(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>, bytes: &[u8]) {
+        if out.blocked {
+            out.buf.extend_from_slice(bytes);
+        } else if CORK.with_borrow(Option::is_some) {
+            out.buf.extend_from_slice(bytes);
+            if !out.corked {
+                out.corked = true;
+                CORK.with_borrow_mut(|c| {
+                    if let Some(list) = c {
+                        list.push(self.clone());
+                    }
+                });
+            }
+        } else if out.pending() == 0 {
+            // The common case: nothing queued, so the frame goes straight to the socket.
+            let written = match out.stream.as_ref().map(|s| s.try_write(bytes)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => 0,
+                _ => {
+                    self.wake(attn::FAILED);
+                    return;
+                }
+            };
+            if written < bytes.len() {
+                out.buf.extend_from_slice(&bytes[written..]);
+                out.blocked = true;
+                self.wake(attn::BACKLOG);
+            }
         } else {
-            SendStatus::Sent
+            // Bytes another thread corked: keep the order, write everything now.
+            out.buf.extend_from_slice(bytes);
+            self.flush_locked(out);
         }
+        self.buffered.store(out.pending(), Ordering::Release);
+    }
+
+    /// Writes the queue until it is empty or the kernel refuses more.
+    fn flush_locked(&self, out: &mut Outbox) {
+        while out.pending() > 0 {
+            let Some(stream) = out.stream.as_ref() else { break };
+            match stream.try_write(&out.buf[out.pos..]) {
+                Ok(0) => {
+                    self.wake(attn::FAILED);
+                    break;
+                }
+                Ok(n) => out.pos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    out.blocked = true;
+                    self.wake(attn::BACKLOG);
+                    break;
+                }
+                Err(_) => {
+                    self.wake(attn::FAILED);
+                    break;
+                }
+            }
+        }
+        if out.pending() == 0 {
+            // Idle connections hold no write buffer.
+            out.buf = Vec::new();
+            out.pos = 0;
+            out.blocked = false;
+            if out.wants_drain {
+                out.wants_drain = false;
+                self.wake(attn::DRAINED);
+            }
+        } else if out.pos >= 64 * 1024 && out.pos * 2 >= out.buf.len() {
+            // Drop what was written so a long backlog does not keep growing the buffer.
+            out.buf.drain(..out.pos);
+            out.pos = 0;
+        }
+        self.buffered.store(out.pending(), Ordering::Release);
+    }
+
+    /// Queues a control frame (ping, pong, close), ignoring the backpressure limit.
+    fn send_control(self: &Arc<Self>, bytes: &[u8]) {
+        if let Ok(mut out) = self.out.lock() {
+            if !out.close_queued && out.stream.is_some() {
+                self.enqueue(&mut out, bytes);
+            }
+        }
+    }
+
+    /// Queues our close frame unless one is queued already; later sends are dropped.
+    fn queue_close(self: &Arc<Self>, code: Option<u16>, reason: &str) {
+        if let Ok(mut out) = self.out.lock() {
+            if out.close_queued || out.stream.is_none() {
+                return;
+            }
+            let bytes = match code {
+                Some(code) => frame::encode_close(code, reason),
+                None => frame::encode(opcode::CLOSE, &[]),
+            };
+            self.enqueue(&mut out, &bytes);
+            out.close_queued = true;
+        }
+    }
+
+    fn wake(&self, bits: u32) {
+        self.attn.fetch_or(bits, Ordering::AcqRel);
+        self.attention.notify_one();
     }
 
     /// Starts the close handshake after what is already queued; later sends are dropped.
     /// The peer gets `close_timeout` to answer. Idempotent.
-    pub fn close(&self, code: u16, reason: &str) {
+    pub fn close(self: &Arc<Self>, code: u16, reason: &str) {
         if !self.closing.swap(true, Ordering::AcqRel) {
             if let Ok(mut r) = self.requested_close.lock() {
                 *r = Some((code, reason.to_string()));
             }
-            let _ = self.tx.send(Outbound::Close { code, reason: reason.to_string() });
-            self.close_requested.notify_one();
+            self.queue_close(Some(code), reason);
+            self.wake(attn::CLOSE);
         }
     }
 
     /// Drops the connection without waiting for a close handshake.
     pub fn abort(&self) {
         self.closing.store(true, Ordering::Release);
-        self.kill.notify_one();
+        self.wake(attn::KILL);
     }
 
     /// Whether `close` was called or the connection is going away.
     pub fn is_closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
+    }
+
+    fn is_blocked(&self) -> bool {
+        self.out.lock().map(|o| o.blocked).unwrap_or(false)
+    }
+
+    /// Whether everything queued (our close frame included) has been written.
+    fn is_flushed(&self) -> bool {
+        self.out.lock().map(|o| o.pending() == 0).unwrap_or(true)
     }
 }
 
@@ -157,36 +370,214 @@ pub struct ConnInfo {
     pub info_json: String,
 }
 
-/// Maps a read error to the close code we answer with (None: the transport is gone).
-fn close_code_for(err: &WsError) -> Option<(u16, &'static str)> {
-    match err {
-        WsError::Capacity(_) => Some((1009, "Message too big")),
-        WsError::Utf8(_) => Some((1007, "Invalid UTF-8")),
-        // EOF without a close frame: the transport is simply gone (1006).
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
-        WsError::Protocol(_) => Some((1002, "Protocol error")),
-        _ => None,
+/// What one readable turn produced.
+enum ReadOutcome {
+    /// Keep going; true when bytes arrived (a spurious wake-up is not the peer's activity).
+    Read(bool),
+    /// The peer closed the TCP connection.
+    Eof,
+    /// The peer broke the protocol, or sent a close frame: stop reading.
+    Stop,
+}
+
+/// The reading half of a connection task.
+struct Reader {
+    decoder: Decoder,
+    /// Bytes of an incomplete frame; empty (no allocation) between frames.
+    partial: Vec<u8>,
+    peer_close: Option<(u16, String)>,
+    local_close: Option<(u16, String)>,
+    ping_window: (Instant, u32),
+    /// Decoding stopped because JS is behind (`maxInboundQueue`): `partial` may hold whole
+    /// frames, to decode before reading more.
+    stalled: bool,
+}
+
+impl Reader {
+    /// Reads what the socket has (a few syscalls at most) and handles every complete frame.
+    fn read(&mut self, engine: &Engine, conn: &Arc<Conn>, stream: &TcpStream) -> ReadOutcome {
+        let corked = cork();
+        let outcome = self.read_turn(engine, conn, stream);
+        if corked {
+            uncork();
+        }
+        outcome
+    }
+
+    fn read_turn(&mut self, engine: &Engine, conn: &Arc<Conn>, stream: &TcpStream) -> ReadOutcome {
+        let mut got = false;
+        for _ in 0..READS_PER_TURN {
+            let result = if self.partial.is_empty() {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    if scratch.len() < SCRATCH_BYTES {
+                        scratch.resize(SCRATCH_BYTES, 0);
+                    }
+                    match stream.try_read(scratch) {
+                        Ok(0) => Err(ReadOutcome::Eof),
+                        Ok(n) => {
+                            let used = self.decode(engine, conn, &mut scratch[..n])?;
+                            if used < n {
+                                self.keep(&scratch[used..n]);
+                            }
+                            Ok(n)
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+                        Err(_) => Err(ReadOutcome::Eof),
+                    }
+                })
+            } else {
+                // Read straight behind the incomplete frame, sized for the whole frame.
+                let want = Decoder::frame_len(&self.partial).unwrap_or(0).max(self.partial.len() + 4096);
+                self.partial.reserve(want - self.partial.len());
+                match stream.try_read_buf(&mut self.partial) {
+                    Ok(0) => Err(ReadOutcome::Eof),
+                    Ok(n) => {
+                        let mut partial = std::mem::take(&mut self.partial);
+                        let used = self.decode(engine, conn, &mut partial);
+                        match used {
+                            Ok(used) if used >= partial.len() => {}
+                            Ok(used) => {
+                                partial.drain(..used);
+                                self.partial = partial;
+                            }
+                            Err(_) => {}
+                        }
+                        used.map(|_| n)
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+                    Err(_) => Err(ReadOutcome::Eof),
+                }
+            };
+            match result {
+                Ok(0) => return ReadOutcome::Read(got),
+                Ok(_) if self.stalled => return ReadOutcome::Read(true),
+                Ok(_) => got = true,
+                Err(outcome) => return outcome,
+            }
+        }
+        ReadOutcome::Read(got)
+    }
+
+    /// Decodes the frames left behind when decoding stalled; false when the reader must stop.
+    fn resume(&mut self, engine: &Engine, conn: &Arc<Conn>) -> bool {
+        let corked = cork();
+        let mut partial = std::mem::take(&mut self.partial);
+        let result = self.decode(engine, conn, &mut partial);
+        if let Ok(used) = result {
+            if used < partial.len() {
+                partial.drain(..used);
+                self.partial = partial;
+            }
+        }
+        if corked {
+            uncork();
+        }
+        result.is_ok()
+    }
+
+    /// Keeps the start of an incomplete frame for the next read.
+    fn keep(&mut self, bytes: &[u8]) {
+        let want = Decoder::frame_len(bytes).unwrap_or(0).max(bytes.len());
+        self.partial.reserve_exact(want.min(bytes.len() + SCRATCH_BYTES));
+        self.partial.extend_from_slice(bytes);
+    }
+
+    /// Decodes and handles every complete frame in `buf`; returns the bytes used.
+    fn decode(&mut self, engine: &Engine, conn: &Arc<Conn>, buf: &mut [u8]) -> Result<usize, ReadOutcome> {
+        let mut stop = false;
+        let Reader { decoder, peer_close, local_close, ping_window, .. } = self;
+        let mut go = || !engine.events.congested();
+        let result = decoder.decode_while(
+            buf,
+            &mut |msg| match msg {
+                Inbound::Text(data) => {
+                    engine.stats.count_in(data.len());
+                    engine.on_text(conn, data);
+                }
+                Inbound::Binary(data) => {
+                    engine.stats.count_in(data.len());
+                    if conn.hooks & hooks::MESSAGE != 0 {
+                        engine.events.push(Event::Binary { conn: conn.id, data });
+                    }
+                }
+                Inbound::Ping(data) => {
+                    conn.last_ping.store(now_ms(), Ordering::Relaxed);
+                    if ping_window.0.elapsed().as_secs() >= 1 {
+                        *ping_window = (Instant::now(), 0);
+                    }
+                    ping_window.1 += 1;
+                    if ping_window.1 > MAX_PINGS_PER_SECOND {
+                        if local_close.is_none() {
+                            *local_close = Some((1008, "Ping flood".to_string()));
+                        }
+                        conn.close(1008, "Ping flood");
+                    } else {
+                        conn.send_control(&frame::encode(opcode::PONG, &data));
+                    }
+                }
+                Inbound::Pong(_) => conn.last_pong.store(now_ms(), Ordering::Relaxed),
+                Inbound::Close(close) => {
+                    // Echo the peer's code (RFC 6455 §5.5.1) unless we closed first.
+                    conn.closing.store(true, Ordering::Release);
+                    match &close {
+                        Some((code, _)) => conn.queue_close(Some(*code), ""),
+                        None => conn.queue_close(None, ""),
+                    }
+                    *peer_close = Some(close.unwrap_or((1005, String::new())));
+                    stop = true;
+                }
+            },
+            &mut go,
+        );
+        match result {
+            Ok(_) if stop => Err(ReadOutcome::Stop),
+            Ok(used) => {
+                self.stalled = used < buf.len() && engine.events.congested();
+                Ok(used)
+            }
+            Err(Violation { code, reason }) => {
+                if self.local_close.is_none() {
+                    self.local_close = Some((code, reason.to_string()));
+                }
+                conn.close(code, reason);
+                Err(ReadOutcome::Stop)
+            }
+        }
     }
 }
 
 /// Runs a connection to completion: registers it, pumps frames, unregisters it, reports close.
-/// `admission` holds the connection's place in the connection limits until it ends.
-pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStream>, admission: Admission) {
-    let (tx, rx) = mpsc::unbounded_channel();
+/// `leftover` holds bytes the client sent right behind its upgrade request. `admission` holds
+/// the connection's place in the connection limits until it ends.
+pub async fn run(
+    engine: Arc<Engine>,
+    info: ConnInfo,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    admission: Admission,
+) {
+    let stream = Arc::new(stream);
     let id = engine.next_conn_id();
     let now = now_ms();
     let conn = Arc::new(Conn {
         id,
         uuid: info.uuid,
         client_id: info.client_id,
-        tx,
+        hooks: engine.route_hooks(&info.path),
+        out: Mutex::new(Outbox {
+            stream: Some(stream.clone()),
+            buf: Vec::new(),
+            pos: 0,
+            blocked: false,
+            corked: false,
+            close_queued: false,
+            wants_drain: false,
+        }),
         buffered: AtomicUsize::new(0),
-        wants_drain: AtomicBool::new(false),
+        attention: Notify::new(),
+        attn: AtomicU32::new(0),
         closing: AtomicBool::new(false),
         requested_close: Mutex::new(None),
-        close_requested: Notify::new(),
-        kill: Notify::new(),
-        hooks: engine.route_hooks(&info.path),
         rooms: Mutex::new(HashSet::new()),
         metadata: Mutex::new(HashMap::new()),
         last_ping: AtomicU64::new(now),
@@ -199,93 +590,113 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
         conn.close(1001, "Server shutting down");
     }
 
-    let (sink, mut stream) = ws.split();
-    let writer = tokio::spawn(write_loop(engine.clone(), conn.clone(), sink, rx));
-
     let config = &engine.config;
-    let mut peer_close: Option<(u16, String)> = None;
-    let mut local_close: Option<(u16, String)> = None;
+    let mut reader = Reader {
+        decoder: Decoder::new(config.max_payload),
+        partial: Vec::new(),
+        peer_close: None,
+        local_close: None,
+        ping_window: (Instant::now(), 0),
+        stalled: false,
+    };
+    let mut reading = true;
+    if !leftover.is_empty() {
+        let mut leftover = leftover;
+        let corked = cork();
+        match reader.decode(&engine, &conn, &mut leftover) {
+            Ok(used) if used < leftover.len() => reader.keep(&leftover[used..]),
+            Ok(_) => {}
+            Err(_) => reading = false,
+        }
+        if corked {
+            uncork();
+        }
+    }
+
     let mut last_seen = Instant::now();
     let mut next_ping = last_seen + config.ping_interval;
     let mut close_deadline: Option<Instant> = None;
-    let mut ping_window = (Instant::now(), 0u32);
-    // One timer and two notifications for the connection's whole life: creating them per frame
-    // would register and deregister a timer and two waiters for every message.
+    // One timer and one notification for the connection's whole life.
     let timer = sleep_until(next_ping.min(last_seen + config.idle_timeout));
-    let kill = conn.kill.notified();
-    let close_requested = conn.close_requested.notified();
-    tokio::pin!(timer, kill, close_requested);
+    let attention = conn.attention.notified();
+    tokio::pin!(timer, attention);
     loop {
-        // JS is far behind: stop reading (TCP then slows the client down) and look again shortly.
-        let paused = engine.events.congested();
-        tokio::select! {
-            // Time spent paused for JS is not the peer's silence.
-            _ = async { tokio::time::sleep(PAUSE_RECHECK).await }, if paused => last_seen = Instant::now(),
-            item = stream.next(), if !paused => match item {
-                Some(Ok(msg)) => {
-                    last_seen = Instant::now();
-                    match msg {
-                        Message::Text(data) => {
-                            engine.stats.count_in(data.len());
-                            engine.on_text(&conn, data);
-                        }
-                        Message::Binary(data) => {
-                            engine.stats.count_in(data.len());
-                            if conn.hooks & hooks::MESSAGE != 0 {
-                                engine.events.push(Event::Binary { conn: id, data });
-                            }
-                        }
-                        Message::Ping(_) => {
-                            conn.last_ping.store(now_ms(), Ordering::Relaxed);
-                            if ping_window.0.elapsed().as_secs() >= 1 {
-                                ping_window = (Instant::now(), 0);
-                            }
-                            ping_window.1 += 1;
-                            if ping_window.1 > MAX_PINGS_PER_SECOND {
-                                local_close = Some((1008, "Ping flood".to_string()));
-                                conn.close(1008, "Ping flood");
-                            }
-                        }
-                        Message::Pong(_) => conn.last_pong.store(now_ms(), Ordering::Relaxed),
-                        Message::Close(frame) => {
-                            peer_close = Some(match frame {
-                                Some(f) => (u16::from(f.code), f.reason.to_string()),
-                                None => (1005, String::new()),
-                            });
-                        }
-                        Message::Frame(_) => {}
-                    }
-                }
-                Some(Err(err)) => {
-                    if let Some((code, reason)) = close_code_for(&err) {
-                        local_close = Some((code, reason.to_string()));
-                        conn.close(code, reason);
-                    }
-                    break;
-                }
-                None => break,
-            },
-            _ = &mut kill => break,
-            _ = &mut close_requested, if close_deadline.is_none() => {
+        if !reading {
+            // The close handshake is over on our side (peer closed, or we failed the
+            // connection): flush what is queued, bounded by the close timeout, then end.
+            if conn.is_flushed() {
+                break;
+            }
+            if close_deadline.is_none() {
                 let deadline = Instant::now() + config.close_timeout;
                 close_deadline = Some(deadline);
-                if deadline < timer.deadline() {
-                    timer.as_mut().reset(deadline);
+                timer.as_mut().reset(deadline);
+            }
+        }
+        // JS is far behind: stop reading (TCP then slows the client down) and look again shortly.
+        let paused = reading && engine.events.congested();
+        if reading && !paused && reader.stalled {
+            reader.stalled = false;
+            reading = reader.resume(&engine, &conn);
+            continue;
+        }
+        let blocked = conn.is_blocked();
+        tokio::select! {
+            _ = async { tokio::time::sleep(PAUSE_RECHECK).await }, if paused => last_seen = Instant::now(),
+            ready = stream.readable(), if reading && !paused => {
+                if ready.is_err() {
+                    break;
+                }
+                match reader.read(&engine, &conn, &stream) {
+                    ReadOutcome::Read(true) => last_seen = Instant::now(),
+                    ReadOutcome::Read(false) => {}
+                    ReadOutcome::Eof => {
+                        break;
+                    }
+                    ReadOutcome::Stop => reading = false,
+                }
+            }
+            ready = stream.writable(), if blocked => {
+                if ready.is_err() {
+                    break;
+                }
+                if let Ok(mut out) = conn.out.lock() {
+                    conn.flush_locked(&mut out);
+                }
+            }
+            _ = &mut attention => {
+                attention.set(conn.attention.notified());
+                let bits = conn.attn.swap(0, Ordering::AcqRel);
+                if bits & attn::KILL != 0 {
+                    break;
+                }
+                if bits & attn::FAILED != 0 {
+                    break;
+                }
+                if bits & attn::DRAINED != 0 && !conn.is_closing() {
+                    engine.events.push(Event::Drain { conn: id });
+                }
+                if bits & attn::CLOSE != 0 && close_deadline.is_none() {
+                    let deadline = Instant::now() + config.close_timeout;
+                    close_deadline = Some(deadline);
+                    if deadline < timer.deadline() {
+                        timer.as_mut().reset(deadline);
+                    }
                 }
             }
             _ = &mut timer => {
                 let now = Instant::now();
                 if close_deadline.is_some_and(|d| now >= d) {
-                    // The peer never answered our close frame.
+                    // The peer never answered our close frame, or never read it.
                     break;
                 }
                 let idle_deadline = last_seen + config.idle_timeout;
                 if now >= idle_deadline {
-                    local_close = Some((1006, "Idle timeout".to_string()));
+                    reader.local_close = Some((1006, "Idle timeout".to_string()));
                     break;
                 }
                 if now >= next_ping {
-                    let _ = conn.tx.send(Outbound::Message(Message::Ping(Default::default())));
+                    conn.send_control(&frame::encode(opcode::PING, &[]));
                     next_ping = now + config.ping_interval;
                 }
                 let next = next_ping.min(idle_deadline).min(close_deadline.unwrap_or(idle_deadline));
@@ -298,70 +709,19 @@ pub async fn run(engine: Arc<Engine>, info: ConnInfo, ws: WebSocketStream<TcpStr
     conn.closing.store(true, Ordering::Release);
     engine.unregister(&conn);
     drop(admission);
-    drop(stream);
-    let _ = conn.tx.send(Outbound::Stop);
-    // Give the writer a bounded time to flush a pending close frame, then stop it.
-    let mut writer = writer;
-    if tokio::time::timeout(config.close_timeout, &mut writer).await.is_err() {
-        writer.abort();
+    // Close the socket: the outbox lets its handle go, then ours goes.
+    if let Ok(mut out) = conn.out.lock() {
+        out.stream = None;
+        out.buf = Vec::new();
+        out.pos = 0;
+        out.blocked = false;
     }
+    conn.buffered.store(0, Ordering::Release);
+    drop(stream);
     let requested = conn.requested_close.lock().ok().and_then(|r| r.clone());
-    let (code, reason) = peer_close.or(local_close).or(requested).unwrap_or((1006, String::new()));
+    let (code, reason) =
+        reader.peer_close.or(reader.local_close).or(requested).unwrap_or((1006, String::new()));
     engine.events.push(Event::Close { conn: id, code, reason });
     engine.live_tasks.fetch_sub(1, Ordering::AcqRel);
     engine.conn_gone.notify_waiters();
-}
-
-/// Most bytes or frames written before a flush, so `bufferedAmount` keeps moving under load.
-const FLUSH_BYTES: usize = 64 * 1024;
-const FLUSH_FRAMES: usize = 1024;
-
-async fn write_loop(
-    engine: Arc<Engine>,
-    conn: Arc<Conn>,
-    mut sink: SplitSink<WebSocketStream<TcpStream>, Message>,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
-) {
-    let mut close_sent = false;
-    while let Some(first) = rx.recv().await {
-        let mut bytes = 0usize;
-        let mut frames = 0usize;
-        let mut stop = false;
-        let mut item = Some(first);
-        while let Some(out) = item.take() {
-            match out {
-                Outbound::Message(msg) => {
-                    bytes += message_len(&msg);
-                    if !close_sent && sink.feed(msg).await.is_err() {
-                        stop = true;
-                    }
-                }
-                Outbound::Close { code, reason } => {
-                    if !close_sent {
-                        let frame =
-                            CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) };
-                        stop = sink.feed(Message::Close(Some(frame))).await.is_err();
-                        close_sent = true;
-                    }
-                }
-                Outbound::Stop => stop = true,
-            }
-            frames += 1;
-            if stop || bytes >= FLUSH_BYTES || frames >= FLUSH_FRAMES {
-                break;
-            }
-            item = rx.try_recv().ok();
-        }
-        let flushed = sink.flush().await.is_ok();
-        let left = conn.buffered.fetch_sub(bytes, Ordering::AcqRel) - bytes;
-        if left == 0 && conn.wants_drain.swap(false, Ordering::AcqRel) && !conn.is_closing() {
-            engine.events.push(Event::Drain { conn: conn.id });
-        }
-        if stop || !flushed {
-            // Everything queued is flushed; dropping both halves closes the TCP connection.
-            // (No `sink.close()`: after a finished close handshake it can wait for nothing.)
-            conn.kill.notify_one();
-            break;
-        }
-    }
 }

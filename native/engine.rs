@@ -5,14 +5,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
-use crate::connection::{Conn, SendStatus};
+use crate::connection::{Conn, OutFrame, SendStatus};
 use crate::events::{Event, EventQueue};
 use crate::protocol::{self, Request};
 use crate::rooms::{JoinError, Rooms};
@@ -98,8 +97,6 @@ impl Stats {
 /// One server's state, shared by the accept loop, every connection task and the JS-facing methods.
 pub struct Engine {
     pub config: Config,
-    /// Framing limits handed to tungstenite for every connection.
-    pub ws_config: WebSocketConfig,
     routes: RwLock<HashMap<String, u32>>,
     /// Live connections by internal id.
     pub conns: DashMap<u32, Arc<Conn>>,
@@ -131,17 +128,10 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config) -> Self {
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
-            .write_buffer_size(64 * 1024)
-            .max_write_buffer_size(usize::MAX)
-            .max_message_size(Some(config.max_payload))
-            .max_frame_size(Some(config.max_payload));
         let rooms = Rooms::new(config.auto_create_rooms);
         let events = EventQueue::new(config.max_inbound_queue);
         Engine {
             config,
-            ws_config,
             routes: RwLock::new(HashMap::new()),
             conns: DashMap::new(),
             retired: DashMap::new(),
@@ -220,8 +210,9 @@ impl Engine {
     }
 
     /// A text frame arrived: the built-in protocol, handled here, or the application's.
-    pub fn on_text(&self, conn: &Arc<Conn>, data: Utf8Bytes) {
-        let Some(parsed) = protocol::parse(data.as_str()) else {
+    /// `data` is valid UTF-8 (the frame decoder checked it).
+    pub fn on_text(&self, conn: &Arc<Conn>, data: Bytes) {
+        let Some(parsed) = std::str::from_utf8(&data).ok().and_then(protocol::parse) else {
             if conn.hooks & hooks::MESSAGE != 0 {
                 self.events.push(Event::Text { conn: conn.id, data });
             }
@@ -276,8 +267,9 @@ impl Engine {
         }
     }
 
-    fn reply(&self, conn: &Conn, text: String) -> SendStatus {
-        conn.send(self, Message::Text(text.into()))
+    /// Sends a built-in protocol message to one connection.
+    pub fn reply(&self, conn: &Arc<Conn>, text: String) -> SendStatus {
+        conn.send(self, &OutFrame::text(&text))
     }
 
     /// Joins and answers the client with `room_joined` or `room_join_error`.
@@ -337,7 +329,7 @@ impl Engine {
 
     /// A `room_message` frame from a member to the room's other members, on every node.
     pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
-        let msg = Message::Text(frame.into());
+        let msg = OutFrame::text(&frame);
         self.publish(&msg, Some(room), vec![sender.uuid]);
         self.rooms.fan_out(self, room, &msg, |c: &Conn| c.id == sender.id)
     }
@@ -345,56 +337,51 @@ impl Engine {
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
     /// node), here and, with a cluster, on every other node. The bytes are shared, never copied
     /// per recipient. Returns how many local connections accepted it.
-    pub fn broadcast(&self, msg: Message, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+    pub fn broadcast(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         self.publish(&msg, room, except.to_vec());
         self.deliver_local(msg, room, except)
     }
 
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
-    pub fn deliver_local(&self, msg: Message, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+    pub fn deliver_local(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         match room {
             Some(room) => self.rooms.fan_out(self, room, &msg, |c: &Conn| except.contains(&c.uuid)),
             None => self.send_all(&msg, |c: &Conn| except.contains(&c.uuid)),
         }
     }
 
-    fn send_all(&self, msg: &Message, skip: impl Fn(&Conn) -> bool) -> u32 {
+    fn send_all(&self, msg: &OutFrame, skip: impl Fn(&Conn) -> bool) -> u32 {
         let mut delivered = 0;
         for entry in self.conns.iter() {
             if skip(entry.value()) {
                 continue;
             }
-            if entry.value().send(self, msg.clone()) != SendStatus::Dropped {
+            if entry.value().send(self, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
         delivered
     }
 
-    fn publish(&self, msg: &Message, room: Option<&str>, except: Vec<[u8; 16]>) {
+    fn publish(&self, msg: &OutFrame, room: Option<&str>, except: Vec<[u8; 16]>) {
         let Some(cluster) = self.cluster.get() else {
             return;
         };
-        let (binary, payload) = match msg {
-            Message::Text(t) => (false, bytes::Bytes::from(t.clone())),
-            Message::Binary(b) => (true, b.clone()),
-            _ => return,
-        };
         cluster.publish(&Envelope {
             origin: cluster.node_id,
-            binary,
+            binary: msg.is_binary(),
             room: room.map(str::to_string),
             except,
-            payload,
+            payload: msg.payload(),
         });
     }
 
     /// Queues one message to the listed connections.
-    pub fn send_many(&self, msg: Message, ids: &[u32]) -> u32 {
+    pub fn send_many(&self, msg: OutFrame, ids: &[u32]) -> u32 {
         let mut delivered = 0;
         for id in ids {
             if let Some(conn) = self.conns.get(id) {
-                if conn.send(self, msg.clone()) != SendStatus::Dropped {
+                if conn.send(self, &msg) != SendStatus::Dropped {
                     delivered += 1;
                 }
             }

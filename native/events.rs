@@ -12,7 +12,6 @@ use napi::bindgen_prelude::{Buffer, Uint32Array};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// The JS wake-up callback: takes the number of queued events, never holds errors.
 pub type WakeFn = ThreadsafeFunction<u32, (), u32, Status, false>;
@@ -40,8 +39,8 @@ pub const STRIDE: usize = 5;
 pub enum Event {
     /// A new connection; `info` is a JSON object with id, clientId, path, headers...
     Connect { conn: u32, info: String },
-    /// A text message for `onMessage`.
-    Text { conn: u32, data: Utf8Bytes },
+    /// A text message for `onMessage` (valid UTF-8: the frame decoder checked it).
+    Text { conn: u32, data: Bytes },
     /// A binary message for `onMessage`.
     Binary { conn: u32, data: Bytes },
     /// The connection is gone; no event for it follows.
@@ -249,7 +248,7 @@ impl EventQueue {
                     [kind::CONNECT, conn, a, b, 0]
                 }
                 Event::Text { conn, data } => {
-                    let (a, b) = push_text(&mut text, data.as_str());
+                    let (a, b) = push_text(&mut text, std::str::from_utf8(&data).unwrap_or_default());
                     [kind::TEXT, conn, a, b, 0]
                 }
                 Event::Binary { conn, data } => {

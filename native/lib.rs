@@ -1,4 +1,4 @@
-//! rnode-ws engine: a WebSocket server for Node.js on tokio, hyper and tungstenite.
+//! rnode-ws engine: a WebSocket server for Node.js on tokio, with its own RFC 6455 framing.
 //!
 //! This file is the napi surface and nothing more; each concept lives in its own module.
 #![deny(clippy::unwrap_used)]
@@ -9,22 +9,22 @@ mod connection;
 mod engine;
 mod error;
 mod events;
+mod frame;
+mod handshake;
 mod protocol;
 mod rooms;
 mod server;
-mod upgrade;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use napi::bindgen_prelude::{Function, PromiseRaw, Uint8ArraySlice};
 use napi::{Env, Result};
 use napi_derive::napi;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::config::{Config, NativeOptions};
+use crate::connection::OutFrame;
 use crate::engine::Engine;
 use crate::events::Batch;
 use crate::rooms::{JoinError, RoomInfo, RoomSpec};
@@ -117,22 +117,36 @@ impl NativeServer {
     }
 
     /// Takes every queued event; an empty batch means the queue is drained.
+    ///
+    /// Sends made while JS handles a batch are corked: each connection's frames are written
+    /// with one syscall when the next `pollEvents()` (or `uncork()`) comes.
     #[napi]
     pub fn poll_events(&self) -> Batch {
+        connection::uncork();
         let events = self.engine.events.take();
+        if !events.is_empty() {
+            connection::cork();
+        }
         self.engine.events.encode(events)
+    }
+
+    /// Writes everything corked since the last `pollEvents()`; JS calls it whenever it stops
+    /// handling events (the queue is drained, or it yields to the event loop).
+    #[napi]
+    pub fn uncork(&self) {
+        connection::uncork();
     }
 
     /// Queues a text frame. Returns 0 (sent), 1 (buffered over half the limit) or 2 (dropped).
     #[napi]
     pub fn send_text(&self, conn: u32, data: String) -> u32 {
-        self.send(conn, Message::Text(data.into()))
+        self.send(conn, &OutFrame::text(&data))
     }
 
     /// Queues a binary frame; the bytes are copied before returning.
     #[napi]
     pub fn send_binary(&self, conn: u32, data: Uint8ArraySlice) -> u32 {
-        self.send(conn, Message::Binary(Bytes::copy_from_slice(&data)))
+        self.send(conn, &OutFrame::binary(&data))
     }
 
     /// Starts the close handshake with a code and reason the facade already validated.
@@ -295,7 +309,7 @@ impl NativeServer {
             .filter(|room| {
                 let left = self.engine.leave(&c, room);
                 if left {
-                    c.send(&self.engine, Message::Text(protocol::room_left(room, &None).into()));
+                    self.engine.reply(&c, protocol::room_left(room, &None));
                 }
                 left
             })
@@ -332,7 +346,7 @@ impl NativeServer {
     /// Sends text to a room or everyone, skipping `except`; the bytes are shared by all recipients.
     #[napi]
     pub fn broadcast_text(&self, text: String, room: Option<String>, except: Option<Vec<String>>) -> u32 {
-        self.engine.broadcast(Message::Text(text.into()), room.as_deref(), &socket_uuids(except))
+        self.engine.broadcast(OutFrame::text(&text), room.as_deref(), &socket_uuids(except))
     }
 
     /// Binary version of `broadcastText`; the bytes are copied once.
@@ -343,20 +357,19 @@ impl NativeServer {
         room: Option<String>,
         except: Option<Vec<String>>,
     ) -> u32 {
-        let msg = Message::Binary(Bytes::copy_from_slice(&data));
-        self.engine.broadcast(msg, room.as_deref(), &socket_uuids(except))
+        self.engine.broadcast(OutFrame::binary(&data), room.as_deref(), &socket_uuids(except))
     }
 
     /// Sends one text message to the listed connections (the result of a JS-side filter).
     #[napi]
     pub fn send_many_text(&self, ids: Vec<u32>, text: String) -> u32 {
-        self.engine.send_many(Message::Text(text.into()), &ids)
+        self.engine.send_many(OutFrame::text(&text), &ids)
     }
 
     /// Binary version of `sendManyText`.
     #[napi]
     pub fn send_many_binary(&self, ids: Vec<u32>, data: Uint8ArraySlice) -> u32 {
-        self.engine.send_many(Message::Binary(Bytes::copy_from_slice(&data)), &ids)
+        self.engine.send_many(OutFrame::binary(&data), &ids)
     }
 
     /// Stores a metadata value (JSON text); `None` removes the key.
@@ -447,7 +460,7 @@ impl NativeServer {
         self.engine.conns.get(&conn).map(|c| c.value().clone())
     }
 
-    fn send(&self, conn: u32, msg: Message) -> u32 {
+    fn send(&self, conn: u32, msg: &OutFrame) -> u32 {
         match self.engine.conns.get(&conn) {
             Some(c) => c.send(&self.engine, msg) as u32,
             None => connection::SendStatus::Dropped as u32,

@@ -11,9 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use napi_derive::napi;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::connection::{Conn, SendStatus};
+use crate::connection::{Conn, OutFrame, SendStatus};
 use crate::engine::Engine;
 
 /// Longest room id, in bytes.
@@ -214,7 +213,7 @@ impl Rooms {
 
     /// Queues one message (shared bytes) to every member `skip` does not exclude; returns how
     /// many accepted it. Runs on the caller's thread under the room's read lock.
-    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &Message, skip: impl Fn(&Conn) -> bool) -> u32 {
+    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: impl Fn(&Conn) -> bool) -> u32 {
         let Some(room) = self.map.get(id) else {
             return 0;
         };
@@ -223,7 +222,7 @@ impl Rooms {
             if skip(conn) {
                 continue;
             }
-            if conn.send(engine, msg.clone()) != SendStatus::Dropped {
+            if conn.send(engine, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }

@@ -1,24 +1,18 @@
-//! Accept loop and HTTP upgrade: hyper parses the request head, we answer or hand the socket on.
+//! Accept loop and HTTP upgrade: we read and parse the request head ourselves (httparse), answer
+//! it, and run the WebSocket connection on the same task. No HTTP machinery stays behind: after
+//! the 101, the connection holds nothing of the handshake.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::connection::{self, ConnInfo};
-use crate::engine::{hooks, AdmissionError, Engine, Verdict};
+use crate::engine::{hooks, Admission, AdmissionError, Engine, Verdict};
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::upgrade::{self, reject, Body};
+use crate::handshake::{self, Head, Parsed};
 
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
@@ -68,63 +62,105 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
     }
 }
 
-async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
-    let timeout = engine.config.handshake_timeout;
-    let mut builder = http1::Builder::new();
-    builder
-        .max_buf_size(engine.config.max_header_bytes.max(8192))
-        .max_headers(engine.config.max_headers)
-        .keep_alive(false);
-    let svc_engine = engine.clone();
-    let service = service_fn(move |req| {
-        let engine = svc_engine.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle_request(engine, req, remote).await) }
-    });
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+/// Reads the upgrade request, answers it, and runs the connection on the same task.
+async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
     // Slow or silent clients are dropped once the handshake timeout passes.
-    let _ = tokio::time::timeout(timeout, conn).await;
+    // Both handshake steps are boxed: their state lives on the heap only while they run, so the
+    // task that then carries the connection for its whole life stays small.
+    let read = Box::pin(read_head(&engine, &mut stream));
+    let Ok(Some((head, leftover))) = tokio::time::timeout_at(deadline, read).await else {
+        return;
+    };
+    match Box::pin(accept(&engine, head, remote, deadline)).await {
+        Ok((info, protocol, key, admission, upgrade_request)) => {
+            let response = handshake::switching_protocols(&key, protocol.as_deref());
+            let written = tokio::time::timeout_at(deadline, stream.write_all(&response)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                if upgrade_request != 0 {
+                    engine.events.push(Event::UpgradeFailed { request: upgrade_request });
+                }
+                return;
+            }
+            connection::run(engine, info, stream, leftover, admission).await;
+        }
+        Err(response) => {
+            let _ = tokio::time::timeout_at(deadline, async {
+                stream.write_all(&response).await?;
+                stream.shutdown().await
+            })
+            .await;
+        }
+    }
 }
 
-async fn handle_request(
-    engine: Arc<Engine>,
-    mut req: Request<Incoming>,
+/// Reads until the request head is complete; answers a malformed or oversized head itself.
+/// Returns the head and the bytes the client sent after it.
+async fn read_head(engine: &Engine, stream: &mut TcpStream) -> Option<(Head, Vec<u8>)> {
+    let max_bytes = engine.config.max_header_bytes;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len().min(max_bytes));
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        match handshake::parse(&buf, engine.config.max_headers, max_bytes) {
+            Ok(Parsed::Partial) => continue,
+            Ok(Parsed::Complete(head, len)) => return Some((head, buf[len..].to_vec())),
+            Err(rejection) => {
+                let _ = stream.write_all(&rejection.response()).await;
+                let _ = stream.shutdown().await;
+                return None;
+            }
+        }
+    }
+}
+
+/// What an accepted upgrade needs: the connection's identity, the chosen subprotocol, the key
+/// to answer, its admission, and the `onUpgrade` request id (0 without the hook).
+type Accepted = (ConnInfo, Option<String>, String, Admission, u32);
+
+/// Decides on an upgrade request: Ok to upgrade, or the whole HTTP error response.
+async fn accept(
+    engine: &Arc<Engine>,
+    head: Head,
     remote: SocketAddr,
-) -> Response<Body> {
-    let path = req.uri().path().to_string();
+    deadline: tokio::time::Instant,
+) -> Result<Accepted, Vec<u8>> {
+    let path = head.path.clone();
     if !engine.has_route(&path) {
-        return reject(StatusCode::NOT_FOUND, "No WebSocket handler on this path");
+        return Err(handshake::error_response(404, "No WebSocket handler on this path", None));
     }
     if engine.is_shutting_down() {
-        return reject(StatusCode::SERVICE_UNAVAILABLE, "Server shutting down");
+        return Err(handshake::error_response(503, "Server shutting down", None));
     }
-    let key = match upgrade::validate(&req) {
-        Ok(key) => key,
-        Err(rejection) => return rejection.into_response(),
-    };
+    let key = handshake::validate(&head).map_err(|r| r.response())?;
     if let Some(allowed) = &engine.config.allowed_origins {
-        let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
+        let origin = head.header("origin");
         if !origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))) {
-            return reject(StatusCode::FORBIDDEN, "Origin not allowed");
+            return Err(handshake::error_response(403, "Origin not allowed", None));
         }
     }
     let admission = match engine.admit(remote.ip()) {
         Ok(a) => a,
         Err(AdmissionError::ServerFull) => {
-            return reject(StatusCode::SERVICE_UNAVAILABLE, "Too many connections")
+            return Err(handshake::error_response(503, "Too many connections", None))
         }
         Err(AdmissionError::TooManyFromIp) => {
-            return reject(StatusCode::TOO_MANY_REQUESTS, "Too many connections from this address")
+            return Err(handshake::error_response(429, "Too many connections from this address", None))
         }
     };
-    let offered = upgrade::offered_protocols(&req);
+    let offered = handshake::offered_protocols(&head);
     let mut protocol = offered.iter().find(|p| engine.config.protocols.contains(p)).cloned();
-    let query = req.uri().query().unwrap_or("").to_string();
     let uuid = uuid::Uuid::new_v4();
-    let mut client_id = match query_param(&query, "clientId") {
+    let mut client_id = match query_param(&head.query, "clientId") {
         Some(id) if valid_client_id(id) => id.to_string(),
         _ => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
-    let mut request_info = request_json(&req, &path, &query, remote);
+    let mut request_info = request_json(&head, remote);
     request_info.insert("protocols".into(), serde_json::json!(offered));
 
     let mut upgrade_request = 0;
@@ -134,7 +170,7 @@ async fn handle_request(
         engine.pending_upgrades.insert(request, tx);
         let info = serde_json::Value::Object(request_info.clone()).to_string();
         engine.events.push(Event::Upgrade { request, info });
-        let verdict = tokio::time::timeout(engine.config.handshake_timeout, rx).await;
+        let verdict = tokio::time::timeout_at(deadline, rx).await;
         engine.pending_upgrades.remove(&request);
         match verdict {
             Ok(Ok(Verdict::Accept { client_id: id, protocol: chosen })) => {
@@ -147,9 +183,10 @@ async fn handle_request(
                 upgrade_request = request;
             }
             Ok(Ok(Verdict::Reject { status, message })) => {
-                return reject(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), &message);
+                let status = if (400..=599).contains(&status) { status } else { 403 };
+                return Err(handshake::error_response(status, &message, None));
             }
-            _ => return reject(StatusCode::SERVICE_UNAVAILABLE, "Upgrade was not answered in time"),
+            _ => return Err(handshake::error_response(503, "Upgrade was not answered in time", None)),
         }
     }
 
@@ -163,38 +200,7 @@ async fn handle_request(
         path,
         info_json: serde_json::Value::Object(request_info).to_string(),
     };
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let ws_config = engine.ws_config;
-    tokio::spawn(async move {
-        let io = match on_upgrade.await.map(|u| u.downcast::<TokioIo<TcpStream>>()) {
-            Ok(Ok(parts)) => parts,
-            _ => {
-                if upgrade_request != 0 {
-                    engine.events.push(Event::UpgradeFailed { request: upgrade_request });
-                }
-                return;
-            }
-        };
-        let stream = io.io.into_inner();
-        // `read_buf` points into hyper's whole read buffer: copy the few bytes that may follow the
-        // request and let the buffer go, or every connection keeps 8 KiB it never uses.
-        let leftover = io.read_buf.to_vec();
-        drop(io.read_buf);
-        let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(ws_config)).await;
-        connection::run(engine, info, ws, admission).await;
-    });
-    let mut res = Response::new(Body::default());
-    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = res.headers_mut();
-    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
-        headers.insert("sec-websocket-accept", accept);
-    }
-    if let Some(p) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
-        headers.insert("sec-websocket-protocol", p);
-    }
-    res
+    Ok((info, protocol, key, admission, upgrade_request))
 }
 
 /// A `clientId` is kept when it is 1-64 characters of `[A-Za-z0-9_.:-]`.
@@ -211,28 +217,23 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 
 /// The upgrade request as JS sees it: path, raw query, headers (lower-case names, repeated
 /// headers joined with ", "), peer address.
-fn request_json(
-    req: &Request<Incoming>,
-    path: &str,
-    query: &str,
-    remote: SocketAddr,
-) -> serde_json::Map<String, serde_json::Value> {
+fn request_json(head: &Head, remote: SocketAddr) -> serde_json::Map<String, serde_json::Value> {
     let mut headers = serde_json::Map::new();
-    for (name, value) in req.headers() {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    for (name, value) in &head.headers {
+        let value = String::from_utf8_lossy(value).into_owned();
         match headers.get_mut(name.as_str()) {
             Some(serde_json::Value::String(prev)) => {
                 prev.push_str(", ");
                 prev.push_str(&value);
             }
             _ => {
-                headers.insert(name.as_str().to_string(), serde_json::Value::String(value));
+                headers.insert(name.clone(), serde_json::Value::String(value));
             }
         }
     }
     let mut info = serde_json::Map::new();
-    info.insert("path".into(), path.into());
-    info.insert("query".into(), query.into());
+    info.insert("path".into(), head.path.clone().into());
+    info.insert("query".into(), head.query.clone().into());
     info.insert("remoteAddress".into(), remote.ip().to_string().into());
     info.insert("remotePort".into(), remote.port().into());
     info.insert("headers".into(), serde_json::Value::Object(headers));

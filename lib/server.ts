@@ -175,6 +175,8 @@ function toError(value: unknown): Error {
 /** A WebSocket server whose sockets, framing and fan-out run in Rust. */
 export class WsServer {
   readonly #native: NativeServer
+  /** The native server's handle for the per-message functions (read once: a getter is a native call). */
+  readonly #handle: number
   readonly #host: string
   readonly #clustered: boolean
   readonly #routes = new Map<string, WebSocketHandlers>()
@@ -195,6 +197,7 @@ export class WsServer {
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
     this.#native = new native.NativeServer(options)
+    this.#handle = this.#native.handle
   }
 
   /** The limits in force, defaults filled in. */
@@ -412,7 +415,7 @@ export class WsServer {
       this.#drainBatches()
     } finally {
       // Sends made by the handlers were corked per batch; write what the last batch queued.
-      this.#native.uncork()
+      native.uncork()
     }
   }
 
@@ -423,7 +426,7 @@ export class WsServer {
         setImmediate(() => this.#drain())
         return
       }
-      const batch = this.#native.pollEvents()
+      const batch = native.pollEvents(this.#handle)
       const h = batch.header
       if (h.length === 0) return
       handled += h.length / STRIDE

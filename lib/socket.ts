@@ -1,4 +1,4 @@
-import type { NativeServer } from './binding'
+import { native as binding, type NativeServer } from './binding'
 import { checkClose } from './close-codes'
 import type { JsonValue, SendStatus, WebSocketHandlers } from './types'
 
@@ -57,6 +57,7 @@ export class Socket {
   /** @internal the handlers of this socket's path */
   readonly handlers: WebSocketHandlers
   readonly #native: NativeServer
+  readonly #handle: number
   readonly #rawQuery: string
   #query: Readonly<Record<string, string>> | undefined
   #open = true
@@ -64,6 +65,7 @@ export class Socket {
   /** @internal sockets are made by the server */
   constructor(native: NativeServer, conn: number, info: ConnectionInfo, handlers: WebSocketHandlers) {
     this.#native = native
+    this.#handle = native.handle
     this.conn = conn
     this.handlers = handlers
     this.id = info.id
@@ -101,10 +103,11 @@ export class Socket {
    * or `'dropped'` (closed, or the send buffer is full).
    */
   send(data: string | Buffer | Uint8Array | ArrayBuffer): SendStatus {
-    if (typeof data === 'string') return STATUS[this.#native.sendText(this.conn, data)] ?? 'dropped'
-    if (data instanceof Uint8Array) return STATUS[this.#native.sendBinary(this.conn, data)] ?? 'dropped'
+    const handle = this.#handle
+    if (typeof data === 'string') return STATUS[binding.sendText(handle, this.conn, data)] ?? 'dropped'
+    if (data instanceof Uint8Array) return STATUS[binding.sendBinary(handle, this.conn, data)] ?? 'dropped'
     if (data instanceof ArrayBuffer) {
-      return STATUS[this.#native.sendBinary(this.conn, new Uint8Array(data))] ?? 'dropped'
+      return STATUS[binding.sendBinary(handle, this.conn, new Uint8Array(data))] ?? 'dropped'
     }
     throw new TypeError(`socket.send() takes a string, Buffer, Uint8Array or ArrayBuffer, got ${describe(data)}`)
   }

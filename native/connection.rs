@@ -192,10 +192,15 @@ pub struct Conn {
 impl Conn {
     /// Sends a data frame; never blocks. Applies the backpressure limit and policy.
     pub fn send(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
+        self.send_encoded(engine, &frame.bytes, frame.payload_len())
+    }
+
+    /// `send` for a frame already encoded in `bytes`, whose payload is `payload_len` bytes.
+    pub fn send_encoded(self: &Arc<Self>, engine: &Engine, bytes: &[u8], payload_len: usize) -> SendStatus {
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
-        let len = frame.bytes.len();
+        let len = bytes.len();
         let limit = engine.config.max_backpressure;
         let status = {
             let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
@@ -212,7 +217,7 @@ impl Conn {
                 }
                 return SendStatus::Dropped;
             }
-            self.enqueue(&mut out, &frame.bytes);
+            self.enqueue(&mut out, bytes);
             if out.pending() * 2 > limit {
                 out.wants_drain = true;
                 SendStatus::Buffered
@@ -220,7 +225,7 @@ impl Conn {
                 SendStatus::Sent
             }
         };
-        engine.stats.count_out(frame.payload_len());
+        engine.stats.count_out(payload_len);
         status
     }
 

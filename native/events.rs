@@ -210,6 +210,11 @@ impl EventQueue {
         events
     }
 
+    /// A batch with no events.
+    pub fn empty_batch() -> Batch {
+        Batch { header: Uint32Array::new(Vec::new()), text: String::new(), binary: None }
+    }
+
     /// Encodes events into the compact batch JS decodes.
     pub fn encode(&self, events: Vec<Event>) -> Batch {
         let mut header: Vec<u32> = Vec::with_capacity(events.len() * STRIDE);

@@ -375,8 +375,14 @@ fn unmask(payload: &mut [u8], key: [u8; 4]) {
 
 /// Appends one unmasked server frame (FIN set) with this opcode and payload.
 pub fn encode_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    let len = payload.len();
-    out.reserve(header_len(len) + len);
+    out.reserve(header_len(payload.len()) + payload.len());
+    encode_header_into(out, opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends the header of an unmasked server frame (FIN set) whose payload of `len` bytes the
+/// caller appends next.
+pub fn encode_header_into(out: &mut Vec<u8>, opcode: u8, len: usize) {
     out.push(FIN | (opcode & OPCODE));
     match u16::try_from(len) {
         Ok(short) if short < u16::from(LEN_16) => out.push(short as u8),
@@ -389,7 +395,6 @@ pub fn encode_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
             out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
-    out.extend_from_slice(payload);
 }
 
 /// One unmasked server frame as Bytes (one allocation, exact size).

@@ -9,6 +9,7 @@ mod connection;
 mod engine;
 mod error;
 mod events;
+pub mod fast;
 mod frame;
 mod handshake;
 mod protocol;
@@ -26,7 +27,6 @@ use napi_derive::napi;
 use crate::config::{Config, NativeOptions};
 use crate::connection::OutFrame;
 use crate::engine::Engine;
-use crate::events::Batch;
 use crate::rooms::{JoinError, RoomInfo, RoomSpec};
 
 /// Counters for `getStats()` and the batching debug figures.
@@ -67,6 +67,7 @@ pub struct ClusterStats {
 #[napi]
 pub struct NativeServer {
     engine: Arc<Engine>,
+    handle: u32,
 }
 
 #[napi]
@@ -74,7 +75,8 @@ impl NativeServer {
     #[napi(constructor)]
     pub fn new(options: Option<NativeOptions>) -> Self {
         let config = Config::from_options(&options.unwrap_or_default());
-        NativeServer { engine: Arc::new(Engine::new(config)) }
+        let engine = Arc::new(Engine::new(config));
+        NativeServer { handle: fast::register(engine.clone()), engine }
     }
 
     /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
@@ -116,37 +118,10 @@ impl NativeServer {
         })
     }
 
-    /// Takes every queued event; an empty batch means the queue is drained.
-    ///
-    /// Sends made while JS handles a batch are corked: each connection's frames are written
-    /// with one syscall when the next `pollEvents()` (or `uncork()`) comes.
-    #[napi]
-    pub fn poll_events(&self) -> Batch {
-        connection::uncork();
-        let events = self.engine.events.take();
-        if !events.is_empty() {
-            connection::cork();
-        }
-        self.engine.events.encode(events)
-    }
-
-    /// Writes everything corked since the last `pollEvents()`; JS calls it whenever it stops
-    /// handling events (the queue is drained, or it yields to the event loop).
-    #[napi]
-    pub fn uncork(&self) {
-        connection::uncork();
-    }
-
-    /// Queues a text frame. Returns 0 (sent), 1 (buffered over half the limit) or 2 (dropped).
-    #[napi]
-    pub fn send_text(&self, conn: u32, data: String) -> u32 {
-        self.send(conn, &OutFrame::text(&data))
-    }
-
-    /// Queues a binary frame; the bytes are copied before returning.
-    #[napi]
-    pub fn send_binary(&self, conn: u32, data: Uint8ArraySlice) -> u32 {
-        self.send(conn, &OutFrame::binary(&data))
+    /// This server's handle for the per-message functions (`sendText`, `pollEvents`...).
+    #[napi(getter)]
+    pub fn handle(&self) -> u32 {
+        self.handle
     }
 
     /// Starts the close handshake with a code and reason the facade already validated.
@@ -207,6 +182,7 @@ impl NativeServer {
     /// Releases the JS callback so the addon no longer keeps the event loop alive.
     #[napi]
     pub fn dispose(&self) {
+        fast::unregister(self.handle);
         self.engine.events.clear_wake();
         self.engine.retired.clear();
     }
@@ -458,12 +434,5 @@ fn socket_uuids(ids: Option<Vec<String>>) -> Vec<[u8; 16]> {
 impl NativeServer {
     fn conn(&self, conn: u32) -> Option<Arc<connection::Conn>> {
         self.engine.conns.get(&conn).map(|c| c.value().clone())
-    }
-
-    fn send(&self, conn: u32, msg: &OutFrame) -> u32 {
-        match self.engine.conns.get(&conn) {
-            Some(c) => c.send(&self.engine, msg) as u32,
-            None => connection::SendStatus::Dropped as u32,
-        }
     }
 }

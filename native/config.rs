@@ -115,6 +115,15 @@ impl Config {
     }
 }
 
+impl Config {
+    /// How often the engine's ticker checks idle timeouts, pings and close deadlines: a quarter
+    /// of the shortest of them, between 10 ms and 1 s.
+    pub fn tick(&self) -> Duration {
+        let shortest = self.ping_interval.min(self.idle_timeout).min(self.close_timeout);
+        (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
 /// The resolved limits as JS sees them (`server.limits`).
 #[napi(object)]
 pub struct Limits {

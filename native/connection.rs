@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::task::Poll;
+
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
 use crate::engine::{hooks, Admission, Engine};
 use crate::events::Event;
@@ -103,6 +105,12 @@ mod attn {
     pub const DRAINED: u32 = 8;
     /// A write failed: the transport is gone.
     pub const FAILED: u32 = 16;
+    /// The peer was silent for `idleTimeout` (set by the engine's ticker).
+    pub const IDLE: u32 = 32;
+    /// The close handshake did not finish within `closeTimeout` (set by the ticker).
+    pub const DEADLINE: u32 = 64;
+    /// Everything queued, our close frame included, has been written.
+    pub const FLUSHED: u32 = 128;
 }
 
 /// What waits to be written, and the socket it goes to.
@@ -174,8 +182,13 @@ pub struct Conn {
     out: Mutex<Outbox>,
     /// Bytes accepted by `send` and not yet written to the socket (the outbox, without its lock).
     pub buffered: AtomicUsize,
-    attention: Notify,
+    /// The task's waker: `wake` sets `attn` bits and wakes it.
+    waker: AtomicWaker,
     attn: AtomicU32,
+    /// When the peer was last heard from (`Engine::now_ms`); the ticker enforces `idleTimeout`.
+    last_seen: AtomicU64,
+    /// When the close handshake must be over (`Engine::now_ms`), 0 while none is under way.
+    close_deadline: AtomicU64,
     closing: AtomicBool,
     /// The close we asked for (code, reason), reported when the peer never answers.
     requested_close: Mutex<Option<(u16, String)>>,
@@ -296,6 +309,9 @@ impl Conn {
                 out.wants_drain = false;
                 self.wake(attn::DRAINED);
             }
+            if out.close_queued {
+                self.wake(attn::FLUSHED);
+            }
         } else if out.pos >= 64 * 1024 && out.pos * 2 >= out.buf.len() {
             // Drop what was written so a long backlog does not keep growing the buffer.
             out.buf.drain(..out.pos);
@@ -330,7 +346,20 @@ impl Conn {
 
     fn wake(&self, bits: u32) {
         self.attn.fetch_or(bits, Ordering::AcqRel);
-        self.attention.notify_one();
+        self.waker.wake();
+    }
+
+    /// One tick of the engine's ticker (`now` from `Engine::now_ms`): drops a silent peer or a
+    /// close handshake past its deadline, and sends the server ping when `ping` says so.
+    pub fn tick(self: &Arc<Self>, now: u64, idle_ms: u64, ping: bool) {
+        let deadline = self.close_deadline.load(Ordering::Acquire);
+        if deadline != 0 && now >= deadline {
+            self.wake(attn::DEADLINE);
+        } else if now.saturating_sub(self.last_seen.load(Ordering::Acquire)) >= idle_ms {
+            self.wake(attn::IDLE);
+        } else if ping && !self.is_closing() {
+            self.send_control(&frame::encode(opcode::PING, &[]));
+        }
     }
 
     /// Starts the close handshake after what is already queued; later sends are dropped.
@@ -373,6 +402,16 @@ pub struct ConnInfo {
     pub path: String,
     /// JSON object handed to JS with the connect event.
     pub info_json: String,
+}
+
+/// Why the connection task woke up.
+enum Wake {
+    /// The socket is readable (false: its registration failed).
+    Readable(bool),
+    /// The socket is writable again (false: its registration failed).
+    Writable(bool),
+    /// `attn` bits.
+    Attention(u32),
 }
 
 /// What one readable turn produced.
@@ -579,8 +618,10 @@ pub async fn run(
             wants_drain: false,
         }),
         buffered: AtomicUsize::new(0),
-        attention: Notify::new(),
+        waker: AtomicWaker::new(),
         attn: AtomicU32::new(0),
+        last_seen: AtomicU64::new(engine.now_ms()),
+        close_deadline: AtomicU64::new(0),
         closing: AtomicBool::new(false),
         requested_close: Mutex::new(None),
         rooms: Mutex::new(HashSet::new()),
@@ -618,13 +659,14 @@ pub async fn run(
         }
     }
 
-    let mut last_seen = Instant::now();
-    let mut next_ping = last_seen + config.ping_interval;
-    let mut close_deadline: Option<Instant> = None;
-    // One timer and one notification for the connection's whole life.
-    let timer = sleep_until(next_ping.min(last_seen + config.idle_timeout));
-    let attention = conn.attention.notified();
-    tokio::pin!(timer, attention);
+    let close_ms = config.close_timeout.as_millis() as u64;
+    let start_close_deadline = |conn: &Conn| {
+        let deadline = engine.now_ms() + close_ms;
+        let _ = conn.close_deadline.compare_exchange(0, deadline.max(1), Ordering::AcqRel, Ordering::Acquire);
+    };
+    // No timers here: the engine's ticker watches `last_seen` and `close_deadline`, and pings.
+    // The loop waits on one small poll function (socket readiness and the attention bits), so
+    // the task of an idle connection stays small.
     loop {
         if !reading {
             // The close handshake is over on our side (peer closed, or we failed the
@@ -632,11 +674,7 @@ pub async fn run(
             if conn.is_flushed() {
                 break;
             }
-            if close_deadline.is_none() {
-                let deadline = Instant::now() + config.close_timeout;
-                close_deadline = Some(deadline);
-                timer.as_mut().reset(deadline);
-            }
+            start_close_deadline(&conn);
         }
         // JS is far behind: stop reading (TCP then slows the client down) and look again shortly.
         let paused = reading && engine.events.congested();
@@ -646,66 +684,63 @@ pub async fn run(
             continue;
         }
         let blocked = conn.is_blocked();
-        tokio::select! {
-            _ = async { tokio::time::sleep(PAUSE_RECHECK).await }, if paused => last_seen = Instant::now(),
-            ready = stream.readable(), if reading && !paused => {
-                if ready.is_err() {
-                    break;
-                }
-                match reader.read(&engine, &conn, &stream) {
-                    ReadOutcome::Read(true) => last_seen = Instant::now(),
-                    ReadOutcome::Read(false) => {}
-                    ReadOutcome::Eof => {
-                        break;
-                    }
-                    ReadOutcome::Stop => reading = false,
+        let event = std::future::poll_fn(|cx| {
+            conn.waker.register(cx.waker());
+            let bits = conn.attn.swap(0, Ordering::AcqRel);
+            if bits != 0 {
+                return Poll::Ready(Wake::Attention(bits));
+            }
+            if blocked {
+                if let Poll::Ready(ready) = stream.poll_write_ready(cx) {
+                    return Poll::Ready(Wake::Writable(ready.is_ok()));
                 }
             }
-            ready = stream.writable(), if blocked => {
-                if ready.is_err() {
-                    break;
+            if reading && !paused {
+                if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                    return Poll::Ready(Wake::Readable(ready.is_ok()));
                 }
+            }
+            Poll::Pending
+        });
+        let event = if paused {
+            match tokio::time::timeout(PAUSE_RECHECK, event).await {
+                Ok(event) => event,
+                Err(_) => {
+                    // Time spent paused for JS is not the peer's silence.
+                    conn.last_seen.store(engine.now_ms(), Ordering::Release);
+                    continue;
+                }
+            }
+        } else {
+            event.await
+        };
+        match event {
+            Wake::Readable(false) | Wake::Writable(false) => break,
+            Wake::Readable(true) => match reader.read(&engine, &conn, &stream) {
+                ReadOutcome::Read(true) => conn.last_seen.store(engine.now_ms(), Ordering::Release),
+                ReadOutcome::Read(false) => {}
+                ReadOutcome::Eof => break,
+                ReadOutcome::Stop => reading = false,
+            },
+            Wake::Writable(true) => {
                 if let Ok(mut out) = conn.out.lock() {
                     conn.flush_locked(&mut out);
                 }
             }
-            _ = &mut attention => {
-                attention.set(conn.attention.notified());
-                let bits = conn.attn.swap(0, Ordering::AcqRel);
-                if bits & attn::KILL != 0 {
+            Wake::Attention(bits) => {
+                if bits & (attn::KILL | attn::FAILED | attn::DEADLINE) != 0 {
                     break;
                 }
-                if bits & attn::FAILED != 0 {
+                if bits & attn::IDLE != 0 {
+                    reader.local_close = Some((1006, "Idle timeout".to_string()));
                     break;
                 }
                 if bits & attn::DRAINED != 0 && !conn.is_closing() {
                     engine.events.push(Event::Drain { conn: id });
                 }
-                if bits & attn::CLOSE != 0 && close_deadline.is_none() {
-                    let deadline = Instant::now() + config.close_timeout;
-                    close_deadline = Some(deadline);
-                    if deadline < timer.deadline() {
-                        timer.as_mut().reset(deadline);
-                    }
+                if bits & attn::CLOSE != 0 {
+                    start_close_deadline(&conn);
                 }
-            }
-            _ = &mut timer => {
-                let now = Instant::now();
-                if close_deadline.is_some_and(|d| now >= d) {
-                    // The peer never answered our close frame, or never read it.
-                    break;
-                }
-                let idle_deadline = last_seen + config.idle_timeout;
-                if now >= idle_deadline {
-                    reader.local_close = Some((1006, "Idle timeout".to_string()));
-                    break;
-                }
-                if now >= next_ping {
-                    conn.send_control(&frame::encode(opcode::PING, &[]));
-                    next_ping = now + config.ping_interval;
-                }
-                let next = next_ping.min(idle_deadline).min(close_deadline.unwrap_or(idle_deadline));
-                timer.as_mut().reset(next);
             }
         }
     }

@@ -148,6 +148,8 @@ pub struct Engine {
     pub live_tasks: AtomicUsize,
     /// Woken each time a connection task ends (used by shutdown to wait).
     pub conn_gone: Notify,
+    /// Origin of `now_ms`.
+    epoch: std::time::Instant,
 }
 
 impl Engine {
@@ -173,6 +175,41 @@ impl Engine {
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the engine was created (monotonic).
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Enforces every connection's timers from one task: idle timeout, server pings and close
+    /// deadlines. One pass over the connections per tick instead of a timer per connection, so
+    /// a connection costs no timer registration and its task stays small. Ends with the engine.
+    pub async fn ticker(engine: std::sync::Weak<Engine>) {
+        let Some(tick) = engine.upgrade().map(|e| e.config.tick()) else { return };
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_ping = 0u64;
+        loop {
+            interval.tick().await;
+            let Some(engine) = engine.upgrade() else { return };
+            if engine.is_shutting_down() && engine.live_tasks.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            let now = engine.now_ms();
+            let ping_ms = engine.config.ping_interval.as_millis() as u64;
+            let ping = now >= next_ping;
+            if ping {
+                next_ping = now + ping_ms;
+            }
+            let idle_ms = engine.config.idle_timeout.as_millis() as u64;
+            // The first round only sets the ping schedule: nobody is pinged on connect.
+            let ping = ping && now >= ping_ms;
+            for entry in engine.conns.iter() {
+                entry.value().tick(now, idle_ms, ping);
+            }
         }
     }
 

@@ -19,6 +19,7 @@ pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
     let listener = bind(&addr, engine.config.reuse_port).await.map_err(|e| Error::Bind(addr.clone(), e))?;
     let port = listener.local_addr().map_err(|e| Error::Bind(addr, e))?.port();
+    tokio::spawn(Engine::ticker(Arc::downgrade(&engine)));
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)
 }

@@ -590,10 +590,11 @@ impl Reader {
     }
 }
 
-/// Runs a connection to completion: registers it, pumps frames, unregisters it, reports close.
+/// Starts a connection: registers it, reports it to JS, and spawns its task, which pumps
+/// frames, then unregisters it and reports its close.
 /// `leftover` holds bytes the client sent right behind its upgrade request. `admission` holds
 /// the connection's place in the connection limits until it ends.
-pub async fn run(
+pub fn start(
     engine: Arc<Engine>,
     info: ConnInfo,
     stream: TcpStream,
@@ -658,8 +659,22 @@ pub async fn run(
             uncork();
         }
     }
+    // Its own task, holding only what the connection's life needs: the handshake's state is
+    // gone by now, so an idle connection costs one small task.
+    tokio::spawn(drive(engine, conn, stream, reader, reading, admission));
+}
 
-    let close_ms = config.close_timeout.as_millis() as u64;
+/// The connection's life after the upgrade: reads, writes the backlog, closes, reports.
+async fn drive(
+    engine: Arc<Engine>,
+    conn: Arc<Conn>,
+    stream: Arc<TcpStream>,
+    mut reader: Reader,
+    mut reading: bool,
+    admission: Admission,
+) {
+    let id = conn.id;
+    let close_ms = engine.config.close_timeout.as_millis() as u64;
     let start_close_deadline = |conn: &Conn| {
         let deadline = engine.now_ms() + close_ms;
         let _ = conn.close_deadline.compare_exchange(0, deadline.max(1), Ordering::AcqRel, Ordering::Acquire);

@@ -83,7 +83,7 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAdd
                 }
                 return;
             }
-            connection::run(engine, info, stream, leftover, admission).await;
+            connection::start(engine, info, stream, leftover, admission);
         }
         Err(response) => {
             let _ = tokio::time::timeout_at(deadline, async {

@@ -156,20 +156,19 @@ async fn accept(
     };
     let offered = handshake::offered_protocols(&head);
     let mut protocol = offered.iter().find(|p| engine.config.protocols.contains(p)).cloned();
-    let uuid = uuid::Uuid::new_v4();
+    let uuid = fast_uuid();
     let mut client_id = match query_param(&head.query, "clientId") {
         Some(id) if valid_client_id(id) => id.to_string(),
         _ => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
-    let mut request_info = request_json(&head, remote);
-    request_info.insert("protocols".into(), serde_json::json!(offered));
+    let request_info = request_json(&head, remote, &offered);
 
     let mut upgrade_request = 0;
     if engine.route_hooks(&path) & hooks::UPGRADE != 0 {
         let request = engine.next_request_id();
         let (tx, rx) = tokio::sync::oneshot::channel();
         engine.pending_upgrades.insert(request, tx);
-        let info = serde_json::Value::Object(request_info.clone()).to_string();
+        let info = format!("{request_info}}}");
         engine.events.push(Event::Upgrade { request, info });
         let verdict = tokio::time::timeout_at(deadline, rx).await;
         engine.pending_upgrades.remove(&request);
@@ -191,16 +190,15 @@ async fn accept(
         }
     }
 
-    request_info.insert("id".into(), uuid.to_string().into());
-    request_info.insert("clientId".into(), client_id.clone().into());
-    request_info.insert("protocol".into(), protocol.clone().unwrap_or_default().into());
-    request_info.insert("upgrade".into(), upgrade_request.into());
-    let info = ConnInfo {
-        uuid: *uuid.as_bytes(),
-        client_id,
-        path,
-        info_json: serde_json::Value::Object(request_info).to_string(),
-    };
+    let mut info_json = request_info;
+    info_json.push_str(",\"id\":");
+    json_str(&mut info_json, &uuid.to_string());
+    info_json.push_str(",\"clientId\":");
+    json_str(&mut info_json, &client_id);
+    info_json.push_str(",\"protocol\":");
+    json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
+    info_json.push_str(&format!(",\"upgrade\":{upgrade_request}}}"));
+    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json };
     Ok((info, protocol, key, admission, upgrade_request))
 }
 
@@ -218,32 +216,109 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 
 /// The upgrade request as JS sees it: path, raw query, headers (lower-case names, repeated
 /// headers joined with ", "), peer address.
-fn request_json(head: &Head, remote: SocketAddr) -> serde_json::Map<String, serde_json::Value> {
-    let mut headers = serde_json::Map::new();
-    for (name, value) in &head.headers {
-        let value = String::from_utf8_lossy(value).into_owned();
-        match headers.get_mut(name.as_str()) {
-            Some(serde_json::Value::String(prev)) => {
-                prev.push_str(", ");
-                prev.push_str(&value);
-            }
-            _ => {
-                headers.insert(name.clone(), serde_json::Value::String(value));
-            }
+fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> String {
+    // Written by hand: a serde_json map per connection (a BTreeMap and a String per field)
+    // showed in the connect profile. The object is left open for the fields added later.
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"path\":");
+    json_str(&mut out, &head.path);
+    out.push_str(",\"query\":");
+    json_str(&mut out, &head.query);
+    out.push_str(",\"remoteAddress\":");
+    json_str(&mut out, &remote.ip().to_string());
+    out.push_str(&format!(",\"remotePort\":{},\"headers\":{{", remote.port()));
+    let mut first = true;
+    for (i, (name, _)) in head.headers.iter().enumerate() {
+        if head.headers[..i].iter().any(|(n, _)| n == name) {
+            continue;
         }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        json_str(&mut out, name);
+        out.push(':');
+        let joined: Vec<String> = head.headers[i..]
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        json_str(&mut out, &joined.join(", "));
     }
-    let mut info = serde_json::Map::new();
-    info.insert("path".into(), head.path.clone().into());
-    info.insert("query".into(), head.query.clone().into());
-    info.insert("remoteAddress".into(), remote.ip().to_string().into());
-    info.insert("remotePort".into(), remote.port().into());
-    info.insert("headers".into(), serde_json::Value::Object(headers));
-    info
+    out.push_str("},\"protocols\":[");
+    for (i, p) in offered.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_str(&mut out, p);
+    }
+    out.push(']');
+    out
+}
+
+/// Appends `s` as a JSON string literal.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut rest = s;
+    while let Some(i) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        out.push_str(&rest[..i]);
+        let c = rest[i..].chars().next().unwrap_or(' ');
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+        rest = &rest[i + c.len_utf8()..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// A random (version 4) UUID from a per-thread generator seeded once from the OS: `new_v4`
+/// asks the OS for every one, a syscall per connection. Socket ids name connections; they are
+/// not secrets.
+fn fast_uuid() -> uuid::Uuid {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([7; 8]),
+        ));
+    }
+    // splitmix64, twice.
+    let next = || {
+        STATE.with(|s| {
+            let x = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            s.set(x);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&next().to_le_bytes());
+    bytes[8..].copy_from_slice(&next().to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{query_param, valid_client_id};
+    use super::{fast_uuid, json_str, query_param, valid_client_id};
+
+    #[test]
+    fn json_strings() {
+        let mut out = String::new();
+        json_str(&mut out, "a\"b\\c\u{1}d é");
+        assert_eq!(out, r#""a\"b\\c\u0001d é""#);
+        let parsed: String = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(parsed, "a\"b\\c\u{1}d é");
+    }
+
+    #[test]
+    fn uuids_are_v4_and_distinct() {
+        let (a, b) = (fast_uuid(), fast_uuid());
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 4);
+    }
 
     #[test]
     fn client_ids() {

@@ -141,6 +141,39 @@ thread_local! {
     static CORK: RefCell<Option<Vec<Arc<Conn>>>> = const { RefCell::new(None) };
     /// The reader's scratch buffer (one per tokio worker thread).
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Emptied send buffers, for the next connection that must queue bytes: allocating and
+    /// freeing them per batch made the heap grow and shrink (page faults on every page).
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Send buffers kept per thread, and the largest capacity kept.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_CAPACITY: usize = 128 * 1024;
+
+/// A send buffer from this thread's spares (or a new one).
+fn spare_buffer() -> Vec<u8> {
+    SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
+}
+
+/// Gives an emptied send buffer back to this thread's spares.
+fn recycle(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > SPARE_CAPACITY {
+        return;
+    }
+    buf.clear();
+    SPARE.with_borrow_mut(|spare| {
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    });
+}
+
+/// Appends to a send buffer, taking a spare one when it has none yet.
+fn append(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if buf.capacity() == 0 {
+        *buf = spare_buffer();
+    }
+    buf.extend_from_slice(bytes);
 }
 
 /// Starts corking this thread's sends; returns false when it already was corked (then the
@@ -245,9 +278,9 @@ impl Conn {
     /// Writes `bytes` after whatever is queued: directly when possible, else into the queue.
     fn enqueue(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>, bytes: &[u8]) {
         if out.blocked {
-            out.buf.extend_from_slice(bytes);
+            append(&mut out.buf, bytes);
         } else if CORK.with_borrow(Option::is_some) {
-            out.buf.extend_from_slice(bytes);
+            append(&mut out.buf, bytes);
             if !out.corked {
                 out.corked = true;
                 CORK.with_borrow_mut(|c| {
@@ -267,13 +300,13 @@ impl Conn {
                 }
             };
             if written < bytes.len() {
-                out.buf.extend_from_slice(&bytes[written..]);
+                append(&mut out.buf, &bytes[written..]);
                 out.blocked = true;
                 self.wake(attn::BACKLOG);
             }
         } else {
             // Bytes another thread corked: keep the order, write everything now.
-            out.buf.extend_from_slice(bytes);
+            append(&mut out.buf, bytes);
             self.flush_locked(out);
         }
         self.buffered.store(out.pending(), Ordering::Release);
@@ -301,8 +334,8 @@ impl Conn {
             }
         }
         if out.pending() == 0 {
-            // Idle connections hold no write buffer.
-            out.buf = Vec::new();
+            // Idle connections hold no write buffer: it goes back to this thread's spares.
+            recycle(std::mem::take(&mut out.buf));
             out.pos = 0;
             out.blocked = false;
             if out.wants_drain {

@@ -32,6 +32,9 @@ pub mod kind {
 /// Most events one `pollEvents()` call returns.
 pub const MAX_BATCH: usize = 4096;
 
+/// Message bytes one `pollEvents()` call returns, unless a single message is larger.
+pub const MAX_BATCH_BYTES: usize = 96 * 1024;
+
 /// u32 slots per event in the batch header.
 pub const STRIDE: usize = 5;
 
@@ -70,11 +73,81 @@ impl Event {
 
 /// What `pollEvents()` hands to JS: a header of `STRIDE` u32 per event
 /// (kind, conn, start, end, extra), one string holding every text piece, one buffer holding every binary piece.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct Batch {
     pub header: Uint32Array,
-    pub text: String,
+    #[napi(ts_type = "string")]
+    pub text: BatchText,
     pub binary: Option<Buffer>,
+}
+
+thread_local! {
+    /// The text buffer of the last batch, kept for the next one: a large batch's buffer would
+    /// otherwise be mapped and unmapped (page faults on every page) for every batch.
+    static TEXT_POOL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most capacity the pooled text buffer keeps.
+const TEXT_POOL_KEEP: usize = 8 * 1024 * 1024;
+
+/// Every text piece of a batch, as UTF-8 (each piece is valid UTF-8). Becomes one JS string:
+/// from Latin-1 (a plain copy) when it is all ASCII, else decoded from UTF-8.
+pub struct BatchText {
+    bytes: Vec<u8>,
+    ascii: bool,
+}
+
+impl BatchText {
+    fn with_capacity(n: usize) -> Self {
+        let mut bytes = TEXT_POOL.with_borrow_mut(std::mem::take);
+        bytes.clear();
+        bytes.reserve(n);
+        BatchText { bytes, ascii: true }
+    }
+
+    /// Appends a piece; returns its length in UTF-16 code units, the unit JS offsets count.
+    fn push(&mut self, piece: &[u8]) -> usize {
+        self.bytes.extend_from_slice(piece);
+        if piece.is_ascii() {
+            return piece.len();
+        }
+        self.ascii = false;
+        // Valid UTF-8: one unit per character (every byte that is not a continuation byte),
+        // two for characters outside the BMP (4-byte sequences, lead byte 0xF0 and up).
+        piece.iter().map(|&b| usize::from(b & 0xC0 != 0x80) + usize::from(b >= 0xF0)).sum()
+    }
+}
+
+impl napi::bindgen_prelude::TypeName for BatchText {
+    fn type_name() -> &'static str {
+        "String"
+    }
+
+    fn value_type() -> napi::ValueType {
+        napi::ValueType::String
+    }
+}
+
+impl napi::bindgen_prelude::ToNapiValue for BatchText {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> napi::Result<napi::sys::napi_value> {
+        let mut out = std::ptr::null_mut();
+        let ptr = val.bytes.as_ptr().cast();
+        // SAFETY: `ptr`/len describe the live buffer; napi copies it into a new JS string.
+        let status = unsafe {
+            if val.ascii {
+                napi::sys::napi_create_string_latin1(env, ptr, val.bytes.len() as isize, &mut out)
+            } else {
+                napi::sys::napi_create_string_utf8(env, ptr, val.bytes.len() as isize, &mut out)
+            }
+        };
+        if val.bytes.capacity() <= TEXT_POOL_KEEP {
+            TEXT_POOL.with_borrow_mut(|pool| *pool = val.bytes);
+        }
+        if status != napi::sys::Status::napi_ok {
+            return Err(napi::Error::from_reason("could not create the batch text"));
+        }
+        Ok(out)
+    }
 }
 
 /// The queue between connection tasks and the JS thread.
@@ -98,7 +171,7 @@ pub struct EventQueue {
 }
 
 struct Pending {
-    events: Vec<Event>,
+    events: std::collections::VecDeque<Event>,
     /// A wake-up is in flight: JS has not drained yet.
     scheduled: bool,
 }
@@ -107,7 +180,7 @@ impl EventQueue {
     /// A queue that asks connections to stop reading past `max_bytes` of queued messages.
     pub fn new(max_bytes: usize) -> Self {
         EventQueue {
-            queue: Mutex::new(Pending { events: Vec::new(), scheduled: false }),
+            queue: Mutex::new(Pending { events: std::collections::VecDeque::new(), scheduled: false }),
             wake: Mutex::new(None),
             wakes: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -123,14 +196,6 @@ impl EventQueue {
     /// Whether JS is so far behind that connections should stop reading for now.
     pub fn congested(&self) -> bool {
         self.bytes.load(Ordering::Acquire) >= self.max_bytes
-    }
-}
-
-fn utf16_len(s: &str) -> usize {
-    if s.is_ascii() {
-        s.len()
-    } else {
-        s.encode_utf16().count()
     }
 }
 
@@ -160,7 +225,7 @@ impl EventQueue {
                 let now = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
                 self.peak_bytes.fetch_max(now, Ordering::Relaxed);
             }
-            q.events.push(event);
+            q.events.push_back(event);
             if q.scheduled {
                 return;
             }
@@ -197,22 +262,31 @@ impl EventQueue {
         let Ok(mut q) = self.queue.lock() else {
             return Vec::new();
         };
-        // At most MAX_BATCH events per call, so JS can yield to its event loop between calls.
-        let rest = if q.events.len() > MAX_BATCH { q.events.split_off(MAX_BATCH) } else { Vec::new() };
-        let events = std::mem::replace(&mut q.events, rest);
+        // At most MAX_BATCH events per call, so JS can yield to its event loop between calls,
+        // and about MAX_BATCH_BYTES of messages: the batch's string then stays an ordinary young
+        // V8 object instead of a large-object page mapped and unmapped for every batch.
+        let mut n = 0;
+        let mut taken = 0;
+        for event in q.events.iter().take(MAX_BATCH) {
+            if n > 0 && taken + event.message_bytes() > MAX_BATCH_BYTES {
+                break;
+            }
+            taken += event.message_bytes();
+            n += 1;
+        }
+        let events: Vec<Event> = q.events.drain(..n).collect();
         if events.is_empty() {
             q.scheduled = false;
         }
         // Under the queue lock, so a concurrent push cannot be subtracted before it is counted.
         // Pushes add under the same lock, so the count never goes below zero.
-        let taken: usize = events.iter().map(Event::message_bytes).sum();
         self.bytes.fetch_sub(taken, Ordering::AcqRel);
         events
     }
 
     /// A batch with no events.
     pub fn empty_batch() -> Batch {
-        Batch { header: Uint32Array::new(Vec::new()), text: String::new(), binary: None }
+        Batch { header: Uint32Array::new(Vec::new()), text: BatchText::with_capacity(0), binary: None }
     }
 
     /// Encodes events into the compact batch JS decodes.
@@ -231,15 +305,14 @@ impl EventQueue {
                 _ => 0,
             })
             .sum();
-        let mut text = String::with_capacity(text_len);
+        let mut text = BatchText::with_capacity(text_len);
         let mut text16: usize = 0;
         let binary_len: usize =
             events.iter().map(|e| if let Event::Binary { data, .. } = e { data.len() } else { 0 }).sum();
         let mut binary: Vec<u8> = Vec::with_capacity(binary_len);
-        let mut push_text = |text: &mut String, s: &str| -> (u32, u32) {
+        let mut push_text = |text: &mut BatchText, s: &[u8]| -> (u32, u32) {
             let start = text16;
-            text.push_str(s);
-            text16 += utf16_len(s);
+            text16 += text.push(s);
             (start as u32, text16 as u32)
         };
         if !events.is_empty() {
@@ -249,11 +322,11 @@ impl EventQueue {
         for event in events {
             let slot = match event {
                 Event::Connect { conn, info } => {
-                    let (a, b) = push_text(&mut text, &info);
+                    let (a, b) = push_text(&mut text, info.as_bytes());
                     [kind::CONNECT, conn, a, b, 0]
                 }
                 Event::Text { conn, data } => {
-                    let (a, b) = push_text(&mut text, std::str::from_utf8(&data).unwrap_or_default());
+                    let (a, b) = push_text(&mut text, &data);
                     [kind::TEXT, conn, a, b, 0]
                 }
                 Event::Binary { conn, data } => {
@@ -262,20 +335,20 @@ impl EventQueue {
                     [kind::BINARY, conn, a, binary.len() as u32, 0]
                 }
                 Event::Close { conn, code, reason } => {
-                    let (a, b) = push_text(&mut text, &reason);
+                    let (a, b) = push_text(&mut text, reason.as_bytes());
                     [kind::CLOSE, conn, a, b, u32::from(code)]
                 }
                 Event::Drain { conn } => [kind::DRAIN, conn, 0, 0, 0],
                 Event::JoinRequest { conn, request, room } => {
-                    let (a, b) = push_text(&mut text, &room);
+                    let (a, b) = push_text(&mut text, room.as_bytes());
                     [kind::JOIN_REQUEST, conn, a, b, request]
                 }
                 Event::Leave { conn, room } => {
-                    let (a, b) = push_text(&mut text, &room);
+                    let (a, b) = push_text(&mut text, room.as_bytes());
                     [kind::LEAVE, conn, a, b, 0]
                 }
                 Event::Upgrade { request, info } => {
-                    let (a, b) = push_text(&mut text, &info);
+                    let (a, b) = push_text(&mut text, info.as_bytes());
                     [kind::UPGRADE, 0, a, b, request]
                 }
                 Event::UpgradeFailed { request } => [kind::UPGRADE_FAILED, 0, 0, 0, request],
@@ -287,5 +360,21 @@ impl EventQueue {
             text,
             binary: if binary.is_empty() { None } else { Some(binary.into()) },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchText;
+
+    #[test]
+    fn utf16_offsets_and_ascii_flag() {
+        let mut text = BatchText::with_capacity(0);
+        assert_eq!(text.push(b"hello"), 5);
+        assert!(text.ascii);
+        for s in ["é", "日本", "a😀b", "\u{10FFFF}", "mixed ascii é 😀"] {
+            assert_eq!(text.push(s.as_bytes()), s.encode_utf16().count(), "{s}");
+        }
+        assert!(!text.ascii);
     }
 }

@@ -56,7 +56,7 @@ fn engine(handle: u32) -> Option<Arc<Engine>> {
 }
 
 /// Encodes a frame into the per-thread buffer with `fill` and sends it to `conn`.
-fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
+fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<(usize, usize)>) -> u32 {
     let Some(engine) = engine(handle) else { return SendStatus::Dropped as u32 };
     let Some(conn) = engine.conns.get(&conn).map(|c| c.value().clone()) else {
         return SendStatus::Dropped as u32;
@@ -64,7 +64,7 @@ fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<u
     ENCODE.with_borrow_mut(|buf| {
         buf.clear();
         let status = match fill(buf) {
-            Some(payload_len) => conn.send_encoded(&engine, buf, payload_len),
+            Some((start, payload_len)) => conn.send_encoded(&engine, &buf[start..], payload_len),
             None => SendStatus::Dropped,
         };
         if buf.capacity() > ENCODE_KEEP {
@@ -74,37 +74,50 @@ fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<u
     })
 }
 
-/// Appends a text frame holding the JS string; returns the payload length.
-fn encode_js_string(out: &mut Vec<u8>, text: &JsString) -> Option<usize> {
+/// Room left in front of a payload for the largest frame header.
+const HEAD: usize = 10;
+
+/// Encodes a text frame holding the JS string into `out` (which it clears); returns where the
+/// frame starts in `out` and the payload length.
+///
+/// The UTF-8 is written once, straight from the JS string, into room for its longest possible
+/// form (3 bytes per UTF-16 unit) behind `HEAD` bytes; the header then goes right in front of
+/// it. Asking V8 for the exact UTF-8 length first would read the whole string twice.
+fn encode_js_string(out: &mut Vec<u8>, text: &JsString) -> Option<(usize, usize)> {
     let value = text.value();
-    let mut len = 0usize;
+    let mut units = 0usize;
     // SAFETY: `value` is a live string handle of the current call; a null buffer asks for the
-    // UTF-8 length only.
-    let status =
-        unsafe { sys::napi_get_value_string_utf8(value.env, value.value, std::ptr::null_mut(), 0, &mut len) };
+    // length in UTF-16 units only, which V8 knows without reading the string.
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(value.env, value.value, std::ptr::null_mut(), 0, &mut units)
+    };
     if status != sys::Status::napi_ok {
         return None;
     }
-    frame::encode_header_into(out, opcode::TEXT, len);
-    let start = out.len();
-    // One byte more for the NUL terminator napi always writes.
-    out.resize(start + len + 1, 0);
+    let room = units.checked_mul(3)?.checked_add(1)?;
+    out.clear();
+    out.extend_from_slice(&[0; HEAD]);
+    out.reserve(room);
     let mut written = 0usize;
-    // SAFETY: the destination holds `len + 1` writable bytes, the size we pass.
+    // SAFETY: `reserve` made `room` bytes of spare capacity; napi writes at most `room` bytes
+    // there (the UTF-8 and a NUL) and reports how many UTF-8 bytes it wrote.
     let status = unsafe {
         sys::napi_get_value_string_utf8(
             value.env,
             value.value,
-            out[start..].as_mut_ptr().cast(),
-            len + 1,
+            out.spare_capacity_mut().as_mut_ptr().cast(),
+            room,
             &mut written,
         )
     };
-    if status != sys::Status::napi_ok || written != len {
+    if status != sys::Status::napi_ok || written >= room {
         return None;
     }
-    out.truncate(start + len);
-    Some(len)
+    // SAFETY: the first HEAD bytes were initialised above, the next `written` by napi.
+    unsafe { out.set_len(HEAD + written) };
+    let (header, n) = frame::header(opcode::TEXT, written);
+    out[HEAD - n..HEAD].copy_from_slice(&header[..n]);
+    Some((HEAD - n, written))
 }
 
 /// Queues a text frame. Returns 0 (sent), 1 (buffered over half the limit) or 2 (dropped).
@@ -118,7 +131,7 @@ pub fn send_text(handle: u32, conn: u32, data: JsString) -> u32 {
 pub fn send_binary(handle: u32, conn: u32, data: Uint8ArraySlice) -> u32 {
     send_with(handle, conn, |buf| {
         frame::encode_into(buf, opcode::BINARY, &data);
-        Some(data.len())
+        Some((0, data.len()))
     })
 }
 

@@ -383,16 +383,28 @@ pub fn encode_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
 /// Appends the header of an unmasked server frame (FIN set) whose payload of `len` bytes the
 /// caller appends next.
 pub fn encode_header_into(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    out.push(FIN | (opcode & OPCODE));
+    let (bytes, n) = header(opcode, len);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// The header of an unmasked server frame (FIN set): the first `.1` bytes of `.0`.
+pub fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    out[0] = FIN | (opcode & OPCODE);
     match u16::try_from(len) {
-        Ok(short) if short < u16::from(LEN_16) => out.push(short as u8),
+        Ok(short) if short < u16::from(LEN_16) => {
+            out[1] = short as u8;
+            (out, 2)
+        }
         Ok(short) => {
-            out.push(LEN_16);
-            out.extend_from_slice(&short.to_be_bytes());
+            out[1] = LEN_16;
+            out[2..4].copy_from_slice(&short.to_be_bytes());
+            (out, 4)
         }
         Err(_) => {
-            out.push(LEN_64);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
+            out[1] = LEN_64;
+            out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            (out, 10)
         }
     }
 }

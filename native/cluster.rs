@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::AsyncCommands;
 use tokio::sync::{mpsc, Notify};
 
@@ -113,6 +113,9 @@ impl Envelope {
         }
     }
 }
+
+/// Envelopes delivered under one cork before the subscriber writes and looks again.
+const MAX_ENVELOPES_PER_CORK: usize = 256;
 
 /// Cluster-wide counts, from every live node's report.
 #[derive(Debug, Default)]
@@ -302,7 +305,29 @@ impl Cluster {
             loop {
                 tokio::select! {
                     msg = stream.next() => match msg {
-                        Some(msg) => self.deliver(&engine, msg.get_payload_bytes()),
+                        Some(msg) => {
+                            // Cork: the envelopes already here go out with one write per
+                            // connection, not one per envelope and connection.
+                            let corked = crate::connection::cork();
+                            self.deliver(&engine, msg.get_payload_bytes());
+                            let mut ended = false;
+                            for _ in 0..MAX_ENVELOPES_PER_CORK {
+                                match stream.next().now_or_never() {
+                                    Some(Some(msg)) => self.deliver(&engine, msg.get_payload_bytes()),
+                                    Some(None) => {
+                                        ended = true;
+                                        break;
+                                    }
+                                    None => break,
+                                }
+                            }
+                            if corked {
+                                crate::connection::uncork();
+                            }
+                            if ended {
+                                break;
+                            }
+                        }
                         None => break,
                     },
                     _ = self.stop.notified() => return,

@@ -278,7 +278,7 @@ impl NativeServer {
         let Some(c) = self.conn(conn) else { return 0 };
         let rooms: Vec<String> = match id {
             Some(id) => vec![id],
-            None => c.rooms.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default(),
+            None => c.rooms(),
         };
         rooms
             .iter()
@@ -295,9 +295,7 @@ impl NativeServer {
     /// Rooms a connection is in.
     #[napi]
     pub fn rooms_of(&self, conn: u32) -> Vec<String> {
-        self.conn(conn)
-            .and_then(|c| c.rooms.lock().ok().map(|r| r.iter().cloned().collect()))
-            .unwrap_or_default()
+        self.conn(conn).map(|c| c.rooms()).unwrap_or_default()
     }
 
     /// Connection ids in a room.
@@ -354,9 +352,10 @@ impl NativeServer {
         let Some(c) = self.conn(conn) else {
             return false;
         };
-        let Ok(mut meta) = c.metadata.lock() else {
+        let Some(mut extra) = c.extra() else {
             return false;
         };
+        let meta = &mut extra.get_or_insert_with(Default::default).metadata;
         match json {
             Some(v) => meta.insert(key, v),
             None => meta.remove(&key),
@@ -368,7 +367,7 @@ impl NativeServer {
     #[napi]
     pub fn get_metadata(&self, conn: u32, key: String) -> Option<String> {
         let c = self.conn(conn).or_else(|| self.engine.retired.get(&conn).map(|c| c.value().clone()))?;
-        let value = c.metadata.lock().ok()?.get(&key).cloned();
+        let value = c.extra()?.as_ref()?.metadata.get(&key).cloned();
         value
     }
 

@@ -127,8 +127,8 @@ impl Rooms {
         let (_, room) = self.map.remove(id)?;
         let members: Vec<Arc<Conn>> = room.members.into_values().collect();
         for conn in &members {
-            if let Ok(mut rooms) = conn.rooms.lock() {
-                rooms.remove(id);
+            if let Some(extra) = conn.extra().as_mut().and_then(|e| e.as_mut()) {
+                extra.rooms.remove(id);
             }
         }
         Some(members)
@@ -139,9 +139,10 @@ impl Rooms {
         if !valid_room_id(id) {
             return Err(JoinError::Invalid);
         }
-        let Ok(mut conn_rooms) = conn.rooms.lock() else {
+        let Some(mut extra) = conn.extra() else {
             return Err(JoinError::Closed);
         };
+        let conn_rooms = &mut extra.get_or_insert_with(Default::default).rooms;
         if conn.is_closing() {
             return Err(JoinError::Closed);
         }
@@ -171,10 +172,10 @@ impl Rooms {
 
     /// Removes a connection from a room; false when it was not a member.
     pub fn leave(&self, conn: &Arc<Conn>, id: &str) -> bool {
-        let Ok(mut conn_rooms) = conn.rooms.lock() else {
+        let Some(mut extra) = conn.extra() else {
             return false;
         };
-        if !conn_rooms.remove(id) {
+        if !extra.as_mut().is_some_and(|e| e.rooms.remove(id)) {
             return false;
         }
         self.detach(conn.id, id);
@@ -183,9 +184,9 @@ impl Rooms {
 
     /// Removes a connection from every room it is in; returns those rooms.
     pub fn leave_all(&self, conn: &Arc<Conn>) -> Vec<String> {
-        let taken: Vec<String> = match conn.rooms.lock() {
-            Ok(mut rooms) => rooms.drain().collect(),
-            Err(_) => return Vec::new(),
+        let taken: Vec<String> = match conn.extra() {
+            Some(mut extra) => extra.as_mut().map(|e| e.rooms.drain().collect()).unwrap_or_default(),
+            None => return Vec::new(),
         };
         for id in &taken {
             self.detach(conn.id, id);

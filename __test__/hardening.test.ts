@@ -82,16 +82,28 @@ describe('protocol violations close with the RFC code', () => {
     peer.destroy()
   })
 
-  it('row 21: endless empty fragments keep memory bounded and the server serving', async () => {
+  it('row 21: a message may have 1,024 empty fragments', async () => {
     const peer = await RawPeer.connect(s.port)
     peer.send({ opcode: TEXT, payload: '', fin: false })
     const empty = encodeFrame({ opcode: CONT, payload: '', fin: false })
-    for (let i = 0; i < 20; i++) peer.send(Buffer.concat(Array.from({ length: 1000 }, () => empty)))
+    peer.send(Buffer.concat(Array.from({ length: 1023 }, () => empty)))
     peer.send({ opcode: CONT, payload: 'end', fin: true })
     const echo = await peer.nextFrame()
     expect(echo?.payload.toString()).toBe('end')
     peer.destroy()
   })
+
+  it('row 21: endless empty fragments -> 1008, and other clients are served meanwhile', async () => {
+    const other = await RawPeer.connect(s.port)
+    const empty = encodeFrame({ opcode: CONT, payload: '', fin: false })
+    const flood = Buffer.concat(Array.from({ length: 2000 }, () => empty))
+    const code = await closeCodeFor({ opcode: TEXT, payload: '', fin: false }, flood)
+    expect(code).toBe(1008)
+    other.send({ opcode: TEXT, payload: 'still here' })
+    expect((await other.nextFrame())?.payload.toString()).toBe('still here')
+    other.destroy()
+  })
+
 
   it('row 22: invalid UTF-8 in a text message -> 1007', async () => {
     expect(await closeCodeFor({ opcode: TEXT, payload: Buffer.from([0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80]) })).toBe(1007)

@@ -74,6 +74,11 @@ const BAD_CLOSE_PAYLOAD: Violation = Violation::protocol("Invalid close frame");
 const BAD_CLOSE_CODE: Violation = Violation::protocol("Invalid close code");
 const TOO_BIG: Violation = Violation { code: 1009, reason: "Message too big" };
 const INVALID_UTF8: Violation = Violation { code: 1007, reason: "Invalid UTF-8" };
+const EMPTY_FRAGMENTS: Violation = Violation { code: 1008, reason: "Too many empty fragments" };
+
+/// Empty fragments one message may have. Fragments with data are bounded by `max_payload`;
+/// empty ones are not, so a peer could keep a message open forever and cost CPU for nothing.
+pub const MAX_EMPTY_FRAGMENTS: u32 = 1024;
 
 /// The kind of fragmented message in progress, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +100,8 @@ pub struct Decoder {
     /// What follows is at most the start of a character cut at a fragment boundary.
     valid_utf8: usize,
     fragmented: Fragmented,
+    /// Empty fragments of the message in progress (`MAX_EMPTY_FRAGMENTS`).
+    empty_fragments: u32,
     /// A close frame has been delivered: everything after it is ignored.
     closed: bool,
 }
@@ -117,6 +124,7 @@ impl Decoder {
             max_payload,
             valid_utf8: 0,
             fragmented: Fragmented::No,
+            empty_fragments: 0,
             closed: false,
         }
     }
@@ -305,6 +313,12 @@ impl Decoder {
 
     /// Adds a fragment to the message in progress; text is checked as far as it is complete.
     fn append(&mut self, fragment: &[u8]) -> Result<(), Violation> {
+        if fragment.is_empty() {
+            self.empty_fragments += 1;
+            if self.empty_fragments > MAX_EMPTY_FRAGMENTS {
+                return Err(EMPTY_FRAGMENTS);
+            }
+        }
         self.fragments.extend_from_slice(fragment);
         if self.fragmented == Fragmented::Text {
             // Only the new fragment and the cut character before it (3 bytes at most) are new.
@@ -338,6 +352,7 @@ impl Decoder {
     fn end_message(&mut self) {
         self.fragments = Vec::new();
         self.valid_utf8 = 0;
+        self.empty_fragments = 0;
         self.fragmented = Fragmented::No;
     }
 }
@@ -525,6 +540,24 @@ mod tests {
 
     fn violation(max: usize, bytes: &[u8]) -> Violation {
         decode_once(max, bytes).1.unwrap_err()
+    }
+
+    #[test]
+    fn empty_fragments_are_limited_per_message() {
+        let mut ok = client(false, opcode::TEXT, b"");
+        for _ in 1..MAX_EMPTY_FRAGMENTS {
+            ok.extend(client(false, opcode::CONTINUATION, b""));
+        }
+        ok.extend(client(true, opcode::CONTINUATION, b"end"));
+        let (out, result) = decode_once(1024, &ok);
+        assert_eq!(result, Ok(ok.len()));
+        assert_eq!(out, vec![text("end")]);
+
+        let mut flood = client(false, opcode::BINARY, b"");
+        for _ in 0..MAX_EMPTY_FRAGMENTS {
+            flood.extend(client(false, opcode::CONTINUATION, b""));
+        }
+        assert_eq!(violation(1024, &flood), EMPTY_FRAGMENTS);
     }
 
     /// Feeds `stream` in chunks of the given sizes like a real caller: unconsumed bytes are kept

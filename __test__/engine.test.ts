@@ -59,6 +59,28 @@ describe('echo', () => {
     ws.close()
   })
 
+  it('text around the 126 and 65,536 byte frame-length boundaries is framed right, corked or not', async () => {
+    // The header size of a text frame is chosen from the string's UTF-16 length where that
+    // decides it, and from its exact UTF-8 length near the boundaries: cover both, with 1-, 2-
+    // and 3-byte characters, sent from a timer (written at once) and from onMessage (corked).
+    const sizes = [0, 1, 41, 42, 62, 63, 64, 125, 126, 127, 21845, 21846, 32767, 32768, 65535, 65536, 70000]
+    const texts = sizes.flatMap((n) => ['a'.repeat(n), 'é'.repeat(n), '€'.repeat(Math.min(n, 30000))])
+    const s = await startServer({ onMessage: (socket, msg) => void socket.send(msg) }, { maxPayload: 1 << 20 })
+    running.push(s)
+    const { url, server } = s
+    const ws = await connect(url)
+    const echoed = messages(ws, texts.length)
+    for (const t of texts) ws.send(t)
+    expect(await echoed).toEqual(texts)
+    const pushed = messages(ws, texts.length)
+    const socket = server.getConnections()[0]!
+    setTimeout(() => {
+      for (const t of texts) socket.send(t)
+    }, 0)
+    expect(await pushed).toEqual(texts)
+    ws.close()
+  })
+
   it('1,000 concurrent connections each get their own echo', async () => {
     const { url, server } = await echoServer()
     const clients = await Promise.all(Array.from({ length: 1000 }, () => connect(url)))

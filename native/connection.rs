@@ -272,21 +272,71 @@ impl Conn {
         status
     }
 
+    /// `send` for a frame the caller writes: `fill` appends one whole frame to the buffer it is
+    /// given and returns its payload length (None: nothing is sent). A frame that must be queued
+    /// anyway (corked, or bytes already waiting) is written straight into the queue; one that can
+    /// go to the socket at once is written into `scratch` first.
+    pub fn send_with(
+        self: &Arc<Self>,
+        engine: &Engine,
+        scratch: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>,
+    ) -> SendStatus {
+        if self.closing.load(Ordering::Acquire) {
+            return SendStatus::Dropped;
+        }
+        let limit = engine.config.max_backpressure;
+        let (status, payload_len) = {
+            let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
+            if out.close_queued || out.stream.is_none() {
+                return SendStatus::Dropped;
+            }
+            let before = out.pending();
+            if !out.blocked && before == 0 && CORK.with_borrow(Option::is_none) {
+                scratch.clear();
+                let Some(payload_len) = fill(scratch) else { return SendStatus::Dropped };
+                self.enqueue(&mut out, scratch);
+                (self.status_after_send(&mut out, limit), payload_len)
+            } else {
+                if out.buf.capacity() == 0 {
+                    out.buf = spare_buffer();
+                }
+                let start = out.buf.len();
+                let Some(payload_len) = fill(&mut out.buf) else {
+                    out.buf.truncate(start);
+                    return SendStatus::Dropped;
+                };
+                // A single message larger than the limit may still go out through an empty buffer.
+                if before > 0 && before + (out.buf.len() - start) > limit {
+                    out.buf.truncate(start);
+                    drop(out);
+                    engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    if !engine.config.drop_on_backpressure {
+                        self.close(1008, "Send buffer limit exceeded");
+                    }
+                    return SendStatus::Dropped;
+                }
+                self.appended(&mut out);
+                (self.status_after_send(&mut out, limit), payload_len)
+            }
+        };
+        engine.stats.count_out(payload_len);
+        status
+    }
+
+    /// `Buffered` (and an `onDrain` to come) when the queue is over half the limit.
+    fn status_after_send(&self, out: &mut Outbox, limit: usize) -> SendStatus {
+        if out.pending() * 2 > limit {
+            out.wants_drain = true;
+            SendStatus::Buffered
+        } else {
+            SendStatus::Sent
+        }
+    }
+
     /// Writes `bytes` after whatever is queued: directly when possible, else into the queue.
     fn enqueue(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>, bytes: &[u8]) {
-        if out.blocked {
-            append(&mut out.buf, bytes);
-        } else if CORK.with_borrow(Option::is_some) {
-            append(&mut out.buf, bytes);
-            if !out.corked {
-                out.corked = true;
-                CORK.with_borrow_mut(|c| {
-                    if let Some(list) = c {
-                        list.push(self.clone());
-                    }
-                });
-            }
-        } else if out.pending() == 0 {
+        if !out.blocked && out.pending() == 0 && CORK.with_borrow(Option::is_none) {
             // The common case: nothing queued, so the frame goes straight to the socket.
             let written = match out.stream.as_ref().map(|s| s.try_write(bytes)) {
                 Some(Ok(n)) => n,
@@ -301,9 +351,29 @@ impl Conn {
                 out.blocked = true;
                 self.wake(attn::BACKLOG);
             }
+            self.buffered.store(out.pending(), Ordering::Release);
+            return;
+        }
+        append(&mut out.buf, bytes);
+        self.appended(out);
+    }
+
+    /// Bookkeeping after bytes were appended to the queue: register with this thread's cork,
+    /// or write now (keeping the order of bytes another thread corked), or leave them to the
+    /// task while the socket is blocked.
+    fn appended(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>) {
+        if out.blocked {
+            // The task writes once the socket is writable.
+        } else if CORK.with_borrow(Option::is_some) {
+            if !out.corked {
+                out.corked = true;
+                CORK.with_borrow_mut(|c| {
+                    if let Some(list) = c {
+                        list.push(self.clone());
+                    }
+                });
+            }
         } else {
-            // Bytes another thread corked: keep the order, write everything now.
-            append(&mut out.buf, bytes);
             self.flush_locked(out);
         }
         self.buffered.store(out.pending(), Ordering::Release);

@@ -55,75 +55,90 @@ fn engine(handle: u32) -> Option<Arc<Engine>> {
     ENGINES.with_borrow(|engines| engines.get(handle as usize).and_then(Clone::clone))
 }
 
-/// Encodes a frame into the per-thread buffer with `fill` and sends it to `conn`.
-fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<(usize, usize)>) -> u32 {
+/// Sends the frame `fill` appends to `conn` (see `Conn::send_with`).
+fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
     let Some(engine) = engine(handle) else { return SendStatus::Dropped as u32 };
     let Some(conn) = engine.conns.get(&conn).map(|c| c.value().clone()) else {
         return SendStatus::Dropped as u32;
     };
-    ENCODE.with_borrow_mut(|buf| {
-        buf.clear();
-        let status = match fill(buf) {
-            Some((start, payload_len)) => conn.send_encoded(&engine, &buf[start..], payload_len),
-            None => SendStatus::Dropped,
-        };
-        if buf.capacity() > ENCODE_KEEP {
-            *buf = Vec::new();
+    ENCODE.with_borrow_mut(|scratch| {
+        let status = conn.send_with(&engine, scratch, fill);
+        if scratch.capacity() > ENCODE_KEEP {
+            *scratch = Vec::new();
         }
         status as u32
     })
 }
 
-/// Room left in front of a payload for the largest frame header.
-const HEAD: usize = 10;
-
-/// Encodes a text frame holding the JS string into `out` (which it clears); returns where the
-/// frame starts in `out` and the payload length.
+/// Appends a text frame holding the JS string to `out`; returns the payload length.
 ///
 /// The UTF-8 is written once, straight from the JS string, into room for its longest possible
-/// form (3 bytes per UTF-16 unit) behind `HEAD` bytes; the header then goes right in front of
-/// it. Asking V8 for the exact UTF-8 length first would read the whole string twice.
-fn encode_js_string(out: &mut Vec<u8>, text: &JsString) -> Option<(usize, usize)> {
+/// form (3 bytes per UTF-16 unit). The header size follows from the string's length in UTF-16
+/// units except near the 126 and 65,536 byte boundaries; only there is V8 asked for the exact
+/// UTF-8 length first (which reads the string twice).
+fn append_js_text(out: &mut Vec<u8>, text: &JsString) -> Option<usize> {
     let value = text.value();
     let mut units = 0usize;
     // SAFETY: `value` is a live string handle of the current call; a null buffer asks for the
-    // length in UTF-16 units only, which V8 knows without reading the string.
+    // length only (in UTF-16 units, which V8 knows without reading the string; in UTF-8 bytes).
     let status = unsafe {
         sys::napi_get_value_string_utf16(value.env, value.value, std::ptr::null_mut(), 0, &mut units)
     };
     if status != sys::Status::napi_ok {
         return None;
     }
-    let room = units.checked_mul(3)?.checked_add(1)?;
-    out.clear();
-    out.extend_from_slice(&[0; HEAD]);
-    out.reserve(room);
+    let room = units.checked_mul(3)?;
+    let header_len = if room < 126 {
+        2
+    } else if units >= 126 && room <= usize::from(u16::MAX) {
+        4
+    } else if units > usize::from(u16::MAX) {
+        10
+    } else {
+        let mut exact = 0usize;
+        // SAFETY: as above.
+        let status = unsafe {
+            sys::napi_get_value_string_utf8(value.env, value.value, std::ptr::null_mut(), 0, &mut exact)
+        };
+        if status != sys::Status::napi_ok {
+            return None;
+        }
+        frame::header_len(exact)
+    };
+    let start = out.len();
+    out.extend_from_slice(&[0; 10][..header_len]);
+    out.reserve(room + 1);
     let mut written = 0usize;
-    // SAFETY: `reserve` made `room` bytes of spare capacity; napi writes at most `room` bytes
-    // there (the UTF-8 and a NUL) and reports how many UTF-8 bytes it wrote.
+    // SAFETY: `reserve` made `room + 1` bytes of spare capacity; napi writes at most that many
+    // (the UTF-8 and a NUL) and reports how many UTF-8 bytes it wrote.
     let status = unsafe {
         sys::napi_get_value_string_utf8(
             value.env,
             value.value,
             out.spare_capacity_mut().as_mut_ptr().cast(),
-            room,
+            room + 1,
             &mut written,
         )
     };
-    if status != sys::Status::napi_ok || written >= room {
+    if status != sys::Status::napi_ok || written > room {
+        out.truncate(start);
         return None;
     }
-    // SAFETY: the first HEAD bytes were initialised above, the next `written` by napi.
-    unsafe { out.set_len(HEAD + written) };
+    // SAFETY: the bytes up to the header's end were initialised above, the next `written` by napi.
+    unsafe { out.set_len(start + header_len + written) };
     let (header, n) = frame::header(opcode::TEXT, written);
-    out[HEAD - n..HEAD].copy_from_slice(&header[..n]);
-    Some((HEAD - n, written))
+    if n != header_len {
+        out.truncate(start);
+        return None;
+    }
+    out[start..start + n].copy_from_slice(&header[..n]);
+    Some(written)
 }
 
 /// Queues a text frame. Returns 0 (sent), 1 (buffered over half the limit) or 2 (dropped).
 #[napi]
 pub fn send_text(handle: u32, conn: u32, data: JsString) -> u32 {
-    send_with(handle, conn, |buf| encode_js_string(buf, &data))
+    send_with(handle, conn, |buf| append_js_text(buf, &data))
 }
 
 /// Queues a binary frame; the bytes are copied before returning.
@@ -131,7 +146,7 @@ pub fn send_text(handle: u32, conn: u32, data: JsString) -> u32 {
 pub fn send_binary(handle: u32, conn: u32, data: Uint8ArraySlice) -> u32 {
     send_with(handle, conn, |buf| {
         frame::encode_into(buf, opcode::BINARY, &data);
-        Some((0, data.len()))
+        Some(data.len())
     })
 }
 

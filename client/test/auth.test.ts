@@ -1,7 +1,5 @@
 // The `auth` option: a token (or a function giving one) sent as a query parameter on every
 // (re)connect; refusals by HTTP status (before the upgrade) or by close code (after it).
-import http from 'node:http'
-import type net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeClientError, RNodeWebSocketClient } from '../src/index'
 import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
@@ -28,18 +26,17 @@ async function checkingServer(): Promise<{ s: Started; tokens: string[] }> {
   return { s, tokens }
 }
 
-/** A plain HTTP server that refuses every upgrade with `status`. */
-async function refusingServer(status: number): Promise<{ url: string; upgrades: () => number }> {
+/** An rnode-ws server whose `onUpgrade` refuses every upgrade with `status` (401 via `false`). */
+async function refusingServer(status: 401 | 403): Promise<{ url: string; upgrades: () => number }> {
   let upgrades = 0
-  const srv = http.createServer((_req, res) => res.writeHead(404).end())
-  srv.on('upgrade', (_req, socket: net.Socket) => {
-    upgrades++
-    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)
+  const s = await startServer({
+    onUpgrade: () => {
+      upgrades++
+      return status === 401 ? false : { status, message: 'token refused' }
+    },
   })
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
-  cleanup.push(() => new Promise<void>((r) => srv.close(() => r())))
-  const { port } = srv.address() as net.AddressInfo
-  return { url: `ws://127.0.0.1:${port}/ws`, upgrades: () => upgrades }
+  cleanup.push(() => s.server.close())
+  return { url: s.url, upgrades: () => upgrades }
 }
 
 describe('auth', () => {

@@ -143,15 +143,19 @@ thread_local! {
     /// Emptied send buffers, for the next connection that must queue bytes: allocating and
     /// freeing them per batch made the heap grow and shrink (page faults on every page).
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SPARE_SMALL_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Send buffers kept per thread, and the largest capacity kept.
-const SPARE_BUFFERS: usize = 64;
+/// Send buffers kept per thread: many small ones (a broadcast to a thousand members needs a
+/// thousand per batch) and a few large ones; at most 4 MiB + 8 MiB per thread.
+const SPARE_SMALL: usize = 1024;
+const SMALL_CAPACITY: usize = 4 * 1024;
+const SPARE_LARGE: usize = 64;
 const SPARE_CAPACITY: usize = 128 * 1024;
 
 /// A send buffer from this thread's spares (or a new one).
 fn spare_buffer() -> Vec<u8> {
-    SPARE.with_borrow_mut(Vec::pop).unwrap_or_default()
+    SPARE_SMALL_BUFS.with_borrow_mut(Vec::pop).or_else(|| SPARE.with_borrow_mut(Vec::pop)).unwrap_or_default()
 }
 
 /// Gives an emptied send buffer back to this thread's spares.
@@ -160,8 +164,13 @@ fn recycle(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    SPARE.with_borrow_mut(|spare| {
-        if spare.len() < SPARE_BUFFERS {
+    let (pool, max) = if buf.capacity() <= SMALL_CAPACITY {
+        (&SPARE_SMALL_BUFS, SPARE_SMALL)
+    } else {
+        (&SPARE, SPARE_LARGE)
+    };
+    pool.with_borrow_mut(|spare| {
+        if spare.len() < max {
             spare.push(buf);
         }
     });
@@ -238,8 +247,21 @@ impl Conn {
         self.send_encoded(engine, &frame.bytes, frame.payload_len())
     }
 
+    /// `send` without counting it in the stats: fan-outs count once for all recipients.
+    pub fn send_uncounted(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
+        self.push_encoded(engine, &frame.bytes)
+    }
+
     /// `send` for a frame already encoded in `bytes`, whose payload is `payload_len` bytes.
     pub fn send_encoded(self: &Arc<Self>, engine: &Engine, bytes: &[u8], payload_len: usize) -> SendStatus {
+        let status = self.push_encoded(engine, bytes);
+        if status != SendStatus::Dropped {
+            engine.stats.count_out(payload_len);
+        }
+        status
+    }
+
+    fn push_encoded(self: &Arc<Self>, engine: &Engine, bytes: &[u8]) -> SendStatus {
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
@@ -261,14 +283,8 @@ impl Conn {
                 return SendStatus::Dropped;
             }
             self.enqueue(&mut out, bytes);
-            if out.pending() * 2 > limit {
-                out.wants_drain = true;
-                SendStatus::Buffered
-            } else {
-                SendStatus::Sent
-            }
+            self.status_after_send(&mut out, limit)
         };
-        engine.stats.count_out(payload_len);
         status
     }
 

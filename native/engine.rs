@@ -113,8 +113,14 @@ impl Stats {
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
     pub fn count_out(&self, bytes: usize) {
-        self.messages_out.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.count_out_n(1, bytes);
+    }
+    /// `n` messages of `bytes` each, counted at once (a fan-out).
+    pub fn count_out_n(&self, n: u32, bytes: usize) {
+        if n > 0 {
+            self.messages_out.fetch_add(u64::from(n), Ordering::Relaxed);
+            self.bytes_out.fetch_add(u64::from(n) * bytes as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -421,10 +427,11 @@ impl Engine {
             if skip(entry.value()) {
                 continue;
             }
-            if entry.value().send(self, msg) != SendStatus::Dropped {
+            if entry.value().send_uncounted(self, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
+        self.stats.count_out_n(delivered, msg.payload_len());
         delivered
     }
 
@@ -446,11 +453,12 @@ impl Engine {
         let mut delivered = 0;
         for id in ids {
             if let Some(conn) = self.conns.get(id) {
-                if conn.send(self, &msg) != SendStatus::Dropped {
+                if conn.send_uncounted(self, &msg) != SendStatus::Dropped {
                     delivered += 1;
                 }
             }
         }
+        self.stats.count_out_n(delivered, msg.payload_len());
         delivered
     }
 

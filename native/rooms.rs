@@ -223,10 +223,12 @@ impl Rooms {
             if skip(conn) {
                 continue;
             }
-            if conn.send(engine, msg) != SendStatus::Dropped {
+            if conn.send_uncounted(engine, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
+        drop(room);
+        engine.stats.count_out_n(delivered, msg.payload_len());
         delivered
     }
 

@@ -9,8 +9,8 @@
 //!
 //! Reading: the task waits until the socket is readable and reads into a per-thread scratch
 //! buffer. Only the bytes of an incomplete frame are kept per connection, so an idle connection
-//! holds no read buffer at all. The task also owns every timer of the connection: server pings,
-//! the idle timeout and the close-handshake deadline.
+//! holds no read buffer at all. The connection has no timers of its own: the engine's ticker
+//! (`Engine::ticker`) sends server pings and enforces the idle timeout and the close deadline.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -88,7 +88,8 @@ impl OutFrame {
     }
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock time in ms since the Unix epoch (what JS sees in `lastPing`, `createdAt`...).
+pub fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -176,6 +177,18 @@ fn recycle(mut buf: Vec<u8>) {
     });
 }
 
+/// Whether a frame may go straight to the socket: nothing queued before it, the socket not
+/// blocked, and this thread not corked.
+fn can_write_now(out: &Outbox) -> bool {
+    !out.blocked && out.pending() == 0 && CORK.with_borrow(Option::is_none)
+}
+
+/// Whether `len` more bytes would pass the backpressure limit. A single message larger than the
+/// limit may still go out through an empty buffer.
+fn over_limit(queued: usize, len: usize, limit: usize) -> bool {
+    queued > 0 && queued + len > limit
+}
+
 /// Appends to a send buffer, taking a spare one when it has none yet.
 fn append(buf: &mut Vec<u8>, bytes: &[u8]) {
     if buf.capacity() == 0 {
@@ -244,48 +257,39 @@ pub struct Conn {
 impl Conn {
     /// Sends a data frame; never blocks. Applies the backpressure limit and policy.
     pub fn send(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
-        self.send_encoded(engine, &frame.bytes, frame.payload_len())
+        let status = self.send_uncounted(engine, frame);
+        if status != SendStatus::Dropped {
+            engine.stats.count_out(frame.payload_len());
+        }
+        status
     }
 
     /// `send` without counting it in the stats: fan-outs count once for all recipients.
     pub fn send_uncounted(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
-        self.push_encoded(engine, &frame.bytes)
-    }
-
-    /// `send` for a frame already encoded in `bytes`, whose payload is `payload_len` bytes.
-    pub fn send_encoded(self: &Arc<Self>, engine: &Engine, bytes: &[u8], payload_len: usize) -> SendStatus {
-        let status = self.push_encoded(engine, bytes);
-        if status != SendStatus::Dropped {
-            engine.stats.count_out(payload_len);
-        }
-        status
-    }
-
-    fn push_encoded(self: &Arc<Self>, engine: &Engine, bytes: &[u8]) -> SendStatus {
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
-        let len = bytes.len();
         let limit = engine.config.max_backpressure;
-        let status = {
-            let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
-            if out.close_queued || out.stream.is_none() {
-                return SendStatus::Dropped;
-            }
-            let before = out.pending();
-            // A single message larger than the limit may still go out through an empty buffer.
-            if before > 0 && before + len > limit {
-                drop(out);
-                engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                if !engine.config.drop_on_backpressure {
-                    self.close(1008, "Send buffer limit exceeded");
-                }
-                return SendStatus::Dropped;
-            }
-            self.enqueue(&mut out, bytes);
-            self.status_after_send(&mut out, limit)
-        };
-        status
+        let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
+        if out.close_queued || out.stream.is_none() {
+            return SendStatus::Dropped;
+        }
+        if over_limit(out.pending(), frame.bytes.len(), limit) {
+            drop(out);
+            return self.refuse(engine);
+        }
+        self.enqueue(&mut out, &frame.bytes);
+        self.status_after_send(&mut out, limit)
+    }
+
+    /// A send over the backpressure limit: counted as dropped, and with the `close` policy
+    /// the connection is closed with 1008.
+    fn refuse(self: &Arc<Self>, engine: &Engine) -> SendStatus {
+        engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if !engine.config.drop_on_backpressure {
+            self.close(1008, "Send buffer limit exceeded");
+        }
+        SendStatus::Dropped
     }
 
     /// `send` for a frame the caller writes: `fill` appends one whole frame to the buffer it is
@@ -308,7 +312,7 @@ impl Conn {
                 return SendStatus::Dropped;
             }
             let before = out.pending();
-            if !out.blocked && before == 0 && CORK.with_borrow(Option::is_none) {
+            if can_write_now(&out) {
                 scratch.clear();
                 let Some(payload_len) = fill(scratch) else { return SendStatus::Dropped };
                 self.enqueue(&mut out, scratch);
@@ -322,15 +326,10 @@ impl Conn {
                     out.buf.truncate(start);
                     return SendStatus::Dropped;
                 };
-                // A single message larger than the limit may still go out through an empty buffer.
-                if before > 0 && before + (out.buf.len() - start) > limit {
+                if over_limit(before, out.buf.len() - start, limit) {
                     out.buf.truncate(start);
                     drop(out);
-                    engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    if !engine.config.drop_on_backpressure {
-                        self.close(1008, "Send buffer limit exceeded");
-                    }
-                    return SendStatus::Dropped;
+                    return self.refuse(engine);
                 }
                 self.appended(&mut out);
                 (self.status_after_send(&mut out, limit), payload_len)
@@ -352,7 +351,7 @@ impl Conn {
 
     /// Writes `bytes` after whatever is queued: directly when possible, else into the queue.
     fn enqueue(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>, bytes: &[u8]) {
-        if !out.blocked && out.pending() == 0 && CORK.with_borrow(Option::is_none) {
+        if can_write_now(out) {
             // The common case: nothing queued, so the frame goes straight to the socket.
             let written = match out.stream.as_ref().map(|s| s.try_write(bytes)) {
                 Some(Ok(n)) => n,
@@ -615,19 +614,7 @@ impl Reader {
                 self.partial.reserve(want - self.partial.len());
                 match stream.try_read_buf(&mut self.partial) {
                     Ok(0) => Err(ReadOutcome::Eof),
-                    Ok(n) => {
-                        let mut partial = std::mem::take(&mut self.partial);
-                        let used = self.decode(engine, conn, &mut partial);
-                        match used {
-                            Ok(used) if used >= partial.len() => {}
-                            Ok(used) => {
-                                partial.drain(..used);
-                                self.partial = partial;
-                            }
-                            Err(_) => {}
-                        }
-                        used.map(|_| n)
-                    }
+                    Ok(n) => self.decode_partial(engine, conn).map(|_| n),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
                     Err(_) => Err(ReadOutcome::Eof),
                 }
@@ -645,18 +632,23 @@ impl Reader {
     /// Decodes the frames left behind when decoding stalled; false when the reader must stop.
     fn resume(&mut self, engine: &Engine, conn: &Arc<Conn>) -> bool {
         let corked = cork();
-        let mut partial = std::mem::take(&mut self.partial);
-        let result = self.decode(engine, conn, &mut partial);
-        if let Ok(used) = result {
-            if used < partial.len() {
-                partial.drain(..used);
-                self.partial = partial;
-            }
-        }
+        let result = self.decode_partial(engine, conn);
         if corked {
             uncork();
         }
         result.is_ok()
+    }
+
+    /// Decodes what `partial` holds and keeps what is left of it (nothing, when the reader
+    /// stops).
+    fn decode_partial(&mut self, engine: &Engine, conn: &Arc<Conn>) -> Result<usize, ReadOutcome> {
+        let mut partial = std::mem::take(&mut self.partial);
+        let used = self.decode(engine, conn, &mut partial)?;
+        if used < partial.len() {
+            partial.drain(..used);
+            self.partial = partial;
+        }
+        Ok(used)
     }
 
     /// Keeps the start of an incomplete frame for the next read.
@@ -685,7 +677,7 @@ impl Reader {
                     }
                 }
                 Inbound::Ping(data) => {
-                    conn.last_ping.store(now_ms(), Ordering::Relaxed);
+                    conn.last_ping.store(epoch_ms(), Ordering::Relaxed);
                     let now = engine.now_ms();
                     if now.saturating_sub(ping_window.0) >= 1000 {
                         *ping_window = (now, 0);
@@ -700,14 +692,11 @@ impl Reader {
                         conn.send_control(&frame::encode(opcode::PONG, &data));
                     }
                 }
-                Inbound::Pong(_) => conn.last_pong.store(now_ms(), Ordering::Relaxed),
+                Inbound::Pong(_) => conn.last_pong.store(epoch_ms(), Ordering::Relaxed),
                 Inbound::Close(close) => {
                     // Echo the peer's code (RFC 6455 §5.5.1) unless we closed first.
                     conn.closing.store(true, Ordering::Release);
-                    match &close {
-                        Some((code, _)) => conn.queue_close(Some(*code), ""),
-                        None => conn.queue_close(None, ""),
-                    }
+                    conn.queue_close(close.as_ref().map(|(code, _)| *code), "");
                     *reported = Some(close.unwrap_or((1005, String::new())));
                     stop = true;
                 }
@@ -744,7 +733,7 @@ pub fn start(
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
-    let now = now_ms();
+    let now = epoch_ms();
     let conn = Arc::new(Conn {
         id,
         uuid: info.uuid,

@@ -194,10 +194,16 @@ impl Engine {
     /// deadlines. One pass over the connections per tick instead of a timer per connection, so
     /// a connection costs no timer registration and its task stays small. Ends with the engine.
     pub async fn ticker(engine: std::sync::Weak<Engine>) {
-        let Some(tick) = engine.upgrade().map(|e| e.config.tick()) else { return };
+        let Some((tick, ping_ms, idle_ms, start)) = engine.upgrade().map(|e| {
+            let c = &e.config;
+            (c.tick(), c.ping_interval.as_millis() as u64, c.idle_timeout.as_millis() as u64, e.now_ms())
+        }) else {
+            return;
+        };
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_ping = 0u64;
+        // The first server ping goes out one interval after listening.
+        let mut next_ping = start + ping_ms;
         loop {
             interval.tick().await;
             let Some(engine) = engine.upgrade() else { return };
@@ -205,14 +211,10 @@ impl Engine {
                 return;
             }
             let now = engine.now_ms();
-            let ping_ms = engine.config.ping_interval.as_millis() as u64;
             let ping = now >= next_ping;
             if ping {
                 next_ping = now + ping_ms;
             }
-            let idle_ms = engine.config.idle_timeout.as_millis() as u64;
-            // The first round only sets the ping schedule: nobody is pinged on connect.
-            let ping = ping && now >= ping_ms;
             for entry in engine.conns.iter() {
                 entry.value().tick(now, idle_ms, ping);
             }
@@ -326,13 +328,7 @@ impl Engine {
                 self.room_message_from(conn, &room, frame);
             }
             Request::Ping { timestamp } => {
-                conn.last_ping.store(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0),
-                    Ordering::Relaxed,
-                );
+                conn.last_ping.store(crate::connection::epoch_ms(), Ordering::Relaxed);
                 self.reply(conn, protocol::pong(&timestamp, &rid));
             }
         }

@@ -219,7 +219,7 @@ impl EventQueue {
     /// Queues an event and wakes JS unless a wake-up is already pending.
     pub fn push(&self, event: Event) {
         let size = event.message_bytes();
-        let wake = {
+        {
             let Ok(mut q) = self.queue.lock() else { return };
             if size > 0 {
                 let now = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
@@ -230,11 +230,8 @@ impl EventQueue {
                 return;
             }
             q.scheduled = true;
-            true
-        };
-        if wake {
-            self.wake_requested.notify_one();
         }
+        self.wake_requested.notify_one();
     }
 
     /// Calls into JS once per wake request, after letting every connection task that is ready

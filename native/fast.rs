@@ -5,8 +5,9 @@
 //! These functions take the server's numeric handle instead, looked up in a per-thread table
 //! (a server is only ever called from the JS thread that created it).
 //!
-//! `sendText` also writes the JS string's UTF-8 straight behind the frame header in a reused
-//! per-thread buffer: no Rust `String`, no allocation per message.
+//! `sendText` also writes the JS string's UTF-8 once, straight behind the frame header: into
+//! the connection's send queue when the frame has to wait there anyway, else into a reused
+//! per-thread buffer. No Rust `String`, no allocation per message.
 
 use std::cell::RefCell;
 use std::sync::Arc;

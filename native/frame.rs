@@ -390,16 +390,10 @@ fn unmask(payload: &mut [u8], key: [u8; 4]) {
 
 /// Appends one unmasked server frame (FIN set) with this opcode and payload.
 pub fn encode_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.reserve(header_len(payload.len()) + payload.len());
-    encode_header_into(out, opcode, payload.len());
+    let (header, n) = header(opcode, payload.len());
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&header[..n]);
     out.extend_from_slice(payload);
-}
-
-/// Appends the header of an unmasked server frame (FIN set) whose payload of `len` bytes the
-/// caller appends next.
-pub fn encode_header_into(out: &mut Vec<u8>, opcode: u8, len: usize) {
-    let (bytes, n) = header(opcode, len);
-    out.extend_from_slice(&bytes[..n]);
 }
 
 /// The header of an unmasked server frame (FIN set): the first `.1` bytes of `.0`.

@@ -168,7 +168,9 @@ async fn accept(
         let request = engine.next_request_id();
         let (tx, rx) = tokio::sync::oneshot::channel();
         engine.pending_upgrades.insert(request, tx);
-        let info = format!("{request_info}}}");
+        let mut info = request_info.clone();
+        info.push(b'}');
+        let info = json_text(info);
         engine.events.push(Event::Upgrade { request, info });
         let verdict = tokio::time::timeout_at(deadline, rx).await;
         engine.pending_upgrades.remove(&request);
@@ -191,14 +193,14 @@ async fn accept(
     }
 
     let mut info_json = request_info;
-    info_json.push_str(",\"id\":");
+    info_json.extend_from_slice(b",\"id\":");
     json_str(&mut info_json, &uuid.to_string());
-    info_json.push_str(",\"clientId\":");
+    info_json.extend_from_slice(b",\"clientId\":");
     json_str(&mut info_json, &client_id);
-    info_json.push_str(",\"protocol\":");
+    info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
-    info_json.push_str(&format!(",\"upgrade\":{upgrade_request}}}"));
-    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json };
+    info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request}}}").as_bytes());
+    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json) };
     Ok((info, protocol, key, admission, upgrade_request))
 }
 
@@ -216,28 +218,28 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 
 /// The upgrade request as JS sees it: path, raw query, headers (lower-case names, repeated
 /// headers joined with ", "), peer address.
-fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> String {
-    // Written by hand: a serde_json map per connection (a BTreeMap and a String per field)
-    // showed in the connect profile. The object is left open for the fields added later.
-    let mut out = String::with_capacity(256);
-    out.push_str("{\"path\":");
+fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> Vec<u8> {
+    // Written field by field: a serde_json map per connection (a BTreeMap and a String per
+    // field) showed in the connect profile. The object is left open for the fields added later.
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"path\":");
     json_str(&mut out, &head.path);
-    out.push_str(",\"query\":");
+    out.extend_from_slice(b",\"query\":");
     json_str(&mut out, &head.query);
-    out.push_str(",\"remoteAddress\":");
+    out.extend_from_slice(b",\"remoteAddress\":");
     json_str(&mut out, &remote.ip().to_string());
-    out.push_str(&format!(",\"remotePort\":{},\"headers\":{{", remote.port()));
+    out.extend_from_slice(format!(",\"remotePort\":{},\"headers\":{{", remote.port()).as_bytes());
     let mut first = true;
     for (i, (name, _)) in head.headers.iter().enumerate() {
         if head.headers[..i].iter().any(|(n, _)| n == name) {
             continue;
         }
         if !first {
-            out.push(',');
+            out.push(b',');
         }
         first = false;
         json_str(&mut out, name);
-        out.push(':');
+        out.push(b':');
         let joined: Vec<String> = head.headers[i..]
             .iter()
             .filter(|(n, _)| n == name)
@@ -245,33 +247,19 @@ fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> String {
             .collect();
         json_str(&mut out, &joined.join(", "));
     }
-    out.push_str("},\"protocols\":[");
-    for (i, p) in offered.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        json_str(&mut out, p);
-    }
-    out.push(']');
+    out.extend_from_slice(b"},\"protocols\":");
+    let _ = serde_json::to_writer(&mut out, offered);
     out
 }
 
-/// Appends `s` as a JSON string literal.
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut rest = s;
-    while let Some(i) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
-        out.push_str(&rest[..i]);
-        let c = rest[i..].chars().next().unwrap_or(' ');
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push_str(&format!("\\u{:04x}", c as u32)),
-        }
-        rest = &rest[i + c.len_utf8()..];
-    }
-    out.push_str(rest);
-    out.push('"');
+/// Appends `s` as a JSON string literal (serde_json's escaping; writing to a Vec cannot fail).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(out, s);
+}
+
+/// The finished JSON text: only serde_json output and ASCII literals went in, so it is UTF-8.
+fn json_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A random (version 4) UUID from a per-thread generator seeded once from the OS: `new_v4`
@@ -302,12 +290,13 @@ fn fast_uuid() -> uuid::Uuid {
 
 #[cfg(test)]
 mod tests {
-    use super::{fast_uuid, json_str, query_param, valid_client_id};
+    use super::{fast_uuid, json_str, json_text, query_param, valid_client_id};
 
     #[test]
     fn json_strings() {
-        let mut out = String::new();
+        let mut out = Vec::new();
         json_str(&mut out, "a\"b\\c\u{1}d é");
+        let out = json_text(out);
         assert_eq!(out, r#""a\"b\\c\u0001d é""#);
         let parsed: String = serde_json::from_str(&out).unwrap_or_default();
         assert_eq!(parsed, "a\"b\\c\u{1}d é");

@@ -411,24 +411,27 @@ export class WsServer {
    * the engine does not wake JS again meanwhile, since the queue was not seen empty.
    */
   #drain(): void {
+    let drained = false
     try {
-      this.#drainBatches()
+      drained = this.#drainBatches()
     } finally {
-      // Sends made by the handlers were corked per batch; write what the last batch queued.
-      native.uncork()
+      // Sends made by the handlers are corked per batch. The empty pollEvents() that ends a drain
+      // has written them; when yielding to the event loop (or on a throw), write them now.
+      if (!drained) native.uncork()
     }
   }
 
-  #drainBatches(): void {
+  /** True when it stopped at an empty batch, false when it yields to the event loop. */
+  #drainBatches(): boolean {
     let handled = 0
     for (;;) {
       if (handled >= MAX_EVENTS_PER_TURN) {
         setImmediate(() => this.#drain())
-        return
+        return false
       }
       const batch = native.pollEvents(this.#handle)
       const h = batch.header
-      if (h.length === 0) return
+      if (h.length === 0) return true
       handled += h.length / STRIDE
       const text = batch.text
       const binary = batch.binary
@@ -482,7 +485,7 @@ export class WsServer {
 
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
-    const socket = new Socket(this.#native, conn, info, this.#routes.get(info.path) ?? {})
+    const socket = new Socket(this.#native, this.#handle, conn, info, this.#routes.get(info.path) ?? {})
     if (info.upgrade !== 0) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)

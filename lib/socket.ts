@@ -63,9 +63,15 @@ export class Socket {
   #open = true
 
   /** @internal sockets are made by the server */
-  constructor(native: NativeServer, conn: number, info: ConnectionInfo, handlers: WebSocketHandlers) {
+  constructor(
+    native: NativeServer,
+    handle: number,
+    conn: number,
+    info: ConnectionInfo,
+    handlers: WebSocketHandlers,
+  ) {
     this.#native = native
-    this.#handle = native.handle
+    this.#handle = handle
     this.conn = conn
     this.handlers = handlers
     this.id = info.id

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import type { SendStatus, Socket } from '../lib/index'
+import type { SendStatus, ServerOptions, Socket, WsServer } from '../lib/index'
 import { RawPeer } from './frames'
 import { closed, connect, serverPool, startServer, waitFor } from './helpers'
 
@@ -80,6 +80,92 @@ describe('slow consumers (HARDENING row 27)', () => {
     expect(socket.send('after drain')).toBe('sent')
     slow.destroy()
   })
+})
+
+describe('slow room members under batched broadcasts (one shared buffer per batch)', () => {
+  /** A server whose handler answers 'go' with 8 numbered 64 KiB broadcasts to room 'r' in one batch. */
+  async function roomServer(options: ServerOptions) {
+    const codes = new Map<string, number>()
+    let seq = 0
+    let maxBuffered = 0
+    let srv: WsServer | undefined
+    const started = await server(
+      {
+        onClose: (s, code) => void codes.set(s.clientId, code),
+        onMessage: (_s, message) => {
+          if (message !== 'go') return
+          for (let i = 0; i < 8; i++) {
+            const chunk = Buffer.alloc(64 * 1024, 7)
+            chunk.writeUInt32BE(seq++, 0)
+            srv!.broadcast(chunk, { room: 'r' })
+          }
+          const slow = srv!.getConnections('r').find((s) => s.clientId === 'slow')
+          // The handler's broadcasts are written when it returns: look at the previous batch's.
+          maxBuffered = Math.max(maxBuffered, slow?.bufferedAmount ?? 0)
+        },
+      },
+      { maxBackpressure: 256 * 1024, closeTimeout: 300, ...options },
+    )
+    srv = started.server
+    const slow = await RawPeer.connect(started.port, '/ws?clientId=slow')
+    slow.socket.pause()
+    const fast = await connect(`${started.url}?clientId=fast`)
+    await waitFor(() => srv!.getConnections().length === 2)
+    for (const s of srv.getConnections()) s.joinRoom('r')
+    const fastSeqs: number[] = []
+    fast.on('message', (m: Buffer, isBinary: boolean) => {
+      if (isBinary) fastSeqs.push(m.readUInt32BE(0))
+    })
+    /** Asks for batches until `stop()` or 400 batches; resolves with the number of batches. */
+    const pumpUntil = async (stop: () => boolean): Promise<number> => {
+      let rounds = 0
+      const deadline = Date.now() + 15_000
+      while (!stop() && rounds < 400 && Date.now() < deadline) {
+        fast.send('go')
+        rounds++
+        await waitFor(() => fastSeqs.length === rounds * 8, 5000, `batch ${rounds} at the reading member`)
+      }
+      return rounds
+    }
+    return { srv, slow, fast, codes, fastSeqs, pumpUntil, maxBuffered: () => maxBuffered }
+  }
+
+  it('default policy: the paused member is closed with 1008, its queue stays bounded, the reading member gets every message in order', async () => {
+    const { srv, slow, fast, codes, fastSeqs, pumpUntil, maxBuffered } = await roomServer({})
+    const rounds = await pumpUntil(() => codes.has('slow'))
+    await waitFor(() => codes.has('slow'), 5000, 'paused member closed')
+    expect(codes.get('slow')).toBe(1008)
+    expect(srv.getStats().droppedMessages).toBeGreaterThan(0)
+    expect(maxBuffered()).toBeLessThanOrEqual(256 * 1024 + 64 * 1024)
+    expect(fastSeqs).toEqual(Array.from({ length: rounds * 8 }, (_, i) => i))
+    fast.close()
+    slow.destroy()
+  }, 30_000)
+
+  it("'drop' policy: the paused member stays, loses whole messages only, and gets the rest in order once it reads", async () => {
+    const { srv, slow, fast, codes, fastSeqs, pumpUntil, maxBuffered } = await roomServer({ backpressurePolicy: 'drop' })
+    const rounds = await pumpUntil(() => srv.getStats().droppedMessages > 0)
+    expect(srv.getStats().droppedMessages).toBeGreaterThan(0)
+    expect(codes.has('slow')).toBe(false)
+    expect(maxBuffered()).toBeLessThanOrEqual(256 * 1024 + 64 * 1024)
+    expect(fastSeqs).toEqual(Array.from({ length: rounds * 8 }, (_, i) => i))
+    slow.socket.resume()
+    // Every message was either dropped (counted) or arrives whole, in order, exactly once.
+    const expected = rounds * 8 - srv.getStats().droppedMessages
+    expect(expected).toBeGreaterThan(0)
+    const slowSeqs: number[] = []
+    while (slowSeqs.length < expected) {
+      const frame = await slow.nextFrame(5000)
+      if (!frame) break
+      if (frame.opcode !== 2) continue
+      expect(frame.payload.length).toBe(64 * 1024)
+      slowSeqs.push(frame.payload.readUInt32BE(0))
+    }
+    for (let i = 1; i < slowSeqs.length; i++) expect(slowSeqs[i]!).toBeGreaterThan(slowSeqs[i - 1]!)
+    expect(slowSeqs.length).toBe(expected)
+    fast.close()
+    slow.destroy()
+  }, 30_000)
 })
 
 describe('inbound queue', () => {

@@ -2,7 +2,7 @@
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import type { Socket } from '../lib/index'
+import type { Socket, WsServer } from '../lib/index'
 import { connect, messages, nextMessage, serverPool, waitFor } from './helpers'
 
 const server = serverPool(1000)
@@ -323,6 +323,85 @@ describe('broadcast', () => {
     expect(await others).toEqual([false, false])
     expect(() => srv.broadcast(5 as unknown as string)).toThrow(TypeError)
     clients.forEach((ws) => ws.close())
+  })
+})
+
+describe('several sends in one batch (one cork)', () => {
+  /** A message as a short label: the text itself, or the `type` of a protocol frame. */
+  const label = (m: string | Buffer): string => {
+    const text = String(m)
+    return text.startsWith('{') ? String((JSON.parse(text) as Frame).type) : text
+  }
+
+  it('room broadcasts, direct sends, joins and leaves in one handler reach each client in order', async () => {
+    let srv: WsServer | undefined
+    const byId = (id: string): Socket => srv!.getConnections().find((s) => s.clientId === id)!
+    const started = await server({
+      onMessage: (_s, message) => {
+        if (message !== 'go') return
+        // All of this runs in one batch: the broadcasts to r1 share one buffer until something
+        // else happens on this thread.
+        srv!.broadcast('m1', { room: 'r1' })
+        srv!.broadcast('m2', { room: 'r2' })
+        srv!.broadcast('m3', { room: 'r1' })
+        byId('b').send('direct')
+        srv!.broadcast('m4', { room: 'r1' })
+        byId('c').joinRoom('r1')
+        byId('d').leaveRoom('r1')
+        srv!.broadcast('m5', { room: 'r1' })
+        srv!.broadcast('m6', { room: 'r1', except: byId('b').id })
+        srv!.broadcast(Buffer.from([1, 2, 3]), { room: 'r1', except: byId('b').id })
+      },
+    })
+    srv = started.server
+    const [a, b, c, d, driver] = await Promise.all(['a', 'b', 'c', 'd', 'driver'].map((id) => client(started.url, id)))
+    await waitFor(() => srv!.getConnections().length === 5)
+    const joined = Promise.all([messages(a!, 2), messages(b!, 1), messages(d!, 1)])
+    byId('a').joinRoom('r1')
+    byId('a').joinRoom('r2')
+    byId('b').joinRoom('r1')
+    byId('d').joinRoom('r1')
+    await joined
+
+    const got = Promise.all([messages(a!, 7), messages(b!, 5), messages(c!, 4), messages(d!, 4)])
+    driver!.send('go')
+    const [toA, toB, toC, toD] = await got
+    const bin = (m: string | Buffer): boolean => Buffer.isBuffer(m) && m.equals(Buffer.from([1, 2, 3]))
+    expect(toA!.slice(0, 6).map(label)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5', 'm6'])
+    expect(bin(toA![6]!)).toBe(true)
+    expect(toB!.map(label)).toEqual(['m1', 'm3', 'direct', 'm4', 'm5'])
+    expect(toC!.slice(0, 3).map(label)).toEqual(['room_joined', 'm5', 'm6'])
+    expect(bin(toC![3]!)).toBe(true)
+    expect(toD!.map(label)).toEqual(['m1', 'm3', 'm4', 'room_left'])
+    // Nothing more arrives: b was excluded from m6, d had left, nobody got a message twice.
+    expect(await Promise.all([a!, b!, c!, d!].map((ws) => anyMessageWithin(ws, 150)))).toEqual([false, false, false, false])
+    expect(srv.getStats().messagesOut).toBeGreaterThanOrEqual(3 + 2 + 1 + 3 + 3 + 3 + 2 + 2)
+    for (const ws of [a, b, c, d, driver]) ws!.close()
+  })
+
+  it('room_message frames read in one go, to two rooms, arrive in the order sent', async () => {
+    const { url, server: srv } = await server()
+    const [sender, both, onlyR2] = await Promise.all([client(url, 's'), client(url, 'both'), client(url, 'r2only')])
+    for (const [ws, rooms] of [[sender, ['r1', 'r2']], [both, ['r1', 'r2']], [onlyR2, ['r2']]] as const) {
+      for (const room of rooms) await request(ws, { type: 'join_room', room_id: room })
+    }
+    expect(srv.getRoom('r1')?.connectionsCount).toBe(2)
+    const toBoth = messages(both, 40)
+    const toR2 = messages(onlyR2, 20)
+    // One TCP write carrying all 40 frames: the server reads them in one turn.
+    const raw = (sender as unknown as { _socket: import('node:net').Socket })._socket
+    raw.cork()
+    for (let i = 0; i < 40; i++) {
+      sender.send(JSON.stringify({ type: 'room_message', room_id: i % 2 === 0 ? 'r1' : 'r2', message: `n${i}` }))
+    }
+    raw.uncork()
+    const seen = (await toBoth).map((m) => JSON.parse(m as string) as Frame)
+    expect(seen.map((f) => f.message)).toEqual(Array.from({ length: 40 }, (_, i) => `n${i}`))
+    expect(seen.map((f) => f.room_id)).toEqual(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 'r1' : 'r2')))
+    const seenR2 = (await toR2).map((m) => (JSON.parse(m as string) as Frame).message)
+    expect(seenR2).toEqual(Array.from({ length: 20 }, (_, i) => `n${2 * i + 1}`))
+    expect(await anyMessageWithin(sender, 150)).toBe(false)
+    for (const ws of [sender, both, onlyR2]) ws.close()
   })
 })
 

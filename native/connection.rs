@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 
-use crate::engine::{hooks, Admission, Engine};
+use crate::engine::{hooks, Admission, Engine, Stats};
 use crate::events::Event;
 use crate::frame::{self, opcode, Decoder, Inbound, Violation};
 
@@ -145,6 +145,8 @@ thread_local! {
     /// freeing them per batch made the heap grow and shrink (page faults on every page).
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static SPARE_SMALL_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// The corked thread's pending room fan-out (see `SharedFanout`).
+    static SHARED: RefCell<Option<SharedFanout>> = const { RefCell::new(None) };
 }
 
 /// Send buffers kept per thread: many small ones (a broadcast to a thousand members needs a
@@ -213,6 +215,12 @@ pub fn cork() -> bool {
 /// Writes every corked connection's bytes (one syscall each) and stops corking.
 pub fn uncork() {
     let Some(list) = CORK.with_borrow_mut(Option::take) else { return };
+    // The shared fan-out goes first: a member's corked bytes predate it (any send after it was
+    // started delivered it first), and with the thread uncorked each member whose queue is empty
+    // gets it straight from the shared buffer.
+    if let Some(shared) = SHARED.with_borrow_mut(Option::take) {
+        shared.deliver();
+    }
     for conn in list {
         if let Ok(mut out) = conn.out.lock() {
             out.corked = false;
@@ -221,6 +229,237 @@ pub fn uncork() {
             }
         }
     }
+}
+
+/// Which members a fan-out leaves out: the sender of a `room_message`, or `except` sockets.
+#[derive(Clone, Copy)]
+pub enum Skip<'a> {
+    Conn(u32),
+    Uuids(&'a [[u8; 16]]),
+}
+
+impl Skip<'_> {
+    pub fn matches(&self, conn: &Conn) -> bool {
+        match self {
+            Skip::Conn(id) => conn.id == *id,
+            Skip::Uuids(uuids) => uuids.contains(&conn.uuid),
+        }
+    }
+}
+
+/// `Skip`, kept by a pending shared fan-out.
+enum SkipKey {
+    Conn(u32),
+    Uuids(Vec<[u8; 16]>),
+}
+
+impl SkipKey {
+    fn is(&self, skip: Skip<'_>) -> bool {
+        match (self, skip) {
+            (SkipKey::Conn(a), Skip::Conn(b)) => *a == b,
+            (SkipKey::Uuids(a), Skip::Uuids(b)) => a.as_slice() == b,
+            _ => false,
+        }
+    }
+}
+
+/// Where a shared fan-out goes: one room of one registry, to the members it had when it started.
+pub struct FanoutTarget<'a> {
+    /// The room registry's address: two servers on one thread never share a fan-out.
+    pub registry: usize,
+    pub room: &'a str,
+    pub skip: Skip<'a>,
+    /// The registry's membership version when the members were listed.
+    pub version: u64,
+}
+
+/// Consecutive fan-outs from one corked thread to the same room (same skip, membership
+/// unchanged), kept as one buffer of frames instead of a copy in every member's queue. When the
+/// thread uncorks, each member gets the whole buffer with one write, straight from it when the
+/// member has nothing queued. Any other send from this thread, and any fan-out elsewhere,
+/// delivers it first, so every connection still receives its frames in the order they were sent.
+struct SharedFanout {
+    registry: usize,
+    room: String,
+    skip: SkipKey,
+    version: u64,
+    members: Vec<Arc<Conn>>,
+    /// The frames, back to back.
+    bytes: Vec<u8>,
+    /// (end of the frame in `bytes`, payload length) of each message.
+    msgs: Vec<(usize, usize)>,
+    stats: Arc<Stats>,
+    limit: usize,
+    close_on_limit: bool,
+}
+
+impl SharedFanout {
+    fn push(&mut self, frame: &OutFrame) {
+        self.bytes.extend_from_slice(&frame.bytes);
+        self.msgs.push((self.bytes.len(), frame.payload_len()));
+    }
+
+    /// Writes (or queues) the frames to every member. A member with nothing queued, on an
+    /// uncorked thread, is written straight from the shared buffer; what the kernel does not take
+    /// is queued message by message within the backpressure limit, as separate sends would be.
+    /// Members counted at fan-out time that take a message after all (closed since, or over the
+    /// limit) are taken out of the sent counters again.
+    fn deliver(self) {
+        let mut tally = Tally::default();
+        for conn in &self.members {
+            self.deliver_to(conn, &mut tally);
+        }
+        if tally.lost_msgs > 0 {
+            self.stats.messages_out.fetch_sub(tally.lost_msgs, Ordering::Relaxed);
+            self.stats.bytes_out.fetch_sub(tally.lost_bytes, Ordering::Relaxed);
+        }
+        if tally.dropped > 0 {
+            self.stats.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
+        }
+    }
+
+    fn deliver_to(&self, conn: &Arc<Conn>, tally: &mut Tally) {
+        let total = self.bytes.len();
+        let Ok(mut out) = conn.out.lock() else { return };
+        if conn.closing.load(Ordering::Acquire) || out.close_queued || out.stream.is_none() {
+            for &(_, payload_len) in &self.msgs {
+                tally.lose(payload_len);
+            }
+            return;
+        }
+        // `next`: the first message still to place; `start`: where its frame begins.
+        let (mut next, mut start, mut queued) = (0, 0, out.pending());
+        if can_write_now(&out) {
+            let written = match out.stream.as_ref().map(|s| s.try_write(&self.bytes)) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => 0,
+                _ => {
+                    conn.wake(attn::FAILED);
+                    return;
+                }
+            };
+            if written == total {
+                return;
+            }
+            next = self.msgs.partition_point(|m| m.0 <= written);
+            start = if next == 0 { 0 } else { self.msgs[next - 1].0 };
+            if written > start {
+                // The kernel stopped inside this frame: the rest of it must follow.
+                let end = self.msgs[next].0;
+                append(&mut out.buf, &self.bytes[written..end]);
+                queued = end - written;
+                next += 1;
+                start = end;
+            }
+            out.blocked = true;
+            conn.wake(attn::BACKLOG);
+        }
+        let mut refused = false;
+        if start < total {
+            if !over_limit(queued, total - start, self.limit) {
+                append(&mut out.buf, &self.bytes[start..]);
+            } else {
+                for &(end, payload_len) in &self.msgs[next..] {
+                    let len = end - start;
+                    if refused || over_limit(queued, len, self.limit) {
+                        if !refused {
+                            tally.dropped += 1;
+                        }
+                        tally.lose(payload_len);
+                        refused = self.close_on_limit;
+                    } else {
+                        append(&mut out.buf, &self.bytes[start..end]);
+                        queued += len;
+                    }
+                    start = end;
+                }
+            }
+        }
+        conn.appended(&mut out);
+        conn.status_after_send(&mut out, self.limit);
+        drop(out);
+        if refused {
+            conn.close(1008, "Send buffer limit exceeded");
+        }
+    }
+}
+
+/// What a shared fan-out's delivery takes back from the counters.
+#[derive(Default)]
+struct Tally {
+    lost_msgs: u64,
+    lost_bytes: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    fn lose(&mut self, payload_len: usize) {
+        self.lost_msgs += 1;
+        self.lost_bytes += payload_len as u64;
+    }
+}
+
+/// Delivers this thread's pending shared fan-out, so that what is sent next comes after it.
+fn settle_shared() {
+    if let Some(shared) = SHARED.with_borrow_mut(Option::take) {
+        shared.deliver();
+    }
+}
+
+/// Whether this thread is corked (its sends are written when it uncorks).
+pub fn is_corked() -> bool {
+    CORK.with_borrow(Option::is_some)
+}
+
+/// Adds a message to this thread's pending shared fan-out when that one has the same target;
+/// returns how many members it goes to. Otherwise delivers the pending one (if any) and returns
+/// None: the caller lists the members and calls `shared_start`.
+pub fn shared_append(target: &FanoutTarget<'_>, frame: &OutFrame) -> Option<u32> {
+    let appended = SHARED.with_borrow_mut(|shared| match shared {
+        Some(s)
+            if s.registry == target.registry
+                && s.version == target.version
+                && s.room == target.room
+                && s.skip.is(target.skip) =>
+        {
+            s.push(frame);
+            Some(s.members.len() as u32)
+        }
+        _ => None,
+    });
+    if appended.is_none() {
+        settle_shared();
+    }
+    appended
+}
+
+/// Starts a shared fan-out of `frame` to `members` (this thread must be corked; `shared_append`
+/// has delivered the previous one). Returns how many members it goes to.
+pub fn shared_start(
+    target: &FanoutTarget<'_>,
+    members: Vec<Arc<Conn>>,
+    frame: &OutFrame,
+    engine: &Engine,
+) -> u32 {
+    let n = members.len() as u32;
+    let mut shared = SharedFanout {
+        registry: target.registry,
+        room: target.room.to_string(),
+        skip: match target.skip {
+            Skip::Conn(id) => SkipKey::Conn(id),
+            Skip::Uuids(uuids) => SkipKey::Uuids(uuids.to_vec()),
+        },
+        version: target.version,
+        members,
+        bytes: Vec::with_capacity(frame.bytes.len() * 32),
+        msgs: Vec::with_capacity(32),
+        stats: engine.stats.clone(),
+        limit: engine.config.max_backpressure,
+        close_on_limit: !engine.config.drop_on_backpressure,
+    };
+    shared.push(frame);
+    SHARED.with_borrow_mut(|s| *s = Some(shared));
+    n
 }
 
 /// Everything the rest of the engine may know about one live connection.
@@ -266,6 +505,7 @@ impl Conn {
 
     /// `send` without counting it in the stats: fan-outs count once for all recipients.
     pub fn send_uncounted(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
+        settle_shared();
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
@@ -302,6 +542,7 @@ impl Conn {
         scratch: &mut Vec<u8>,
         fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>,
     ) -> SendStatus {
+        settle_shared();
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
@@ -437,6 +678,7 @@ impl Conn {
 
     /// Queues a control frame (ping, pong, close), ignoring the backpressure limit.
     fn send_control(self: &Arc<Self>, bytes: &[u8]) {
+        settle_shared();
         if let Ok(mut out) = self.out.lock() {
             if !out.close_queued && out.stream.is_some() {
                 self.enqueue(&mut out, bytes);
@@ -446,6 +688,7 @@ impl Conn {
 
     /// Queues our close frame unless one is queued already; later sends are dropped.
     fn queue_close(self: &Arc<Self>, code: Option<u16>, reason: &str) {
+        settle_shared();
         if let Ok(mut out) = self.out.lock() {
             if out.close_queued || out.stream.is_none() {
                 return;

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
-use crate::connection::{Conn, OutFrame, SendStatus};
+use crate::connection::{Conn, OutFrame, SendStatus, Skip};
 use crate::events::{Event, EventQueue};
 use crate::protocol::{self, Request};
 use crate::rooms::{JoinError, Rooms};
@@ -146,7 +146,7 @@ pub struct Engine {
     /// Admitted connections per peer IP, for `maxConnectionsPerIp`.
     per_ip: DashMap<IpAddr, u32>,
     pub events: EventQueue,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     shutting_down: AtomicBool,
     /// Woken when the accept loop must stop.
     pub stop_accepting: Notify,
@@ -176,7 +176,7 @@ impl Engine {
             admitted: AtomicUsize::new(0),
             per_ip: DashMap::new(),
             events,
-            stats: Stats::default(),
+            stats: Arc::default(),
             shutting_down: AtomicBool::new(false),
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
@@ -398,7 +398,7 @@ impl Engine {
     pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
         let msg = OutFrame::text(&frame);
         self.publish(&msg, Some(room), vec![sender.uuid]);
-        self.rooms.fan_out(self, room, &msg, |c: &Conn| c.id == sender.id)
+        self.rooms.fan_out(self, room, &msg, Skip::Conn(sender.id))
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
@@ -412,7 +412,7 @@ impl Engine {
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
     pub fn deliver_local(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         match room {
-            Some(room) => self.rooms.fan_out(self, room, &msg, |c: &Conn| except.contains(&c.uuid)),
+            Some(room) => self.rooms.fan_out(self, room, &msg, Skip::Uuids(except)),
             None => self.send_all(&msg, |c: &Conn| except.contains(&c.uuid)),
         }
     }

@@ -5,13 +5,14 @@
 //! `closing` while holding that set, so a connection can never stay behind in a room.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use napi_derive::napi;
 
-use crate::connection::{Conn, OutFrame, SendStatus};
+use crate::connection::{self, Conn, FanoutTarget, OutFrame, SendStatus, Skip};
 use crate::engine::Engine;
 
 /// Longest room id, in bytes.
@@ -103,11 +104,14 @@ pub fn valid_room_id(id: &str) -> bool {
 pub struct Rooms {
     map: DashMap<String, Room>,
     auto_create: bool,
+    /// Bumped by every membership change: a corked thread's pending shared fan-out is only
+    /// extended while it is unchanged (see `connection::SharedFanout`).
+    version: AtomicU64,
 }
 
 impl Rooms {
     pub fn new(auto_create: bool) -> Self {
-        Rooms { map: DashMap::new(), auto_create }
+        Rooms { map: DashMap::new(), auto_create, version: AtomicU64::new(0) }
     }
 
     /// Creates a room; false when the id is taken.
@@ -124,6 +128,7 @@ impl Rooms {
     /// Removes a room; returns its members (already detached from it).
     pub fn delete(&self, id: &str) -> Option<Vec<Arc<Conn>>> {
         let (_, room) = self.map.remove(id)?;
+        self.version.fetch_add(1, Ordering::AcqRel);
         let members: Vec<Arc<Conn>> = room.members.into_values().collect();
         for conn in &members {
             if let Some(extra) = conn.extra().as_mut().and_then(|e| e.as_mut()) {
@@ -164,6 +169,7 @@ impl Rooms {
             }
         }
         room.members.insert(conn.id, conn.clone());
+        self.version.fetch_add(1, Ordering::AcqRel);
         drop(room);
         conn_rooms.insert(id.to_string());
         Ok(true)
@@ -197,6 +203,7 @@ impl Rooms {
         let now_empty_auto = match self.map.get_mut(id) {
             Some(mut room) => {
                 room.members.remove(&conn_id);
+                self.version.fetch_add(1, Ordering::AcqRel);
                 room.auto_created && room.members.is_empty()
             }
             None => false,
@@ -211,15 +218,20 @@ impl Rooms {
         self.map.get(id).map(|r| r.members.contains_key(&conn_id)).unwrap_or(false)
     }
 
-    /// Queues one message (shared bytes) to every member `skip` does not exclude; returns how
-    /// many accepted it. Runs on the caller's thread under the room's read lock.
-    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: impl Fn(&Conn) -> bool) -> u32 {
+    /// Queues one message to every member `skip` does not exclude; returns how many accepted it.
+    /// On a corked thread the message joins that thread's shared fan-out to the room (one buffer
+    /// for every member, written when the thread uncorks); otherwise each member gets it now,
+    /// under the room's read lock.
+    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
+        if connection::is_corked() {
+            return self.fan_out_shared(engine, id, msg, skip);
+        }
         let Some(room) = self.map.get(id) else {
             return 0;
         };
         let mut delivered = 0;
         for conn in room.members.values() {
-            if skip(conn) {
+            if skip.matches(conn) {
                 continue;
             }
             if conn.send_uncounted(engine, msg) != SendStatus::Dropped {
@@ -227,6 +239,33 @@ impl Rooms {
             }
         }
         drop(room);
+        engine.stats.count_out_n(delivered, msg.payload_len());
+        delivered
+    }
+
+    fn fan_out_shared(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
+        let mut target = FanoutTarget {
+            registry: self as *const Rooms as usize,
+            room: id,
+            skip,
+            version: self.version.load(Ordering::Acquire),
+        };
+        let delivered = match connection::shared_append(&target, msg) {
+            Some(n) => n,
+            None => {
+                let Some(room) = self.map.get(id) else {
+                    return 0;
+                };
+                target.version = self.version.load(Ordering::Acquire);
+                let members: Vec<Arc<Conn>> =
+                    room.members.values().filter(|c| !skip.matches(c) && !c.is_closing()).cloned().collect();
+                drop(room);
+                if members.is_empty() {
+                    return 0;
+                }
+                connection::shared_start(&target, members, msg, engine)
+            }
+        };
         engine.stats.count_out_n(delivered, msg.payload_len());
         delivered
     }

@@ -333,7 +333,7 @@ describe('several sends in one batch (one cork)', () => {
     return text.startsWith('{') ? String((JSON.parse(text) as Frame).type) : text
   }
 
-  it('room broadcasts, direct sends, joins and leaves in one handler reach each client in order', async () => {
+  it('room and server-wide broadcasts, direct sends, joins and leaves in one handler reach each client in order', async () => {
     let srv: WsServer | undefined
     const byId = (id: string): Socket => srv!.getConnections().find((s) => s.clientId === id)!
     const started = await server({
@@ -343,9 +343,11 @@ describe('several sends in one batch (one cork)', () => {
         // else happens on this thread.
         srv!.broadcast('m1', { room: 'r1' })
         srv!.broadcast('m2', { room: 'r2' })
+        srv!.broadcast('all1')
         srv!.broadcast('m3', { room: 'r1' })
         byId('b').send('direct')
         srv!.broadcast('m4', { room: 'r1' })
+        srv!.broadcast('all2', { except: byId('a').id })
         byId('c').joinRoom('r1')
         byId('d').leaveRoom('r1')
         srv!.broadcast('m5', { room: 'r1' })
@@ -363,19 +365,20 @@ describe('several sends in one batch (one cork)', () => {
     byId('d').joinRoom('r1')
     await joined
 
-    const got = Promise.all([messages(a!, 7), messages(b!, 5), messages(c!, 4), messages(d!, 4)])
+    const got = Promise.all([messages(a!, 8), messages(b!, 7), messages(c!, 6), messages(d!, 6), messages(driver!, 2)])
     driver!.send('go')
-    const [toA, toB, toC, toD] = await got
+    const [toA, toB, toC, toD, toDriver] = await got
     const bin = (m: string | Buffer): boolean => Buffer.isBuffer(m) && m.equals(Buffer.from([1, 2, 3]))
-    expect(toA!.slice(0, 6).map(label)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5', 'm6'])
-    expect(bin(toA![6]!)).toBe(true)
-    expect(toB!.map(label)).toEqual(['m1', 'm3', 'direct', 'm4', 'm5'])
-    expect(toC!.slice(0, 3).map(label)).toEqual(['room_joined', 'm5', 'm6'])
-    expect(bin(toC![3]!)).toBe(true)
-    expect(toD!.map(label)).toEqual(['m1', 'm3', 'm4', 'room_left'])
+    expect(toA!.slice(0, 7).map(label)).toEqual(['m1', 'm2', 'all1', 'm3', 'm4', 'm5', 'm6'])
+    expect(bin(toA![7]!)).toBe(true)
+    expect(toB!.map(label)).toEqual(['m1', 'all1', 'm3', 'direct', 'm4', 'all2', 'm5'])
+    expect(toC!.slice(0, 5).map(label)).toEqual(['all1', 'all2', 'room_joined', 'm5', 'm6'])
+    expect(bin(toC![5]!)).toBe(true)
+    expect(toD!.map(label)).toEqual(['m1', 'all1', 'm3', 'm4', 'all2', 'room_left'])
+    expect(toDriver!.map(label)).toEqual(['all1', 'all2'])
     // Nothing more arrives: b was excluded from m6, d had left, nobody got a message twice.
-    expect(await Promise.all([a!, b!, c!, d!].map((ws) => anyMessageWithin(ws, 150)))).toEqual([false, false, false, false])
-    expect(srv.getStats().messagesOut).toBeGreaterThanOrEqual(3 + 2 + 1 + 3 + 3 + 3 + 2 + 2)
+    expect(await Promise.all([a!, b!, c!, d!, driver!].map((ws) => anyMessageWithin(ws, 150)))).toEqual([false, false, false, false, false])
+    expect(srv.getStats().messagesOut).toBeGreaterThanOrEqual(8 + 7 + 6 + 6 + 2)
     for (const ws of [a, b, c, d, driver]) ws!.close()
   })
 

@@ -5,7 +5,9 @@
 //! kernel does not take is queued, and the connection's task writes that once the socket is
 //! writable again. A thread can *cork*: while corked, its sends are appended to each
 //! connection's queue and written with one syscall per connection when it uncorks. The JS thread
-//! corks for each batch of events it handles, a reader for each chunk it reads.
+//! corks for each batch of events it handles, a reader for each chunk it reads. Broadcasts from a
+//! corked thread go into one shared buffer per room instead of every member's queue, and each
+//! member is written straight from it on uncork (`SharedFanout`).
 //!
 //! Reading: the task waits until the socket is readable and reads into a per-thread scratch
 //! buffer. Only the bytes of an incomplete frame are kept per connection, so an idle connection
@@ -263,13 +265,15 @@ impl SkipKey {
     }
 }
 
-/// Where a shared fan-out goes: one room of one registry, to the members it had when it started.
+/// Where a shared fan-out goes: one room of one registry (or every connection of a server), to
+/// the members it had when it started.
 pub struct FanoutTarget<'a> {
-    /// The room registry's address: two servers on one thread never share a fan-out.
+    /// The registry's address: two servers on one thread never share a fan-out.
     pub registry: usize,
+    /// The room id; "" (never a valid room id) for every connection.
     pub room: &'a str,
     pub skip: Skip<'a>,
-    /// The registry's membership version when the members were listed.
+    /// The registry's current membership version.
     pub version: u64,
 }
 
@@ -411,10 +415,16 @@ pub fn is_corked() -> bool {
     CORK.with_borrow(Option::is_some)
 }
 
-/// Adds a message to this thread's pending shared fan-out when that one has the same target;
-/// returns how many members it goes to. Otherwise delivers the pending one (if any) and returns
-/// None: the caller lists the members and calls `shared_start`.
-pub fn shared_append(target: &FanoutTarget<'_>, frame: &OutFrame) -> Option<u32> {
+/// A fan-out from a corked thread: `frame` joins the thread's pending shared fan-out when that
+/// one has the same target (and membership version); otherwise the pending one is delivered and
+/// a new one starts with the recipients `list` gives (None: no such room) together with the
+/// membership version they were listed under. Counts the messages sent; returns the recipients.
+pub fn fan_out_shared(
+    target: FanoutTarget<'_>,
+    frame: &OutFrame,
+    engine: &Engine,
+    list: impl FnOnce() -> Option<(Vec<Arc<Conn>>, u64)>,
+) -> u32 {
     let appended = SHARED.with_borrow_mut(|shared| match shared {
         Some(s)
             if s.registry == target.registry
@@ -427,39 +437,37 @@ pub fn shared_append(target: &FanoutTarget<'_>, frame: &OutFrame) -> Option<u32>
         }
         _ => None,
     });
-    if appended.is_none() {
-        settle_shared();
-    }
-    appended
-}
-
-/// Starts a shared fan-out of `frame` to `members` (this thread must be corked; `shared_append`
-/// has delivered the previous one). Returns how many members it goes to.
-pub fn shared_start(
-    target: &FanoutTarget<'_>,
-    members: Vec<Arc<Conn>>,
-    frame: &OutFrame,
-    engine: &Engine,
-) -> u32 {
-    let n = members.len() as u32;
-    let mut shared = SharedFanout {
-        registry: target.registry,
-        room: target.room.to_string(),
-        skip: match target.skip {
-            Skip::Conn(id) => SkipKey::Conn(id),
-            Skip::Uuids(uuids) => SkipKey::Uuids(uuids.to_vec()),
-        },
-        version: target.version,
-        members,
-        bytes: Vec::with_capacity(frame.bytes.len() * 32),
-        msgs: Vec::with_capacity(32),
-        stats: engine.stats.clone(),
-        limit: engine.config.max_backpressure,
-        close_on_limit: !engine.config.drop_on_backpressure,
+    let delivered = match appended {
+        Some(n) => n,
+        None => {
+            settle_shared();
+            let Some((members, version)) = list() else { return 0 };
+            if members.is_empty() {
+                return 0;
+            }
+            let n = members.len() as u32;
+            let mut shared = SharedFanout {
+                registry: target.registry,
+                room: target.room.to_string(),
+                skip: match target.skip {
+                    Skip::Conn(id) => SkipKey::Conn(id),
+                    Skip::Uuids(uuids) => SkipKey::Uuids(uuids.to_vec()),
+                },
+                version,
+                members,
+                bytes: Vec::with_capacity(frame.bytes.len() * 32),
+                msgs: Vec::with_capacity(32),
+                stats: engine.stats.clone(),
+                limit: engine.config.max_backpressure,
+                close_on_limit: !engine.config.drop_on_backpressure,
+            };
+            shared.push(frame);
+            SHARED.with_borrow_mut(|s| *s = Some(shared));
+            n
+        }
     };
-    shared.push(frame);
-    SHARED.with_borrow_mut(|s| *s = Some(shared));
-    n
+    engine.stats.count_out_n(delivered, frame.payload_len());
+    delivered
 }
 
 /// Everything the rest of the engine may know about one live connection.
@@ -1004,6 +1012,7 @@ pub fn start(
     });
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
+    engine.conns_version.fetch_add(1, Ordering::AcqRel);
     engine.events.push(Event::Connect { conn: id, info: info.info_json });
     if engine.is_shutting_down() {
         conn.close(1001, "Server shutting down");

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
-use crate::connection::{Conn, OutFrame, SendStatus, Skip};
+use crate::connection::{self, Conn, FanoutTarget, OutFrame, SendStatus, Skip};
 use crate::events::{Event, EventQueue};
 use crate::protocol::{self, Request};
 use crate::rooms::{JoinError, Rooms};
@@ -130,6 +130,8 @@ pub struct Engine {
     routes: RwLock<HashMap<String, u32>>,
     /// Live connections by internal id.
     pub conns: IdMap<Arc<Conn>>,
+    /// Bumped each time a connection is added to or removed from `conns` (see `send_all`).
+    pub conns_version: AtomicU64,
     /// Closed connections whose close JS has not processed yet: `onClose` can still read metadata.
     pub retired: IdMap<Arc<Conn>>,
     next_id: AtomicU32,
@@ -166,6 +168,7 @@ impl Engine {
             config,
             routes: RwLock::new(HashMap::new()),
             conns: IdMap::default(),
+            conns_version: AtomicU64::new(0),
             retired: IdMap::default(),
             next_id: AtomicU32::new(1),
             rooms,
@@ -402,8 +405,9 @@ impl Engine {
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
-    /// node), here and, with a cluster, on every other node. The bytes are shared, never copied
-    /// per recipient. Returns how many local connections accepted it.
+    /// node), here and, with a cluster, on every other node. The frame is encoded once; on a
+    /// corked thread it joins one shared buffer for all recipients. Returns how many local
+    /// connections accepted it.
     pub fn broadcast(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         self.publish(&msg, room, except.to_vec());
         self.deliver_local(msg, room, except)
@@ -413,14 +417,32 @@ impl Engine {
     pub fn deliver_local(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         match room {
             Some(room) => self.rooms.fan_out(self, room, &msg, Skip::Uuids(except)),
-            None => self.send_all(&msg, |c: &Conn| except.contains(&c.uuid)),
+            None => self.send_all(&msg, Skip::Uuids(except)),
         }
     }
 
-    fn send_all(&self, msg: &OutFrame, skip: impl Fn(&Conn) -> bool) -> u32 {
+    fn send_all(&self, msg: &OutFrame, skip: Skip<'_>) -> u32 {
+        if connection::is_corked() {
+            // One shared buffer for every connection, as for a room (see `Rooms::fan_out`).
+            let target = FanoutTarget {
+                registry: &self.conns as *const IdMap<Arc<Conn>> as usize,
+                room: "",
+                skip,
+                version: self.conns_version.load(Ordering::Acquire),
+            };
+            return connection::fan_out_shared(target, msg, self, || {
+                let version = self.conns_version.load(Ordering::Acquire);
+                let all = self
+                    .conns
+                    .iter()
+                    .map(|e| e.value().clone())
+                    .filter(|c| !skip.matches(c) && !c.is_closing());
+                Some((all.collect(), version))
+            });
+        }
         let mut delivered = 0;
         for entry in self.conns.iter() {
-            if skip(entry.value()) {
+            if skip.matches(entry.value()) {
                 continue;
             }
             if entry.value().send_uncounted(self, msg) != SendStatus::Dropped {
@@ -461,6 +483,7 @@ impl Engine {
     /// Removes a connection from every registry; after this nothing can reach it.
     pub fn unregister(&self, conn: &Arc<Conn>) {
         self.conns.remove(&conn.id);
+        self.conns_version.fetch_add(1, Ordering::AcqRel);
         self.retired.insert(conn.id, conn.clone());
         self.rooms.leave_all(conn);
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);

@@ -244,30 +244,19 @@ impl Rooms {
     }
 
     fn fan_out_shared(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
-        let mut target = FanoutTarget {
+        let target = FanoutTarget {
             registry: self as *const Rooms as usize,
             room: id,
             skip,
             version: self.version.load(Ordering::Acquire),
         };
-        let delivered = match connection::shared_append(&target, msg) {
-            Some(n) => n,
-            None => {
-                let Some(room) = self.map.get(id) else {
-                    return 0;
-                };
-                target.version = self.version.load(Ordering::Acquire);
-                let members: Vec<Arc<Conn>> =
-                    room.members.values().filter(|c| !skip.matches(c) && !c.is_closing()).cloned().collect();
-                drop(room);
-                if members.is_empty() {
-                    return 0;
-                }
-                connection::shared_start(&target, members, msg, engine)
-            }
-        };
-        engine.stats.count_out_n(delivered, msg.payload_len());
-        delivered
+        connection::fan_out_shared(target, msg, engine, || {
+            let room = self.map.get(id)?;
+            let version = self.version.load(Ordering::Acquire);
+            let members =
+                room.members.values().filter(|c| !skip.matches(c) && !c.is_closing()).cloned().collect();
+            Some((members, version))
+        })
     }
 
     pub fn info(&self, id: &str) -> Option<RoomInfo> {

@@ -5,10 +5,10 @@ import { describe, expect, it } from 'vitest'
 
 const root = join(__dirname, '..')
 
-function runChild(script: string, timeoutMs: number): Promise<{ code: number | null; out: string; ms: number }> {
+function runChild(script: string, timeoutMs: number, flags: string[] = []): Promise<{ code: number | null; out: string; ms: number }> {
   return new Promise((resolve) => {
     const started = Date.now()
-    const child = spawn(process.execPath, ['-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [...flags, '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (out += d))
@@ -57,5 +57,44 @@ describe('process lifetime', () => {
     const { code, out } = await runChild(script, 10_000)
     expect(out).toContain('still alive')
     expect(code).toBe(0)
+  })
+
+  it("a server collected without close() frees its engine slot, and never a newer server's", async () => {
+    const script = `
+      const { native } = require('./dist/binding.js')
+      const settle = async () => {
+        global.gc()
+        await new Promise((r) => setImmediate(r))
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      ;(async () => {
+        const first = []
+        for (let i = 0; i < 50; i++) first.push(new native.NativeServer({}).handle)
+        let reused = -1
+        for (let round = 0; round < 50 && reused < 0; round++) {
+          await settle()
+          const probe = new native.NativeServer({})
+          if (probe.handle < 50) reused = probe.handle
+          probe.dispose()
+        }
+        // A disposed server's slot goes to a newer one; collecting the old one must not free it.
+        let old = new native.NativeServer({})
+        const oldHandle = old.handle
+        old.dispose()
+        const newer = new native.NativeServer({})
+        old = null
+        for (let round = 0; round < 5; round++) await settle()
+        const next = new native.NativeServer({})
+        console.log(JSON.stringify({ first, reused, oldHandle, newer: newer.handle, next: next.handle }))
+      })()
+    `
+    const { code, out } = await runChild(script, 20_000, ['--expose-gc'])
+    expect(code).toBe(0)
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { first: number[]; reused: number; oldHandle: number; newer: number; next: number }
+    expect(new Set(r.first).size).toBe(50)
+    expect(r.reused).toBeGreaterThanOrEqual(0)
+    expect(r.reused).toBeLessThan(50)
+    expect(r.newer).toBe(r.oldHandle)
+    expect(r.next).not.toBe(r.newer)
   })
 })

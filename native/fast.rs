@@ -43,11 +43,17 @@ pub fn register(engine: Arc<Engine>) -> u32 {
     })
 }
 
-/// Forgets a handle (the server was disposed); later fast calls with it do nothing.
-pub fn unregister(handle: u32) {
-    ENGINES.with_borrow_mut(|engines| {
-        if let Some(slot) = engines.get_mut(handle as usize) {
-            *slot = None;
+/// Forgets a handle (the server was disposed or collected); later fast calls with it do
+/// nothing. Only while the handle still names `engine`: a slot may have been given to a newer
+/// server since. Harmless when the thread's table is already gone (process exit).
+pub fn unregister(handle: u32, engine: &Arc<Engine>) {
+    let _ = ENGINES.try_with(|engines| {
+        if let Ok(mut engines) = engines.try_borrow_mut() {
+            if let Some(slot) = engines.get_mut(handle as usize) {
+                if slot.as_ref().is_some_and(|e| Arc::ptr_eq(e, engine)) {
+                    *slot = None;
+                }
+            }
         }
     });
 }

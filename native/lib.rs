@@ -87,6 +87,14 @@ pub struct NativeServer {
     handle: u32,
 }
 
+/// A server collected without `close()` (never listened, say) leaves the fast-call table, so
+/// its engine is freed with it. Runs on the JS thread that created it (napi finalizer).
+impl Drop for NativeServer {
+    fn drop(&mut self) {
+        fast::unregister(self.handle, &self.engine);
+    }
+}
+
 #[napi]
 impl NativeServer {
     #[napi(constructor)]
@@ -199,7 +207,7 @@ impl NativeServer {
     /// Releases the JS callback so the addon no longer keeps the event loop alive.
     #[napi]
     pub fn dispose(&self) {
-        fast::unregister(self.handle);
+        fast::unregister(self.handle, &self.engine);
         self.engine.events.clear_wake();
         self.engine.retired.clear();
     }

@@ -924,7 +924,9 @@ impl Reader {
                 Inbound::Binary(data) => {
                     engine.stats.count_in(data.len());
                     if conn.hooks & hooks::MESSAGE != 0 {
-                        engine.events.push(Event::Binary { conn: conn.id, data });
+                        engine
+                            .events
+                            .push(Event::Binary { conn: conn.id, data: Bytes::copy_from_slice(data) });
                     }
                 }
                 Inbound::Ping(data) => {
@@ -940,7 +942,7 @@ impl Reader {
                         }
                         conn.close(1008, "Ping flood");
                     } else {
-                        conn.send_control(&frame::encode(opcode::PONG, &data));
+                        conn.send_control(&frame::encode(opcode::PONG, data));
                     }
                 }
                 Inbound::Pong(_) => conn.last_pong.store(epoch_ms(), Ordering::Relaxed),

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
@@ -283,14 +282,14 @@ impl Engine {
 
     /// A text frame arrived: the built-in protocol, handled here, or the application's.
     /// `data` is valid UTF-8 (the frame decoder checked it).
-    pub fn on_text(&self, conn: &Arc<Conn>, data: Bytes) {
+    pub fn on_text(&self, conn: &Arc<Conn>, data: &[u8]) {
         // Protocol frames are JSON objects; anything else goes to JS without a second look.
         let maybe_protocol = data.first() == Some(&b'{');
         let parsed =
-            if maybe_protocol { std::str::from_utf8(&data).ok().and_then(protocol::parse) } else { None };
+            if maybe_protocol { std::str::from_utf8(data).ok().and_then(protocol::parse) } else { None };
         let Some(parsed) = parsed else {
             if conn.hooks & hooks::MESSAGE != 0 {
-                self.events.push(Event::Text { conn: conn.id, data });
+                self.events.push_text(conn.id, data);
             }
             return;
         };

@@ -42,8 +42,9 @@ pub const STRIDE: usize = 5;
 pub enum Event {
     /// A new connection; `info` is a JSON object with id, clientId, path, headers...
     Connect { conn: u32, info: String },
-    /// A text message for `onMessage` (valid UTF-8: the frame decoder checked it).
-    Text { conn: u32, data: Bytes },
+    /// A text message for `onMessage`. Its UTF-8 (valid: the frame decoder checked it) waits in
+    /// the queue's text chunks; `start..end` are its UTF-16 offsets in its chunk, `len` its bytes.
+    Text { conn: u32, start: u32, end: u32, len: u32 },
     /// A binary message for `onMessage`.
     Binary { conn: u32, data: Bytes },
     /// The connection is gone; no event for it follows.
@@ -64,11 +65,62 @@ impl Event {
     /// Payload bytes of a message event (what `maxInboundQueue` counts); 0 for the others.
     fn message_bytes(&self) -> usize {
         match self {
-            Event::Text { data, .. } => data.len(),
+            Event::Text { len, .. } => *len as usize,
             Event::Binary { data, .. } => data.len(),
             _ => 0,
         }
     }
+}
+
+/// The UTF-8 of queued text messages, back to back, as the one string of the batch that takes
+/// them: a message is copied into its chunk once, on the reader's thread, and the chunk becomes
+/// the batch's text without another copy. A chunk holds about `MAX_BATCH_BYTES` and at most
+/// `MAX_BATCH` messages; a batch takes whole chunks only.
+struct TextChunk {
+    bytes: Vec<u8>,
+    ascii: bool,
+    /// Length in UTF-16 code units.
+    units: usize,
+    /// Text events in the chunk.
+    texts: usize,
+}
+
+/// Emptied text buffers, shared by every queue: a batch's buffer comes back here once V8 has
+/// copied it, and the next chunk reuses it.
+static SPARE_TEXT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Text buffers kept, and the most capacity one may keep.
+const SPARE_TEXT_KEEP: usize = 8;
+const SPARE_TEXT_CAPACITY: usize = 1024 * 1024;
+
+/// An empty text buffer with room for `n` bytes (a spare one when there is one).
+fn text_buffer(n: usize) -> Vec<u8> {
+    let mut bytes = SPARE_TEXT.lock().ok().and_then(|mut s| s.pop()).unwrap_or_default();
+    bytes.clear();
+    bytes.reserve(n.max(16 * 1024));
+    bytes
+}
+
+/// Gives a text buffer back to the spares.
+fn recycle_text(bytes: Vec<u8>) {
+    if bytes.capacity() == 0 || bytes.capacity() > SPARE_TEXT_CAPACITY {
+        return;
+    }
+    if let Ok(mut spare) = SPARE_TEXT.lock() {
+        if spare.len() < SPARE_TEXT_KEEP {
+            spare.push(bytes);
+        }
+    }
+}
+
+/// UTF-16 length of valid UTF-8, and whether it is all ASCII.
+fn utf16_len(piece: &[u8]) -> (usize, bool) {
+    if piece.is_ascii() {
+        return (piece.len(), true);
+    }
+    // One unit per character (every byte that is not a continuation byte), two for characters
+    // outside the BMP (4-byte sequences, lead byte 0xF0 and up).
+    (piece.iter().map(|&b| usize::from(b & 0xC0 != 0x80) + usize::from(b >= 0xF0)).sum(), false)
 }
 
 /// What `pollEvents()` hands to JS: a header of `STRIDE` u32 per event
@@ -81,15 +133,6 @@ pub struct Batch {
     pub binary: Option<Buffer>,
 }
 
-thread_local! {
-    /// The text buffer of the last batch, kept for the next one: a large batch's buffer would
-    /// otherwise be mapped and unmapped (page faults on every page) for every batch.
-    static TEXT_POOL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Most capacity the pooled text buffer keeps.
-const TEXT_POOL_KEEP: usize = 8 * 1024 * 1024;
-
 /// Every text piece of a batch, as UTF-8 (each piece is valid UTF-8). Becomes one JS string:
 /// from Latin-1 (a plain copy) when it is all ASCII, else decoded from UTF-8.
 pub struct BatchText {
@@ -99,22 +142,15 @@ pub struct BatchText {
 
 impl BatchText {
     fn with_capacity(n: usize) -> Self {
-        let mut bytes = TEXT_POOL.with_borrow_mut(std::mem::take);
-        bytes.clear();
-        bytes.reserve(n);
-        BatchText { bytes, ascii: true }
+        BatchText { bytes: text_buffer(n), ascii: true }
     }
 
     /// Appends a piece; returns its length in UTF-16 code units, the unit JS offsets count.
     fn push(&mut self, piece: &[u8]) -> usize {
         self.bytes.extend_from_slice(piece);
-        if piece.is_ascii() {
-            return piece.len();
-        }
-        self.ascii = false;
-        // Valid UTF-8: one unit per character (every byte that is not a continuation byte),
-        // two for characters outside the BMP (4-byte sequences, lead byte 0xF0 and up).
-        piece.iter().map(|&b| usize::from(b & 0xC0 != 0x80) + usize::from(b >= 0xF0)).sum()
+        let (units, ascii) = utf16_len(piece);
+        self.ascii &= ascii;
+        units
     }
 }
 
@@ -140,9 +176,7 @@ impl napi::bindgen_prelude::ToNapiValue for BatchText {
                 napi::sys::napi_create_string_utf8(env, ptr, val.bytes.len() as isize, &mut out)
             }
         };
-        if val.bytes.capacity() <= TEXT_POOL_KEEP {
-            TEXT_POOL.with_borrow_mut(|pool| *pool = val.bytes);
-        }
+        recycle_text(val.bytes);
         if status != napi::sys::Status::napi_ok {
             return Err(napi::Error::from_reason("could not create the batch text"));
         }
@@ -172,15 +206,83 @@ pub struct EventQueue {
 
 struct Pending {
     events: std::collections::VecDeque<Event>,
+    /// The UTF-8 of the queued text events, in their order.
+    chunks: std::collections::VecDeque<TextChunk>,
     /// A wake-up is in flight: JS has not drained yet.
     scheduled: bool,
+}
+
+impl Pending {
+    /// Appends a text message to the last chunk, or to a new one when it would pass
+    /// `MAX_BATCH_BYTES` or `MAX_BATCH` messages; `units`/`ascii` from `utf16_len`.
+    fn push_text(&mut self, conn: u32, data: &[u8], units: usize, ascii: bool) {
+        let full = self.chunks.back().is_none_or(|c| {
+            c.texts > 0 && (c.bytes.len() + data.len() > MAX_BATCH_BYTES || c.texts >= MAX_BATCH)
+        });
+        if full {
+            let bytes = text_buffer(data.len());
+            self.chunks.push_back(TextChunk { bytes, ascii: true, units: 0, texts: 0 });
+        }
+        let Some(chunk) = self.chunks.back_mut() else { return };
+        let start = chunk.units as u32;
+        chunk.bytes.extend_from_slice(data);
+        chunk.ascii &= ascii;
+        chunk.units += units;
+        chunk.texts += 1;
+        let end = chunk.units as u32;
+        self.events.push_back(Event::Text { conn, start, end, len: data.len() as u32 });
+    }
+
+    /// Takes the events of one batch: up to `MAX_BATCH` events and about `MAX_BATCH_BYTES` of
+    /// messages, but always every text message of the first text chunk and none of the next
+    /// one, so the batch's text is exactly that chunk. Returns them and their message bytes.
+    fn take(&mut self) -> (Taken, usize) {
+        let mut texts_left = self.chunks.front().map_or(0, |c| c.texts);
+        let with_text = texts_left > 0;
+        let (mut n, mut bytes) = (0, 0);
+        for event in self.events.iter() {
+            let size = event.message_bytes();
+            if let Event::Text { .. } = event {
+                if texts_left == 0 {
+                    break;
+                }
+                texts_left -= 1;
+            } else if texts_left == 0 && n > 0 && (n >= MAX_BATCH || bytes + size > MAX_BATCH_BYTES) {
+                // At most MAX_BATCH events per call, so JS can yield to its event loop between
+                // calls, and about MAX_BATCH_BYTES of messages: the batch's string then stays an
+                // ordinary young V8 object instead of a large-object page.
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        let events: Vec<Event> = self.events.drain(..n).collect();
+        let text = if with_text && texts_left == 0 { self.chunks.pop_front() } else { None };
+        (Taken { events, text }, bytes)
+    }
+}
+
+/// What one `take` hands over: events, and the text chunk of their text events.
+pub struct Taken {
+    pub events: Vec<Event>,
+    text: Option<TextChunk>,
+}
+
+impl Taken {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 impl EventQueue {
     /// A queue that asks connections to stop reading past `max_bytes` of queued messages.
     pub fn new(max_bytes: usize) -> Self {
         EventQueue {
-            queue: Mutex::new(Pending { events: std::collections::VecDeque::new(), scheduled: false }),
+            queue: Mutex::new(Pending {
+                events: std::collections::VecDeque::new(),
+                chunks: std::collections::VecDeque::new(),
+                scheduled: false,
+            }),
             wake: Mutex::new(None),
             wakes: AtomicU64::new(0),
             batches: AtomicU64::new(0),
@@ -216,21 +318,39 @@ impl EventQueue {
         drop(taken);
     }
 
-    /// Queues an event and wakes JS unless a wake-up is already pending.
+    /// Queues an event and wakes JS unless a wake-up is already pending. (Text messages go
+    /// through `push_text`.)
     pub fn push(&self, event: Event) {
         let size = event.message_bytes();
-        {
-            let Ok(mut q) = self.queue.lock() else { return };
-            if size > 0 {
-                let now = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
-                self.peak_bytes.fetch_max(now, Ordering::Relaxed);
-            }
-            q.events.push_back(event);
-            if q.scheduled {
-                return;
-            }
-            q.scheduled = true;
+        let Ok(mut q) = self.queue.lock() else { return };
+        self.count_bytes(size);
+        q.events.push_back(event);
+        self.schedule(q);
+    }
+
+    /// Queues a text message (valid UTF-8), copying it into the current text chunk.
+    pub fn push_text(&self, conn: u32, data: &[u8]) {
+        let (units, ascii) = utf16_len(data);
+        let Ok(mut q) = self.queue.lock() else { return };
+        self.count_bytes(data.len());
+        q.push_text(conn, data, units, ascii);
+        self.schedule(q);
+    }
+
+    fn count_bytes(&self, size: usize) {
+        if size > 0 {
+            let now = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
+            self.peak_bytes.fetch_max(now, Ordering::Relaxed);
         }
+    }
+
+    /// Asks for a JS wake-up unless one is pending (takes the queue lock to release it first).
+    fn schedule(&self, mut q: std::sync::MutexGuard<'_, Pending>) {
+        if q.scheduled {
+            return;
+        }
+        q.scheduled = true;
+        drop(q);
         self.wake_requested.notify_one();
     }
 
@@ -253,32 +373,20 @@ impl EventQueue {
         }
     }
 
-    /// Takes up to `MAX_BATCH` queued events. An empty result ends the wake-up: the next push
-    /// wakes JS again.
-    pub fn take(&self) -> Vec<Event> {
+    /// Takes the events of one batch (see `Pending::take`). An empty result ends the wake-up:
+    /// the next push wakes JS again.
+    pub fn take(&self) -> Taken {
         let Ok(mut q) = self.queue.lock() else {
-            return Vec::new();
+            return Taken { events: Vec::new(), text: None };
         };
-        // At most MAX_BATCH events per call, so JS can yield to its event loop between calls,
-        // and about MAX_BATCH_BYTES of messages: the batch's string then stays an ordinary young
-        // V8 object instead of a large-object page mapped and unmapped for every batch.
-        let mut n = 0;
-        let mut taken = 0;
-        for event in q.events.iter().take(MAX_BATCH) {
-            if n > 0 && taken + event.message_bytes() > MAX_BATCH_BYTES {
-                break;
-            }
-            taken += event.message_bytes();
-            n += 1;
-        }
-        let events: Vec<Event> = q.events.drain(..n).collect();
-        if events.is_empty() {
+        let (taken, bytes) = q.take();
+        if taken.events.is_empty() {
             q.scheduled = false;
         }
         // Under the queue lock, so a concurrent push cannot be subtracted before it is counted.
         // Pushes add under the same lock, so the count never goes below zero.
-        self.bytes.fetch_sub(taken, Ordering::AcqRel);
-        events
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        taken
     }
 
     /// A batch with no events.
@@ -287,14 +395,13 @@ impl EventQueue {
     }
 
     /// Encodes events into the compact batch JS decodes.
-    pub fn encode(&self, events: Vec<Event>) -> Batch {
+    pub fn encode(&self, taken: Taken) -> Batch {
+        let Taken { events, text: chunk } = taken;
         let mut header: Vec<u32> = Vec::with_capacity(events.len() * STRIDE);
-        // One allocation for the batch's text: growing it message by message reallocates and
-        // frees large blocks, which showed up as malloc_consolidate in the echo profile.
-        let text_len: usize = events
+        // The text chunk is the start of the batch's text; the other events' strings follow it.
+        let other_len: usize = events
             .iter()
             .map(|e| match e {
-                Event::Text { data, .. } => data.len(),
                 Event::Connect { info, .. } => info.len(),
                 Event::Close { reason, .. } => reason.len(),
                 Event::JoinRequest { room, .. } | Event::Leave { room, .. } => room.len(),
@@ -302,8 +409,14 @@ impl EventQueue {
                 _ => 0,
             })
             .sum();
-        let mut text = BatchText::with_capacity(text_len);
-        let mut text16: usize = 0;
+        let (mut text, mut text16) = match chunk {
+            Some(c) => {
+                let mut bytes = c.bytes;
+                bytes.reserve(other_len);
+                (BatchText { bytes, ascii: c.ascii }, c.units)
+            }
+            None => (BatchText::with_capacity(other_len), 0),
+        };
         let binary_len: usize =
             events.iter().map(|e| if let Event::Binary { data, .. } = e { data.len() } else { 0 }).sum();
         let mut binary: Vec<u8> = Vec::with_capacity(binary_len);
@@ -322,10 +435,7 @@ impl EventQueue {
                     let (a, b) = push_text(&mut text, info.as_bytes());
                     [kind::CONNECT, conn, a, b, 0]
                 }
-                Event::Text { conn, data } => {
-                    let (a, b) = push_text(&mut text, &data);
-                    [kind::TEXT, conn, a, b, 0]
-                }
+                Event::Text { conn, start, end, .. } => [kind::TEXT, conn, start, end, 0],
                 Event::Binary { conn, data } => {
                     let a = binary.len() as u32;
                     binary.extend_from_slice(&data);
@@ -362,7 +472,70 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::BatchText;
+    use super::{utf16_len, BatchText, Event, Pending, MAX_BATCH, MAX_BATCH_BYTES};
+
+    fn pending() -> Pending {
+        Pending { events: Default::default(), chunks: Default::default(), scheduled: false }
+    }
+
+    fn push(q: &mut Pending, conn: u32, data: &[u8]) {
+        let (units, ascii) = utf16_len(data);
+        q.push_text(conn, data, units, ascii);
+    }
+
+    /// (conn, start, end) of each text event; None for the others.
+    fn texts(events: &[Event]) -> Vec<Option<(u32, u32, u32)>> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Text { conn, start, end, .. } => Some((*conn, *start, *end)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_exactly_one_text_chunk() {
+        let mut q = pending();
+        let big = vec![b'a'; 40 * 1024];
+        q.events.push_back(Event::Connect { conn: 1, info: "{}".into() });
+        for _ in 0..3 {
+            push(&mut q, 2, &big);
+        }
+        push(&mut q, 3, "é😀".as_bytes());
+        q.events.push_back(Event::Drain { conn: 4 });
+
+        // The third 40 KiB message would pass MAX_BATCH_BYTES: it starts the next chunk.
+        let (first, bytes) = q.take();
+        assert_eq!(bytes, 2 * big.len());
+        assert_eq!(texts(&first.events), vec![None, Some((2, 0, 40_960)), Some((2, 40_960, 81_920))]);
+        let chunk = first.text.as_ref().map(|c| (c.bytes.len(), c.units, c.ascii, c.texts));
+        assert_eq!(chunk, Some((2 * big.len(), 81_920, true, 2)));
+
+        let (second, bytes) = q.take();
+        assert_eq!(bytes, big.len() + 6);
+        assert_eq!(texts(&second.events), vec![Some((2, 0, 40_960)), Some((3, 40_960, 40_963)), None]);
+        let chunk = second.text.as_ref().map(|c| (c.bytes.len(), c.ascii));
+        assert_eq!(chunk, Some((big.len() + 6, false)));
+        assert!(2 * big.len() < MAX_BATCH_BYTES && 3 * big.len() > MAX_BATCH_BYTES);
+
+        let (last, bytes) = q.take();
+        assert!(last.is_empty() && last.text.is_none() && bytes == 0);
+    }
+
+    #[test]
+    fn a_chunk_holds_at_most_max_batch_messages() {
+        let mut q = pending();
+        for i in 0..=MAX_BATCH as u32 {
+            push(&mut q, i, b"x");
+        }
+        let (first, _) = q.take();
+        assert_eq!(first.events.len(), MAX_BATCH);
+        assert_eq!(first.text.as_ref().map(|c| c.texts), Some(MAX_BATCH));
+        let (second, _) = q.take();
+        assert_eq!(texts(&second.events), vec![Some((MAX_BATCH as u32, 0, 1))]);
+        assert!(q.take().0.is_empty());
+    }
 
     #[test]
     fn utf16_offsets_and_ascii_flag() {

@@ -36,14 +36,15 @@ const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// Largest close reason: a control payload less the 2-byte code.
 const MAX_CLOSE_REASON: usize = 123;
 
-/// A complete inbound message or control frame.
+/// A complete inbound message or control frame. Payloads are borrowed from the buffer being
+/// decoded (or the decoder's fragment buffer): a receiver that keeps one copies it.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Inbound {
+pub enum Inbound<'a> {
     /// A whole text message (all fragments joined); always valid UTF-8.
-    Text(Bytes),
-    Binary(Bytes),
-    Ping(Bytes),
-    Pong(Bytes),
+    Text(&'a [u8]),
+    Binary(&'a [u8]),
+    Ping(&'a [u8]),
+    Pong(&'a [u8]),
     /// A close frame: None for an empty payload, else a valid code and its UTF-8 reason.
     Close(Option<(u16, String)>),
 }
@@ -140,7 +141,7 @@ impl Decoder {
     /// delivered, later calls deliver nothing and consume all of `buf`. After an `Err` the
     /// decoder has dropped any message in progress; the connection is expected to close.
     #[cfg(test)]
-    pub fn decode(&mut self, buf: &mut [u8], on: &mut impl FnMut(Inbound)) -> Result<usize, Violation> {
+    pub fn decode(&mut self, buf: &mut [u8], on: &mut impl FnMut(Inbound<'_>)) -> Result<usize, Violation> {
         self.decode_while(buf, on, &mut || true)
     }
 
@@ -149,7 +150,7 @@ impl Decoder {
     pub fn decode_while(
         &mut self,
         buf: &mut [u8],
-        on: &mut impl FnMut(Inbound),
+        on: &mut impl FnMut(Inbound<'_>),
         go: &mut impl FnMut() -> bool,
     ) -> Result<usize, Violation> {
         if self.closed {
@@ -191,7 +192,7 @@ impl Decoder {
     fn decode_frames(
         &mut self,
         buf: &mut [u8],
-        on: &mut impl FnMut(Inbound),
+        on: &mut impl FnMut(Inbound<'_>),
         go: &mut impl FnMut() -> bool,
     ) -> Result<usize, Violation> {
         let mut used = 0;
@@ -275,16 +276,16 @@ impl Decoder {
         &mut self,
         header: &Header,
         payload: &[u8],
-        on: &mut impl FnMut(Inbound),
+        on: &mut impl FnMut(Inbound<'_>),
     ) -> Result<bool, Violation> {
         match header.opcode {
             opcode::TEXT if header.fin => {
                 if std::str::from_utf8(payload).is_err() {
                     return Err(INVALID_UTF8);
                 }
-                on(Inbound::Text(Bytes::copy_from_slice(payload)));
+                on(Inbound::Text(payload));
             }
-            opcode::BINARY if header.fin => on(Inbound::Binary(Bytes::copy_from_slice(payload))),
+            opcode::BINARY if header.fin => on(Inbound::Binary(payload)),
             opcode::TEXT => {
                 self.fragmented = Fragmented::Text;
                 self.append(payload)?;
@@ -299,8 +300,8 @@ impl Decoder {
                     self.finish(on)?;
                 }
             }
-            opcode::PING => on(Inbound::Ping(Bytes::copy_from_slice(payload))),
-            opcode::PONG => on(Inbound::Pong(Bytes::copy_from_slice(payload))),
+            opcode::PING => on(Inbound::Ping(payload)),
+            opcode::PONG => on(Inbound::Pong(payload)),
             opcode::CLOSE => {
                 on(Inbound::Close(close_payload(payload)?));
                 return Ok(true);
@@ -334,16 +335,16 @@ impl Decoder {
     }
 
     /// Delivers the message in progress after its final fragment and frees its buffer.
-    fn finish(&mut self, on: &mut impl FnMut(Inbound)) -> Result<(), Violation> {
+    fn finish(&mut self, on: &mut impl FnMut(Inbound<'_>)) -> Result<(), Violation> {
         let fragmented = self.fragmented;
         if fragmented == Fragmented::Text && self.valid_utf8 != self.fragments.len() {
             return Err(INVALID_UTF8);
         }
-        let data = Bytes::from(std::mem::take(&mut self.fragments));
+        let data = std::mem::take(&mut self.fragments);
         self.end_message();
         on(match fragmented {
-            Fragmented::Text => Inbound::Text(data),
-            _ => Inbound::Binary(data),
+            Fragmented::Text => Inbound::Text(&data),
+            _ => Inbound::Binary(&data),
         });
         Ok(())
     }
@@ -458,6 +459,28 @@ pub fn header_len(len: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// An owned `Inbound`, for collecting what the decoder delivers.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Msg {
+        Text(Vec<u8>),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<(u16, String)>),
+    }
+
+    impl From<Inbound<'_>> for Msg {
+        fn from(m: Inbound<'_>) -> Self {
+            match m {
+                Inbound::Text(d) => Msg::Text(d.to_vec()),
+                Inbound::Binary(d) => Msg::Binary(d.to_vec()),
+                Inbound::Ping(d) => Msg::Ping(d.to_vec()),
+                Inbound::Pong(d) => Msg::Pong(d.to_vec()),
+                Inbound::Close(c) => Msg::Close(c),
+            }
+        }
+    }
+
     /// How a test frame spells its payload length.
     #[derive(Clone, Copy)]
     enum Len {
@@ -515,20 +538,20 @@ mod tests {
         frames.concat()
     }
 
-    fn text(s: &str) -> Inbound {
-        Inbound::Text(Bytes::copy_from_slice(s.as_bytes()))
+    fn text(s: &str) -> Msg {
+        Msg::Text(s.as_bytes().to_vec())
     }
 
-    fn binary(b: &[u8]) -> Inbound {
-        Inbound::Binary(Bytes::copy_from_slice(b))
+    fn binary(b: &[u8]) -> Msg {
+        Msg::Binary(b.to_vec())
     }
 
     /// Decodes `bytes` in one call: what was delivered and the result.
-    fn decode_once(max: usize, bytes: &[u8]) -> (Vec<Inbound>, Result<usize, Violation>) {
+    fn decode_once(max: usize, bytes: &[u8]) -> (Vec<Msg>, Result<usize, Violation>) {
         let mut decoder = Decoder::new(max);
         let mut buf = bytes.to_vec();
         let mut out = Vec::new();
-        let result = decoder.decode(&mut buf, &mut |m| out.push(m));
+        let result = decoder.decode(&mut buf, &mut |m| out.push(Msg::from(m)));
         (out, result)
     }
 
@@ -560,7 +583,7 @@ mod tests {
         max: usize,
         stream: &[u8],
         sizes: impl IntoIterator<Item = usize>,
-    ) -> (Vec<Inbound>, Option<Violation>, Decoder) {
+    ) -> (Vec<Msg>, Option<Violation>, Decoder) {
         let mut decoder = Decoder::new(max);
         let mut pending = Vec::new();
         let mut out = Vec::new();
@@ -569,7 +592,7 @@ mod tests {
             let end = (at + size).min(stream.len());
             pending.extend_from_slice(&stream[at..end]);
             at = end;
-            match decoder.decode(&mut pending, &mut |m| out.push(m)) {
+            match decoder.decode(&mut pending, &mut |m| out.push(Msg::from(m))) {
                 Ok(used) => {
                     assert!(used <= pending.len());
                     pending.drain(..used);
@@ -610,7 +633,7 @@ mod tests {
     }
 
     /// Every kind of frame and length form, with small payloads, ending in a close frame.
-    fn mixed_stream() -> (Vec<u8>, Vec<Inbound>) {
+    fn mixed_stream() -> (Vec<u8>, Vec<Msg>) {
         let long: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
         let frames = vec![
             client(true, opcode::TEXT, b"hello"),
@@ -639,12 +662,12 @@ mod tests {
             binary(b""),
             text("non-minimal 16"),
             binary(b"non-minimal 64"),
-            Inbound::Ping(Bytes::from_static(b"p1")),
-            Inbound::Pong(Bytes::new()),
+            Msg::Ping(b"p1".to_vec()),
+            Msg::Pong(Vec::new()),
             text("h€llo 😀"),
             binary(&[1, 2, 3, 4]),
-            Inbound::Ping(Bytes::from(vec![0xAB; 125])),
-            Inbound::Close(Some((1000, "bye".to_string()))),
+            Msg::Ping(vec![0xAB; 125]),
+            Msg::Close(Some((1000, "bye".to_string()))),
         ];
         (cat(&frames), expected)
     }
@@ -721,7 +744,7 @@ mod tests {
         for cut in 0..second.len() {
             let mut buf = cat(&[first.clone(), second[..cut].to_vec()]);
             let mut out = Vec::new();
-            let used = Decoder::new(1024).decode(&mut buf, &mut |m| out.push(m)).unwrap();
+            let used = Decoder::new(1024).decode(&mut buf, &mut |m| out.push(Msg::from(m))).unwrap();
             assert_eq!(used, first.len());
             assert_eq!(out, vec![text("one")]);
             assert_eq!(&buf[used..], &second[..cut], "cut at {cut}");
@@ -789,13 +812,13 @@ mod tests {
         let mut decoder = Decoder::new(1024);
         let mut buf = stream.clone();
         let mut out = Vec::new();
-        assert_eq!(decoder.decode(&mut buf, &mut |m| out.push(m)), Ok(stream.len()));
+        assert_eq!(decoder.decode(&mut buf, &mut |m| out.push(Msg::from(m))), Ok(stream.len()));
         assert_eq!(
             out,
             vec![
-                Inbound::Ping(Bytes::from_static(b"are you there")),
-                Inbound::Pong(Bytes::from_static(b"yes")),
-                Inbound::Ping(Bytes::new()),
+                Msg::Ping(b"are you there".to_vec()),
+                Msg::Pong(b"yes".to_vec()),
+                Msg::Ping(Vec::new()),
                 text("Hello, world"),
             ]
         );
@@ -808,14 +831,14 @@ mod tests {
         let mut decoder = Decoder::new(1024);
         let mut out = Vec::new();
         let mut first = client(false, opcode::BINARY, b"");
-        decoder.decode(&mut first, &mut |m| out.push(m)).unwrap();
+        decoder.decode(&mut first, &mut |m| out.push(Msg::from(m))).unwrap();
         assert!(decoder.mid_message());
         assert_eq!(decoder.fragments.capacity(), 0, "an empty fragment allocates nothing");
         let mut second = client(false, opcode::CONTINUATION, b"ab");
-        decoder.decode(&mut second, &mut |m| out.push(m)).unwrap();
+        decoder.decode(&mut second, &mut |m| out.push(Msg::from(m))).unwrap();
         assert!(decoder.mid_message());
         let mut last = client(true, opcode::CONTINUATION, b"c");
-        decoder.decode(&mut last, &mut |m| out.push(m)).unwrap();
+        decoder.decode(&mut last, &mut |m| out.push(Msg::from(m))).unwrap();
         assert!(!decoder.mid_message());
         assert_eq!(decoder.fragments.capacity(), 0);
         assert_eq!(out, vec![binary(b"abc")]);
@@ -842,9 +865,9 @@ mod tests {
                 text(""),
                 text(""),
                 binary(b""),
-                Inbound::Ping(Bytes::new()),
-                Inbound::Pong(Bytes::new()),
-                Inbound::Close(None),
+                Msg::Ping(Vec::new()),
+                Msg::Pong(Vec::new()),
+                Msg::Close(None),
             ]
         );
     }
@@ -988,7 +1011,7 @@ mod tests {
             client(true, opcode::TEXT, b"never"),
         ]);
         let (out, result) = decode_once(100, &stream);
-        assert_eq!(out, vec![text("a"), Inbound::Ping(Bytes::from_static(b"b"))]);
+        assert_eq!(out, vec![text("a"), Msg::Ping(b"b".to_vec())]);
         assert_eq!(result, Err(RESERVED_BITS));
     }
 
@@ -1070,13 +1093,13 @@ mod tests {
     #[test]
     fn close_frames() {
         let close = |payload: &[u8]| decode_once(200, &client(true, opcode::CLOSE, payload));
-        assert_eq!(close(b"").0, vec![Inbound::Close(None)]);
-        assert_eq!(close(b"\x03\xE8").0, vec![Inbound::Close(Some((1000, String::new())))]);
+        assert_eq!(close(b"").0, vec![Msg::Close(None)]);
+        assert_eq!(close(b"\x03\xE8").0, vec![Msg::Close(Some((1000, String::new())))]);
         let payload = [&[0x0F, 0xA0][..], "bye ✓".as_bytes()].concat();
-        assert_eq!(close(&payload).0, vec![Inbound::Close(Some((4000, "bye ✓".into())))]);
+        assert_eq!(close(&payload).0, vec![Msg::Close(Some((4000, "bye ✓".into())))]);
         for code in (1000..=1003).chain(1007..=1014).chain(3000..=4999) {
             let payload = [&u16::to_be_bytes(code)[..], b"r"].concat();
-            assert_eq!(close(&payload).0, vec![Inbound::Close(Some((code, "r".into())))]);
+            assert_eq!(close(&payload).0, vec![Msg::Close(Some((code, "r".into())))]);
         }
         for code in [0u16, 1, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65_535] {
             assert_eq!(close(&code.to_be_bytes()).1, Err(BAD_CLOSE_CODE), "{code}");
@@ -1098,17 +1121,17 @@ mod tests {
         let mut decoder = Decoder::new(100);
         let mut buf = stream.clone();
         let mut out = Vec::new();
-        let used = decoder.decode(&mut buf, &mut |m| out.push(m)).unwrap();
+        let used = decoder.decode(&mut buf, &mut |m| out.push(Msg::from(m))).unwrap();
         assert_eq!(used, client(true, opcode::TEXT, b"before").len() + close.len());
-        assert_eq!(out, vec![text("before"), Inbound::Close(Some((1001, String::new())))]);
+        assert_eq!(out, vec![text("before"), Msg::Close(Some((1001, String::new())))]);
         // Later calls swallow everything.
         let mut more = stream[used..].to_vec();
-        assert_eq!(decoder.decode(&mut more, &mut |m| out.push(m)), Ok(more.len()));
+        assert_eq!(decoder.decode(&mut more, &mut |m| out.push(Msg::from(m))), Ok(more.len()));
         assert_eq!(out.len(), 2);
         // A close frame in the middle of a fragmented message is delivered at once.
         let stream = cat(&[client(false, opcode::TEXT, b"half"), close.clone(), client(true, 0, b"rest")]);
         let (out, result) = decode_once(100, &stream);
-        assert_eq!(out, vec![Inbound::Close(Some((1001, String::new())))]);
+        assert_eq!(out, vec![Msg::Close(Some((1001, String::new())))]);
         assert_eq!(result, Ok(stream.len() - client(true, 0, b"rest").len()));
     }
 
@@ -1205,8 +1228,8 @@ mod tests {
             let mut ops = vec![(opcode::TEXT, text(std::str::from_utf8(&payload).unwrap()))];
             ops.push((opcode::BINARY, binary(&payload)));
             if n <= 125 {
-                ops.push((opcode::PING, Inbound::Ping(Bytes::copy_from_slice(&payload))));
-                ops.push((opcode::PONG, Inbound::Pong(Bytes::copy_from_slice(&payload))));
+                ops.push((opcode::PING, Msg::Ping(payload.clone())));
+                ops.push((opcode::PONG, Msg::Pong(payload.clone())));
             }
             for (op, expected) in ops {
                 let client_frame = mask_server_frame(&encode(op, &payload), [0xA1, 0x02, 0xB3, 0x04]);
@@ -1214,7 +1237,7 @@ mod tests {
             }
         }
         let close = mask_server_frame(&encode_close(4321, "done ✓"), [9, 8, 7, 6]);
-        assert_eq!(decode_once(200, &close).0, vec![Inbound::Close(Some((4321, "done ✓".into())))]);
+        assert_eq!(decode_once(200, &close).0, vec![Msg::Close(Some((4321, "done ✓".into())))]);
     }
 
     #[test]
@@ -1236,7 +1259,7 @@ mod tests {
             assert_eq!(frame[1] as usize, 2 + kept);
             assert_eq!(&frame[4..], &reason.as_bytes()[..kept]);
             let client_frame = mask_server_frame(&frame, [1, 2, 3, 4]);
-            let expected = Inbound::Close(Some((1000, reason[..kept].to_string())));
+            let expected = Msg::Close(Some((1000, reason[..kept].to_string())));
             assert_eq!(decode_once(200, &client_frame), (vec![expected], Ok(client_frame.len())));
         }
     }

@@ -924,9 +924,7 @@ impl Reader {
                 Inbound::Binary(data) => {
                     engine.stats.count_in(data.len());
                     if conn.hooks & hooks::MESSAGE != 0 {
-                        engine
-                            .events
-                            .push(Event::Binary { conn: conn.id, data: Bytes::copy_from_slice(data) });
+                        engine.events.push_binary(conn.id, data);
                     }
                 }
                 Inbound::Ping(data) => {

@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bytes::Bytes;
 use napi::bindgen_prelude::{Buffer, Uint32Array};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
@@ -45,8 +44,8 @@ pub enum Event {
     /// A text message for `onMessage`. Its UTF-8 (valid: the frame decoder checked it) waits in
     /// the queue's text chunks; `start..end` are its UTF-16 offsets in its chunk, `len` its bytes.
     Text { conn: u32, start: u32, end: u32, len: u32 },
-    /// A binary message for `onMessage`.
-    Binary { conn: u32, data: Bytes },
+    /// A binary message for `onMessage`; `start..end` are its bytes in its chunk's binary part.
+    Binary { conn: u32, start: u32, end: u32 },
     /// The connection is gone; no event for it follows.
     Close { conn: u32, code: u16, reason: String },
     /// The send buffer emptied after crossing the backpressure limit.
@@ -66,23 +65,33 @@ impl Event {
     fn message_bytes(&self) -> usize {
         match self {
             Event::Text { len, .. } => *len as usize,
-            Event::Binary { data, .. } => data.len(),
+            Event::Binary { start, end, .. } => (end - start) as usize,
             _ => 0,
         }
     }
 }
 
-/// The UTF-8 of queued text messages, back to back, as the one string of the batch that takes
-/// them: a message is copied into its chunk once, on the reader's thread, and the chunk becomes
-/// the batch's text without another copy. A chunk holds about `MAX_BATCH_BYTES` and at most
-/// `MAX_BATCH` messages; a batch takes whole chunks only.
-struct TextChunk {
+/// Queued messages, back to back: the UTF-8 of the text ones, which becomes the one string of
+/// the batch that takes them, and the bytes of the binary ones, which become its one buffer. A
+/// message is copied into its chunk once, on the reader's thread, and nothing is allocated per
+/// message. A chunk holds about `MAX_BATCH_BYTES` and at most `MAX_BATCH` messages; a batch
+/// takes exactly one chunk.
+struct Chunk {
     bytes: Vec<u8>,
     ascii: bool,
-    /// Length in UTF-16 code units.
+    /// Length of `bytes` in UTF-16 code units.
     units: usize,
-    /// Text events in the chunk.
-    texts: usize,
+    binary: Vec<u8>,
+    /// Message events in the chunk.
+    messages: usize,
+}
+
+impl Chunk {
+    /// Whether a message of `len` bytes must start a new chunk.
+    fn full(&self, len: usize) -> bool {
+        self.messages > 0
+            && (self.bytes.len() + self.binary.len() + len > MAX_BATCH_BYTES || self.messages >= MAX_BATCH)
+    }
 }
 
 /// Emptied text buffers, shared by every queue: a batch's buffer comes back here once V8 has
@@ -206,8 +215,8 @@ pub struct EventQueue {
 
 struct Pending {
     events: std::collections::VecDeque<Event>,
-    /// The UTF-8 of the queued text events, in their order.
-    chunks: std::collections::VecDeque<TextChunk>,
+    /// The payloads of the queued message events, in their order.
+    chunks: std::collections::VecDeque<Chunk>,
     /// A wake-up is in flight: JS has not drained yet.
     scheduled: bool,
 }
@@ -216,56 +225,70 @@ impl Pending {
     /// Appends a text message to the last chunk, or to a new one when it would pass
     /// `MAX_BATCH_BYTES` or `MAX_BATCH` messages; `units`/`ascii` from `utf16_len`.
     fn push_text(&mut self, conn: u32, data: &[u8], units: usize, ascii: bool) {
-        let full = self.chunks.back().is_none_or(|c| {
-            c.texts > 0 && (c.bytes.len() + data.len() > MAX_BATCH_BYTES || c.texts >= MAX_BATCH)
-        });
-        if full {
-            let bytes = text_buffer(data.len());
-            self.chunks.push_back(TextChunk { bytes, ascii: true, units: 0, texts: 0 });
-        }
-        let Some(chunk) = self.chunks.back_mut() else { return };
+        let Some(chunk) = self.chunk_for(data.len(), true) else { return };
         let start = chunk.units as u32;
         chunk.bytes.extend_from_slice(data);
         chunk.ascii &= ascii;
         chunk.units += units;
-        chunk.texts += 1;
+        chunk.messages += 1;
         let end = chunk.units as u32;
         self.events.push_back(Event::Text { conn, start, end, len: data.len() as u32 });
     }
 
-    /// Takes the events of one batch: up to `MAX_BATCH` events and about `MAX_BATCH_BYTES` of
-    /// messages, but always every text message of the first text chunk and none of the next
-    /// one, so the batch's text is exactly that chunk. Returns them and their message bytes.
+    /// Appends a binary message like `push_text`.
+    fn push_binary(&mut self, conn: u32, data: &[u8]) {
+        let Some(chunk) = self.chunk_for(data.len(), false) else { return };
+        if chunk.binary.capacity() == 0 {
+            // Handed to JS as the batch's buffer, so not pooled: one allocation per batch.
+            chunk.binary.reserve(data.len().max(16 * 1024));
+        }
+        let start = chunk.binary.len() as u32;
+        chunk.binary.extend_from_slice(data);
+        chunk.messages += 1;
+        let end = chunk.binary.len() as u32;
+        self.events.push_back(Event::Binary { conn, start, end });
+    }
+
+    /// The chunk a message of `len` bytes goes into: the last one, or a new one.
+    fn chunk_for(&mut self, len: usize, text: bool) -> Option<&mut Chunk> {
+        if self.chunks.back().is_none_or(|c| c.full(len)) {
+            let bytes = text_buffer(if text { len } else { 0 });
+            self.chunks.push_back(Chunk { bytes, ascii: true, units: 0, binary: Vec::new(), messages: 0 });
+        }
+        self.chunks.back_mut()
+    }
+
+    /// Takes the events of one batch: every message of the first chunk and none of the next
+    /// one (at most `MAX_BATCH` messages and about `MAX_BATCH_BYTES`, so JS can yield to its
+    /// event loop between calls and the batch's string stays an ordinary young V8 object), with
+    /// the other events among and after them up to `MAX_BATCH` events in all. Returns them and
+    /// their message bytes.
     fn take(&mut self) -> (Taken, usize) {
-        let mut texts_left = self.chunks.front().map_or(0, |c| c.texts);
-        let with_text = texts_left > 0;
+        let mut messages_left = self.chunks.front().map_or(0, |c| c.messages);
+        let with_chunk = messages_left > 0;
         let (mut n, mut bytes) = (0, 0);
         for event in self.events.iter() {
-            let size = event.message_bytes();
-            if let Event::Text { .. } = event {
-                if texts_left == 0 {
+            if let Event::Text { .. } | Event::Binary { .. } = event {
+                if messages_left == 0 {
                     break;
                 }
-                texts_left -= 1;
-            } else if texts_left == 0 && n > 0 && (n >= MAX_BATCH || bytes + size > MAX_BATCH_BYTES) {
-                // At most MAX_BATCH events per call, so JS can yield to its event loop between
-                // calls, and about MAX_BATCH_BYTES of messages: the batch's string then stays an
-                // ordinary young V8 object instead of a large-object page.
+                messages_left -= 1;
+            } else if messages_left == 0 && n >= MAX_BATCH {
                 break;
             }
-            bytes += size;
+            bytes += event.message_bytes();
             n += 1;
         }
         let events: Vec<Event> = self.events.drain(..n).collect();
-        let text = if with_text && texts_left == 0 { self.chunks.pop_front() } else { None };
-        (Taken { events, text }, bytes)
+        let chunk = if with_chunk && messages_left == 0 { self.chunks.pop_front() } else { None };
+        (Taken { events, chunk }, bytes)
     }
 }
 
-/// What one `take` hands over: events, and the text chunk of their text events.
+/// What one `take` hands over: events, and the chunk holding their messages.
 pub struct Taken {
     pub events: Vec<Event>,
-    text: Option<TextChunk>,
+    chunk: Option<Chunk>,
 }
 
 impl Taken {
@@ -337,6 +360,14 @@ impl EventQueue {
         self.schedule(q);
     }
 
+    /// Queues a binary message, copying it into the current chunk.
+    pub fn push_binary(&self, conn: u32, data: &[u8]) {
+        let Ok(mut q) = self.queue.lock() else { return };
+        self.count_bytes(data.len());
+        q.push_binary(conn, data);
+        self.schedule(q);
+    }
+
     fn count_bytes(&self, size: usize) {
         if size > 0 {
             let now = self.bytes.fetch_add(size, Ordering::AcqRel) + size;
@@ -377,7 +408,7 @@ impl EventQueue {
     /// the next push wakes JS again.
     pub fn take(&self) -> Taken {
         let Ok(mut q) = self.queue.lock() else {
-            return Taken { events: Vec::new(), text: None };
+            return Taken { events: Vec::new(), chunk: None };
         };
         let (taken, bytes) = q.take();
         if taken.events.is_empty() {
@@ -396,7 +427,7 @@ impl EventQueue {
 
     /// Encodes events into the compact batch JS decodes.
     pub fn encode(&self, taken: Taken) -> Batch {
-        let Taken { events, text: chunk } = taken;
+        let Taken { events, chunk } = taken;
         let mut header: Vec<u32> = Vec::with_capacity(events.len() * STRIDE);
         // The text chunk is the start of the batch's text; the other events' strings follow it.
         let other_len: usize = events
@@ -409,17 +440,14 @@ impl EventQueue {
                 _ => 0,
             })
             .sum();
-        let (mut text, mut text16) = match chunk {
+        let (mut text, mut text16, binary) = match chunk {
             Some(c) => {
                 let mut bytes = c.bytes;
                 bytes.reserve(other_len);
-                (BatchText { bytes, ascii: c.ascii }, c.units)
+                (BatchText { bytes, ascii: c.ascii }, c.units, c.binary)
             }
-            None => (BatchText::with_capacity(other_len), 0),
+            None => (BatchText::with_capacity(other_len), 0, Vec::new()),
         };
-        let binary_len: usize =
-            events.iter().map(|e| if let Event::Binary { data, .. } = e { data.len() } else { 0 }).sum();
-        let mut binary: Vec<u8> = Vec::with_capacity(binary_len);
         let mut push_text = |text: &mut BatchText, s: &[u8]| -> (u32, u32) {
             let start = text16;
             text16 += text.push(s);
@@ -436,11 +464,7 @@ impl EventQueue {
                     [kind::CONNECT, conn, a, b, 0]
                 }
                 Event::Text { conn, start, end, .. } => [kind::TEXT, conn, start, end, 0],
-                Event::Binary { conn, data } => {
-                    let a = binary.len() as u32;
-                    binary.extend_from_slice(&data);
-                    [kind::BINARY, conn, a, binary.len() as u32, 0]
-                }
+                Event::Binary { conn, start, end } => [kind::BINARY, conn, start, end, 0],
                 Event::Close { conn, code, reason } => {
                     let (a, b) = push_text(&mut text, reason.as_bytes());
                     [kind::CLOSE, conn, a, b, u32::from(code)]
@@ -509,18 +533,45 @@ mod tests {
         let (first, bytes) = q.take();
         assert_eq!(bytes, 2 * big.len());
         assert_eq!(texts(&first.events), vec![None, Some((2, 0, 40_960)), Some((2, 40_960, 81_920))]);
-        let chunk = first.text.as_ref().map(|c| (c.bytes.len(), c.units, c.ascii, c.texts));
+        let chunk = first.chunk.as_ref().map(|c| (c.bytes.len(), c.units, c.ascii, c.messages));
         assert_eq!(chunk, Some((2 * big.len(), 81_920, true, 2)));
 
         let (second, bytes) = q.take();
         assert_eq!(bytes, big.len() + 6);
         assert_eq!(texts(&second.events), vec![Some((2, 0, 40_960)), Some((3, 40_960, 40_963)), None]);
-        let chunk = second.text.as_ref().map(|c| (c.bytes.len(), c.ascii));
+        let chunk = second.chunk.as_ref().map(|c| (c.bytes.len(), c.ascii));
         assert_eq!(chunk, Some((big.len() + 6, false)));
         assert!(2 * big.len() < MAX_BATCH_BYTES && 3 * big.len() > MAX_BATCH_BYTES);
 
         let (last, bytes) = q.take();
-        assert!(last.is_empty() && last.text.is_none() && bytes == 0);
+        assert!(last.is_empty() && last.chunk.is_none() && bytes == 0);
+    }
+
+    #[test]
+    fn text_and_binary_messages_share_chunks() {
+        let mut q = pending();
+        push(&mut q, 1, b"hi");
+        q.push_binary(1, &[1, 2, 3]);
+        q.events.push_back(Event::Drain { conn: 1 });
+        q.push_binary(2, &vec![9; 96 * 1024]);
+        let (first, bytes) = q.take();
+        assert_eq!(bytes, 5);
+        let kinds: Vec<(u32, u32, u32)> = first
+            .events
+            .iter()
+            .map(|e| match e {
+                Event::Text { start, end, .. } => (1, *start, *end),
+                Event::Binary { start, end, .. } => (2, *start, *end),
+                _ => (0, 0, 0),
+            })
+            .collect();
+        assert_eq!(kinds, vec![(1, 0, 2), (2, 0, 3), (0, 0, 0)]);
+        let chunk = first.chunk.as_ref().map(|c| (c.bytes.clone(), c.binary.clone(), c.messages));
+        assert_eq!(chunk, Some((b"hi".to_vec(), vec![1, 2, 3], 2)));
+        let (second, bytes) = q.take();
+        assert_eq!(bytes, 96 * 1024);
+        assert!(matches!(second.events[..], [Event::Binary { conn: 2, start: 0, end: 98_304 }]));
+        assert_eq!(second.chunk.map(|c| c.binary.len()), Some(96 * 1024));
     }
 
     #[test]
@@ -531,7 +582,7 @@ mod tests {
         }
         let (first, _) = q.take();
         assert_eq!(first.events.len(), MAX_BATCH);
-        assert_eq!(first.text.as_ref().map(|c| c.texts), Some(MAX_BATCH));
+        assert_eq!(first.chunk.as_ref().map(|c| c.messages), Some(MAX_BATCH));
         let (second, _) = q.take();
         assert_eq!(texts(&second.events), vec![Some((MAX_BATCH as u32, 0, 1))]);
         assert!(q.take().0.is_empty());

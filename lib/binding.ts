@@ -1,6 +1,8 @@
 // Loads the native engine: a local build during development, else the prebuilt platform package.
-// The shape below mirrors the napi-generated `native-build/native.d.ts`; the tests exercise
-// every member, so a drift shows up as a failing test rather than a silent mismatch.
+// The shape below mirrors the napi-generated `native-build/native.d.ts`, plus `sendText` and
+// `sendBinary`, which the engine registers by hand (native/fast.rs) and so are not in that file;
+// the tests exercise every member, so a drift shows up as a failing test rather than a silent
+// mismatch.
 
 /** Options understood by the engine (already validated by the facade). */
 export interface NativeOptions {
@@ -137,7 +139,7 @@ export interface NativeBinding {
   pollEvents(handle: number): NativeBatch
   /** Writes every send corked since the last `pollEvents`. */
   uncork(): void
-  /** 0 sent, 1 buffered (over half of maxBackpressure), 2 dropped. */
+  /** 0 sent, 1 buffered (over half of maxBackpressure), 2 dropped (also for a wrong argument). */
   sendText(handle: number, conn: number, data: string): number
   sendBinary(handle: number, conn: number, data: Uint8Array): number
 }

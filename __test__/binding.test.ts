@@ -1,0 +1,60 @@
+// The hand-registered native calls (`sendText`, `sendBinary`): wrong arguments are a dropped
+// send, never a crash. Run in a child process so the one server there has handle 0.
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+const root = join(__dirname, '..')
+
+describe('native send calls', () => {
+  it('answer 2 (dropped) for wrong arguments and still send right ones', async () => {
+    const script = `
+      const { WsServer } = require('./dist/index.js')
+      const { native } = require('./dist/binding.js')
+      const WebSocket = require('ws')
+      ;(async () => {
+        let socket
+        const server = new WsServer({ host: '127.0.0.1', port: 0 })
+        server.websocket('/ws', { onConnect: (s) => { socket = s } })
+        const { port } = await server.listen()
+        const ws = new WebSocket('ws://127.0.0.1:' + port + '/ws')
+        const got = []
+        ws.on('message', (m, binary) => got.push(binary ? 'bin:' + [...m].join(',') : 'text:' + m))
+        await new Promise((r) => ws.once('open', r))
+        while (!socket) await new Promise((r) => setTimeout(r, 5))
+        const c = socket.conn
+        const statuses = [
+          native.sendText(0, c, 42),
+          native.sendText(0, c),
+          native.sendText(0, c, { toString: () => 'x' }),
+          native.sendText('0', c, 'x'),
+          native.sendBinary(0, c, 'not bytes'),
+          native.sendBinary(0, c, new Uint16Array(2)),
+          native.sendBinary(0, c, new ArrayBuffer(2)),
+          native.sendText(12345, c, 'x'),
+          native.sendText(0, c, 'ok'),
+          native.sendBinary(0, c, new Uint8Array([1, 2, 3]).subarray(1)),
+        ]
+        while (got.length < 2) await new Promise((r) => setTimeout(r, 5))
+        await new Promise((r) => setTimeout(r, 100))
+        console.log(JSON.stringify({ statuses, got }))
+        ws.close()
+        await server.close()
+      })()
+    `
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+      let text = ''
+      child.stdout.on('data', (d) => (text += d))
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+      child.on('exit', (code) => {
+        clearTimeout(timer)
+        if (code === 0) resolve(text)
+        else reject(new Error(`child exited with ${code}: ${text}`))
+      })
+    })
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { statuses: number[]; got: string[] }
+    expect(r.statuses).toEqual([2, 2, 2, 2, 2, 2, 2, 2, 0, 0])
+    expect(r.got).toEqual(['text:ok', 'bin:2,3'])
+  })
+})

@@ -144,21 +144,22 @@ describe.skipIf(SKIP_REDIS || (!REDIS && !process.env.CI))('cluster through Redi
     const got = clients.map(collect)
     const outsiderGot = collect(outsider)
 
-    // A client's room_message from node 0 reaches the members on nodes 1 and 2, not itself.
-    for (let i = 0; i < 50; i++) clients[0]!.send(JSON.stringify({ type: 'room_message', room_id: 'shared', message: i }))
-    await waitFor(() => got[1]!.length === 50 && got[2]!.length === 50, 5000, 'cross-node room messages')
+    // A client's room_message from node 0 reaches the members on nodes 1 and 2, not itself; sent
+    // in a burst, so node 0 publishes them in pipelines and the order must survive that.
+    for (let i = 0; i < 500; i++) clients[0]!.send(JSON.stringify({ type: 'room_message', room_id: 'shared', message: i }))
+    await waitFor(() => got[1]!.length === 500 && got[2]!.length === 500, 10_000, 'cross-node room messages')
     for (const g of [got[1]!, got[2]!]) {
-      expect(g.map((m) => JSON.parse(m as string).message)).toEqual(Array.from({ length: 50 }, (_, i) => i))
+      expect(g.map((m) => JSON.parse(m as string).message)).toEqual(Array.from({ length: 500 }, (_, i) => i))
       expect(JSON.parse(g[0] as string).from_client_id).toBe('c0')
     }
     // A server-side broadcast from node 2, binary.
     const payload = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff))
     expect(await nodes[2]!.call('broadcast', { message: payload.toString('base64'), binary: true, room: 'shared' })).toBe(1)
-    await waitFor(() => got[0]!.length === 1 && got[1]!.length === 51 && got[2]!.length === 51, 5000, 'binary broadcast')
-    for (const m of [got[0]![0], got[1]![50], got[2]![50]]) expect(Buffer.isBuffer(m) && m.equals(payload)).toBe(true)
+    await waitFor(() => got[0]!.length === 1 && got[1]!.length === 501 && got[2]!.length === 501, 5000, 'binary broadcast')
+    for (const m of [got[0]![0], got[1]![500], got[2]![500]]) expect(Buffer.isBuffer(m) && m.equals(payload)).toBe(true)
     // Exactly once: nothing more arrives, and the outsider on node 1 got nothing.
     await new Promise((r) => setTimeout(r, 300))
-    expect(got.map((g) => g.length)).toEqual([1, 51, 51])
+    expect(got.map((g) => g.length)).toEqual([1, 501, 501])
     expect(outsiderGot).toEqual([])
     for (const ws of [...clients, outsider]) ws.close()
   })

@@ -117,6 +117,9 @@ impl Envelope {
 /// Envelopes delivered under one cork before the subscriber writes and looks again.
 const MAX_ENVELOPES_PER_CORK: usize = 256;
 
+/// Most envelopes published in one pipeline.
+const MAX_PUBLISH_BATCH: usize = 256;
+
 /// Cluster-wide counts, from every live node's report.
 #[derive(Debug, Default)]
 pub struct ClusterCounts {
@@ -239,10 +242,14 @@ impl Cluster {
         }
     }
 
+    /// Publishes queued envelopes in order. Whatever is queued when Redis is free goes as one
+    /// pipeline (up to `MAX_PUBLISH_BATCH` PUBLISH commands, one round trip), so Redis forwards
+    /// a JS batch's broadcasts together and the other nodes fan them out under one cork: one
+    /// write per member for the lot, not one per envelope.
     async fn publish_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Vec<u8>>) {
         let chan = channel(&self.config.prefix);
         let mut backoff = BACKOFF_MIN;
-        let mut pending: Option<Vec<u8>> = None;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
         'outer: while !self.is_stopped() {
             let mut conn = match self.client.get_multiplexed_async_connection().await {
                 Ok(c) => c,
@@ -254,18 +261,31 @@ impl Cluster {
                 }
             };
             loop {
-                let next = match pending.take() {
-                    Some(p) => p,
-                    None => tokio::select! {
-                        item = rx.recv() => match item { Some(p) => p, None => break 'outer },
+                if batch.is_empty() {
+                    tokio::select! {
+                        item = rx.recv() => match item { Some(p) => batch.push(p), None => break 'outer },
                         _ = self.stop.notified() => break 'outer,
-                    },
-                };
-                match conn.publish::<_, _, i64>(&chan, next.as_slice()).await {
-                    Ok(_) => backoff = BACKOFF_MIN,
+                    }
+                }
+                while batch.len() < MAX_PUBLISH_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let mut pipe = redis::pipe();
+                for envelope in &batch {
+                    pipe.publish(&chan, envelope.as_slice()).ignore();
+                }
+                match pipe.query_async::<()>(&mut conn).await {
+                    Ok(()) => {
+                        backoff = BACKOFF_MIN;
+                        batch.clear();
+                    }
                     Err(e) => {
+                        // The batch is sent again after reconnecting (a PUBLISH that went through
+                        // before the error is then delivered twice, as with a single retry).
                         log(&format!("publish failed ({e}); reconnecting"));
-                        pending = Some(next);
                         if !self.back_off(&mut backoff).await {
                             break 'outer;
                         }

@@ -334,14 +334,7 @@ impl SharedFanout {
         // `next`: the first message still to place; `start`: where its frame begins.
         let (mut next, mut start, mut queued) = (0, 0, out.pending());
         if can_write_now(&out) {
-            let written = match out.stream.as_ref().map(|s| s.try_write(&self.bytes)) {
-                Some(Ok(n)) => n,
-                Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => 0,
-                _ => {
-                    conn.wake(attn::FAILED);
-                    return;
-                }
-            };
+            let Some(written) = conn.write_now(&mut out, &self.bytes) else { return };
             if written == total {
                 return;
             }
@@ -355,8 +348,6 @@ impl SharedFanout {
                 next += 1;
                 start = end;
             }
-            out.blocked = true;
-            conn.wake(attn::BACKLOG);
         }
         let mut refused = false;
         if start < total {
@@ -417,8 +408,9 @@ pub fn is_corked() -> bool {
 
 /// A fan-out from a corked thread: `frame` joins the thread's pending shared fan-out when that
 /// one has the same target (and membership version); otherwise the pending one is delivered and
-/// a new one starts with the recipients `list` gives (None: no such room) together with the
-/// membership version they were listed under. Counts the messages sent; returns the recipients.
+/// a new one starts with the members `list` gives (None: no such room) together with the
+/// membership version they were listed under, less those the target skips and those closing.
+/// Counts the messages sent; returns the recipients.
 pub fn fan_out_shared(
     target: FanoutTarget<'_>,
     frame: &OutFrame,
@@ -441,7 +433,8 @@ pub fn fan_out_shared(
         Some(n) => n,
         None => {
             settle_shared();
-            let Some((members, version)) = list() else { return 0 };
+            let Some((mut members, version)) = list() else { return 0 };
+            members.retain(|c| !target.skip.matches(c) && !c.is_closing());
             if members.is_empty() {
                 return 0;
             }
@@ -602,24 +595,34 @@ impl Conn {
     fn enqueue(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>, bytes: &[u8]) {
         if can_write_now(out) {
             // The common case: nothing queued, so the frame goes straight to the socket.
-            let written = match out.stream.as_ref().map(|s| s.try_write(bytes)) {
-                Some(Ok(n)) => n,
-                Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => 0,
-                _ => {
-                    self.wake(attn::FAILED);
-                    return;
-                }
-            };
+            let Some(written) = self.write_now(out, bytes) else { return };
             if written < bytes.len() {
                 append(&mut out.buf, &bytes[written..]);
-                out.blocked = true;
-                self.wake(attn::BACKLOG);
             }
             self.buffered.store(out.pending(), Ordering::Release);
             return;
         }
         append(&mut out.buf, bytes);
         self.appended(out);
+    }
+
+    /// Writes what the kernel takes of `bytes` right now (the caller checked `can_write_now`);
+    /// when it takes less, the socket is marked blocked and the task waits for it to be
+    /// writable, and the caller queues the rest. None: the transport failed (the task is told).
+    fn write_now(&self, out: &mut Outbox, bytes: &[u8]) -> Option<usize> {
+        let written = match out.stream.as_ref().map(|s| s.try_write(bytes)) {
+            Some(Ok(n)) => n,
+            Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => 0,
+            _ => {
+                self.wake(attn::FAILED);
+                return None;
+            }
+        };
+        if written < bytes.len() {
+            out.blocked = true;
+            self.wake(attn::BACKLOG);
+        }
+        Some(written)
     }
 
     /// Bookkeeping after bytes were appended to the queue: register with this thread's cork,

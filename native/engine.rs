@@ -431,12 +431,7 @@ impl Engine {
             };
             return connection::fan_out_shared(target, msg, self, || {
                 let version = self.conns_version.load(Ordering::Acquire);
-                let all = self
-                    .conns
-                    .iter()
-                    .map(|e| e.value().clone())
-                    .filter(|c| !skip.matches(c) && !c.is_closing());
-                Some((all.collect(), version))
+                Some((self.conns.iter().map(|e| e.value().clone()).collect(), version))
             });
         }
         let mut delivered = 0;

@@ -253,9 +253,7 @@ impl Rooms {
         connection::fan_out_shared(target, msg, engine, || {
             let room = self.map.get(id)?;
             let version = self.version.load(Ordering::Acquire);
-            let members =
-                room.members.values().filter(|c| !skip.matches(c) && !c.is_closing()).cloned().collect();
-            Some((members, version))
+            Some((room.members.values().cloned().collect(), version))
         })
     }
 

@@ -31,8 +31,14 @@ pub mod kind {
 /// Most events one `pollEvents()` call returns.
 pub const MAX_BATCH: usize = 4096;
 
-/// Message bytes one `pollEvents()` call returns, unless a single message is larger.
+/// Message bytes one `pollEvents()` call returns, unless a single message is larger or one
+/// connection's run of messages crosses it (see `Chunk::full`).
 pub const MAX_BATCH_BYTES: usize = 96 * 1024;
+
+/// Bytes a chunk may grow to so that one connection's run of messages stays in one batch: that
+/// connection's replies then leave in one write. Below V8's large-object size (128 KiB), so a
+/// batch of ASCII text is still an ordinary young string.
+const MAX_RUN_BYTES: usize = 120 * 1024;
 
 /// u32 slots per event in the batch header.
 pub const STRIDE: usize = 5;
@@ -84,13 +90,21 @@ struct Chunk {
     binary: Vec<u8>,
     /// Message events in the chunk.
     messages: usize,
+    /// The connection of the last message.
+    last_conn: u32,
 }
 
 impl Chunk {
-    /// Whether a message of `len` bytes must start a new chunk.
-    fn full(&self, len: usize) -> bool {
+    /// Whether a message of `len` bytes from `conn` must start a new chunk. Past
+    /// `MAX_BATCH_BYTES` the connection that was appending may go on up to `MAX_RUN_BYTES`: JS
+    /// writes each batch's replies when it takes the next batch, so a connection whose messages
+    /// straddled two batches would get its replies in two writes.
+    fn full(&self, len: usize, conn: u32) -> bool {
+        let size = self.bytes.len() + self.binary.len() + len;
         self.messages > 0
-            && (self.bytes.len() + self.binary.len() + len > MAX_BATCH_BYTES || self.messages >= MAX_BATCH)
+            && (self.messages >= MAX_BATCH
+                || size > MAX_RUN_BYTES
+                || (size > MAX_BATCH_BYTES && conn != self.last_conn))
     }
 }
 
@@ -225,7 +239,7 @@ impl Pending {
     /// Appends a text message to the last chunk, or to a new one when it would pass
     /// `MAX_BATCH_BYTES` or `MAX_BATCH` messages; `units`/`ascii` from `utf16_len`.
     fn push_text(&mut self, conn: u32, data: &[u8], units: usize, ascii: bool) {
-        let Some(chunk) = self.chunk_for(data.len(), true) else { return };
+        let Some(chunk) = self.chunk_for(conn, data.len(), true) else { return };
         let start = chunk.units as u32;
         chunk.bytes.extend_from_slice(data);
         chunk.ascii &= ascii;
@@ -237,7 +251,7 @@ impl Pending {
 
     /// Appends a binary message like `push_text`.
     fn push_binary(&mut self, conn: u32, data: &[u8]) {
-        let Some(chunk) = self.chunk_for(data.len(), false) else { return };
+        let Some(chunk) = self.chunk_for(conn, data.len(), false) else { return };
         if chunk.binary.capacity() == 0 {
             // Handed to JS as the batch's buffer, so not pooled: one allocation per batch.
             chunk.binary.reserve(data.len().max(16 * 1024));
@@ -250,12 +264,16 @@ impl Pending {
     }
 
     /// The chunk a message of `len` bytes goes into: the last one, or a new one.
-    fn chunk_for(&mut self, len: usize, text: bool) -> Option<&mut Chunk> {
-        if self.chunks.back().is_none_or(|c| c.full(len)) {
+    fn chunk_for(&mut self, conn: u32, len: usize, text: bool) -> Option<&mut Chunk> {
+        if self.chunks.back().is_none_or(|c| c.full(len, conn)) {
             let bytes = text_buffer(if text { len } else { 0 });
-            self.chunks.push_back(Chunk { bytes, ascii: true, units: 0, binary: Vec::new(), messages: 0 });
+            let chunk =
+                Chunk { bytes, ascii: true, units: 0, binary: Vec::new(), messages: 0, last_conn: conn };
+            self.chunks.push_back(chunk);
         }
-        self.chunks.back_mut()
+        let chunk = self.chunks.back_mut()?;
+        chunk.last_conn = conn;
+        Some(chunk)
     }
 
     /// Takes the events of one batch: every message of the first chunk and none of the next
@@ -496,7 +514,7 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::{utf16_len, BatchText, Event, Pending, MAX_BATCH, MAX_BATCH_BYTES};
+    use super::{utf16_len, BatchText, Event, Pending, MAX_BATCH, MAX_BATCH_BYTES, MAX_RUN_BYTES};
 
     fn pending() -> Pending {
         Pending { events: Default::default(), chunks: Default::default(), scheduled: false }
@@ -523,13 +541,15 @@ mod tests {
         let mut q = pending();
         let big = vec![b'a'; 40 * 1024];
         q.events.push_back(Event::Connect { conn: 1, info: "{}".into() });
-        for _ in 0..3 {
+        for _ in 0..2 {
             push(&mut q, 2, &big);
         }
+        push(&mut q, 5, &big);
         push(&mut q, 3, "é😀".as_bytes());
         q.events.push_back(Event::Drain { conn: 4 });
 
-        // The third 40 KiB message would pass MAX_BATCH_BYTES: it starts the next chunk.
+        // The third 40 KiB message, from another connection, would pass MAX_BATCH_BYTES: it
+        // starts the next chunk.
         let (first, bytes) = q.take();
         assert_eq!(bytes, 2 * big.len());
         assert_eq!(texts(&first.events), vec![None, Some((2, 0, 40_960)), Some((2, 40_960, 81_920))]);
@@ -538,13 +558,33 @@ mod tests {
 
         let (second, bytes) = q.take();
         assert_eq!(bytes, big.len() + 6);
-        assert_eq!(texts(&second.events), vec![Some((2, 0, 40_960)), Some((3, 40_960, 40_963)), None]);
+        assert_eq!(texts(&second.events), vec![Some((5, 0, 40_960)), Some((3, 40_960, 40_963)), None]);
         let chunk = second.chunk.as_ref().map(|c| (c.bytes.len(), c.ascii));
         assert_eq!(chunk, Some((big.len() + 6, false)));
         assert!(2 * big.len() < MAX_BATCH_BYTES && 3 * big.len() > MAX_BATCH_BYTES);
 
         let (last, bytes) = q.take();
         assert!(last.is_empty() && last.chunk.is_none() && bytes == 0);
+    }
+
+    #[test]
+    fn one_connections_run_stays_in_its_chunk_up_to_max_run_bytes() {
+        let mut q = pending();
+        let big = vec![b'a'; 39 * 1024];
+        push(&mut q, 1, b"x");
+        for _ in 0..4 {
+            push(&mut q, 2, &big);
+        }
+        // Connection 2 went on past MAX_BATCH_BYTES (its replies then leave in one write), and
+        // its fourth message would pass MAX_RUN_BYTES.
+        assert!(1 + 2 * big.len() < MAX_BATCH_BYTES && 1 + 3 * big.len() > MAX_BATCH_BYTES);
+        assert!(1 + 3 * big.len() <= MAX_RUN_BYTES && 4 * big.len() > MAX_RUN_BYTES);
+        let (first, bytes) = q.take();
+        assert_eq!(bytes, 1 + 3 * big.len());
+        assert_eq!(first.events.len(), 4);
+        let (second, bytes) = q.take();
+        assert_eq!(bytes, big.len());
+        assert_eq!(texts(&second.events), vec![Some((2, 0, 39_936))]);
     }
 
     #[test]

@@ -2,25 +2,8 @@
 // gives it back when it collects the string, and the engine reuses it for later batches. Messages
 // a handler keeps must survive that reuse. Runs in a child with --expose-gc, so collections (and
 // so buffer reuse) happen many times during the run.
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-
-const root = join(__dirname, '..')
-
-function runChild(script: string, timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--expose-gc', '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out })
-    })
-  })
-}
+import { runChild } from './helpers'
 
 describe('batch text in engine buffers', () => {
   it('kept messages stay intact while collected batches give their buffers to new ones', async () => {
@@ -70,7 +53,7 @@ describe('batch text in engine buffers', () => {
         await server.close()
       })()
     `
-    const { code, out } = await runChild(script, 60_000)
+    const { code, out } = await runChild(script, 60_000, ['--expose-gc'])
     expect(code, out).toBe(0)
     const r = JSON.parse(out.trim().split('\n').at(-1)!) as { received: number; kept: number; bad: number; badAcks: number; maxExternal: number }
     expect(r.received).toBe(2400)

@@ -1,24 +1,6 @@
 // The addon never keeps the process alive after close(): a child process must exit by itself.
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-
-const root = join(__dirname, '..')
-
-function runChild(script: string, timeoutMs: number, flags: string[] = []): Promise<{ code: number | null; out: string; ms: number }> {
-  return new Promise((resolve) => {
-    const started = Date.now()
-    const child = spawn(process.execPath, [...flags, '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    child.stderr.on('data', (d) => (out += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      resolve({ code, out, ms: Date.now() - started })
-    })
-  })
-}
+import { runChild } from './helpers'
 
 describe('process lifetime', () => {
   it('a child that starts a server, echoes, and closes exits on its own within 5 s', async () => {

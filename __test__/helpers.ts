@@ -1,5 +1,7 @@
 // Shared test plumbing: real servers on 127.0.0.1 port 0, real `ws` clients, raw TCP.
+import { spawn } from 'node:child_process'
 import net from 'node:net'
+import { join } from 'node:path'
 import { afterEach } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer, type ServerOptions, type WebSocketHandlers } from '../lib/index'
@@ -136,4 +138,20 @@ export function upgradeRequest(path: string, overrides: Record<string, string | 
   const lines = [requestLine ?? `GET ${path} HTTP/1.1`]
   for (const [k, v] of Object.entries(headers)) if (v !== null) lines.push(`${k}: ${v}`)
   return lines.join('\r\n') + '\r\n\r\n'
+}
+
+/** Runs `script` in a child Node (cwd: the repository) with `flags`; kills it after `timeoutMs`. */
+export function runChild(script: string, timeoutMs: number, flags: string[] = []): Promise<{ code: number | null; out: string; ms: number }> {
+  return new Promise((resolve) => {
+    const started = Date.now()
+    const child = spawn(process.execPath, [...flags, '-e', script], { cwd: join(__dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve({ code, out, ms: Date.now() - started })
+    })
+  })
 }

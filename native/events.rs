@@ -4,7 +4,6 @@
 //! through a single ThreadsafeFunction call; JS then pulls everything queued with
 //! `pollEvents()`, so one wake-up carries every event since the previous one.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -190,140 +189,21 @@ impl napi::bindgen_prelude::TypeName for BatchText {
 
 impl napi::bindgen_prelude::ToNapiValue for BatchText {
     unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> napi::Result<napi::sys::napi_value> {
-        let BatchText { bytes, ascii } = val;
-        let bytes = match create_external_latin1() {
-            Some(create)
-                if ascii
-                    && bytes.len() >= EXTERNAL_MIN
-                    && EXTERNAL_HELD.get() + bytes.len() <= EXTERNAL_MAX_HELD =>
-            {
-                // SAFETY: called on the JS thread with its env, like this function.
-                return unsafe { external_latin1(env, create, bytes) };
-            }
-            _ => bytes,
-        };
         let mut out = std::ptr::null_mut();
-        let ptr = bytes.as_ptr().cast();
+        let ptr = val.bytes.as_ptr().cast();
         // SAFETY: `ptr`/len describe the live buffer; napi copies it into a new JS string.
         let status = unsafe {
-            if ascii {
-                napi::sys::napi_create_string_latin1(env, ptr, bytes.len() as isize, &mut out)
+            if val.ascii {
+                napi::sys::napi_create_string_latin1(env, ptr, val.bytes.len() as isize, &mut out)
             } else {
-                napi::sys::napi_create_string_utf8(env, ptr, bytes.len() as isize, &mut out)
+                napi::sys::napi_create_string_utf8(env, ptr, val.bytes.len() as isize, &mut out)
             }
         };
-        recycle_text(bytes);
+        recycle_text(val.bytes);
         if status != napi::sys::Status::napi_ok {
             return Err(napi::Error::from_reason("could not create the batch text"));
         }
         Ok(out)
-    }
-}
-
-/// Batch texts at least this long, when all ASCII, become external strings: V8 reads our
-/// buffer in place instead of copying it, and gives it back (to `SPARE_TEXT`) when it collects
-/// the string. Shorter ones are cheaper to copy.
-const EXTERNAL_MIN: usize = 8 * 1024;
-
-thread_local! {
-    /// Bytes of external batch texts this thread's V8 gave back and not yet subtracted from its
-    /// external memory. Per thread: each JS thread (main, worker) has its own V8 heap, and
-    /// finalizers run on the thread of the heap.
-    static EXTERNAL_FREED: Cell<usize> = const { Cell::new(0) };
-    /// Bytes of external batch texts this thread's V8 holds. They come back when a garbage
-    /// collection finds them dead, which may be late when JS allocates little (V8 starts one
-    /// for external memory only past 64 MiB): over `EXTERNAL_MAX_HELD`, batch texts are copied
-    /// again, and those copies bring the next young-generation collection closer.
-    static EXTERNAL_HELD: Cell<usize> = const { Cell::new(0) };
-}
-
-const EXTERNAL_MAX_HELD: usize = 16 * 1024 * 1024;
-
-/// Node-API's finalizer, as `node_api_create_external_string_latin1` takes it.
-type Finalize = unsafe extern "C" fn(napi::sys::napi_env, *mut std::ffi::c_void, *mut std::ffi::c_void);
-
-type CreateExternalLatin1 = unsafe extern "C" fn(
-    napi::sys::napi_env,
-    *const std::ffi::c_char,
-    isize,
-    Option<Finalize>,
-    *mut std::ffi::c_void,
-    *mut napi::sys::napi_value,
-    *mut bool,
-) -> napi::sys::napi_status;
-
-/// `node_api_create_external_string_latin1` (Node-API 10: Node 18.18+, 20.4+), looked up at run
-/// time so that the engine still loads where it is missing; None there (and on Windows).
-fn create_external_latin1() -> Option<CreateExternalLatin1> {
-    #[cfg(unix)]
-    {
-        static FOUND: std::sync::OnceLock<Option<CreateExternalLatin1>> = std::sync::OnceLock::new();
-        *FOUND.get_or_init(|| {
-            // SAFETY: dlsym with a NUL-terminated name; the host process exports Node-API.
-            let sym = unsafe {
-                libc::dlsym(libc::RTLD_DEFAULT, c"node_api_create_external_string_latin1".as_ptr())
-            };
-            // SAFETY: the symbol is the Node-API function of this signature.
-            (!sym.is_null())
-                .then(|| unsafe { std::mem::transmute::<*mut libc::c_void, CreateExternalLatin1>(sym) })
-        })
-    }
-    #[cfg(not(unix))]
-    None
-}
-
-/// Makes ASCII `bytes` a JS string that V8 reads in place.
-///
-/// # Safety
-/// `env` must be the JS thread's env.
-unsafe fn external_latin1(
-    env: napi::sys::napi_env,
-    create: CreateExternalLatin1,
-    bytes: Vec<u8>,
-) -> napi::Result<napi::sys::napi_value> {
-    let len = bytes.len() as isize;
-    // V8 does not count external strings toward its heap: tell it, or nothing collects them
-    // while JS allocates little. Buffers given back since the last batch are subtracted here,
-    // since the finalizer may not call Node-API.
-    let freed = EXTERNAL_FREED.replace(0) as i64;
-    let mut adjusted = 0i64;
-    // SAFETY: the JS thread's env.
-    unsafe { napi::sys::napi_adjust_external_memory(env, len as i64 - freed, &mut adjusted) };
-    EXTERNAL_HELD.set(EXTERNAL_HELD.get() + bytes.len());
-    let boxed = Box::into_raw(Box::new(bytes));
-    // SAFETY: `boxed` is live; its heap buffer does not move while V8 holds it, since the Vec
-    // is not touched again until the finalizer takes the Box back.
-    let ptr = unsafe { (*boxed).as_ptr() }.cast();
-    let mut out = std::ptr::null_mut();
-    let mut copied = false;
-    // SAFETY: the buffer stays alive until V8 calls `give_back` (at once if it copied).
-    let status = unsafe { create(env, ptr, len, Some(give_back), boxed.cast(), &mut out, &mut copied) };
-    if status != napi::sys::Status::napi_ok {
-        // The finalizer was not called: the buffer is still ours.
-        // SAFETY: `boxed` came from Box::into_raw above and was not given away.
-        release_external(*unsafe { Box::from_raw(boxed) });
-        return Err(napi::Error::from_reason("could not create the batch text"));
-    }
-    Ok(out)
-}
-
-/// A buffer V8 no longer reads goes back to the spares.
-fn release_external(bytes: Vec<u8>) {
-    EXTERNAL_FREED.set(EXTERNAL_FREED.get() + bytes.len());
-    EXTERNAL_HELD.set(EXTERNAL_HELD.get().saturating_sub(bytes.len()));
-    recycle_text(bytes);
-}
-
-/// Finalizer of an external batch text: its buffer goes back to the spares. It may run inside
-/// a garbage collection, so it calls no Node-API.
-unsafe extern "C" fn give_back(
-    _env: napi::sys::napi_env,
-    _data: *mut std::ffi::c_void,
-    hint: *mut std::ffi::c_void,
-) {
-    if !hint.is_null() {
-        // SAFETY: `hint` is the Box `external_latin1` leaked, handed back exactly once.
-        release_external(*unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) });
     }
 }
 

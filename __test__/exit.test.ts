@@ -1,25 +1,14 @@
 // The addon never keeps the process alive after close(): a child process must exit by itself.
 import { describe, expect, it } from 'vitest'
-import { runChild } from './helpers'
+import { echoChildScript, runChild } from './helpers'
 
 describe('process lifetime', () => {
   it('a child that starts a server, echoes, and closes exits on its own within 5 s', async () => {
-    const script = `
-      const { WsServer } = require('./dist/index.js')
-      const WebSocket = require('ws')
-      ;(async () => {
-        const server = new WsServer({ host: '127.0.0.1', port: 0 })
-        server.websocket('/ws', { onMessage: (s, m) => s.send(m) })
-        const { port } = await server.listen()
-        const ws = new WebSocket('ws://127.0.0.1:' + port + '/ws')
-        await new Promise((r) => ws.on('open', r))
-        ws.send('ping')
-        const reply = await new Promise((r) => ws.on('message', (m) => r(String(m))))
-        console.log('reply=' + reply)
-        await server.close()
-        console.log('closed')
-      })()
-    `
+    const script = echoChildScript(`
+      console.log('reply=' + reply)
+      await server.close()
+      console.log('closed')
+    `)
     const { code, out, ms } = await runChild(script, 10_000)
     expect(out).toContain('reply=ping')
     expect(out).toContain('closed')

@@ -140,11 +140,25 @@ export function upgradeRequest(path: string, overrides: Record<string, string | 
   return lines.join('\r\n') + '\r\n\r\n'
 }
 
-/** Runs `script` in a child Node (cwd: the repository) with `flags`; kills it after `timeoutMs`. */
-export function runChild(script: string, timeoutMs: number, flags: string[] = []): Promise<{ code: number | null; out: string; ms: number }> {
+/**
+ * Runs `script` in a child Node (cwd: the repository) with `flags`, and this process's
+ * environment changed by `env` (an undefined value removes a variable); kills it after `timeoutMs`.
+ */
+export function runChild(
+  script: string,
+  timeoutMs: number,
+  flags: string[] = [],
+  env: Record<string, string | undefined> = {},
+): Promise<{ code: number | null; out: string; ms: number }> {
   return new Promise((resolve) => {
     const started = Date.now()
-    const child = spawn(process.execPath, [...flags, '-e', script], { cwd: join(__dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] })
+    const childEnv = { ...process.env, ...env }
+    for (const [k, v] of Object.entries(env)) if (v === undefined) delete childEnv[k]
+    const child = spawn(process.execPath, [...flags, '-e', script], {
+      cwd: join(__dirname, '..'),
+      env: childEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (out += d))
@@ -154,4 +168,25 @@ export function runChild(script: string, timeoutMs: number, flags: string[] = []
       resolve({ code, out, ms: Date.now() - started })
     })
   })
+}
+
+/**
+ * A child script (for `runChild`) that starts an echo server on /ws, connects a `ws` client,
+ * echoes 'ping', then runs `body` with `server`, `ws` and `reply` in scope.
+ */
+export function echoChildScript(body: string): string {
+  return `
+    const { WsServer } = require('./dist/index.js')
+    const WebSocket = require('ws')
+    ;(async () => {
+      const server = new WsServer({ host: '127.0.0.1', port: 0 })
+      server.websocket('/ws', { onMessage: (s, m) => s.send(m) })
+      const { port } = await server.listen()
+      const ws = new WebSocket('ws://127.0.0.1:' + port + '/ws')
+      await new Promise((r) => ws.on('open', r))
+      ws.send('ping')
+      const reply = await new Promise((r) => ws.on('message', (m) => r(String(m))))
+      ${body}
+    })()
+  `
 }

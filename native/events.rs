@@ -578,7 +578,7 @@ mod tests {
         // Connection 2 went on past MAX_BATCH_BYTES (its replies then leave in one write), and
         // its fourth message would pass MAX_RUN_BYTES.
         assert!(1 + 2 * big.len() < MAX_BATCH_BYTES && 1 + 3 * big.len() > MAX_BATCH_BYTES);
-        assert!(1 + 3 * big.len() <= MAX_RUN_BYTES && 4 * big.len() > MAX_RUN_BYTES);
+        assert!(3 * big.len() < MAX_RUN_BYTES && 4 * big.len() > MAX_RUN_BYTES);
         let (first, bytes) = q.take();
         assert_eq!(bytes, 1 + 3 * big.len());
         assert_eq!(first.events.len(), 4);

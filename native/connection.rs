@@ -950,9 +950,9 @@ impl Reader {
         let result = decoder.decode_while(
             buf,
             &mut |msg| match msg {
-                Inbound::Text(data) => {
+                Inbound::Text { data, ascii } => {
                     engine.stats.count_in(data.len());
-                    engine.on_text(conn, data);
+                    engine.on_text(conn, data, ascii);
                 }
                 Inbound::Binary(data) => {
                     engine.stats.count_in(data.len());

@@ -281,15 +281,15 @@ impl Engine {
     }
 
     /// A text frame arrived: the built-in protocol, handled here, or the application's.
-    /// `data` is valid UTF-8 (the frame decoder checked it).
-    pub fn on_text(&self, conn: &Arc<Conn>, data: &[u8]) {
+    /// `data` is valid UTF-8 (the frame decoder checked it); `ascii`: known to be all ASCII.
+    pub fn on_text(&self, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
         // Protocol frames are JSON objects; anything else goes to JS without a second look.
         let maybe_protocol = data.first() == Some(&b'{');
         let parsed =
             if maybe_protocol { std::str::from_utf8(data).ok().and_then(protocol::parse) } else { None };
         let Some(parsed) = parsed else {
             if conn.hooks & hooks::MESSAGE != 0 {
-                self.events.push_text(conn.id, data);
+                self.events.push_text(conn.id, data, ascii);
             }
             return;
         };

@@ -369,9 +369,10 @@ impl EventQueue {
         self.schedule(q);
     }
 
-    /// Queues a text message (valid UTF-8), copying it into the current text chunk.
-    pub fn push_text(&self, conn: u32, data: &[u8]) {
-        let (units, ascii) = utf16_len(data);
+    /// Queues a text message (valid UTF-8), copying it into the current text chunk. `ascii`:
+    /// the caller knows it is all ASCII (false: not known, it is checked here).
+    pub fn push_text(&self, conn: u32, data: &[u8], ascii: bool) {
+        let (units, ascii) = if ascii { (data.len(), true) } else { utf16_len(data) };
         let Ok(mut q) = self.queue.lock() else { return };
         self.count_bytes(data.len());
         q.push_text(conn, data, units, ascii);

@@ -40,8 +40,12 @@ const MAX_CLOSE_REASON: usize = 123;
 /// decoded (or the decoder's fragment buffer): a receiver that keeps one copies it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inbound<'a> {
-    /// A whole text message (all fragments joined); always valid UTF-8.
-    Text(&'a [u8]),
+    /// A whole text message (all fragments joined); always valid UTF-8. `ascii`: known to be
+    /// all ASCII (found while unmasking; false for a fragmented message, which is not checked).
+    Text {
+        data: &'a [u8],
+        ascii: bool,
+    },
     Binary(&'a [u8]),
     Ping(&'a [u8]),
     Pong(&'a [u8]),
@@ -203,9 +207,9 @@ impl Decoder {
             let Some(payload) = buf[start..].get_mut(..header.len) else {
                 break;
             };
-            unmask(payload, header.key);
+            let ascii = unmask(payload, header.key);
             used = start + header.len;
-            if self.frame(&header, payload, on)? {
+            if self.frame(&header, payload, ascii, on)? {
                 self.closed = true;
                 break;
             }
@@ -271,19 +275,22 @@ impl Decoder {
         Ok(Some(Header { fin, opcode, key, len, size: at + 4 }))
     }
 
-    /// Handles one whole, unmasked frame; true after a close frame.
+    /// Handles one whole, unmasked frame (`ascii`: its payload is all ASCII); true after a close
+    /// frame.
     fn frame(
         &mut self,
         header: &Header,
         payload: &[u8],
+        ascii: bool,
         on: &mut impl FnMut(Inbound<'_>),
     ) -> Result<bool, Violation> {
         match header.opcode {
             opcode::TEXT if header.fin => {
-                if std::str::from_utf8(payload).is_err() {
+                // ASCII is valid UTF-8: only other text needs the full check.
+                if !ascii && std::str::from_utf8(payload).is_err() {
                     return Err(INVALID_UTF8);
                 }
-                on(Inbound::Text(payload));
+                on(Inbound::Text { data: payload, ascii });
             }
             opcode::BINARY if header.fin => on(Inbound::Binary(payload)),
             opcode::TEXT => {
@@ -343,7 +350,7 @@ impl Decoder {
         let data = std::mem::take(&mut self.fragments);
         self.end_message();
         on(match fragmented {
-            Fragmented::Text => Inbound::Text(&data),
+            Fragmented::Text => Inbound::Text { data: &data, ascii: false },
             _ => Inbound::Binary(&data),
         });
         Ok(())
@@ -376,17 +383,25 @@ fn close_payload(payload: &[u8]) -> Result<Option<(u16, String)>, Violation> {
 
 /// XORs a payload with its masking key, 8 bytes at a time; the payload starts at key byte 0.
 /// Words are read and written unaligned (`from_ne_bytes`), so no aligned head is needed.
-fn unmask(payload: &mut [u8], key: [u8; 4]) {
+/// Returns whether the unmasked payload is all ASCII, seen in the same pass: ASCII text then
+/// skips the UTF-8 check and the event queue's own ASCII scan.
+fn unmask(payload: &mut [u8], key: [u8; 4]) -> bool {
     let [a, b, c, d] = key;
     let word = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
     let (words, tail) = payload.as_chunks_mut::<8>();
+    let mut seen = 0u64;
     for bytes in words {
-        *bytes = (u64::from_ne_bytes(*bytes) ^ word).to_ne_bytes();
+        let plain = u64::from_ne_bytes(*bytes) ^ word;
+        seen |= plain;
+        *bytes = plain.to_ne_bytes();
     }
     // Whole words keep the key's phase: the tail starts at key byte 0 again.
+    let mut seen_tail = 0u8;
     for (byte, k) in tail.iter_mut().zip(key.iter().cycle()) {
         *byte ^= k;
+        seen_tail |= *byte;
     }
+    seen & 0x8080_8080_8080_8080 == 0 && seen_tail & 0x80 == 0
 }
 
 /// Appends one unmasked server frame (FIN set) with this opcode and payload.
@@ -472,7 +487,7 @@ mod tests {
     impl From<Inbound<'_>> for Msg {
         fn from(m: Inbound<'_>) -> Self {
             match m {
-                Inbound::Text(d) => Msg::Text(d.to_vec()),
+                Inbound::Text { data, .. } => Msg::Text(data.to_vec()),
                 Inbound::Binary(d) => Msg::Binary(d.to_vec()),
                 Inbound::Ping(d) => Msg::Ping(d.to_vec()),
                 Inbound::Pong(d) => Msg::Pong(d.to_vec()),
@@ -1152,6 +1167,48 @@ mod tests {
     }
 
     #[test]
+    fn unmask_tells_whether_the_payload_is_ascii() {
+        let key = [0x81, 0x02, 0xff, 0x40];
+        for len in 0..40 {
+            // All ASCII, then one byte of 0x80 and up at each position (in a whole word or in
+            // the tail).
+            let plain: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let masked =
+                |p: &[u8]| -> Vec<u8> { p.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect() };
+            let mut buf = masked(&plain);
+            assert!(unmask(&mut buf, key), "len {len}");
+            assert_eq!(buf, plain);
+            for at in 0..len as usize {
+                let mut high = plain.clone();
+                high[at] = 0x80 | (at as u8 & 0x7f);
+                let mut buf = masked(&high);
+                assert!(!unmask(&mut buf, key), "len {len} at {at}");
+                assert_eq!(buf, high);
+            }
+        }
+    }
+
+    #[test]
+    fn text_frames_report_ascii_and_non_ascii_is_still_checked() {
+        let key = Some([7, 8, 9, 10]);
+        let mut stream = raw_frame(FIN | opcode::TEXT, b"plain ascii", key, Len::Min);
+        stream.extend(raw_frame(FIN | opcode::TEXT, "caf\u{e9}".as_bytes(), key, Len::Min));
+        let mut seen = Vec::new();
+        let mut decoder = Decoder::new(1 << 20);
+        decoder
+            .decode(&mut stream, &mut |m| {
+                if let Inbound::Text { data, ascii } = m {
+                    seen.push((data.to_vec(), ascii));
+                }
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(b"plain ascii".to_vec(), true), ("caf\u{e9}".as_bytes().to_vec(), false)]);
+        // A byte of 0x80 and up that is not UTF-8 is refused as before.
+        let mut bad = raw_frame(FIN | opcode::TEXT, b"ab\xffcd", key, Len::Min);
+        assert_eq!(Decoder::new(1 << 20).decode(&mut bad, &mut |_| {}), Err(INVALID_UTF8));
+    }
+
+    #[test]
     fn many_small_frames_in_one_buffer() {
         const FRAMES: usize = 100_000;
         let mut stream = Vec::with_capacity(FRAMES * 26);
@@ -1165,7 +1222,7 @@ mod tests {
         let used = decoder
             .decode(&mut stream, &mut |m| {
                 count += 1;
-                if let Inbound::Text(data) | Inbound::Binary(data) = m {
+                if let Inbound::Text { data, .. } | Inbound::Binary(data) = m {
                     bytes += data.len();
                 }
             })

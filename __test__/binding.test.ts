@@ -1,10 +1,7 @@
 // The hand-registered native calls (`sendText`, `sendBinary`): wrong arguments are a dropped
 // send, never a crash. Run in a child process so the one server there has handle 0.
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-
-const root = join(__dirname, '..')
+import { runChild } from './helpers'
 
 describe('native send calls', () => {
   it('answer 2 (dropped) for wrong arguments and still send right ones', async () => {
@@ -42,17 +39,8 @@ describe('native send calls', () => {
         await server.close()
       })()
     `
-    const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn(process.execPath, ['-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
-      let text = ''
-      child.stdout.on('data', (d) => (text += d))
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-      child.on('exit', (code) => {
-        clearTimeout(timer)
-        if (code === 0) resolve(text)
-        else reject(new Error(`child exited with ${code}: ${text}`))
-      })
-    })
+    const { code, out } = await runChild(script, 15_000)
+    expect(code, out).toBe(0)
     const r = JSON.parse(out.trim().split('\n').at(-1)!) as { statuses: number[]; got: string[] }
     expect(r.statuses).toEqual([2, 2, 2, 2, 2, 2, 2, 2, 0, 0])
     expect(r.got).toEqual(['text:ok', 'bin:2,3'])

@@ -184,7 +184,7 @@ fn recycle(mut buf: Vec<u8>) {
 /// Whether a frame may go straight to the socket: nothing queued before it, the socket not
 /// blocked, and this thread not corked.
 fn can_write_now(out: &Outbox) -> bool {
-    !out.blocked && out.pending() == 0 && CORK.with_borrow(Option::is_none)
+    !out.blocked && out.pending() == 0 && !is_corked()
 }
 
 /// Whether `len` more bytes would pass the backpressure limit. A single message larger than the
@@ -220,9 +220,7 @@ pub fn uncork() {
     // The shared fan-out goes first: a member's corked bytes predate it (any send after it was
     // started delivered it first), and with the thread uncorked each member whose queue is empty
     // gets it straight from the shared buffer.
-    if let Some(shared) = SHARED.with_borrow_mut(Option::take) {
-        shared.deliver();
-    }
+    settle_shared();
     for conn in list {
         if let Ok(mut out) = conn.out.lock() {
             out.corked = false;
@@ -631,7 +629,7 @@ impl Conn {
     fn appended(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>) {
         if out.blocked {
             // The task writes once the socket is writable.
-        } else if CORK.with_borrow(Option::is_some) {
+        } else if is_corked() {
             if !out.corked {
                 out.corked = true;
                 CORK.with_borrow_mut(|c| {

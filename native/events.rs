@@ -236,8 +236,8 @@ struct Pending {
 }
 
 impl Pending {
-    /// Appends a text message to the last chunk, or to a new one when it would pass
-    /// `MAX_BATCH_BYTES` or `MAX_BATCH` messages; `units`/`ascii` from `utf16_len`.
+    /// Appends a text message to the last chunk, or to a new one when that one is full (see
+    /// `Chunk::full`); `units`/`ascii` from `utf16_len`.
     fn push_text(&mut self, conn: u32, data: &[u8], units: usize, ascii: bool) {
         let Some(chunk) = self.chunk_for(conn, data.len(), true) else { return };
         let start = chunk.units as u32;

@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer, type Socket } from '../lib/index'
+import { encodeFrame, RawPeer } from './frames'
 import { closed, connect, messages, nextMessage, startServer, waitFor, type Started } from './helpers'
 
 const running: Started[] = []
@@ -166,6 +167,33 @@ describe('close', () => {
     const ws = await connect(url)
     ws.terminate()
     await waitFor(() => seen.length === 1)
+    expect(seen[0]).toBe(1006)
+  })
+
+  // A short read clears the socket's readiness (no extra recv per wake-up): the next bytes must
+  // still wake the reader, and a FIN right behind data must still end the connection.
+  it('a frame trickling in over several reads is delivered; a FIN right behind a frame still closes', async () => {
+    const seen: number[] = []
+    const got: string[] = []
+    const { port } = await echoServer({
+      onMessage: (socket, msg) => {
+        got.push(String(msg))
+        socket.send(msg)
+      },
+      onClose: (_s, code) => void seen.push(code),
+    })
+    const peer = await RawPeer.connect(port)
+    const frame = encodeFrame({ opcode: 0x1, payload: Buffer.from('trickled in') })
+    for (const piece of [frame.subarray(0, 1), frame.subarray(1, 5), frame.subarray(5)]) {
+      peer.send(piece)
+      await new Promise((r) => setTimeout(r, 30))
+    }
+    expect((await peer.nextFrame())?.payload.toString()).toBe('trickled in')
+    // Data and FIN in one go: the message is still handled, and the half-closed peer is let go.
+    peer.socket.end(encodeFrame({ opcode: 0x1, payload: Buffer.from('last words') }))
+    await peer.waitEnd()
+    await waitFor(() => seen.length === 1)
+    expect(got).toEqual(['trickled in', 'last words'])
     expect(seen[0]).toBe(1006)
   })
 

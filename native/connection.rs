@@ -823,6 +823,33 @@ fn send_now(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {
     stream.try_write(bytes)
 }
 
+/// One non-blocking read of at most `cap` bytes, done by `read`.
+///
+/// A short read emptied the socket's receive queue, so it also clears tokio's readiness: the
+/// next read then waits for the next readiness event instead of making a syscall that only
+/// returns `WouldBlock` (one `recv` per wake-up saved when messages come one at a time). tokio
+/// clears the readiness only if no newer event arrived meanwhile, so no wake-up is lost, and it
+/// keeps the read-closed state, so a FIN behind the data still ends the connection.
+fn read_once(
+    stream: &TcpStream,
+    cap: usize,
+    read: impl FnOnce() -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
+    let mut short = 0;
+    let result = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = read()?;
+        if n > 0 && n < cap {
+            short = n;
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match result {
+        Err(e) if e.kind() == ErrorKind::WouldBlock && short > 0 => Ok(short),
+        other => other,
+    }
+}
+
 /// Why the connection task woke up.
 enum Wake {
     /// The socket is readable (false: its registration failed).
@@ -877,7 +904,7 @@ impl Reader {
                     if scratch.len() < SCRATCH_BYTES {
                         scratch.resize(SCRATCH_BYTES, 0);
                     }
-                    match stream.try_read(scratch) {
+                    match read_once(stream, scratch.len(), || stream.try_read(scratch)) {
                         Ok(0) => Err(ReadOutcome::Eof),
                         Ok(n) => {
                             let used = self.decode(engine, conn, &mut scratch[..n])?;
@@ -894,7 +921,8 @@ impl Reader {
                 // Read straight behind the incomplete frame, sized for the whole frame.
                 let want = Decoder::frame_len(&self.partial).unwrap_or(0).max(self.partial.len() + 4096);
                 self.partial.reserve(want - self.partial.len());
-                match stream.try_read_buf(&mut self.partial) {
+                let room = self.partial.capacity() - self.partial.len();
+                match read_once(stream, room, || stream.try_read_buf(&mut self.partial)) {
                     Ok(0) => Err(ReadOutcome::Eof),
                     Ok(n) => self.decode_partial(engine, conn).map(|_| n),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket, WsServer } from '../lib/index'
-import { connect, messages, nextMessage, serverPool, waitFor } from './helpers'
+import { connect, messages, nextMessage, runChild, serverPool, waitFor } from './helpers'
 
 const server = serverPool(1000)
 
@@ -136,6 +136,50 @@ describe('built-in protocol', () => {
     expect(srv.getStats().batching.events).toBe(before)
     a.close()
     b.close()
+  })
+
+  // A substring of the batch string would keep the whole batch alive in V8; room ids and close
+  // reasons are handed over as strings of their own. Each join below shares its batch with
+  // 60 KB of text: 300 kept slices would hold about 14 MB.
+  it('room ids a hook keeps do not keep their batch of messages alive', async () => {
+    const script = `
+      const { WsServer } = require('./dist/index.js')
+      const WebSocket = require('ws')
+      ;(async () => {
+        const kept = []
+        const server = new WsServer({ host: '127.0.0.1', port: 0 })
+        server.websocket('/ws', { onMessage: () => {}, onJoinRoom: (_s, roomId) => void kept.push(roomId) })
+        const { port } = await server.listen()
+        const ws = new WebSocket('ws://127.0.0.1:' + port + '/ws')
+        await new Promise((r) => ws.on('open', r))
+        const replies = []
+        let wake = null
+        ws.on('message', (m) => { replies.push(String(m)); if (wake) wake() })
+        const next = () => new Promise((r) => {
+          if (replies.length) return r(replies.shift())
+          wake = () => { wake = null; r(replies.shift()) }
+        })
+        const filler = 'x'.repeat(60000)
+        gc(); gc()
+        const before = process.memoryUsage().heapUsed
+        for (let i = 0; i < 300; i++) {
+          ws.send(JSON.stringify({ type: 'join_room', room_id: 'a-room-with-a-longer-name-' + i }))
+          ws.send(filler)
+          await next()
+        }
+        gc(); gc()
+        const grown = process.memoryUsage().heapUsed - before
+        console.log(JSON.stringify({ kept: kept.length, distinct: new Set(kept).size, grown }))
+        ws.close()
+        await server.close({ timeout: 500 })
+      })()
+    `
+    const { code, out } = await runChild(script, 20_000, ['--expose-gc'])
+    expect(code).toBe(0)
+    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { kept: number; distinct: number; grown: number }
+    expect(r.kept).toBe(300)
+    expect(r.distinct).toBe(300)
+    expect(r.grown).toBeLessThan(4_000_000)
   })
 })
 

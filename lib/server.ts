@@ -58,6 +58,15 @@ const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'cl
 const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure', 'maxInboundQueue'] as const
 const MAX_U32 = 0xffffffff
 
+/**
+ * `text.substring(start, end)` as a string of its own. V8 makes a longer substring a slice that
+ * keeps the whole batch string alive (up to 120 KiB); room ids and close reasons are what a
+ * handler is likely to keep, so they are copied. Flattening the concatenation copies it.
+ */
+function ownString(text: string, start: number, end: number): string {
+  return (' ' + text.substring(start, end)).slice(1)
+}
+
 function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
     throw new TypeError(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
@@ -457,7 +466,7 @@ export class WsServer {
             break
           }
           case Kind.Close:
-            this.#onClose(conn, h[i + 4]!, text.substring(start, end))
+            this.#onClose(conn, h[i + 4]!, ownString(text, start, end))
             break
           case Kind.Drain: {
             const socket = this.#sockets.get(conn)
@@ -465,7 +474,7 @@ export class WsServer {
             break
           }
           case Kind.JoinRequest:
-            this.#onJoinRequest(conn, h[i + 4]!, text.substring(start, end))
+            this.#onJoinRequest(conn, h[i + 4]!, ownString(text, start, end))
             break
           case Kind.Upgrade:
             this.#onUpgrade(h[i + 4]!, text.substring(start, end))
@@ -475,7 +484,7 @@ export class WsServer {
             break
           case Kind.Leave: {
             const socket = this.#sockets.get(conn)
-            if (socket) this.#call(socket, 'onLeaveRoom', text.substring(start, end))
+            if (socket) this.#call(socket, 'onLeaveRoom', ownString(text, start, end))
             break
           }
         }

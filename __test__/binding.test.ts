@@ -1,7 +1,7 @@
 // The hand-registered native calls (`sendText`, `sendBinary`): wrong arguments are a dropped
 // send, never a crash. Run in a child process so the one server there has handle 0.
 import { describe, expect, it } from 'vitest'
-import { runChild } from './helpers'
+import { lastJsonLine, runChild } from './helpers'
 
 describe('native send calls', () => {
   it('answer 2 (dropped) for wrong arguments and still send right ones', async () => {
@@ -41,7 +41,7 @@ describe('native send calls', () => {
     `
     const { code, out } = await runChild(script, 15_000)
     expect(code, out).toBe(0)
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { statuses: number[]; got: string[] }
+    const r = lastJsonLine<{ statuses: number[]; got: string[] }>(out)
     expect(r.statuses).toEqual([2, 2, 2, 2, 2, 2, 2, 2, 0, 0])
     expect(r.got).toEqual(['text:ok', 'bin:2,3'])
   })

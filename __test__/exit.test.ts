@@ -1,6 +1,6 @@
 // The addon never keeps the process alive after close(): a child process must exit by itself.
 import { describe, expect, it } from 'vitest'
-import { echoChildScript, runChild } from './helpers'
+import { echoChildScript, lastJsonLine, runChild } from './helpers'
 
 describe('process lifetime', () => {
   it('a child that starts a server, echoes, and closes exits on its own within 5 s', async () => {
@@ -61,7 +61,7 @@ describe('process lifetime', () => {
     `
     const { code, out } = await runChild(script, 20_000, ['--expose-gc'])
     expect(code).toBe(0)
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { first: number[]; reused: number; oldHandle: number; newer: number; next: number }
+    const r = lastJsonLine<{ first: number[]; reused: number; oldHandle: number; newer: number; next: number }>(out)
     expect(new Set(r.first).size).toBe(50)
     expect(r.reused).toBeGreaterThanOrEqual(0)
     expect(r.reused).toBeLessThan(50)

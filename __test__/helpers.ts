@@ -170,6 +170,11 @@ export function runChild(
   })
 }
 
+/** The JSON a child script printed on its last line of output. */
+export function lastJsonLine<T>(out: string): T {
+  return JSON.parse(out.trim().split('\n').at(-1)!) as T
+}
+
 /**
  * A child script (for `runChild`) that starts an echo server on /ws, connects a `ws` client,
  * echoes 'ping', then runs `body` with `server`, `ws` and `reply` in scope.

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket, WsServer } from '../lib/index'
-import { connect, messages, nextMessage, runChild, serverPool, waitFor } from './helpers'
+import { connect, lastJsonLine, messages, nextMessage, runChild, serverPool, waitFor } from './helpers'
 
 const server = serverPool(1000)
 
@@ -176,7 +176,7 @@ describe('built-in protocol', () => {
     `
     const { code, out } = await runChild(script, 20_000, ['--expose-gc'])
     expect(code).toBe(0)
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { kept: number; distinct: number; grown: number }
+    const r = lastJsonLine<{ kept: number; distinct: number; grown: number }>(out)
     expect(r.kept).toBe(300)
     expect(r.distinct).toBe(300)
     expect(r.grown).toBeLessThan(4_000_000)

@@ -2,7 +2,7 @@
 // thread on a shared core), unless RNODE_SCHED_BATCH=0. Read back from /proc, in child processes
 // so that each gets its own runtime and environment.
 import { describe, expect, it } from 'vitest'
-import { echoChildScript, runChild } from './helpers'
+import { echoChildScript, lastJsonLine, runChild } from './helpers'
 
 const SCHED_OTHER = 0
 const SCHED_BATCH = 3
@@ -27,7 +27,7 @@ describe.runIf(process.platform === 'linux')('I/O thread scheduling', () => {
   it('the engine threads run under SCHED_BATCH, the JS thread keeps the normal policy', async () => {
     const { code, out } = await runChild(script, 20_000, [], { RNODE_SCHED_BATCH: undefined })
     expect(code, out).toBe(0)
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { reply: string; policies: number[]; mainPolicy: number }
+    const r = lastJsonLine<{ reply: string; policies: number[]; mainPolicy: number }>(out)
     expect(r.reply).toBe('ping')
     expect(r.policies.length).toBeGreaterThan(0)
     expect(new Set(r.policies)).toEqual(new Set([SCHED_BATCH]))
@@ -37,7 +37,7 @@ describe.runIf(process.platform === 'linux')('I/O thread scheduling', () => {
   it('RNODE_SCHED_BATCH=0 keeps the normal policy', async () => {
     const { code, out } = await runChild(script, 20_000, [], { RNODE_SCHED_BATCH: '0' })
     expect(code, out).toBe(0)
-    const r = JSON.parse(out.trim().split('\n').at(-1)!) as { reply: string; policies: number[] }
+    const r = lastJsonLine<{ reply: string; policies: number[] }>(out)
     expect(r.reply).toBe('ping')
     expect(r.policies.length).toBeGreaterThan(0)
     expect(new Set(r.policies)).toEqual(new Set([SCHED_OTHER]))

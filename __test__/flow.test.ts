@@ -27,7 +27,7 @@ async function pump(socket: Socket, stop: (status: SendStatus) => boolean, maxBu
   return statuses
 }
 
-describe('slow consumers (HARDENING row 27)', () => {
+describe('slow consumers (docs/hardening.md row 27)', () => {
   it('default policy: the buffer stays bounded, then the slow reader is closed with 1008; others are unaffected', async () => {
     const codes = new Map<string, number>()
     const { url, port, server: srv } = await server(

@@ -1,4 +1,4 @@
-// HARDENING.md rows 12-29 and 33: bad frames over raw TCP, dead and slow peers.
+// docs/hardening.md rows 12-29 and 33: bad frames over raw TCP, dead and slow peers.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { closePayload, encodeFrame, RawPeer } from './frames'
 import { connect, nextMessage, startServer, waitFor, type Started } from './helpers'

@@ -61,7 +61,7 @@ describe('onUpgrade', () => {
 })
 
 describe('origins and connection limits', () => {
-  it('allowedOrigins: others get 403 before the upgrade (HARDENING row 6)', async () => {
+  it('allowedOrigins: others get 403 before the upgrade (docs/hardening.md row 6)', async () => {
     const { url } = await server({}, { allowedOrigins: ['https://app.example'] })
     expect(await refusedStatus(url, { origin: 'https://evil.example' })).toBe(403)
     expect(await refusedStatus(url)).toBe(403)

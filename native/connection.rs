@@ -796,8 +796,8 @@ pub struct ConnInfo {
 /// One non-blocking send on a socket the caller found with nothing queued.
 ///
 /// On Linux a plain `send(2)` on the descriptor, without tokio's readiness bookkeeping:
-/// `try_write` first reads the socket's readiness state, a cache miss per socket that was 4% of
-/// the 1,000-member broadcast. Skipping it is safe: a refused write makes the task wait for
+/// `try_write` first reads the socket's readiness state, a cache miss per socket that a room
+/// fan-out pays once per member. Skipping it is safe: a refused write makes the task wait for
 /// writability, and if tokio's stale state says writable, the task's `try_write` gets
 /// `WouldBlock`, which clears it, and waits for real.
 fn send_now(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<usize> {

@@ -31,8 +31,8 @@ use crate::rooms::{JoinError, RoomInfo, RoomSpec};
 
 /// The tokio runtime every server of this process runs on. Its workers share the machine with
 /// the JS thread, which does the application's work: one worker per core but one (at least
-/// one). On the 2-core benchmark machine, two workers were slower than one unpinned (connects
-/// 11k/s vs 13-14k/s, p99 at 50k msgs/s 6-11 ms vs 5-6 ms). `TOKIO_WORKER_THREADS` overrides it.
+/// one): a worker on the JS thread's core would take turns with it rather than add work done.
+/// `TOKIO_WORKER_THREADS` overrides it.
 #[napi_derive::module_init]
 fn init_runtime() {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -53,9 +53,8 @@ fn init_runtime() {
 /// Puts the calling worker thread under `SCHED_BATCH`: same CPU share, but a socket becoming
 /// ready no longer preempts the JS thread when both share a core. JS then finishes its batch
 /// (and its corked writes) before the worker reads again, so the worker reads more per turn and
-/// the two threads switch about 5x less often. Pinned to one core: echo 4 KiB +15%, echo 32 B
-/// +27%, broadcast +19% (medians of 5-7 interleaved runs); unpinned: no change, the worker has
-/// a core of its own. `RNODE_SCHED_BATCH=0` keeps the normal policy. A failure (a sandbox that
+/// the two threads switch far less often. It matters where they share a core; with a core of
+/// its own the worker is not preempting anyone. `RNODE_SCHED_BATCH=0` keeps the normal policy. A failure (a sandbox that
 /// forbids the call) leaves the thread as it was.
 #[cfg(target_os = "linux")]
 fn batch_policy() {

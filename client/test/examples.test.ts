@@ -1,4 +1,4 @@
-// The seed's examples in client/examples run to completion against a real server.
+// The examples in client/examples run to completion against a real server.
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'

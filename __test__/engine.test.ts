@@ -2,8 +2,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer, type Socket } from '../lib/index'
-import { encodeFrame, RawPeer } from './frames'
-import { closed, connect, messages, nextMessage, startServer, waitFor, type Started } from './helpers'
+import { encodeFrame, RawPeer } from '../test-support/index'
+import { closed, connect, messages, nextMessage, startServer, waitFor, type Started } from '../test-support/index'
 
 const running: Started[] = []
 afterEach(async () => {

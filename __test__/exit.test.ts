@@ -1,6 +1,6 @@
 // The addon never keeps the process alive after close(): a child process must exit by itself.
 import { describe, expect, it } from 'vitest'
-import { echoChildScript, lastJsonLine, runChild } from './helpers'
+import { echoChildScript, lastJsonLine, runChild } from '../test-support/index'
 
 describe('process lifetime', () => {
   it('a child that starts a server, echoes, and closes exits on its own within 5 s', async () => {

@@ -4,8 +4,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { SendStatus, ServerOptions, Socket, WsServer } from '../lib/index'
-import { RawPeer } from './frames'
-import { closed, connect, serverPool, startServer, waitFor } from './helpers'
+import { RawPeer } from '../test-support/index'
+import { closed, connect, serverPool, startServer, waitFor } from '../test-support/index'
 
 const server = serverPool()
 

@@ -1,7 +1,7 @@
 // docs/hardening.md rows 12-29 and 33: bad frames over raw TCP, dead and slow peers.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { closePayload, encodeFrame, RawPeer } from './frames'
-import { connect, nextMessage, startServer, waitFor, type Started } from './helpers'
+import { closePayload, encodeFrame, RawPeer } from '../test-support/index'
+import { connect, nextMessage, startServer, waitFor, type Started } from '../test-support/index'
 
 const TEXT = 0x1
 const BINARY = 0x2

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer, type ServerOptions, type Socket } from '../lib/index'
-import { connect, nextMessage, rawExchange, serverPool, statusOf, upgradeRequest, waitFor } from './helpers'
+import { connect, nextMessage, rawExchange, serverPool, statusOf, upgradeRequest, waitFor } from '../test-support/index'
 
 const server = serverPool()
 /** The HTTP status a `ws` client sees when its upgrade is refused. */

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket, WsServer } from '../lib/index'
-import { connect, lastJsonLine, messages, nextMessage, runChild, serverPool, waitFor } from './helpers'
+import { connect, lastJsonLine, messages, nextMessage, runChild, serverPool, waitFor } from '../test-support/index'
 
 const server = serverPool(1000)
 

@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { ensureBuilt } from './helpers'
+import { ensureBuilt } from './harness'
 
 beforeAll(() => ensureBuilt(), 60_000)
 

@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { ServerOptions, WebSocketHandlers } from '../../lib/index'
 import { createWebSocketClient, type RNodeWebSocketClient, type WebSocketEvent } from '../src/index'
-import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const clients: RNodeWebSocketClient[] = []
 const servers: Started[] = []
@@ -15,7 +16,7 @@ afterEach(async () => {
 })
 
 async function server(handlers: WebSocketHandlers = {}, options: ServerOptions = {}, port = 0): Promise<Started> {
-  const s = await startServer(handlers, options, port)
+  const s = await startServer(handlers, { ...options, port })
   servers.push(s)
   return s
 }

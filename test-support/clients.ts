@@ -49,3 +49,46 @@ export function closed(ws: WebSocket, timeoutMs = 8000): Promise<{ code: number;
     })
   })
 }
+
+/** Connects as `clientId` (the query parameter the server takes the client id from). */
+export function connectAs(url: string, clientId: string): Promise<WebSocket> {
+  return connect(`${url}?clientId=${encodeURIComponent(clientId)}`)
+}
+
+/** A frame of the built-in JSON room protocol. */
+export type ProtocolFrame = Record<string, unknown>
+
+/** Sends a protocol frame and resolves with the next message, parsed (the reply). */
+export async function request(ws: WebSocket, frame: ProtocolFrame): Promise<ProtocolFrame> {
+  const reply = nextMessage(ws)
+  ws.send(JSON.stringify(frame))
+  return JSON.parse((await reply) as string) as ProtocolFrame
+}
+
+/** Resolves true if a message arrives within `ms`, false otherwise. */
+export function anyMessageWithin(ws: WebSocket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      ws.off('message', on)
+      resolve(false)
+    }, ms)
+    const on = (): void => {
+      clearTimeout(t)
+      resolve(true)
+    }
+    ws.once('message', on)
+  })
+}
+
+/** The HTTP status a `ws` client sees when its upgrade is refused. */
+export function refusedStatus(url: string, options: WebSocket.ClientOptions = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, options)
+    ws.on('open', () => reject(new Error('unexpectedly upgraded')))
+    ws.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0)
+      ws.terminate()
+    })
+    ws.on('error', () => {})
+  })
+}

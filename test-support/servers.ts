@@ -33,19 +33,27 @@ export async function startServer(
   }
 }
 
-/** A server starter for one test file: every server it starts is closed after each test. */
-export function serverPool(
-  closeTimeout = 500,
-): (handlers?: WebSocketHandlers, options?: ServerOptions) => Promise<Started> {
-  const running: Started[] = []
+/** Echoes every message back to its sender. */
+export const echo: NonNullable<WebSocketHandlers['onMessage']> = (socket, message) => void socket.send(message)
+
+/** Starts servers for one test file; every server it started or adopted is closed after each test. */
+export interface ServerPool {
+  (handlers?: WebSocketHandlers, options?: ServerOptions): Promise<Started>
+  /** Servers the test made itself, to close after it too. */
+  adopt(...servers: WsServer[]): void
+}
+
+export function serverPool(closeTimeout = 500): ServerPool {
+  const running: WsServer[] = []
   afterEach(async () => {
-    await Promise.all(running.splice(0).map((s) => s.server.close({ timeout: closeTimeout })))
+    await Promise.all(running.splice(0).map((server) => server.close({ timeout: closeTimeout })))
   })
-  return async (handlers = {}, options = {}) => {
+  const start = async (handlers: WebSocketHandlers = {}, options: ServerOptions = {}): Promise<Started> => {
     const s = await startServer(handlers, options)
-    running.push(s)
+    running.push(s.server)
     return s
   }
+  return Object.assign(start, { adopt: (...servers: WsServer[]) => void running.push(...servers) })
 }
 
 /** A free TCP port on 127.0.0.1 with nothing listening on it (connections are refused). */

@@ -147,7 +147,9 @@ describe('join errors', () => {
     const s = await server({ onJoinRoom: (_socket, roomId) => roomId !== 'secret' })
     const a = await connected(s, 'alice')
     await expect(a.joinRoom('secret')).rejects.toMatchObject({ code: 'ROOM_JOIN_FAILED', reason: 'denied' })
-    await expect(a.joinRoom('public')).resolves.toBeDefined()
+    const room = await a.joinRoom('public')
+    expect([room.id, room.isJoinedToRoom()]).toEqual(['public', true])
+    expect(s.server.getRoom('public')?.connectionsCount).toBe(1)
   })
 
   it('not_found when the server does not create rooms on join', async () => {

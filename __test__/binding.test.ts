@@ -1,7 +1,7 @@
 // The hand-registered native calls (`sendText`, `sendBinary`): wrong arguments are a dropped
 // send, never a crash. Run in a child process so the one server there has handle 0.
 import { describe, expect, it } from 'vitest'
-import { lastJsonLine, runChild } from './helpers'
+import { lastJsonLine, runChild } from '../test-support/index'
 
 describe('native send calls', () => {
   it('answer 2 (dropped) for wrong arguments and still send right ones', async () => {

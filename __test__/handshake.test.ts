@@ -1,6 +1,6 @@
-// HTTP answers before the upgrade (HARDENING.md rows 1-5 and 10), over raw TCP.
+// HTTP answers before the upgrade (docs/hardening.md rows 1-5 and 10), over raw TCP.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { rawExchange, startServer, statusOf, upgradeRequest, type Started } from './helpers'
+import { rawExchange, type Started, startServer, statusOf, upgradeRequest } from '../test-support/index'
 
 let s: Started
 beforeAll(async () => {

@@ -1,7 +1,6 @@
-// HARDENING.md rows 12-29 and 33: bad frames over raw TCP, dead and slow peers.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { closePayload, encodeFrame, RawPeer } from './frames'
-import { connect, nextMessage, startServer, waitFor, type Started } from './helpers'
+// docs/hardening.md rows 12-29 and 33: bad frames over raw TCP, dead and slow peers.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { closePayload, connect, encodeFrame, nextMessage, RawPeer, type Started, startServer } from '../test-support/index'
 
 const TEXT = 0x1
 const BINARY = 0x2
@@ -153,93 +152,5 @@ describe('protocol violations close with the RFC code', () => {
     ws.send('alive')
     expect(await reply).toBe('alive')
     ws.close()
-  })
-})
-
-describe('dead, silent and abusive peers', () => {
-  const running: Started[] = []
-  afterEach(async () => {
-    await Promise.all(running.splice(0).map((x) => x.server.close({ timeout: 500 })))
-  })
-
-  it('row 26: a peer that never answers our close is dropped after closeTimeout', async () => {
-    const codes: number[] = []
-    const srv = await startServer(
-      { onConnect: (socket) => socket.close(4000, 'bye'), onClose: (_s, c) => void codes.push(c) },
-      { closeTimeout: 300 },
-    )
-    running.push(srv)
-    const peer = await RawPeer.connect(srv.port)
-    const started = Date.now()
-    expect(await peer.closeCode()).toBe(4000)
-    // We do not answer: the server must drop the TCP connection on its own.
-    await peer.waitEnd(3000)
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250)
-    expect(Date.now() - started).toBeLessThan(2500)
-    await waitFor(() => codes.length === 1)
-    expect(codes).toEqual([4000])
-  })
-
-  it('row 28: a dead peer (no pongs, nothing sent) is closed after idleTimeout', async () => {
-    const srv = await startServer({}, { pingInterval: 100, idleTimeout: 400 })
-    running.push(srv)
-    const peer = await RawPeer.connect(srv.port)
-    // The server pings us...
-    const ping = await peer.nextFrame(2000, false)
-    expect(ping?.opcode).toBe(PING)
-    // ...we never answer, so it drops us.
-    const started = Date.now()
-    await peer.waitEnd(3000)
-    expect(Date.now() - started).toBeLessThan(1500)
-  })
-
-  it('a live peer that answers pings outlives idleTimeout; lastPong moves', async () => {
-    const srv = await startServer({}, { pingInterval: 100, idleTimeout: 300 })
-    running.push(srv)
-    const ws = await connect(srv.url)
-    await waitFor(() => srv.server.getConnections().length === 1)
-    const socket = srv.server.getConnections()[0]!
-    const firstPong = socket.lastPong!.getTime()
-    await new Promise((r) => setTimeout(r, 800))
-    expect(ws.readyState).toBe(ws.OPEN)
-    expect(socket.lastPong!.getTime()).toBeGreaterThan(firstPong)
-    ws.close()
-  })
-
-  it('the built-in ping message updates lastPing and counts as activity', async () => {
-    const srv = await startServer({}, { pingInterval: 60_000, idleTimeout: 400 })
-    running.push(srv)
-    const peer = await RawPeer.connect(srv.port)
-    await waitFor(() => srv.server.getConnections().length === 1)
-    const socket = srv.server.getConnections()[0]!
-    const before = socket.lastPing!.getTime()
-    for (let i = 0; i < 6; i++) {
-      await new Promise((r) => setTimeout(r, 150))
-      peer.send({ opcode: TEXT, payload: JSON.stringify({ type: 'ping', timestamp: i }) })
-      expect(JSON.parse((await peer.nextFrame())!.payload.toString())).toEqual({ type: 'pong', timestamp: i })
-    }
-    expect(peer.ended).toBe(false)
-    expect(socket.lastPing!.getTime()).toBeGreaterThan(before)
-    peer.destroy()
-  })
-
-  it('row 29: ping frames are answered; a flood is closed with 1008', async () => {
-    const srv = await startServer({})
-    running.push(srv)
-    const peer = await RawPeer.connect(srv.port)
-    peer.send({ opcode: PING, payload: 'p1' })
-    const pong = await peer.nextFrame()
-    expect(pong?.opcode).toBe(0xa)
-    expect(pong?.payload.toString()).toBe('p1')
-    peer.send(Buffer.concat(Array.from({ length: 500 }, () => encodeFrame({ opcode: PING, payload: 'x' }))))
-    let code: number | null = null
-    for (;;) {
-      const f = await peer.nextFrame()
-      if (f === null || f.opcode === CLOSE) {
-        code = f ? f.payload.readUInt16BE(0) : null
-        break
-      }
-    }
-    expect(code).toBe(1008)
   })
 })

@@ -1,8 +1,8 @@
 // Loads the native engine: a local build during development, else the prebuilt platform package.
 // The shape below mirrors the napi-generated `native-build/native.d.ts`, plus `sendText` and
 // `sendBinary`, which the engine registers by hand (native/handles.rs) and so are not in that file;
-// the tests exercise every member, so a drift shows up as a failing test rather than a silent
-// mismatch.
+// `__test__/binding.test.ts` checks that the loaded addon has every member declared here, so a
+// drift shows up as a failing test rather than a silent mismatch.
 
 /** Options understood by the engine (already validated by the facade). */
 export interface NativeOptions {

@@ -34,7 +34,12 @@ export interface WebSocketHandlers {
   onConnect?: (socket: Socket) => HandlerResult
   /** A text (`string`) or binary (`Buffer`) message arrived. */
   onMessage?: (socket: Socket, message: string | Buffer) => HandlerResult
-  /** The connection is gone; `code` is the peer's close code, 1005 without one, 1006 if it dropped. */
+  /**
+   * The connection is gone. `code` and `reason` are the peer's close frame when one came (1005
+   * and `''` if it carried no code); else the code the engine failed the connection with (1002,
+   * 1007, 1008, 1009, or 1006 with `'Idle timeout'`); else the close we sent and the peer never
+   * answered (`socket.close()`, 1001 from `server.close()`); else 1006 (the TCP connection dropped).
+   */
   onClose?: (socket: Socket, code: number, reason: string) => HandlerResult
   /** A handler threw (the connection is closed with 1011) or the engine reports a problem. */
   onError?: (socket: Socket, error: Error) => HandlerResult

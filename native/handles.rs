@@ -2,7 +2,7 @@
 //! plain functions rather than `NativeServer` methods.
 //!
 //! A class method pays on every call for unwrapping `this` (a private-property lookup and a
-//! type-tag check) and for napi-rs's borrow bookkeeping: about 15% of the 32 B echo benchmark.
+//! type-tag check) and for napi-rs's borrow bookkeeping, a cost paid once per message.
 //! These functions take the server's numeric handle instead, looked up in a per-thread table
 //! (a server is only ever called from the JS thread that created it).
 //!
@@ -145,7 +145,7 @@ unsafe fn append_js_text(out: &mut Vec<u8>, env: sys::napi_env, value: sys::napi
 }
 
 // `sendText` and `sendBinary` are plain napi callbacks, not `#[napi]` functions: napi-rs wraps
-// every `#[napi]` call in its borrow-tracking scope, which cost about 8% of the 32 B echo. They
+// every `#[napi]` call in its borrow-tracking scope, a cost paid on every message sent. They
 // take (handle, conn, data) and return the `SendStatus` number; a wrong argument (the facade
 // checks them first) counts as a dropped send, never a crash.
 

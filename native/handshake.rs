@@ -1,8 +1,8 @@
 //! The HTTP/1.1 upgrade request (RFC 6455 §4.2.1): parsing its head, validating it, and the
 //! responses we write, all without an HTTP stack. Pure functions: the caller does the I/O.
 //!
-//! The checks and their order are those the server made when hyper parsed the request, so the
-//! status codes a client sees do not change: 405 (with `Allow: GET`), 505, 426 (with
+//! The checks run in a fixed order, so a request with several faults always gets the same
+//! status (the first that applies): 405 (with `Allow: GET`), 505, 426 (with
 //! `Upgrade: websocket`), 400 for `Connection`, 426 (with `Sec-WebSocket-Version: 13`), 400 for
 //! the key; 400 for a malformed head and 431 for too many or too large headers.
 
@@ -38,8 +38,8 @@ impl Head {
     }
 
     /// Whether any value of the header holds `token` in its comma-separated list (ASCII
-    /// case-insensitive). Values that are not visible ASCII are skipped, as hyper's
-    /// `HeaderValue::to_str` did.
+    /// case-insensitive). A value that is not visible ASCII is skipped whole: a token list is
+    /// visible ASCII, so such a value is malformed and counts as absent.
     fn has_token(&self, name: &str, token: &str) -> bool {
         self.all(name)
             .filter_map(visible_ascii)
@@ -136,7 +136,7 @@ fn parse_into<'b>(
     Ok(Parsed::Complete(head, len))
 }
 
-/// Splits a request target into path and raw query the way `http::Uri` did for hyper: a
+/// Splits a request target into path and raw query as an HTTP URI parser does: a
 /// fragment is dropped, the absolute form (`http://host/ws?q`) gives its path ("/" when empty),
 /// and a target that is not ASCII is malformed.
 fn split_target(target: &str) -> Result<(&str, &str), Rejection> {
@@ -263,8 +263,8 @@ fn valid_header_name(name: &str) -> bool {
 
 /// The whole 101 response: HTTP/1.1 101 Switching Protocols, Upgrade: websocket,
 /// Connection: Upgrade, Sec-WebSocket-Accept, and Sec-WebSocket-Protocol when Some. A protocol
-/// holding control characters (it may come from JS) is left out, as hyper's `HeaderValue`
-/// refused it, rather than let it break the head.
+/// holding control characters (it may come from JS) is left out rather than let it break the
+/// head (a CR or LF would end the header early).
 pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
     const START: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Accept: ";
@@ -538,7 +538,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
             Ok(KEY)
         );
         assert_eq!(status(line, &[("Sec-WebSocket-Version", Some("13 "))]), 101);
-        // No Host check: hyper made none either.
+        // No Host check: nothing here depends on the host, so a request without one is served.
         assert_eq!(status(line, &[("Host", None)]), 101);
     }
 

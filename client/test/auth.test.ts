@@ -2,7 +2,8 @@
 // (re)connect; refusals by HTTP status (before the upgrade) or by close code (after it).
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeClientError, RNodeWebSocketClient } from '../src/index'
-import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {

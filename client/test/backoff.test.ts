@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import WebSocket from 'ws'
 import { RNodeWebSocketClient, backoffDelay, type WebSocketConstructor } from '../src/index'
-import { closedPort } from './helpers'
+import { closedPort } from '../../test-support/index'
 
 afterEach(() => {
   vi.useRealTimers()

@@ -4,7 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Socket } from '../../lib/index'
 import { RNodeWebSocketClient, createWebSocketClient, type WebSocketEvent } from '../src/index'
 import WebSocket from 'ws'
-import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 let s: Started
 const received: Array<{ clientId: string; message: string | Buffer }> = []

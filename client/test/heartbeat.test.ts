@@ -2,7 +2,8 @@
 // that stops forwarding stands in for a dead network.
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeClientError, RNodeWebSocketClient } from '../src/index'
-import { makeClient, nextEvent, sleep, startProxy, startServer, type Proxy, type Started } from './helpers'
+import { sleep, startProxy, startServer, type Proxy, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {

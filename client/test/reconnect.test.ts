@@ -2,7 +2,8 @@
 // bounded offline queue, final close codes and maxReconnectAttempts.
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeWebSocketClient } from '../src/index'
-import { closedPort, makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { closedPort, sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const clients: RNodeWebSocketClient[] = []
 const servers: Started[] = []
@@ -18,8 +19,7 @@ async function recordingServer(port = 0): Promise<{ s: Started; got: string[] }>
     {
       onMessage: (_socket, m) => void got.push(String(m)),
     },
-    {},
-    port,
+    { port },
   )
   servers.push(s)
   return { s, got }

@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { ServerOptions, WebSocketHandlers } from '../../lib/index'
 import { createWebSocketClient, type RNodeWebSocketClient, type WebSocketEvent } from '../src/index'
-import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const clients: RNodeWebSocketClient[] = []
 const servers: Started[] = []
@@ -15,7 +16,7 @@ afterEach(async () => {
 })
 
 async function server(handlers: WebSocketHandlers = {}, options: ServerOptions = {}, port = 0): Promise<Started> {
-  const s = await startServer(handlers, options, port)
+  const s = await startServer(handlers, { ...options, port })
   servers.push(s)
   return s
 }
@@ -146,7 +147,9 @@ describe('join errors', () => {
     const s = await server({ onJoinRoom: (_socket, roomId) => roomId !== 'secret' })
     const a = await connected(s, 'alice')
     await expect(a.joinRoom('secret')).rejects.toMatchObject({ code: 'ROOM_JOIN_FAILED', reason: 'denied' })
-    await expect(a.joinRoom('public')).resolves.toBeDefined()
+    const room = await a.joinRoom('public')
+    expect([room.id, room.isJoinedToRoom()]).toEqual(['public', true])
+    expect(s.server.getRoom('public')?.connectionsCount).toBe(1)
   })
 
   it('not_found when the server does not create rooms on join', async () => {

@@ -2,7 +2,7 @@
 // thread on a shared core), unless RNODE_SCHED_BATCH=0. Read back from /proc, in child processes
 // so that each gets its own runtime and environment.
 import { describe, expect, it } from 'vitest'
-import { echoChildScript, lastJsonLine, runChild } from './helpers'
+import { echoChildScript, lastJsonLine, runChild } from '../test-support/index'
 
 const SCHED_OTHER = 0
 const SCHED_BATCH = 3

@@ -1,0 +1,46 @@
+// User handlers that throw or reject: only their connection pays (docs/hardening.md row 31).
+import { describe, expect, it } from 'vitest'
+import type { WebSocketHandlers } from '../lib/index'
+import { closed, connect, echo, nextMessage, serverPool, type Started } from '../test-support/index'
+
+const start = serverPool(1000)
+const echoServer = (extra: WebSocketHandlers = {}): Promise<Started> => start({ onMessage: echo, ...extra })
+
+describe('handler errors', () => {
+  it('a throwing handler closes only that connection with 1011 and reaches onError', async () => {
+    const errors: string[] = []
+    const { url } = await echoServer({
+      onMessage: (socket, msg) => {
+        if (msg === 'boom') throw new Error('handler exploded')
+        socket.send(msg)
+      },
+      onError: (_s, err) => void errors.push(err.message),
+    })
+    const victim = await connect(url)
+    const bystander = await connect(url)
+    const c = closed(victim)
+    victim.send('boom')
+    expect((await c).code).toBe(1011)
+    expect(errors).toEqual(['handler exploded'])
+    const reply = nextMessage(bystander)
+    bystander.send('still fine')
+    expect(await reply).toBe('still fine')
+    bystander.close()
+  })
+
+  it('a rejected promise counts as a throw', async () => {
+    const errors: string[] = []
+    const { url } = await echoServer({
+      onMessage: async () => {
+        await new Promise((r) => setTimeout(r, 5))
+        throw new Error('async failure')
+      },
+      onError: (_s, err) => void errors.push(err.message),
+    })
+    const ws = await connect(url)
+    const c = closed(ws)
+    ws.send('x')
+    expect((await c).code).toBe(1011)
+    expect(errors).toEqual(['async failure'])
+  })
+})

@@ -197,19 +197,21 @@ describe('close', () => {
     expect(seen[0]).toBe(1006)
   })
 
-  it('rejects invalid close codes and long reasons with RangeError, bad types with TypeError', async () => {
+  it('rejects invalid close codes and long reasons (RangeError), bad types (TypeError), each with its code', async () => {
     let socket: Socket | undefined
     const { url } = await echoServer({ onConnect: (s) => void (socket = s) })
     const ws = await connect(url)
     await waitFor(() => socket !== undefined)
     for (const code of [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000, 1000.5]) {
       expect(() => socket!.close(code)).toThrow(RangeError)
+      expect(() => socket!.close(code)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_CODE' }))
     }
     expect(() => socket!.close(1000, 'x'.repeat(124))).toThrow(RangeError)
-    expect(() => socket!.close(1000, 'é'.repeat(62))).toThrow(RangeError) // 124 bytes
+    expect(() => socket!.close(1000, 'é'.repeat(62))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_REASON' })) // 124 bytes
     expect(() => socket!.close('1000' as unknown as number)).toThrow(TypeError)
+    expect(() => socket!.close('1000' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_CODE' }))
     expect(() => socket!.send(42 as unknown as string)).toThrow(TypeError)
-    expect(() => socket!.send({} as unknown as string)).toThrow(/string, Buffer/)
+    expect(() => socket!.send({} as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     // Nothing was sent by the failed calls: the connection is still usable.
     const reply = nextMessage(ws)
     ws.send('still here')
@@ -220,21 +222,23 @@ describe('close', () => {
 })
 
 describe('handler errors', () => {
-  it('a throwing handler closes only that connection with 1011 and reaches onError', async () => {
-    const errors: string[] = []
+  it('a throwing handler closes only that connection with 1011 and reaches onError as ERR_HANDLER_FAILED', async () => {
+    const errors: unknown[] = []
+    const thrown = new Error('handler exploded')
     const { url } = await echoServer({
       onMessage: (socket, msg) => {
-        if (msg === 'boom') throw new Error('handler exploded')
+        if (msg === 'boom') throw thrown
         socket.send(msg)
       },
-      onError: (_s, err) => void errors.push(err.message),
+      onError: (_s, err) => void errors.push(err),
     })
     const victim = await connect(url)
     const bystander = await connect(url)
     const c = closed(victim)
     victim.send('boom')
     expect((await c).code).toBe(1011)
-    expect(errors).toEqual(['handler exploded'])
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatchObject({ code: 'ERR_HANDLER_FAILED', cause: thrown })
     const reply = nextMessage(bystander)
     bystander.send('still fine')
     expect(await reply).toBe('still fine')
@@ -242,19 +246,19 @@ describe('handler errors', () => {
   })
 
   it('a rejected promise counts as a throw', async () => {
-    const errors: string[] = []
+    const errors: unknown[] = []
     const { url } = await echoServer({
       onMessage: async () => {
         await new Promise((r) => setTimeout(r, 5))
-        throw new Error('async failure')
+        throw 'async failure'
       },
-      onError: (_s, err) => void errors.push(err.message),
+      onError: (_s, err) => void errors.push(err),
     })
     const ws = await connect(url)
     const c = closed(ws)
     ws.send('x')
     expect((await c).code).toBe(1011)
-    expect(errors).toEqual(['async failure'])
+    expect(errors).toEqual([expect.objectContaining({ code: 'ERR_HANDLER_FAILED', cause: 'async failure' })])
   })
 })
 
@@ -332,12 +336,13 @@ describe('servers', () => {
     running.push(a)
     const b = new WsServer({ host: '127.0.0.1', port: a.port })
     b.websocket('/ws', {})
-    await expect(b.listen()).rejects.toThrow(/cannot listen on 127\.0\.0\.1:\d+/)
+    await expect(b.listen()).rejects.toMatchObject({ code: 'ERR_ADDR_IN_USE' })
   })
 })
 
 describe('API validation', () => {
-  it('constructor and websocket() reject bad arguments with TypeError/RangeError', () => {
+  it('constructor and websocket() reject bad arguments with TypeError/RangeError and a code', () => {
+    expect(() => new WsServer(-1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
     expect(() => new WsServer(-1)).toThrow(RangeError)
     expect(() => new WsServer(70000)).toThrow(RangeError)
     expect(() => new WsServer('3000' as unknown as number)).toThrow(TypeError)
@@ -346,6 +351,7 @@ describe('API validation', () => {
     expect(() => new WsServer({ backpressurePolicy: 'explode' as 'drop' })).toThrow(TypeError)
     const s = new WsServer(0)
     expect(() => s.websocket('chat', {})).toThrow(TypeError)
-    expect(() => s.websocket('/chat', { onMessage: 'nope' as unknown as () => void })).toThrow(/onMessage must be a function/)
+    expect(() => s.websocket('chat', {})).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
+    expect(() => s.websocket('/chat', { onMessage: 'nope' as unknown as () => void })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
   })
 })

@@ -124,6 +124,7 @@ impl Drop for NativeServer {
 
 #[napi]
 impl NativeServer {
+    /// Throws `ERR_INVALID_OPTION` for an option the engine cannot use.
     #[napi(constructor)]
     pub fn new(options: Option<NativeOptions>) -> Result<Self> {
         let config = Config::from_options(&options.unwrap_or_default()).map_err(error::Error::from)?;
@@ -131,14 +132,15 @@ impl NativeServer {
         Ok(NativeServer { handle: fast::register(engine.clone()), engine, listened: AtomicBool::new(false) })
     }
 
-    /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
+    /// Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
     #[napi]
     pub fn add_route(&self, path: String, hooks: u32) {
         self.engine.add_route(&path, hooks);
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
-    /// events are waiting for `pollEvents`.
+    /// events are waiting for `pollEvents`. Throws `ERR_ALREADY_LISTENING` on a second call;
+    /// rejects with a bind or Redis code (`error::Code`).
     #[napi(ts_return_type = "Promise<number>")]
     pub fn listen<'env>(
         &self,
@@ -275,7 +277,8 @@ impl NativeServer {
         }
     }
 
-    /// Counts summed over every node of the cluster (rejects without a cluster).
+    /// Counts summed over every node of the cluster; rejects with `ERR_NO_CLUSTER` without one,
+    /// `ERR_NOT_LISTENING` before `listen`.
     #[napi(ts_return_type = "Promise<ClusterStats>")]
     pub fn cluster_stats<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ClusterStats>> {
         let engine = self.engine.clone();

@@ -17,9 +17,9 @@ pub enum Code {
     InvalidOption,
     /// The address is taken by another socket (EADDRINUSE).
     AddrInUse,
-    /// The host is not an address of this machine, or does not resolve (EADDRNOTAVAIL).
+    /// The host is not an address of this machine (EADDRNOTAVAIL).
     AddrNotAvailable,
-    /// Binding failed for another reason (permissions, resources).
+    /// Binding failed for another reason (permissions, a host that does not resolve, resources).
     ListenFailed,
     /// `listen()` on a server that already listened.
     AlreadyListening,

@@ -17,10 +17,9 @@ mod rooms;
 mod server;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::AtomicBool;
 
 use napi::bindgen_prelude::{Function, PromiseRaw, Uint8ArraySlice};
 use napi::Env;

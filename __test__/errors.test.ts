@@ -110,7 +110,6 @@ describe('listen', () => {
     const err: unknown = await b.listen().catch((e: unknown) => e)
     expect(err).toBeInstanceOf(Error)
     expect(err).toMatchObject({ code: 'ERR_ADDR_IN_USE' })
-    expect((err as Error).message).toContain(`127.0.0.1:${taken.port}`)
   })
 
   it('ERR_ADDR_NOT_AVAILABLE: the host is not an address of this machine', async () => {
@@ -122,9 +121,7 @@ describe('listen', () => {
   it('ERR_LISTEN_FAILED: any other bind failure, here a host name that does not resolve', async () => {
     // `.invalid` never resolves (RFC 6761).
     const s = unstarted({ host: 'no-such-host.invalid' })
-    const err: unknown = await s.listen().catch((e: unknown) => e)
-    expect(err).toMatchObject({ code: 'ERR_LISTEN_FAILED' })
-    expect((err as Error).message).toContain('no-such-host.invalid')
+    await expect(s.listen()).rejects.toMatchObject({ code: 'ERR_LISTEN_FAILED' })
   })
 
   it('ERR_ALREADY_LISTENING: a second listen(), refused by the facade and by the engine', async () => {
@@ -161,9 +158,7 @@ describe('cluster', () => {
 
   it('ERR_REDIS_UNREACHABLE: nothing listens at the Redis URL', async () => {
     const s = unstarted({ cluster: { redis: `redis://127.0.0.1:${await freePort()}` } })
-    const err: unknown = await s.listen().catch((e: unknown) => e)
-    expect(err).toMatchObject({ code: 'ERR_REDIS_UNREACHABLE' })
-    expect((err as Error).message).toMatch(/redis:\/\/127\.0\.0\.1:\d+/)
+    await expect(s.listen()).rejects.toMatchObject({ code: 'ERR_REDIS_UNREACHABLE' })
   })
 
   it.skipIf(SKIP_REDIS)('ERR_REDIS_REFUSED: Redis answers, with an authentication error', async () => {
@@ -229,7 +224,6 @@ describe('sockets and handlers', () => {
     ws.send('x')
     await waitFor(() => errors.length === 1)
     expect(errors[0]).toMatchObject({ code: 'ERR_HANDLER_FAILED', cause: boom })
-    expect((errors[0] as Error).message).toContain('onMessage')
   })
 
   it('ERR_INVALID_HANDLER_RESULT: onUpgrade returns what it may not; the client gets 500', async () => {

@@ -6,7 +6,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { WsServer, type ErrorCode, type ServerOptions, type Socket } from '../lib/index'
+import type WebSocket from 'ws'
+import { WsServer, type ErrorCode, type ServerOptions, type Socket, type WebSocketHandlers } from '../lib/index'
 import { native } from '../lib/binding'
 import { connect, nextMessage, rawExchange, serverPool, statusOf, upgradeRequest, waitFor } from './helpers'
 
@@ -42,7 +43,7 @@ function freePort(): Promise<number> {
 }
 
 /** A socket of a fresh server and the `ws` client it belongs to. */
-async function oneSocket(handlers: Parameters<typeof server>[0] = {}): Promise<{ socket: Socket; ws: Awaited<ReturnType<typeof connect>> }> {
+async function oneSocket(handlers: WebSocketHandlers = {}): Promise<{ socket: Socket; ws: WebSocket }> {
   let socket: Socket | undefined
   const { url } = await server({ ...handlers, onConnect: (s) => void (socket = s) })
   const ws = await connect(url)
@@ -167,13 +168,17 @@ describe('cluster', () => {
       stdio: 'ignore',
     })
     try {
-      await waitFor(() => redis.exitCode === null, 1000, 'redis-server running')
-      const up = async (): Promise<boolean> =>
+      const up = (): Promise<boolean> =>
         new Promise((r) => {
           const sock = net.connect(port, '127.0.0.1', () => r(sock.destroy() !== undefined))
           sock.on('error', () => r(false))
         })
-      for (let i = 0; i < 100 && !(await up()); i++) await new Promise((r) => setTimeout(r, 50))
+      let listening = false
+      for (let i = 0; i < 100 && !listening; i++) {
+        listening = await up()
+        if (!listening) await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(listening).toBe(true)
       const s = unstarted({ cluster: { redis: `redis://127.0.0.1:${port}` } })
       await expect(s.listen()).rejects.toMatchObject({ code: 'ERR_REDIS_REFUSED' })
       // With the password the same Redis is fine: the code was about the refusal, not the address.

@@ -1,6 +1,10 @@
 // The hand-registered native calls (`sendText`, `sendBinary`): wrong arguments are a dropped
-// send, never a crash. Run in a child process so the one server there has handle 0.
+// send, never a crash (run in a child process so the one server there has handle 0). And the
+// enums shared with the engine match their committed declarations.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { native } from '../lib/binding'
 import { lastJsonLine, runChild } from '../test-support/index'
 
 describe('native send calls', () => {
@@ -44,5 +48,19 @@ describe('native send calls', () => {
     const r = lastJsonLine<{ statuses: number[]; got: string[] }>(out)
     expect(r.statuses).toEqual([2, 2, 2, 2, 2, 2, 2, 2, 0, 0])
     expect(r.got).toEqual(['text:ok', 'bin:2,3'])
+  })
+})
+
+describe('shared enums', () => {
+  // The facade compiles these to numbers from lib/native.d.ts; the engine has its own. A stale
+  // committed native.d.ts (Rust enum changed, `npm run build:native` not rerun) fails here.
+  it('the committed native.d.ts has the values the engine exports', () => {
+    const dts = readFileSync(join(__dirname, '..', 'lib', 'native.d.ts'), 'utf8')
+    for (const name of ['EventKind', 'JoinResult', 'Hook'] as const) {
+      const body = new RegExp(`export declare const enum ${name} \\{([^}]*)\\}`).exec(dts)?.[1] ?? ''
+      const declared = Object.fromEntries([...body.matchAll(/(\w+) = (\d+)/g)].map((m) => [m[1], Number(m[2])]))
+      expect(Object.keys(declared).length).toBeGreaterThan(3)
+      expect({ ...native[name] }).toEqual(declared)
+    }
   })
 })

@@ -50,6 +50,7 @@ describe('broadcast', () => {
     expect(await onlyC1).toBe('filtered')
     expect(await others).toEqual([false, false])
     expect(() => srv.broadcast(5 as unknown as string)).toThrow(TypeError)
+    expect(() => srv.broadcast(5 as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     clients.forEach((ws) => ws.close())
   })
 })

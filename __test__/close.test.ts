@@ -69,19 +69,21 @@ describe('close', () => {
     expect(seen[0]).toBe(1006)
   })
 
-  it('rejects invalid close codes and long reasons with RangeError, bad types with TypeError', async () => {
+  it('rejects invalid close codes and long reasons (RangeError), bad types (TypeError), each with its code', async () => {
     let socket: Socket | undefined
     const { url } = await echoServer({ onConnect: (s) => void (socket = s) })
     const ws = await connect(url)
     await waitFor(() => socket !== undefined)
     for (const code of [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000, 1000.5]) {
       expect(() => socket!.close(code)).toThrow(RangeError)
+      expect(() => socket!.close(code)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_CODE' }))
     }
     expect(() => socket!.close(1000, 'x'.repeat(124))).toThrow(RangeError)
-    expect(() => socket!.close(1000, 'é'.repeat(62))).toThrow(RangeError) // 124 bytes
+    expect(() => socket!.close(1000, 'é'.repeat(62))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_REASON' })) // 124 bytes
     expect(() => socket!.close('1000' as unknown as number)).toThrow(TypeError)
+    expect(() => socket!.close('1000' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_CODE' }))
     expect(() => socket!.send(42 as unknown as string)).toThrow(TypeError)
-    expect(() => socket!.send({} as unknown as string)).toThrow(/string, Buffer/)
+    expect(() => socket!.send({} as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     // Nothing was sent by the failed calls: the connection is still usable.
     const reply = nextMessage(ws)
     ws.send('still here')

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
+import { EventKind, Hook, native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
+import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
@@ -17,26 +18,6 @@ import type {
   WebSocketHandlers,
 } from './types'
 
-/** Event kinds in a native batch header (see native/events.rs). */
-const enum Kind {
-  Connect = 0,
-  Text = 1,
-  Binary = 2,
-  Close = 3,
-  Drain = 4,
-  JoinRequest = 5,
-  Leave = 6,
-  Upgrade = 7,
-  UpgradeFailed = 8,
-}
-
-/** Hook bits telling the engine which events to send (see native/engine.rs). */
-const enum Hook {
-  Message = 1,
-  JoinRoom = 2,
-  LeaveRoom = 4,
-  Upgrade = 8,
-}
 /** u32 slots per event in a batch header. */
 const STRIDE = 5
 /** Events handled before the drain loop lets the Node event loop run. */
@@ -67,17 +48,30 @@ function ownString(text: string, start: number, end: number): string {
   return (' ' + text.substring(start, end)).slice(1)
 }
 
+/** A `TypeError` for a bad option. */
+function badOption(message: string): CodedError<TypeError> {
+  return codedTypeError('ERR_INVALID_OPTION', message)
+}
+
+/** A `TypeError` for a bad method argument. */
+function badArg(message: string): CodedError<TypeError> {
+  return codedTypeError('ERR_INVALID_ARG', message)
+}
+
+/** The integer option `name`, or `ERR_INVALID_OPTION`. */
 function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
+    throw badOption(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
   }
-  if (value < min || value > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${value}`)
+  if (value < min || value > max) {
+    throw codedRangeError('ERR_INVALID_OPTION', `${name} must be between ${min} and ${max}, got ${value}`)
+  }
   return value
 }
 
 function checkStringList(name: string, value: unknown): string[] {
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0)) {
-    throw new TypeError(`${name} must be an array of non-empty strings`)
+    throw badOption(`${name} must be an array of non-empty strings`)
   }
   return [...(value as string[])]
 }
@@ -88,12 +82,12 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   if (input === undefined) return {}
   if (typeof input === 'number') return { port: checkInteger('port', input, 0, 65535) }
   if (typeof input !== 'object' || input === null) {
-    throw new TypeError(`new WsServer() takes a port number or an options object, got ${input === null ? 'null' : typeof input}`)
+    throw badOption(`new WsServer() takes a port number or an options object, got ${input === null ? 'null' : typeof input}`)
   }
   const out: NativeOptions = {}
   if (input.port !== undefined) out.port = checkInteger('port', input.port, 0, 65535)
   if (input.host !== undefined) {
-    if (typeof input.host !== 'string' || input.host.length === 0) throw new TypeError('host must be a non-empty string')
+    if (typeof input.host !== 'string' || input.host.length === 0) throw badOption('host must be a non-empty string')
     out.host = input.host
   }
   for (const name of DURATION_OPTIONS) {
@@ -104,12 +98,12 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   }
   if (input.backpressurePolicy !== undefined) {
     if (input.backpressurePolicy !== 'close' && input.backpressurePolicy !== 'drop') {
-      throw new TypeError(`backpressurePolicy must be 'close' or 'drop', got ${String(input.backpressurePolicy)}`)
+      throw badOption(`backpressurePolicy must be 'close' or 'drop', got ${String(input.backpressurePolicy)}`)
     }
     out.backpressurePolicy = input.backpressurePolicy
   }
   if (input.autoCreateRooms !== undefined) {
-    if (typeof input.autoCreateRooms !== 'boolean') throw new TypeError('autoCreateRooms must be a boolean')
+    if (typeof input.autoCreateRooms !== 'boolean') throw badOption('autoCreateRooms must be a boolean')
     out.autoCreateRooms = input.autoCreateRooms
   }
   if (input.allowedOrigins !== undefined) out.allowedOrigins = checkStringList('allowedOrigins', input.allowedOrigins)
@@ -121,20 +115,20 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     out.protocols = checkStringList('protocols', input.protocols)
   }
   if (input.reusePort !== undefined) {
-    if (typeof input.reusePort !== 'boolean') throw new TypeError('reusePort must be a boolean')
+    if (typeof input.reusePort !== 'boolean') throw badOption('reusePort must be a boolean')
     out.reusePort = input.reusePort
   }
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
-    if (typeof c !== 'object' || c === null) throw new TypeError('cluster must be an object: { redis, prefix? }')
+    if (typeof c !== 'object' || c === null) throw badOption('cluster must be an object: { redis, prefix? }')
     const { redis, prefix } = c as { redis?: unknown; prefix?: unknown }
     if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) {
-      throw new TypeError(`cluster.redis must be a redis:// URL, got ${JSON.stringify(redis)}`)
+      throw badOption(`cluster.redis must be a redis:// URL, got ${JSON.stringify(redis)}`)
     }
     out.clusterRedis = redis
     if (prefix !== undefined) {
       if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
-        throw new TypeError('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
+        throw badOption('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
       }
       out.clusterPrefix = prefix
     }
@@ -154,11 +148,11 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 function exceptIds(except: BroadcastOptions['except']): string[] {
   if (except === undefined) return []
   const list = typeof except === 'string' || except instanceof Socket ? [except] : except
-  if (!Array.isArray(list)) throw new TypeError('except must be a socket id, a Socket, or a list of them')
+  if (!Array.isArray(list)) throw badOption('except must be a socket id, a Socket, or a list of them')
   return list.map((item: unknown) => {
     const id = item instanceof Socket ? item.id : item
     if (typeof id !== 'string' || !UUID.test(id)) {
-      throw new TypeError(`except items must be socket ids (UUIDs) or Socket objects, got ${JSON.stringify(id)}`)
+      throw badOption(`except items must be socket ids (UUIDs) or Socket objects, got ${JSON.stringify(id)}`)
     }
     return id
   })
@@ -177,8 +171,10 @@ function toRoomInfo(r: NativeRoomInfo): RoomInfo {
   return info
 }
 
-function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value))
+/** What `onError` receives when handler `name` threw `thrown` (or its promise rejected with it). */
+function handlerError(name: string, thrown: unknown): CodedError {
+  const detail = thrown instanceof Error ? thrown.message : String(thrown)
+  return codedError('ERR_HANDLER_FAILED', `${name} failed: ${detail}`, thrown)
 }
 
 /** A WebSocket server whose sockets, framing and fan-out run in Rust. */
@@ -228,12 +224,12 @@ export class WsServer {
   /** Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`). */
   websocket(path: string, handlers: WebSocketHandlers = {}): this {
     if (typeof path !== 'string' || !path.startsWith('/')) {
-      throw new TypeError(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
+      throw badArg(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
     }
-    if (typeof handlers !== 'object' || handlers === null) throw new TypeError('websocket() handlers must be an object')
+    if (typeof handlers !== 'object' || handlers === null) throw badArg('websocket() handlers must be an object')
     for (const name of HANDLER_NAMES) {
       const fn: unknown = handlers[name]
-      if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function, got ${typeof fn}`)
+      if (fn !== undefined && typeof fn !== 'function') throw badArg(`${name} must be a function, got ${typeof fn}`)
     }
     this.#routes.set(path, { ...handlers })
     const hooks =
@@ -245,9 +241,14 @@ export class WsServer {
     return this
   }
 
-  /** Binds and starts accepting. Resolves with the bound port (useful with port 0). */
+  /**
+   * Binds and starts accepting. Resolves with the bound port (useful with port 0). Rejects with
+   * `ERR_ADDR_IN_USE`, `ERR_ADDR_NOT_AVAILABLE`, `ERR_LISTEN_FAILED`, `ERR_REDIS_UNREACHABLE`,
+   * `ERR_REDIS_REFUSED`, `ERR_ALREADY_LISTENING` or `ERR_SERVER_CLOSED`.
+   */
   async listen(): Promise<{ port: number; host: string }> {
-    if (this.#state !== 'idle') throw new Error(`listen() called on a server that is ${this.#state}`)
+    if (this.#state === 'listening') throw codedError('ERR_ALREADY_LISTENING', 'listen() was already called on this server')
+    if (this.#state !== 'idle') throw codedError('ERR_SERVER_CLOSED', `listen() called on a server that is ${this.#state}`)
     this.#state = 'listening'
     try {
       this.#port = await this.#native.listen(() => this.#drain())
@@ -297,15 +298,15 @@ export class WsServer {
 
   /** Creates a room and returns its id (generated when `options.id` is absent). */
   createRoom(name: string, options: RoomOptions = {}): string {
-    if (typeof name !== 'string') throw new TypeError(`createRoom() name must be a string, got ${typeof name}`)
+    if (typeof name !== 'string') throw badArg(`createRoom() name must be a string, got ${typeof name}`)
     const id = options.id ?? randomUUID()
     checkRoomId(id)
     if (options.maxConnections !== undefined) checkInteger('maxConnections', options.maxConnections, 1, MAX_U32)
     if (options.description !== undefined && typeof options.description !== 'string') {
-      throw new TypeError('description must be a string')
+      throw badOption('description must be a string')
     }
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
-      throw new TypeError('metadata must be an object')
+      throw badOption('metadata must be an object')
     }
     const created = this.#native.createRoom({
       id,
@@ -314,7 +315,7 @@ export class WsServer {
       maxConnections: options.maxConnections,
       metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
     })
-    if (!created) throw new Error(`a room with id ${JSON.stringify(id)} already exists`)
+    if (!created) throw codedError('ERR_ROOM_EXISTS', `a room with id ${JSON.stringify(id)} already exists`)
     return id
   }
 
@@ -357,12 +358,12 @@ export class WsServer {
     const data = typeof message === 'string' || message instanceof Uint8Array ? message : undefined
     const bytes = message instanceof ArrayBuffer ? new Uint8Array(message) : data
     if (bytes === undefined) {
-      throw new TypeError('broadcast() takes a string, Buffer, Uint8Array or ArrayBuffer')
+      throw badArg('broadcast() takes a string, Buffer, Uint8Array or ArrayBuffer')
     }
     if (options.room !== undefined) checkRoomId(options.room)
     const except = exceptIds(options.except)
     if (options.filter) {
-      if (typeof options.filter !== 'function') throw new TypeError('filter must be a function')
+      if (typeof options.filter !== 'function') throw badOption('filter must be a function')
       const candidates = options.room === undefined ? this.#sockets.values() : this.getConnections(options.room)
       const ids: number[] = []
       for (const socket of candidates) {
@@ -448,16 +449,16 @@ export class WsServer {
         const conn = h[i + 1]!
         const start = h[i + 2]!
         const end = h[i + 3]!
-        switch (h[i] as Kind) {
-          case Kind.Connect:
+        switch (h[i] as EventKind) {
+          case EventKind.Connect:
             this.#onConnect(conn, text.substring(start, end))
             break
-          case Kind.Text: {
+          case EventKind.Text: {
             const socket = this.#sockets.get(conn)
             if (socket !== undefined) this.#message(socket, text.substring(start, end))
             break
           }
-          case Kind.Binary: {
+          case EventKind.Binary: {
             const socket = this.#sockets.get(conn)
             // A copy, so user code may keep it without pinning the whole batch buffer.
             if (socket !== undefined) {
@@ -465,24 +466,24 @@ export class WsServer {
             }
             break
           }
-          case Kind.Close:
+          case EventKind.Close:
             this.#onClose(conn, h[i + 4]!, ownString(text, start, end))
             break
-          case Kind.Drain: {
+          case EventKind.Drain: {
             const socket = this.#sockets.get(conn)
             if (socket) this.#call(socket, 'onDrain')
             break
           }
-          case Kind.JoinRequest:
+          case EventKind.JoinRequest:
             this.#onJoinRequest(conn, h[i + 4]!, ownString(text, start, end))
             break
-          case Kind.Upgrade:
+          case EventKind.Upgrade:
             this.#onUpgrade(h[i + 4]!, text.substring(start, end))
             break
-          case Kind.UpgradeFailed:
+          case EventKind.UpgradeFailed:
             this.#upgradeData.delete(h[i + 4]!)
             break
-          case Kind.Leave: {
+          case EventKind.Leave: {
             const socket = this.#sockets.get(conn)
             if (socket) this.#call(socket, 'onLeaveRoom', ownString(text, start, end))
             break
@@ -530,7 +531,7 @@ export class WsServer {
     const decide = (result: UpgradeResult): void => {
       if (result === false) return refuse(401, 'Unauthorized')
       if (result !== undefined && typeof result !== 'boolean' && typeof result !== 'object') {
-        throw new TypeError(`onUpgrade must return a boolean, an object or nothing, got ${typeof result}`)
+        throw codedTypeError('ERR_INVALID_HANDLER_RESULT', `onUpgrade must return a boolean, an object or nothing, got ${typeof result}`)
       }
       const verdict = typeof result === 'object' && result !== null ? result : {}
       if ('status' in verdict) {
@@ -538,13 +539,13 @@ export class WsServer {
         return refuse(status, typeof verdict.message === 'string' ? verdict.message : 'Upgrade refused')
       }
       if (verdict.clientId !== undefined && (typeof verdict.clientId !== 'string' || !CLIENT_ID.test(verdict.clientId))) {
-        throw new TypeError('onUpgrade clientId must be 1-64 characters of [A-Za-z0-9_.:-]')
+        throw codedTypeError('ERR_INVALID_HANDLER_RESULT', 'onUpgrade clientId must be 1-64 characters of [A-Za-z0-9_.:-]')
       }
       let protocol = typeof verdict.protocol === 'string' ? verdict.protocol : undefined
       if (protocol === undefined && this.#selectProtocol && req.protocols.length > 0) {
         const chosen = this.#selectProtocol(req.protocols, req)
         if (chosen !== false && !req.protocols.includes(chosen)) {
-          throw new TypeError(`protocol selector returned ${JSON.stringify(chosen)}, which the client did not offer`)
+          throw codedTypeError('ERR_INVALID_HANDLER_RESULT', `protocol selector returned ${JSON.stringify(chosen)}, which the client did not offer`)
         }
         protocol = chosen === false ? undefined : chosen
       }
@@ -584,7 +585,7 @@ export class WsServer {
     }
     const refuse = (err: unknown): void => {
       this.#native.resolveJoin(request, false)
-      this.#report(socket, 'onJoinRoom', toError(err))
+      this.#report(socket, 'onJoinRoom', handlerError('onJoinRoom', err))
     }
     try {
       const verdict = hook(socket, roomId)
@@ -624,11 +625,11 @@ export class WsServer {
 
   #fail(socket: Socket, name: HandlerName, err: unknown): void {
     if (socket.isOpen) socket.close(1011, 'Internal server error')
-    this.#report(socket, name, toError(err))
+    this.#report(socket, name, handlerError(name, err))
   }
 
   /** Hands an error to `onError`, or to stderr when there is none (or it is the one failing). */
-  #report(socket: Socket, name: HandlerName, error: Error): void {
+  #report(socket: Socket, name: HandlerName, error: CodedError): void {
     const onError = this.#routes.get(socket.path)?.onError
     if (onError && name !== 'onError') {
       try {

@@ -1,3 +1,4 @@
+import type { CodedError } from './errors'
 import type { Socket } from './socket'
 
 /** The HTTP upgrade request as `onUpgrade` sees it. */
@@ -41,8 +42,13 @@ export interface WebSocketHandlers {
    * answered (`socket.close()`, 1001 from `server.close()`); else 1006 (the TCP connection dropped).
    */
   onClose?: (socket: Socket, code: number, reason: string) => HandlerResult
-  /** A handler threw (the connection is closed with 1011) or the engine reports a problem. */
-  onError?: (socket: Socket, error: Error) => HandlerResult
+  /**
+   * A handler of this socket threw or its promise rejected: `error.code` is `'ERR_HANDLER_FAILED'`
+   * and `error.cause` what was thrown. The connection is closed with 1011 (except for a refused
+   * `onJoinRoom`, which only refuses the join). Protocol violations and limits are not errors
+   * here: the engine closes the connection with a close code, which `onClose` reports.
+   */
+  onError?: (socket: Socket, error: CodedError) => HandlerResult
   /** The send buffer emptied after `send()` reported `'buffered'`. */
   onDrain?: (socket: Socket) => HandlerResult
   /**
@@ -100,7 +106,7 @@ export interface ServerOptions {
   reusePort?: boolean
   /**
    * Scale-out: servers sharing a Redis deliver broadcasts and room messages to each other's
-   * members. `listen()` rejects when Redis cannot be reached.
+   * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
 }

@@ -17,7 +17,7 @@ use redis::AsyncCommands;
 use tokio::sync::{mpsc, Notify};
 
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{ClusterError, Result};
 
 /// Envelopes waiting for Redis, at most.
 pub const OUTBOUND_CAPACITY: usize = 16 * 1024;
@@ -160,16 +160,19 @@ fn log(message: &str) {
 impl Cluster {
     /// Checks that Redis answers; the error names the URL so `listen()` can report it.
     pub async fn connect(config: ClusterConfig) -> Result<Arc<Cluster>> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| Error::Redis(config.redis_url.clone(), e.to_string()))?;
+        let url = config.redis_url.as_str();
+        let client =
+            redis::Client::open(url).map_err(|e| ClusterError::InvalidUrl(url.to_string(), e.to_string()))?;
         let probe = async {
             let mut conn = client.get_multiplexed_async_connection().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
         match tokio::time::timeout(Duration::from_secs(3), probe).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Error::Redis(config.redis_url.clone(), e.to_string())),
-            Err(_) => return Err(Error::Redis(config.redis_url.clone(), "timed out".into())),
+            Ok(Err(e)) => return Err(ClusterError::from_redis(url, &e).into()),
+            Err(_) => {
+                return Err(ClusterError::Unreachable(url.to_string(), "no answer within 3 s".into()).into())
+            }
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         Ok(Arc::new(Cluster {
@@ -409,7 +412,7 @@ impl Cluster {
 
     /// Sums the counts every node reported; this node's own numbers are taken live.
     pub async fn counts(&self, engine: &Engine) -> Result<ClusterCounts> {
-        let redis_err = |e: redis::RedisError| Error::Redis(self.config.redis_url.clone(), e.to_string());
+        let redis_err = |e: redis::RedisError| ClusterError::from_redis(&self.config.redis_url, &e);
         let mut conn = self.client.get_multiplexed_async_connection().await.map_err(redis_err)?;
         let own = node_key(&self.config.prefix, &self.node_id);
         let pattern = format!("{}:node:*", self.config.prefix);

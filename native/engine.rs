@@ -43,13 +43,24 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by connection id.
 pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// Bits telling which JS hooks a path registered; without one, its events never cross into JS.
-pub mod hooks {
-    pub const MESSAGE: u32 = 1;
-    pub const JOIN_ROOM: u32 = 2;
-    pub const LEAVE_ROOM: u32 = 4;
+/// Bits telling which JS hooks a path registered (`addRoute`); without one, its events never
+/// cross into JS.
+#[napi_derive::napi]
+pub enum Hook {
+    Message = 1,
+    JoinRoom = 2,
+    LeaveRoom = 4,
     /// `onUpgrade` (or a subprotocol selector) must see the request before the 101.
-    pub const UPGRADE: u32 = 8;
+    Upgrade = 8,
+}
+
+/// The `Hook` bits as the masks the engine tests.
+pub mod hooks {
+    use super::Hook;
+    pub const MESSAGE: u32 = Hook::Message as u32;
+    pub const JOIN_ROOM: u32 = Hook::JoinRoom as u32;
+    pub const LEAVE_ROOM: u32 = Hook::LeaveRoom as u32;
+    pub const UPGRADE: u32 = Hook::Upgrade as u32;
 }
 
 /// The `onUpgrade` hook's answer.

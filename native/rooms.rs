@@ -61,6 +61,30 @@ pub enum JoinError {
     Closed,
 }
 
+/// What `socket.joinRoom()` got, as the facade reads it (a number at runtime).
+#[napi]
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinResult {
+    Joined,
+    /// Already a member: nothing changed.
+    Already,
+    Full,
+    NotFound,
+    Invalid,
+    Closed,
+}
+
+impl From<JoinError> for JoinResult {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::Full => JoinResult::Full,
+            JoinError::NotFound => JoinResult::NotFound,
+            JoinError::Invalid => JoinResult::Invalid,
+            JoinError::Closed => JoinResult::Closed,
+        }
+    }
+}
+
 impl JoinError {
     /// The `error` field of a `room_join_error` reply.
     pub fn as_str(self) -> &'static str {

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::conn::ConnInfo;
 use crate::engine::{hooks, Admission, AdmissionError, Engine, Verdict};
-use crate::error::{Error, Result};
+use crate::error::{ListenError, Result};
 use crate::events::Event;
 use crate::handshake::{self, Head, Parsed};
 use crate::task;
@@ -18,8 +18,9 @@ use crate::task;
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
-    let listener = bind(&addr, engine.config.reuse_port).await.map_err(|e| Error::Bind(addr.clone(), e))?;
-    let port = listener.local_addr().map_err(|e| Error::Bind(addr, e))?.port();
+    let listener =
+        bind(&addr, engine.config.reuse_port).await.map_err(|e| ListenError::from_io(addr.clone(), e))?;
+    let port = listener.local_addr().map_err(|e| ListenError::from_io(addr, e))?.port();
     tokio::spawn(Engine::ticker(Arc::downgrade(&engine)));
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket, WebSocketHandlers } from '../lib/index'
-import { closed, connect, echo, encodeFrame, messages, nextMessage, RawPeer, serverPool, type Started, waitFor } from '../test-support/index'
+import { closed, connect, echo, encodeFrame, messages, nextMessage, RawPeer, serverPool, sleep, type Started, waitFor } from '../test-support/index'
 
 const start = serverPool(1000)
 const echoServer = (extra: WebSocketHandlers = {}): Promise<Started> => start({ onMessage: echo, ...extra })
@@ -58,7 +58,7 @@ describe('close', () => {
     const frame = encodeFrame({ opcode: 0x1, payload: Buffer.from('trickled in') })
     for (const piece of [frame.subarray(0, 1), frame.subarray(1, 5), frame.subarray(5)]) {
       peer.send(piece)
-      await new Promise((r) => setTimeout(r, 30))
+      await sleep(30)
     }
     expect((await peer.nextFrame())?.payload.toString()).toBe('trickled in')
     // Data and FIN in one go: the message is still handled, and the half-closed peer is let go.

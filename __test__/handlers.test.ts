@@ -1,7 +1,7 @@
 // User handlers that throw or reject: only their connection pays (docs/hardening.md row 31).
 import { describe, expect, it } from 'vitest'
 import type { WebSocketHandlers } from '../lib/index'
-import { closed, connect, echo, nextMessage, serverPool, type Started } from '../test-support/index'
+import { closed, connect, echo, nextMessage, serverPool, sleep, type Started } from '../test-support/index'
 
 const start = serverPool(1000)
 const echoServer = (extra: WebSocketHandlers = {}): Promise<Started> => start({ onMessage: echo, ...extra })
@@ -32,7 +32,7 @@ describe('handler errors', () => {
     const errors: string[] = []
     const { url } = await echoServer({
       onMessage: async () => {
-        await new Promise((r) => setTimeout(r, 5))
+        await sleep(5)
         throw new Error('async failure')
       },
       onError: (_s, err) => void errors.push(err.message),

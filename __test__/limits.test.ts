@@ -2,7 +2,7 @@
 // happens at the limit.
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
-import { WsServer, type ServerOptions } from '../lib/index'
+import { type ServerOptions, WsServer } from '../lib/index'
 import { closedPort, connect, nextMessage, rawExchange, refusedStatus, serverPool, statusOf, upgradeRequest, waitFor } from '../test-support/index'
 
 const server = serverPool()

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket } from '../lib/index'
-import { connect, rawExchange, refusedStatus, serverPool, statusOf, upgradeRequest, waitFor } from '../test-support/index'
+import { connect, rawExchange, refusedStatus, serverPool, sleep, statusOf, upgradeRequest, waitFor } from '../test-support/index'
 
 const server = serverPool()
 
@@ -14,7 +14,7 @@ describe('onUpgrade', () => {
     const { url } = await server({
       onUpgrade: async (req) => {
         seen.push({ path: req.path, query: req.query, ua: req.headers['user-agent'], ip: req.remoteAddress })
-        await new Promise((r) => setTimeout(r, 10))
+        await sleep(10)
         if (req.query.token !== 'secret') return false
         return { clientId: 'user_42', data: { role: 'admin' } }
       },

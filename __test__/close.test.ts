@@ -17,7 +17,7 @@ describe('close', () => {
     expect(seen[0]).toEqual([4321, 'client says bye'])
   })
 
-  it('server close code and reason reach the client, after queued messages', async () => {
+  it('server close code and reason reach the client, after queued messages; row 33: send after close is dropped', async () => {
     const { url } = await echoServer({
       onConnect: (s) => {
         s.send('first')
@@ -69,7 +69,7 @@ describe('close', () => {
     expect(seen[0]).toBe(1006)
   })
 
-  it('rejects invalid close codes and long reasons with RangeError, bad types with TypeError', async () => {
+  it('row 32, 33: invalid close codes and long reasons throw RangeError, bad types TypeError', async () => {
     let socket: Socket | undefined
     const { url } = await echoServer({ onConnect: (s) => void (socket = s) })
     const ws = await connect(url)

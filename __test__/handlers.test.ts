@@ -7,7 +7,7 @@ const start = serverPool(1000)
 const echoServer = (extra: WebSocketHandlers = {}): Promise<Started> => start({ onMessage: echo, ...extra })
 
 describe('handler errors', () => {
-  it('a throwing handler closes only that connection with 1011 and reaches onError', async () => {
+  it('row 31: a throwing handler closes only that connection with 1011 and reaches onError', async () => {
     const errors: string[] = []
     const { url } = await echoServer({
       onMessage: (socket, msg) => {
@@ -28,7 +28,7 @@ describe('handler errors', () => {
     bystander.close()
   })
 
-  it('a rejected promise counts as a throw', async () => {
+  it('row 31: a rejected promise counts as a throw', async () => {
     const errors: string[] = []
     const { url } = await echoServer({
       onMessage: async () => {

@@ -35,13 +35,15 @@ describe('heartbeat', () => {
   })
 
   it('the built-in ping message updates lastPing and counts as activity', async () => {
-    const srv = await start({}, { pingInterval: 60_000, idleTimeout: 400 })
+    // Six pings over 1.8 s keep a connection with a 1 s idleTimeout open; the gaps leave room for
+    // a loaded machine.
+    const srv = await start({}, { pingInterval: 60_000, idleTimeout: 1000 })
     const peer = await RawPeer.connect(srv.port)
     await waitFor(() => srv.server.getConnections().length === 1)
     const socket = srv.server.getConnections()[0]!
     const before = socket.lastPing!.getTime()
     for (let i = 0; i < 6; i++) {
-      await sleep(150)
+      await sleep(300)
       peer.send({ opcode: TEXT, payload: JSON.stringify({ type: 'ping', timestamp: i }) })
       expect(JSON.parse((await peer.nextFrame())!.payload.toString())).toEqual({ type: 'pong', timestamp: i })
     }

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { connect, waitFor } from '../test-support/index'
+import { closedPort as freePort, connect, waitFor } from '../test-support/index'
 
 const REDIS = [process.env.REDIS_SERVER ?? '', '/usr/bin/redis-server', '/usr/local/bin/redis-server', '/opt/homebrew/bin/redis-server'].find(
   (p) => p !== '' && existsSync(p),
@@ -14,15 +14,6 @@ const REDIS = [process.env.REDIS_SERVER ?? '', '/usr/bin/redis-server', '/usr/lo
 // RNODE_SKIP_REDIS=1 skips the suite where redis-server cannot be had (the Windows CI jobs).
 const SKIP_REDIS = process.env.RNODE_SKIP_REDIS === '1'
 const root = join(__dirname, '..')
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 class Redis {
   proc: ChildProcess | undefined

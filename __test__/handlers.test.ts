@@ -1,13 +1,13 @@
 // User handlers that throw or reject: only their connection pays (docs/hardening.md row 31).
 import { describe, expect, it } from 'vitest'
 import type { WebSocketHandlers } from '../lib/index'
-import { closed, connect, echo, nextMessage, serverPool, type Started } from '../test-support/index'
+import { closed, connect, echo, nextMessage, serverPool, sleep, type Started } from '../test-support/index'
 
 const start = serverPool(1000)
 const echoServer = (extra: WebSocketHandlers = {}): Promise<Started> => start({ onMessage: echo, ...extra })
 
 describe('handler errors', () => {
-  it('a throwing handler closes only that connection with 1011 and reaches onError as ERR_HANDLER_FAILED', async () => {
+  it('row 31: a throwing handler closes only that connection with 1011 and reaches onError as ERR_HANDLER_FAILED', async () => {
     const errors: unknown[] = []
     const thrown = new Error('handler exploded')
     const { url } = await echoServer({
@@ -30,11 +30,11 @@ describe('handler errors', () => {
     bystander.close()
   })
 
-  it('a rejected promise counts as a throw', async () => {
+  it('row 31: a rejected promise counts as a throw', async () => {
     const errors: unknown[] = []
     const { url } = await echoServer({
       onMessage: async () => {
-        await new Promise((r) => setTimeout(r, 5))
+        await sleep(5)
         throw 'async failure'
       },
       onError: (_s, err) => void errors.push(err),

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket } from '../lib/index'
-import { connect, connectAs, messages, nextMessage, request, serverPool, waitFor } from '../test-support/index'
+import { connect, connectAs, messages, nextMessage, request, serverPool, sleep, waitFor } from '../test-support/index'
 
 const server = serverPool(1000)
 
@@ -84,7 +84,7 @@ describe('registry', () => {
         if (room === 'no') return false
         if (room === 'throw') throw veto
         if (room === 'later') {
-          await new Promise((r) => setTimeout(r, 20))
+          await sleep(20)
           return false
         }
         return true
@@ -184,7 +184,7 @@ describe('consistency', () => {
           ws.send(JSON.stringify({ type: n % 3 === 2 ? 'leave_room' : 'join_room', room_id: room }))
           ws.send(JSON.stringify({ type: 'room_message', room_id: room, message: n }))
           n++
-          await new Promise((r) => setTimeout(r, 1))
+          await sleep(1)
         }
         if (i % 2 === 0) ws.terminate()
       }),
@@ -192,7 +192,7 @@ describe('consistency', () => {
     clearInterval(churn)
     await waitFor(() => srv.getConnections().length === 100, 10_000, 'disconnects processed')
     // Let in-flight protocol frames settle.
-    await new Promise((r) => setTimeout(r, 300))
+    await sleep(300)
     const live = new Set(srv.getConnections().map((s) => s.id))
     const stats = srv.getStats()
     let total = 0

@@ -35,6 +35,8 @@ const LEN_64: u8 = 127;
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// Largest close reason: a control payload less the 2-byte code.
 const MAX_CLOSE_REASON: usize = 123;
+/// Largest frame header: two bytes, a 64-bit length and the masking key.
+pub const MAX_HEADER: usize = 14;
 
 /// A complete inbound message or control frame. Payloads are borrowed from the buffer being
 /// decoded (or the decoder's fragment buffer): a receiver that keeps one copies it.
@@ -167,24 +169,22 @@ impl Decoder {
         result
     }
 
-    /// When the frame at the front of `buf` has a complete header, the total size of that
-    /// frame (header + payload), so the caller can reserve; None if the header is incomplete.
-    ///
-    /// The header is not checked (nor its length against `max_payload`; an absurd length
-    /// saturates at `usize::MAX`): call this on bytes `decode` left unconsumed, whose header it
-    /// has already accepted.
-    pub fn frame_len(buf: &[u8]) -> Option<usize> {
-        let second = *buf.get(1)?;
-        let key = if second & MASK != 0 { 4 } else { 0 };
-        let (len, size) = match second & LEN {
-            LEN_16 => (u64::from(u16::from_be_bytes(*buf.get(2..4)?.first_chunk()?)), 4 + key),
-            LEN_64 => (u64::from_be_bytes(*buf.get(2..10)?.first_chunk()?), 10 + key),
-            len => (u64::from(len), 2 + key),
-        };
-        if buf.len() < size {
+    /// The size of the whole frame at the front of `buf` (header and payload), once its header
+    /// is complete and has passed every check `decode` makes: what the caller may reserve to
+    /// receive the rest of it. Never more than `max_payload + MAX_HEADER`, whatever the peer
+    /// announced. None while the header is incomplete, when it fails a check (decoding reports
+    /// the violation), and after a close frame.
+    pub fn needed(&self, buf: &[u8]) -> Option<usize> {
+        if self.closed {
             return None;
         }
-        Some(usize::try_from(len).unwrap_or(usize::MAX).saturating_add(size))
+        match self.header(buf) {
+            Ok(Some(header)) => {
+                debug_assert!(header.size <= MAX_HEADER && header.len <= self.max_payload);
+                Some(header.size + header.len)
+            }
+            _ => None,
+        }
     }
 
     /// Whether a fragmented message is in progress (the decoder holds its earlier fragments).
@@ -779,7 +779,7 @@ mod tests {
                 14
             };
             assert_eq!(frame.len(), expected_header + n);
-            assert_eq!(Decoder::frame_len(&frame), Some(frame.len()));
+            assert_eq!(Decoder::new(1 << 20).needed(&frame), Some(frame.len()));
             let (out, result) = decode_once(1 << 20, &frame);
             assert_eq!(result, Ok(frame.len()));
             assert_eq!(out, vec![binary(&payload)]);
@@ -794,24 +794,57 @@ mod tests {
     }
 
     #[test]
-    fn frame_len_needs_a_whole_header() {
-        assert_eq!(Decoder::frame_len(&[]), None);
+    fn needed_needs_a_whole_header() {
+        let d = Decoder::new(1 << 20);
+        assert_eq!(d.needed(&[]), None);
         let small = client(true, opcode::TEXT, b"abc");
         for cut in 1..6 {
-            assert_eq!(Decoder::frame_len(&small[..cut]), None);
+            assert_eq!(d.needed(&small[..cut]), None);
         }
-        assert_eq!(Decoder::frame_len(&small[..6]), Some(9));
+        assert_eq!(d.needed(&small[..6]), Some(9));
         let mid = client(true, opcode::BINARY, &[0; 300]);
-        assert_eq!(Decoder::frame_len(&mid[..7]), None);
-        assert_eq!(Decoder::frame_len(&mid[..8]), Some(308));
+        assert_eq!(d.needed(&mid[..7]), None);
+        assert_eq!(d.needed(&mid[..8]), Some(308));
         let big = client(true, opcode::BINARY, &[0; 70_000]);
-        assert_eq!(Decoder::frame_len(&big[..13]), None);
-        assert_eq!(Decoder::frame_len(&big[..14]), Some(70_014));
-        // Unmasked headers have no key; absurd lengths saturate.
-        assert_eq!(Decoder::frame_len(&[0x82, 0x05]), Some(7));
-        assert_eq!(Decoder::frame_len(&[0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), None);
-        let huge = [0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4];
-        assert_eq!(Decoder::frame_len(&huge), Some(usize::MAX));
+        assert_eq!(d.needed(&big[..13]), None);
+        assert_eq!(d.needed(&big[..14]), Some(70_014));
+    }
+
+    #[test]
+    fn needed_never_passes_max_payload_plus_a_header() {
+        let max = 1000;
+        let d = Decoder::new(max);
+        // At the limit: the whole frame.
+        let at_limit = client_len(true, opcode::BINARY, &[0; 1000], Len::Ext64);
+        assert_eq!(d.needed(&at_limit[..MAX_HEADER]), Some(max + MAX_HEADER));
+        // Announced lengths past the limit, up to 2^64 - 1, with or without the top bit: no size.
+        for len in [1001u64, 1 << 20, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX] {
+            let mut header = vec![0x82, 0x80 | LEN_64];
+            header.extend_from_slice(&len.to_be_bytes());
+            header.extend_from_slice(&[1, 2, 3, 4]);
+            assert_eq!(d.needed(&header), None, "{len}");
+            assert!(decode_once(max, &header).1.is_err(), "decoding it is a violation: {len}");
+        }
+        // Headers that fail any other check: unmasked, reserved bits, a long control frame.
+        assert_eq!(d.needed(&[0x82, 0x05]), None);
+        assert_eq!(d.needed(&[0xC2, 0x85, 0, 0, 0, 0]), None);
+        assert_eq!(d.needed(&[0x89, 0x80 | LEN_16, 0, 200, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn needed_counts_what_a_fragmented_message_already_holds() {
+        let mut d = Decoder::new(100);
+        let first = client(false, opcode::BINARY, &[1; 60]);
+        let mut buf = first.clone();
+        assert_eq!(d.decode(&mut buf, &mut |_| {}), Ok(first.len()));
+        // 40 more bytes fit, 41 do not.
+        assert_eq!(d.needed(&client(true, opcode::CONTINUATION, &[2; 40])[..6]), Some(46));
+        assert_eq!(d.needed(&client(true, opcode::CONTINUATION, &[2; 41])[..6]), None);
+        // After a close frame nothing more is read.
+        let mut close = client(true, opcode::CLOSE, &[]);
+        let mut d = Decoder::new(100);
+        d.decode(&mut close, &mut |_| {}).unwrap();
+        assert_eq!(d.needed(&client(true, opcode::TEXT, b"x")), None);
     }
 
     #[test]

@@ -30,18 +30,19 @@ enum Wake {
 /// (tokio then drops the task, and with it this guard). Dropping it unregisters the connection
 /// (counts, rooms, pending joins), gives its place in the connection limits back, closes the
 /// socket and reports the close to JS, so no connection outlives its task.
+/// It holds what the task's life needs, so the task carries each of these once.
 struct TaskEnd {
     engine: Arc<Engine>,
     conn: Arc<Conn>,
     /// Given back right after the connection is unregistered.
     admission: Option<Admission>,
-    /// What the reader decided to report (None: the close we asked for, else 1006).
-    close: Option<(u16, String)>,
+    /// Its dispatch state has the close to report (None: the close we asked for, else 1006).
+    reader: Reader,
 }
 
 impl Drop for TaskEnd {
     fn drop(&mut self) {
-        let TaskEnd { engine, conn, .. } = self;
+        let TaskEnd { engine, conn, reader, .. } = self;
         // No new sends, broadcasts or joins reach it from here on.
         conn.mark_closing();
         engine.unregister(conn);
@@ -49,7 +50,8 @@ impl Drop for TaskEnd {
         // Close the socket: the outbox lets its handle go (the task's has gone, or goes with
         // the task).
         conn.shut_down();
-        let (code, reason) = self.close.take().or(conn.requested_close()).unwrap_or((1006, String::new()));
+        let (code, reason) =
+            reader.dispatch.close.take().or(conn.requested_close()).unwrap_or((1006, String::new()));
         engine.events.push(Event::Close { conn: conn.id, code, reason });
         engine.live_tasks.fetch_sub(1, Ordering::AcqRel);
         engine.conn_gone.notify_waiters();
@@ -85,7 +87,8 @@ pub fn start(
     let reading = leftover.is_empty() || reader.take_leftover(&engine, &conn, leftover);
     // Its own task, holding only what the connection's life needs: the handshake's state is
     // gone by now, so an idle connection costs one small task.
-    tokio::spawn(drive(engine, conn, stream, reader, reading, admission));
+    let end = TaskEnd { engine, conn, admission: Some(admission), reader };
+    tokio::spawn(drive(end, stream, reading));
 }
 
 /// The connection's life after the upgrade: reads, writes the backlog, closes, reports.
@@ -93,19 +96,14 @@ pub fn start(
 // as arguments and again as locals (a larger task state for every connection).
 #[allow(clippy::manual_async_fn)]
 fn drive(
-    engine: Arc<Engine>,
-    conn: Arc<Conn>,
+    mut end: TaskEnd,
     stream: Arc<TcpStream>,
-    mut reader: Reader,
     mut reading: bool,
-    admission: Admission,
 ) -> impl std::future::Future<Output = ()> {
     async move {
-        let end = TaskEnd { engine, conn, admission: Some(admission), close: None };
-        let (engine, conn) = (&end.engine, &end.conn);
-        let id = conn.id;
-        let close_ms = engine.config.close_timeout.as_millis() as u64;
-        let start_close_deadline = |conn: &Conn| {
+        let id = end.conn.id;
+        let close_ms = end.engine.config.close_timeout.as_millis() as u64;
+        let start_close_deadline = |engine: &Engine, conn: &Conn| {
             let deadline = engine.mono_ms() + close_ms;
             let _ =
                 conn.close_deadline.compare_exchange(0, deadline.max(1), Ordering::AcqRel, Ordering::Acquire);
@@ -117,22 +115,22 @@ fn drive(
             if !reading {
                 // The close handshake is over on our side (peer closed, or we failed the
                 // connection): flush what is queued, bounded by the close timeout, then end.
-                if conn.is_flushed() {
+                if end.conn.is_flushed() {
                     break;
                 }
-                start_close_deadline(conn);
+                start_close_deadline(&end.engine, &end.conn);
             }
             // JS is far behind: stop reading (TCP then slows the client down) and look again shortly.
-            let paused = reading && engine.events.congested();
-            if reading && !paused && reader.stalled {
-                reader.stalled = false;
-                reading = reader.resume(engine, conn);
+            let paused = reading && end.engine.events.congested();
+            if reading && !paused && end.reader.stalled {
+                end.reader.stalled = false;
+                reading = end.reader.resume(&end.engine, &end.conn);
                 continue;
             }
-            let blocked = conn.is_blocked();
+            let blocked = end.conn.is_blocked();
             let event = std::future::poll_fn(|cx| {
-                conn.waker.register(cx.waker());
-                let bits = conn.attn.swap(0, Ordering::AcqRel);
+                end.conn.waker.register(cx.waker());
+                let bits = end.conn.attn.swap(0, Ordering::AcqRel);
                 if bits != 0 {
                     return Poll::Ready(Wake::Attention(bits));
                 }
@@ -154,7 +152,7 @@ fn drive(
                     Ok(event) => event,
                     Err(_) => {
                         // Time spent paused for JS is not the peer's silence.
-                        conn.last_seen.store(engine.mono_ms(), Ordering::Release);
+                        end.conn.last_seen.store(end.engine.mono_ms(), Ordering::Release);
                         continue;
                     }
                 }
@@ -166,16 +164,18 @@ fn drive(
                 Wake::Readable(true) => {
                     #[cfg(test)]
                     tests::panic_if_asked(id);
-                    match reader.read(engine, conn, &stream) {
-                        ReadOutcome::Read(true) => conn.last_seen.store(engine.mono_ms(), Ordering::Release),
+                    match end.reader.read(&end.engine, &end.conn, &stream) {
+                        ReadOutcome::Read(true) => {
+                            end.conn.last_seen.store(end.engine.mono_ms(), Ordering::Release)
+                        }
                         ReadOutcome::Read(false) => {}
                         ReadOutcome::Eof => break,
                         ReadOutcome::Stop => reading = false,
                     }
                 }
                 Wake::Writable(true) => {
-                    if let Ok(mut out) = conn.out.lock() {
-                        conn.flush_locked(&mut out);
+                    if let Ok(mut out) = end.conn.out.lock() {
+                        end.conn.flush_locked(&mut out);
                     }
                 }
                 Wake::Attention(bits) => {
@@ -183,14 +183,14 @@ fn drive(
                         break;
                     }
                     if bits & attn::IDLE != 0 {
-                        reader.dispatch.close.get_or_insert((1006, "Idle timeout".to_string()));
+                        end.reader.dispatch.close.get_or_insert((1006, "Idle timeout".to_string()));
                         break;
                     }
-                    if bits & attn::DRAINED != 0 && !conn.is_closing() {
-                        engine.events.push(Event::Drain { conn: id });
+                    if bits & attn::DRAINED != 0 && !end.conn.is_closing() {
+                        end.engine.events.push(Event::Drain { conn: id });
                     }
                     if bits & attn::CLOSE != 0 {
-                        start_close_deadline(conn);
+                        start_close_deadline(&end.engine, &end.conn);
                     }
                 }
             }
@@ -198,8 +198,7 @@ fn drive(
 
         // Our handle of the socket goes first, so the outbox's is the last: `end` closes it.
         drop(stream);
-        let mut end = end;
-        end.close = reader.dispatch.close.take();
+        drop(end);
     }
 }
 
@@ -284,6 +283,24 @@ mod tests {
             .collect();
         assert_eq!(closes.len(), 1, "one close event");
         closes[0]
+    }
+
+    #[tokio::test]
+    async fn an_idle_connections_task_stays_small() {
+        let engine = Arc::new(Engine::new(Config::from_options(&NativeOptions::default())));
+        let (conn, _peer) = crate::conn::fixture::conn(1).await;
+        let stream = conn.out.lock().unwrap().stream.clone().unwrap();
+        let admission = engine.admit(IP).unwrap();
+        engine.live_tasks.fetch_add(1, Ordering::AcqRel);
+        let end = TaskEnd {
+            engine: engine.clone(),
+            conn,
+            admission: Some(admission),
+            reader: Reader::new(1024, 0),
+        };
+        // Every idle connection carries this state: the guard, the stream and the loop's locals.
+        let task = drive(end, stream, true);
+        assert!(std::mem::size_of_val(&task) <= 320, "{} bytes", std::mem::size_of_val(&task));
     }
 
     #[tokio::test]

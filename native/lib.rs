@@ -16,6 +16,7 @@ mod fanout;
 mod frame;
 pub mod handles;
 mod handshake;
+mod napi_stubs;
 mod outbox;
 mod protocol;
 mod reader;

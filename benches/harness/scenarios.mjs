@@ -124,22 +124,17 @@ function attachScenarios(connectN, benches) {
   const echo = (size, inflight) => ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', String(inflight), '--size', String(size)]
   const own = { server: 'rnode', label: 'rnode-ws, own port' }
   return [
-    {
-      id: 'attach-echo-32',
-      loadgen: echo(32, 64),
+    ...[
+      ['attach-echo-32', 32, 64, 'echo, 100 conns, 32 B, 64 in flight (msgs/s)'],
+      ['attach-echo-4k', 4096, 10, 'echo, 100 conns, 4 KiB, 10 in flight (msgs/s)'],
+    ].map(([id, size, inflight, title]) => ({
+      id,
+      loadgen: echo(size, inflight),
       runs: ['rnode', 'rnode-attach', 'rnode-attach-pump'],
       baseline: 'rnode',
       variants: { rnode: own },
-      rows: [{ id: 'attach-echo-32-rate', title: 'echo, 100 conns, 32 B, 64 in flight (msgs/s)', metric: 'rate', better: 'higher' }],
-    },
-    {
-      id: 'attach-echo-4k',
-      loadgen: echo(4096, 10),
-      runs: ['rnode', 'rnode-attach', 'rnode-attach-pump'],
-      baseline: 'rnode',
-      variants: { rnode: own },
-      rows: [{ id: 'attach-echo-4k-rate', title: 'echo, 100 conns, 4 KiB, 10 in flight (msgs/s)', metric: 'rate', better: 'higher' }],
-    },
+      rows: [{ id: `${id}-rate`, title, metric: 'rate', better: 'higher' }],
+    })),
     {
       id: 'attach-broadcast',
       loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],

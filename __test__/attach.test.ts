@@ -225,6 +225,8 @@ describe.each(PATHS)('{ server } on the $name', ({ adopt }) => {
       ['origin not allowed', upgradeRequest('/ws', { ...good, Origin: 'https://evil.example' }), 403],
       ['onUpgrade refuses', upgradeRequest('/ws', { ...good, Authorization: 'Bearer bad' }), 401],
       ['unknown path', upgradeRequest('/nope', good), 404],
+      // Under Node's own 16 KiB limit, over the engine's 8 KiB: the engine's answer.
+      ['head too large', upgradeRequest('/ws', { ...good, 'X-Big': 'a'.repeat(10_000) }), 431],
       ['accepted', upgradeRequest('/ws', good), 101],
     ]
     for (const [what, req, status] of cases) {

@@ -294,6 +294,32 @@ describe('noServer + handleUpgrade', () => {
     b.close()
   })
 
+  it('a cb that throws closes that connection with 1011 and goes to onError; onConnect does not run', async () => {
+    const httpServer = http.createServer()
+    const server = new WsServer({ noServer: true })
+    const seen: string[] = []
+    server.websocket('/ws', {
+      onConnect: () => void seen.push('onConnect'),
+      onError: (_s, err) => void seen.push(`onError ${err.message}`),
+    })
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      server.handleUpgrade(req, socket, head, () => {
+        throw new Error('cb failed')
+      }),
+    )
+    const port = await listenHttp(httpServer)
+    cleanups.push(async () => {
+      await server.close({ timeout: 500 })
+      await closeHttp(httpServer)
+    })
+    const ws = await connect(`ws://127.0.0.1:${port}/ws`)
+    expect((await closed(ws)).code).toBe(1011)
+    expect(seen).toEqual(['onError cb failed'])
+    expect(server.shouldHandle({ url: '/ws' } as http.IncomingMessage)).toBe(true)
+    await server.close()
+    expect(server.shouldHandle({ url: '/ws' } as http.IncomingMessage)).toBe(false)
+  })
+
   it('a refused upgrade never calls cb', async () => {
     const httpServer = http.createServer()
     const server = new WsServer({ noServer: true })

@@ -44,6 +44,16 @@ export type ErrorCode =
   | 'ERR_INVALID_HANDLER_RESULT'
   /** No prebuilt engine for this platform and no local build. Thrown when the package loads. */
   | 'ERR_NATIVE_ENGINE_MISSING'
+  /** `listen()` on a server in attach mode (`server` or `noServer`): the app's http server listens. */
+  | 'ERR_ATTACHED'
+  /** `handleUpgrade()` on a server that owns its port (made without `server` or `noServer`). */
+  | 'ERR_NOT_ATTACHED'
+  /** `handleUpgrade()` a second time with the same socket. */
+  | 'ERR_UPGRADE_TAKEN'
+  /** `handleUpgrade()` for a request Node already answered over HTTP. */
+  | 'ERR_UPGRADE_ANSWERED'
+  /** Attach mode could not take over the socket (descriptor duplication or the loopback hand-over). */
+  | 'ERR_ATTACH_FAILED'
   /** napi itself failed (the JS engine refused a value); not caused by the caller. */
   | 'ERR_INTERNAL'
 

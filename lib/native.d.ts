@@ -9,10 +9,23 @@ export declare class NativeServer {
   addRoute(path: string, hooks: number): void
   /**
    * Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
-   * events are waiting for `pollEvents`. Throws `ERR_ALREADY_LISTENING` on a second call;
-   * rejects with a bind or Redis code (`error::Code`).
+   * events are waiting for `pollEvents`. With `bind` false (attach mode), no port is bound:
+   * connections come from `adopt` and the loopback listener, and the wake-up callback does
+   * not hold the event loop open (the app's http server does). Resolves with the port, or 0.
+   * Throws `ERR_ALREADY_LISTENING` on a second call; rejects with a bind or Redis code.
    */
-  listen(wake: (arg: number) => void): Promise<number>
+  listen(wake: (arg: number) => void, bind?: boolean | undefined | null): Promise<number>
+  /**
+   * Attach mode, fast path: takes over the TCP connection behind Node's descriptor `fd` (a
+   * duplicate; Node closes its own), reading `prefix` (rebuilt request head, `head`, bytes
+   * Node had buffered) before the socket. Returns the attach id the connect or upgrade-failed
+   * event carries.
+   */
+  adopt(fd: number, prefix: Buffer): number
+  /** Attach mode, slow path: the loopback listener's port and secret (started on first call). */
+  loopback(): LoopbackInfo
+  /** A fresh attach id for a slow-path connection's preamble. */
+  attachId(): number
   /** This server's handle for the per-message functions (`sendText`, `pollEvents`...). */
   get handle(): number
   /** Starts the close handshake with a code and reason the facade already validated. */
@@ -145,6 +158,12 @@ export interface Limits {
   maxConnections?: number
   maxConnectionsPerIp?: number
   maxInboundQueue: number
+}
+
+/** Where attach mode's slow path connects, and the secret its first line carries. */
+export interface LoopbackInfo {
+  port: number
+  secret: string
 }
 
 /** Options as they arrive from JavaScript; every field is optional. */

@@ -17,6 +17,8 @@ export interface ConnectionInfo {
   protocol: string
   /** Id of the `onUpgrade` request this connection came through (0: none). */
   upgrade: number
+  /** Id of the attach-mode hand-over this connection came through (0: own port). */
+  attach: number
 }
 
 /** Longest room id in UTF-8 bytes (matches the engine). */

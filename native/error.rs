@@ -35,6 +35,8 @@ pub enum Code {
     SocketClosed,
     /// The connection is not a member of the room.
     NotInRoom,
+    /// Attach mode could not take over a socket (its descriptor, or the loopback hand-over).
+    AttachFailed,
     /// napi itself failed (the JS engine refused a value); not caused by the caller.
     Internal,
 }
@@ -53,6 +55,7 @@ impl AsRef<str> for Code {
             Code::NoCluster => "ERR_NO_CLUSTER",
             Code::SocketClosed => "ERR_SOCKET_CLOSED",
             Code::NotInRoom => "ERR_NOT_IN_ROOM",
+            Code::AttachFailed => "ERR_ATTACH_FAILED",
             Code::Internal => "ERR_INTERNAL",
         }
     }
@@ -127,6 +130,17 @@ pub enum SocketError {
     NotInRoom(String),
 }
 
+/// Attach mode failures: a socket the engine could not take over.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The descriptor could not be duplicated or registered (fast path).
+    #[error("cannot adopt the socket: {0}")]
+    Adopt(#[source] std::io::Error),
+    /// The loopback listener of the slow path could not be started.
+    #[error("cannot start the loopback listener: {0}")]
+    Loopback(#[source] std::io::Error),
+}
+
 /// Everything that can fail inside the engine and reach JavaScript.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -138,6 +152,8 @@ pub enum Error {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
 }
 
 impl Error {
@@ -156,6 +172,7 @@ impl Error {
             Error::Cluster(ClusterError::NotStarted) => Code::NotListening,
             Error::Socket(SocketError::Closed) => Code::SocketClosed,
             Error::Socket(SocketError::NotInRoom(_)) => Code::NotInRoom,
+            Error::Attach(_) => Code::AttachFailed,
         }
     }
 }

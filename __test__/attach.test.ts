@@ -321,19 +321,20 @@ describe('noServer + handleUpgrade', () => {
   })
 
   it('a cb that throws closes that connection with 1011 and goes to onError; onConnect does not run', async () => {
-    const seen: string[] = []
+    const seen: unknown[] = []
+    const thrown = new Error('cb failed')
     const handlers: WebSocketHandlers = {
       onConnect: () => void seen.push('onConnect'),
-      onError: (_s, err) => void seen.push(`onError ${err.message}`),
+      onError: (_s, err) => void seen.push(err),
     }
     const { server, port } = await manual((s, req, socket, head) => {
       s.handleUpgrade(req, socket, head, () => {
-        throw new Error('cb failed')
+        throw thrown
       })
     }, {}, handlers)
     const ws = await connect(`ws://127.0.0.1:${port}/ws`)
     expect((await closed(ws)).code).toBe(1011)
-    expect(seen).toEqual(['onError cb failed'])
+    expect(seen).toEqual([expect.objectContaining({ code: 'ERR_HANDLER_FAILED', cause: thrown })])
     expect(server.shouldHandle({ url: '/ws' } as http.IncomingMessage)).toBe(true)
     await server.close()
     expect(server.shouldHandle({ url: '/ws' } as http.IncomingMessage)).toBe(false)

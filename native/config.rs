@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use napi_derive::napi;
 
+use crate::deflate::{DeflateConfig, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD, MAX_WINDOW_BITS};
 use crate::error::ConfigError;
 
 /// Default largest inbound message (and fragment sum): 1 MiB.
@@ -57,6 +58,67 @@ pub struct NativeOptions {
     pub cluster_redis: Option<String>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// permessage-deflate (RFC 7692); absent: off.
+    pub per_message_deflate: Option<NativeDeflateOptions>,
+}
+
+/// `perMessageDeflate` as it arrives from JavaScript (`true` arrives as `{}`).
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct NativeDeflateOptions {
+    /// false: off (a path turning off what the server turned on).
+    pub enabled: Option<bool>,
+    /// Smallest message compressed, in bytes (default 1024).
+    pub threshold: Option<u32>,
+    pub server_no_context_takeover: Option<bool>,
+    pub client_no_context_takeover: Option<bool>,
+    /// 8-15 (default 15).
+    pub server_max_window_bits: Option<u32>,
+    /// 8-15 (default 15).
+    pub client_max_window_bits: Option<u32>,
+    /// zlib memLevel, 1-9 (default 8).
+    pub mem_level: Option<u32>,
+}
+
+/// A window or memLevel option within `range`.
+fn in_range(
+    name: &'static str,
+    value: Option<u32>,
+    range: std::ops::RangeInclusive<u8>,
+    default: u8,
+) -> Result<u8, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => u8::try_from(v).ok().filter(|v| range.contains(v)).ok_or_else(|| ConfigError {
+            name,
+            reason: format!("must be {}-{}, got {v}", range.start(), range.end()),
+        }),
+    }
+}
+
+/// Checks `perMessageDeflate` and fills its defaults in; None when it is turned off.
+pub fn deflate_config(o: &NativeDeflateOptions) -> Result<Option<DeflateConfig>, ConfigError> {
+    if o.enabled == Some(false) {
+        return Ok(None);
+    }
+    Ok(Some(DeflateConfig {
+        threshold: o.threshold.unwrap_or(DEFAULT_THRESHOLD) as usize,
+        server_no_context_takeover: o.server_no_context_takeover.unwrap_or(false),
+        client_no_context_takeover: o.client_no_context_takeover.unwrap_or(false),
+        server_max_window_bits: in_range(
+            "perMessageDeflate.serverMaxWindowBits",
+            o.server_max_window_bits,
+            8..=MAX_WINDOW_BITS,
+            MAX_WINDOW_BITS,
+        )?,
+        client_max_window_bits: in_range(
+            "perMessageDeflate.clientMaxWindowBits",
+            o.client_max_window_bits,
+            8..=MAX_WINDOW_BITS,
+            MAX_WINDOW_BITS,
+        )?,
+        mem_level: in_range("perMessageDeflate.memLevel", o.mem_level, 1..=9, DEFAULT_MEM_LEVEL)?,
+    }))
 }
 
 /// Resolved configuration with defaults filled in.
@@ -81,6 +143,8 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
     pub max_inbound_queue: usize,
+    /// permessage-deflate for every path without its own setting; None: off.
+    pub deflate: Option<DeflateConfig>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -146,6 +210,10 @@ impl Config {
             reuse_port: o.reuse_port.unwrap_or(false),
             max_inbound_queue: positive("maxInboundQueue", o.max_inbound_queue)?
                 .unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
+            deflate: match &o.per_message_deflate {
+                Some(d) => deflate_config(d)?,
+                None => None,
+            },
             cluster,
         })
     }
@@ -198,6 +266,7 @@ impl From<&Config> for Limits {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -233,5 +302,44 @@ mod tests {
         assert_eq!(name(NativeOptions { max_payload: Some(0), ..Default::default() }), Some("maxPayload"));
         let url = NativeOptions { cluster_redis: Some("redis://[::1".into()), ..Default::default() };
         assert_eq!(name(url), Some("cluster.redis"));
+    }
+
+    #[test]
+    fn deflate_is_off_by_default_and_checked_when_given() {
+        assert_eq!(Config::from_options(&NativeOptions::default()).unwrap().deflate, None);
+        let on = |d: NativeDeflateOptions| deflate_config(&d);
+        assert_eq!(on(NativeDeflateOptions::default()).unwrap(), Some(DeflateConfig::default()));
+        let custom = NativeDeflateOptions {
+            threshold: Some(0),
+            server_no_context_takeover: Some(true),
+            server_max_window_bits: Some(9),
+            client_max_window_bits: Some(8),
+            mem_level: Some(1),
+            ..Default::default()
+        };
+        let c = on(custom).unwrap().unwrap();
+        assert_eq!(
+            (c.threshold, c.server_max_window_bits, c.client_max_window_bits, c.mem_level),
+            (0, 9, 8, 1)
+        );
+        assert!(c.server_no_context_takeover && !c.client_no_context_takeover);
+        assert_eq!(on(NativeDeflateOptions { enabled: Some(false), ..Default::default() }).unwrap(), None);
+        for (bad, name) in [
+            (
+                NativeDeflateOptions { server_max_window_bits: Some(7), ..Default::default() },
+                "perMessageDeflate.serverMaxWindowBits",
+            ),
+            (
+                NativeDeflateOptions { client_max_window_bits: Some(16), ..Default::default() },
+                "perMessageDeflate.clientMaxWindowBits",
+            ),
+            (NativeDeflateOptions { mem_level: Some(0), ..Default::default() }, "perMessageDeflate.memLevel"),
+            (
+                NativeDeflateOptions { mem_level: Some(300), ..Default::default() },
+                "perMessageDeflate.memLevel",
+            ),
+        ] {
+            assert_eq!(on(bad).err().map(|e| e.name), Some(name));
+        }
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::config::Config;
 use crate::cork;
+use crate::deflate::{self, FrameCache};
 use crate::engine::Stats;
 use crate::fanout;
 use crate::frame::{self, opcode};
@@ -67,6 +68,8 @@ pub struct ConnInfo {
     pub path: String,
     /// JSON object handed to JS with the connect event.
     pub info_json: String,
+    /// permessage-deflate as negotiated, with the settings it was negotiated under.
+    pub deflate: Option<(deflate::Negotiated, deflate::DeflateConfig)>,
 }
 
 /// Everything the rest of the engine may know about one live connection.
@@ -98,6 +101,8 @@ pub struct Conn {
     pub last_ping: AtomicU64,
     /// Wall-clock ms of the last pong frame from the client.
     pub last_pong: AtomicU64,
+    /// permessage-deflate's sending side, when negotiated (no zlib stream until it is needed).
+    pub(crate) deflate: Option<Box<deflate::Outbound>>,
 }
 
 /// What only some connections use; boxed so the others do not carry two empty hash tables.
@@ -137,7 +142,14 @@ impl Conn {
             extra: Mutex::new(None),
             last_ping: AtomicU64::new(wall),
             last_pong: AtomicU64::new(wall),
+            deflate: None,
         }
+    }
+
+    /// The same connection, compressing what it sends (permessage-deflate was negotiated).
+    pub fn with_deflate(mut self, deflate: deflate::Outbound) -> Self {
+        self.deflate = Some(Box::new(deflate));
+        self
     }
 
     /// Sends a data frame; never blocks. Applies the backpressure limit and policy.
@@ -152,19 +164,43 @@ impl Conn {
     /// `send` without counting it in the stats: fan-outs count once for all recipients.
     pub fn send_uncounted(self: &Arc<Self>, ctx: &SendContext, frame: &OutFrame) -> SendStatus {
         fanout::settle();
+        self.send_unsettled(ctx, frame, &mut FrameCache::default())
+    }
+
+    /// `send_uncounted` without delivering this thread's pending fan-out first: for loops over
+    /// many recipients that settled once, and for the compressing members of a fan-out, which
+    /// are never in the pending one. `cache` lets recipients with the same deflate parameters
+    /// share one compressed frame.
+    pub(crate) fn send_unsettled(
+        self: &Arc<Self>,
+        ctx: &SendContext,
+        frame: &OutFrame,
+        cache: &mut FrameCache,
+    ) -> SendStatus {
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
+        if let Some(d) = self.deflate.as_deref() {
+            if d.compresses(frame.payload_len()) {
+                let op = if frame.is_binary() { opcode::BINARY } else { opcode::TEXT };
+                return d.send(op, &frame.payload(), cache, |bytes| self.queue_checked(ctx, bytes));
+            }
+        }
+        self.queue_checked(ctx, &frame.bytes)
+    }
+
+    /// Queues one whole frame within the backpressure limit.
+    fn queue_checked(self: &Arc<Self>, ctx: &SendContext, bytes: &[u8]) -> SendStatus {
         let limit = ctx.max_backpressure;
         let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
         if out.is_shut() {
             return SendStatus::Dropped;
         }
-        if over_limit(out.pending(), frame.bytes.len(), limit) {
+        if over_limit(out.pending(), bytes.len(), limit) {
             drop(out);
             return self.refuse(ctx);
         }
-        self.enqueue(&mut out, &frame.bytes);
+        self.enqueue(&mut out, bytes);
         self.status_after_send(&mut out, limit)
     }
 
@@ -191,6 +227,22 @@ impl Conn {
         fanout::settle();
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
+        }
+        if let Some(d) = self.deflate.as_deref() {
+            // The frame is looked at (and maybe compressed) before it is queued.
+            scratch.clear();
+            let Some(payload_len) = fill(scratch) else { return SendStatus::Dropped };
+            let start = scratch.len().saturating_sub(payload_len);
+            let status = if d.compresses(payload_len) {
+                let op = scratch.first().map_or(opcode::TEXT, |b| b & 0x0f);
+                d.send(op, &scratch[start..], &mut FrameCache::default(), |b| self.queue_checked(ctx, b))
+            } else {
+                self.queue_checked(ctx, scratch)
+            };
+            if status != SendStatus::Dropped {
+                ctx.stats.count_out(payload_len);
+            }
+            return status;
         }
         let limit = ctx.max_backpressure;
         let (status, payload_len) = {

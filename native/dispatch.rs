@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::clock;
 use crate::conn::Conn;
+use crate::deflate::{self, InflateError};
 use crate::engine::{hooks, Engine};
 use crate::events::Event;
 use crate::frame::{self, opcode, Inbound, Violation};
@@ -22,12 +23,21 @@ pub struct Dispatch {
     pub close: Option<(u16, String)>,
     /// Ping frames in the current one-second window: (window start, monotonic ms; count).
     ping_window: (u64, u32),
+    /// The inflating side of permessage-deflate, when negotiated.
+    pub inflate: Option<Box<deflate::Inbound>>,
 }
+
+/// A compressed message that inflates past `maxPayload`.
+const INFLATED_TOO_BIG: Violation = Violation { code: 1009, reason: "Message too big" };
+/// A compressed message that is not valid deflate data.
+const BAD_DEFLATE: Violation = Violation { code: 1002, reason: "Invalid compressed data" };
+/// Inflated text that is not UTF-8.
+const BAD_UTF8: Violation = Violation { code: 1007, reason: "Invalid UTF-8" };
 
 impl Dispatch {
     /// `now`: the engine's monotonic clock.
     pub fn new(now: u64) -> Self {
-        Dispatch { close: None, ping_window: (now, 0) }
+        Dispatch { close: None, ping_window: (now, 0), inflate: None }
     }
 
     /// Handles one complete frame; true when it was the peer's close frame (reading stops).
@@ -54,6 +64,7 @@ impl Dispatch {
                 }
             }
             Inbound::Pong(_) => conn.last_pong.store(clock::wall_ms(), Ordering::Relaxed),
+            Inbound::Compressed { text, data } => return self.compressed(engine, conn, text, data),
             Inbound::Close(close) => {
                 // Echo the peer's code (RFC 6455 §5.5.1) unless we closed first.
                 conn.answer_close(close.as_ref().map(|(code, _)| *code));
@@ -62,6 +73,36 @@ impl Dispatch {
             }
         }
         false
+    }
+
+    /// Inflates a compressed message (never past `maxPayload`) and handles it as a plain one;
+    /// true when the peer is closed for it (reading stops).
+    fn compressed(&mut self, engine: &Engine, conn: &Arc<Conn>, text: bool, data: &[u8]) -> bool {
+        let Some(inflate) = self.inflate.as_mut() else {
+            // The decoder accepts RSV1 only with the extension negotiated.
+            self.violation(conn, BAD_DEFLATE);
+            return true;
+        };
+        let plain = match inflate.inflate(data, engine.config.max_payload) {
+            Ok(plain) => plain,
+            Err(InflateError::TooBig) => {
+                self.violation(conn, INFLATED_TOO_BIG);
+                return true;
+            }
+            Err(InflateError::Invalid) => {
+                self.violation(conn, BAD_DEFLATE);
+                return true;
+            }
+        };
+        if text {
+            if std::str::from_utf8(&plain).is_err() {
+                self.violation(conn, BAD_UTF8);
+                return true;
+            }
+            self.frame(engine, conn, Inbound::Text { data: &plain, ascii: false })
+        } else {
+            self.frame(engine, conn, Inbound::Binary(&plain))
+        }
     }
 
     /// The peer broke the protocol: close with the violation's code (reported unless another

@@ -13,6 +13,7 @@ use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
 use crate::conn::{Conn, SendContext};
 use crate::cork;
+use crate::deflate::{DeflateConfig, FrameCache};
 use crate::events::{Event, EventQueue};
 use crate::fanout::{self, FanoutTarget, Skip};
 use crate::outbox::{OutFrame, SendStatus};
@@ -142,6 +143,8 @@ impl Stats {
 pub struct Engine {
     pub config: Config,
     routes: RwLock<HashMap<String, u32>>,
+    /// Paths whose permessage-deflate settings differ from the server's (None: off there).
+    route_deflate: RwLock<HashMap<String, Option<DeflateConfig>>>,
     /// Live connections by internal id.
     pub conns: IdMap<Arc<Conn>>,
     /// Bumped each time a connection is added to or removed from `conns` (see `send_all`).
@@ -185,6 +188,7 @@ impl Engine {
         Engine {
             config,
             routes: RwLock::new(HashMap::new()),
+            route_deflate: RwLock::new(HashMap::new()),
             conns: IdMap::default(),
             conns_version: AtomicU64::new(0),
             retired: IdMap::default(),
@@ -248,6 +252,21 @@ impl Engine {
     pub fn add_route(&self, path: &str, hooks: u32) {
         if let Ok(mut routes) = self.routes.write() {
             routes.insert(path.to_string(), hooks);
+        }
+    }
+
+    /// Gives a path its own permessage-deflate settings (None: off on this path).
+    pub fn set_route_deflate(&self, path: &str, deflate: Option<DeflateConfig>) {
+        if let Ok(mut routes) = self.route_deflate.write() {
+            routes.insert(path.to_string(), deflate);
+        }
+    }
+
+    /// The permessage-deflate settings of a path: its own, else the server's.
+    pub fn route_deflate(&self, path: &str) -> Option<DeflateConfig> {
+        match self.route_deflate.read().ok().and_then(|r| r.get(path).copied()) {
+            Some(own) => own,
+            None => self.config.deflate,
         }
     }
 
@@ -409,11 +428,13 @@ impl Engine {
             });
         }
         let mut delivered = 0;
+        fanout::settle();
+        let mut cache = FrameCache::default();
         for entry in self.conns.iter() {
             if skip.matches(entry.value()) {
                 continue;
             }
-            if entry.value().send_uncounted(&self.send, msg) != SendStatus::Dropped {
+            if entry.value().send_unsettled(&self.send, msg, &mut cache) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
@@ -437,9 +458,11 @@ impl Engine {
     /// Queues one message to the listed connections.
     pub fn send_many(&self, msg: OutFrame, ids: &[u32]) -> u32 {
         let mut delivered = 0;
+        fanout::settle();
+        let mut cache = FrameCache::default();
         for id in ids {
             if let Some(conn) = self.conns.get(id) {
-                if conn.send_uncounted(&self.send, &msg) != SendStatus::Dropped {
+                if conn.send_unsettled(&self.send, &msg, &mut cache) != SendStatus::Dropped {
                     delivered += 1;
                 }
             }

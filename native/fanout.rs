@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::conn::{Conn, SendContext};
+use crate::deflate::FrameCache;
 use crate::engine::Stats;
 use crate::outbox::{append, over_limit, OutFrame};
 
@@ -79,6 +80,9 @@ struct SharedFanout {
     skip: SkipKey,
     version: u64,
     members: Vec<Arc<Conn>>,
+    /// Members that compress (permessage-deflate): each message is sent to them at once, one
+    /// compression per parameter set, and never through the shared buffer.
+    deflated: Vec<Arc<Conn>>,
     /// The frames, back to back.
     bytes: Vec<u8>,
     /// (end of the frame in `bytes`, payload length) of each message.
@@ -214,12 +218,12 @@ pub fn fan_out_shared(
     let appended = SHARED.with_borrow_mut(|shared| match shared {
         Some(s) if s.extends(&target) => {
             s.push(frame);
-            Some(s.members.len() as u32)
+            Some((s.members.len() as u32, s.deflated.clone()))
         }
         _ => None,
     });
     let delivered = match appended {
-        Some(n) => n,
+        Some((n, deflated)) => n + send_deflated(&deflated, frame, ctx),
         None => {
             settle();
             let Some((mut members, version)) = list() else { return 0 };
@@ -227,13 +231,16 @@ pub fn fan_out_shared(
             if members.is_empty() {
                 return 0;
             }
-            let n = members.len() as u32;
+            let (deflated, members): (Vec<_>, Vec<_>) =
+                members.into_iter().partition(|c| c.deflate.is_some());
+            let n = members.len() as u32 + send_deflated(&deflated, frame, ctx);
             let mut shared = SharedFanout {
                 registry: target.registry,
                 room: target.room.to_string(),
                 skip: SkipKey::of(target.skip),
                 version,
                 members,
+                deflated,
                 bytes: Vec::with_capacity(frame.bytes.len() * 32),
                 msgs: Vec::with_capacity(32),
                 stats: ctx.stats.clone(),
@@ -247,6 +254,15 @@ pub fn fan_out_shared(
     };
     ctx.stats.count_out_n(delivered, frame.payload_len());
     delivered
+}
+
+/// Sends one fan-out message to its compressing members (uncounted); returns how many took it.
+fn send_deflated(members: &[Arc<Conn>], frame: &OutFrame, ctx: &SendContext) -> u32 {
+    let mut cache = FrameCache::default();
+    members
+        .iter()
+        .filter(|c| c.send_unsettled(ctx, frame, &mut cache) != crate::outbox::SendStatus::Dropped)
+        .count() as u32
 }
 
 #[cfg(test)]

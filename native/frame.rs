@@ -1,5 +1,7 @@
 //! RFC 6455 framing, server side: a decoder for the masked frames a client sends and an encoder
-//! for the unmasked frames a server sends. No extension is ever negotiated.
+//! for the unmasked frames a server sends. The one extension is permessage-deflate: with it
+//! negotiated, RSV1 marks a compressed message, which the decoder delivers whole and still
+//! compressed ([`Inbound::Compressed`]); without it RSV1 is a protocol error as the others.
 //!
 //! The decoder works on the caller's buffer: it unmasks each payload in place and copies every
 //! message out exactly once, so a connection needs no read buffer of its own. Between messages a
@@ -23,6 +25,8 @@ pub mod opcode {
 const FIN: u8 = 0x80;
 /// First header byte: RSV1, RSV2 and RSV3, meaningful only with an extension.
 const RSV: u8 = 0x70;
+/// First header byte: RSV1, a compressed message under permessage-deflate (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
 /// First header byte: the opcode.
 const OPCODE: u8 = 0x0F;
 /// Second header byte: the payload is masked (always, from a client).
@@ -53,6 +57,11 @@ pub enum Inbound<'a> {
     Pong(&'a [u8]),
     /// A close frame: None for an empty payload, else a valid code and its UTF-8 reason.
     Close(Option<(u16, String)>),
+    /// A whole compressed message (permessage-deflate), not yet inflated nor UTF-8 checked.
+    Compressed {
+        text: bool,
+        data: &'a [u8],
+    },
 }
 
 /// Why we close the peer: the close code we send and a short constant reason.
@@ -111,6 +120,10 @@ pub struct Decoder {
     empty_fragments: u32,
     /// A close frame has been delivered: everything after it is ignored.
     closed: bool,
+    /// permessage-deflate was negotiated: RSV1 may start a data message.
+    rsv1_allowed: bool,
+    /// The message in progress is compressed.
+    compressed: bool,
 }
 
 /// A complete, checked frame header.
@@ -122,6 +135,8 @@ struct Header {
     len: usize,
     /// Header length: 6, 8 or 14 bytes.
     size: usize,
+    /// RSV1: the message this frame starts is compressed.
+    compressed: bool,
 }
 
 impl Decoder {
@@ -133,7 +148,14 @@ impl Decoder {
             fragmented: Fragmented::No,
             empty_fragments: 0,
             closed: false,
+            rsv1_allowed: false,
+            compressed: false,
         }
+    }
+
+    /// Accepts RSV1 on the first frame of a data message: permessage-deflate was negotiated.
+    pub fn allow_compressed(&mut self) {
+        self.rsv1_allowed = true;
     }
 
     /// Decodes every complete frame at the front of `buf`, unmasking payloads in place, and
@@ -223,11 +245,14 @@ impl Decoder {
         let Some(&first) = buf.first() else {
             return Ok(None);
         };
-        if first & RSV != 0 {
-            return Err(RESERVED_BITS);
-        }
         let fin = first & FIN != 0;
         let opcode = first & OPCODE;
+        let compressed = first & RSV1 != 0;
+        // RSV1 only on the first frame of a data message, and only with the extension.
+        let rsv1_ok = self.rsv1_allowed && matches!(opcode, opcode::TEXT | opcode::BINARY);
+        if first & RSV & !RSV1 != 0 || (compressed && !rsv1_ok) {
+            return Err(RESERVED_BITS);
+        }
         match opcode {
             opcode::CONTINUATION if self.fragmented == Fragmented::No => return Err(UNEXPECTED_CONTINUATION),
             opcode::TEXT | opcode::BINARY if self.fragmented != Fragmented::No => {
@@ -272,7 +297,7 @@ impl Decoder {
         let Some(&key) = buf.get(at..at + 4).and_then(<[u8]>::first_chunk) else {
             return Ok(None);
         };
-        Ok(Some(Header { fin, opcode, key, len, size: at + 4 }))
+        Ok(Some(Header { fin, opcode, key, len, size: at + 4, compressed }))
     }
 
     /// Handles one whole, unmasked frame (`ascii`: its payload is all ASCII); true after a close
@@ -285,6 +310,9 @@ impl Decoder {
         on: &mut impl FnMut(Inbound<'_>),
     ) -> Result<bool, Violation> {
         match header.opcode {
+            opcode::TEXT | opcode::BINARY if header.fin && header.compressed => {
+                on(Inbound::Compressed { text: header.opcode == opcode::TEXT, data: payload });
+            }
             opcode::TEXT if header.fin => {
                 // ASCII is valid UTF-8: only other text needs the full check.
                 if !ascii && std::str::from_utf8(payload).is_err() {
@@ -295,10 +323,12 @@ impl Decoder {
             opcode::BINARY if header.fin => on(Inbound::Binary(payload)),
             opcode::TEXT => {
                 self.fragmented = Fragmented::Text;
+                self.compressed = header.compressed;
                 self.append(payload)?;
             }
             opcode::BINARY => {
                 self.fragmented = Fragmented::Binary;
+                self.compressed = header.compressed;
                 self.append(payload)?;
             }
             opcode::CONTINUATION => {
@@ -335,7 +365,8 @@ impl Decoder {
             self.fragments.reserve_exact(grown - self.fragments.len());
         }
         self.fragments.extend_from_slice(fragment);
-        if self.fragmented == Fragmented::Text {
+        // Compressed text is checked once inflated.
+        if self.fragmented == Fragmented::Text && !self.compressed {
             // Only the new fragment and the cut character before it (3 bytes at most) are new.
             let unchecked = self.fragments.get(self.valid_utf8..).unwrap_or_default();
             match std::str::from_utf8(unchecked) {
@@ -350,12 +381,16 @@ impl Decoder {
 
     /// Delivers the message in progress after its final fragment and frees its buffer.
     fn finish(&mut self, on: &mut impl FnMut(Inbound<'_>)) -> Result<(), Violation> {
-        let fragmented = self.fragmented;
-        if fragmented == Fragmented::Text && self.valid_utf8 != self.fragments.len() {
+        let (fragmented, compressed) = (self.fragmented, self.compressed);
+        if fragmented == Fragmented::Text && !compressed && self.valid_utf8 != self.fragments.len() {
             return Err(INVALID_UTF8);
         }
         let data = std::mem::take(&mut self.fragments);
         self.end_message();
+        if compressed {
+            on(Inbound::Compressed { text: fragmented == Fragmented::Text, data: &data });
+            return Ok(());
+        }
         on(match fragmented {
             Fragmented::Text => Inbound::Text { data: &data, ascii: false },
             _ => Inbound::Binary(&data),
@@ -369,6 +404,7 @@ impl Decoder {
         self.valid_utf8 = 0;
         self.empty_fragments = 0;
         self.fragmented = Fragmented::No;
+        self.compressed = false;
     }
 }
 
@@ -489,6 +525,7 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Option<(u16, String)>),
+        Compressed(bool, Vec<u8>),
     }
 
     impl From<Inbound<'_>> for Msg {
@@ -499,6 +536,7 @@ mod tests {
                 Inbound::Ping(d) => Msg::Ping(d.to_vec()),
                 Inbound::Pong(d) => Msg::Pong(d.to_vec()),
                 Inbound::Close(c) => Msg::Close(c),
+                Inbound::Compressed { text, data } => Msg::Compressed(text, data.to_vec()),
             }
         }
     }
@@ -944,6 +982,44 @@ mod tests {
             assert_eq!(violation(100, &frame), RESERVED_OPCODE, "opcode {op}");
             assert_eq!(violation(100, &frame[..1]).code, 1002);
         }
+    }
+
+    #[test]
+    fn rsv1_starts_a_compressed_message_only_when_negotiated() {
+        let mut decoder = Decoder::new(100);
+        decoder.allow_compressed();
+        let key = Some([1, 2, 3, 4]);
+        let mut stream = raw_frame(FIN | RSV1 | opcode::TEXT, &[0xff, 0xfe], key, Len::Min);
+        stream.extend(raw_frame(RSV1 | opcode::BINARY, b"ab", key, Len::Min));
+        stream.extend(raw_frame(FIN | opcode::CONTINUATION, b"cd", key, Len::Min));
+        stream.extend(raw_frame(FIN | opcode::TEXT, b"plain", key, Len::Min));
+        let mut out = Vec::new();
+        let mut buf = stream.clone();
+        assert_eq!(decoder.decode(&mut buf, &mut |m| out.push(Msg::from(m))), Ok(stream.len()));
+        assert_eq!(
+            out,
+            vec![
+                Msg::Compressed(true, vec![0xff, 0xfe]),
+                Msg::Compressed(false, b"abcd".to_vec()),
+                text("plain"),
+            ],
+            "compressed text is not UTF-8 checked before it is inflated"
+        );
+        // RSV1 on a continuation or a control frame, or RSV2/RSV3, stays an error.
+        let bad = [
+            cat(&[raw_frame(opcode::TEXT, b"a", key, Len::Min), raw_frame(FIN | RSV1, b"b", key, Len::Min)]),
+            raw_frame(FIN | RSV1 | opcode::PING, b"", key, Len::Min),
+            raw_frame(FIN | RSV1 | 0x20 | opcode::TEXT, b"", key, Len::Min),
+        ];
+        for frame in bad {
+            let mut d = Decoder::new(100);
+            d.allow_compressed();
+            let mut buf = frame.clone();
+            assert_eq!(d.decode(&mut buf, &mut |_| {}), Err(RESERVED_BITS));
+        }
+        // Without the extension, RSV1 is a protocol error.
+        let frame = raw_frame(FIN | RSV1 | opcode::TEXT, b"x", key, Len::Min);
+        assert_eq!(violation(100, &frame), RESERVED_BITS);
     }
 
     #[test]

@@ -266,21 +266,28 @@ fn valid_header_name(name: &str) -> bool {
 }
 
 /// The whole 101 response: HTTP/1.1 101 Switching Protocols, Upgrade: websocket,
-/// Connection: Upgrade, Sec-WebSocket-Accept, and Sec-WebSocket-Protocol when Some. A protocol
-/// holding control characters (it may come from JS) is left out rather than let it break the
-/// head (a CR or LF would end the header early).
-pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
+/// Connection: Upgrade, Sec-WebSocket-Accept, Sec-WebSocket-Protocol and
+/// Sec-WebSocket-Extensions when Some. A protocol holding control characters (it may come from
+/// JS) is left out rather than let it break the head (a CR or LF would end the header early).
+pub fn switching_protocols(key: &str, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
     const START: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Accept: ";
     const PROTOCOL: &[u8] = b"\r\nSec-WebSocket-Protocol: ";
+    const EXTENSIONS: &[u8] = b"\r\nSec-WebSocket-Extensions: ";
     let protocol = protocol.filter(|p| valid_header_value(p));
-    let extra = protocol.map_or(0, |p| PROTOCOL.len() + p.len());
+    let extensions = extensions.filter(|e| valid_header_value(e));
+    let extra = protocol.map_or(0, |p| PROTOCOL.len() + p.len())
+        + extensions.map_or(0, |e| EXTENSIONS.len() + e.len());
     let mut out = Vec::with_capacity(START.len() + ACCEPT_LEN + extra + 4);
     out.extend_from_slice(START);
     out.extend_from_slice(&accept_bytes(key));
     if let Some(p) = protocol {
         out.extend_from_slice(PROTOCOL);
         out.extend_from_slice(p.as_bytes());
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(EXTENSIONS);
+        out.extend_from_slice(e.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
     out
@@ -506,20 +513,25 @@ Sec-WebSocket-Protocol: chat, v2.json\r\n\r\n";
         assert_eq!(BASE64.encode_len(20), ACCEPT_LEN);
         assert_eq!(accept_key(KEY), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(
-            text(switching_protocols(KEY, None)),
+            text(switching_protocols(KEY, None, None)),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
         );
         assert_eq!(
-            text(switching_protocols(KEY, Some("chat"))),
+            text(switching_protocols(KEY, Some("chat"), None)),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+        assert_eq!(
+            text(switching_protocols(KEY, None, Some("permessage-deflate"))),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
         );
     }
 
     #[test]
     fn protocol_from_js_cannot_inject_headers() {
-        let res = text(switching_protocols(KEY, Some("chat\r\nSet-Cookie: x=1")));
+        let res = text(switching_protocols(KEY, Some("chat\r\nSet-Cookie: x=1"), None));
         assert!(!res.contains("Set-Cookie"));
         assert!(!res.contains("Sec-WebSocket-Protocol"));
         assert!(res.ends_with("xOo=\r\n\r\n"));

@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod conn;
 mod cork;
+mod deflate;
 mod dispatch;
 mod engine;
 mod error;
@@ -36,7 +37,7 @@ use napi::bindgen_prelude::{Buffer, Function, PromiseRaw, Uint8ArraySlice};
 use napi::Env;
 use napi_derive::napi;
 
-use crate::config::{Config, NativeOptions};
+use crate::config::{Config, NativeDeflateOptions, NativeOptions};
 use crate::engine::Engine;
 use crate::error::{ClusterError, Code, ListenError, SocketError};
 use crate::outbox::OutFrame;
@@ -120,10 +121,17 @@ impl NativeServer {
         })
     }
 
-    /// Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
+    /// Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits), and
+    /// `deflate` its own permessage-deflate settings (absent: the server's). Throws
+    /// `ERR_INVALID_OPTION` for a bad deflate setting.
     #[napi]
-    pub fn add_route(&self, path: String, hooks: u32) {
+    pub fn add_route(&self, path: String, hooks: u32, deflate: Option<NativeDeflateOptions>) -> Result<()> {
+        if let Some(d) = deflate {
+            let d = config::deflate_config(&d).map_err(error::Error::from)?;
+            self.engine.set_route_deflate(&path, d);
+        }
         self.engine.add_route(&path, hooks);
+        Ok(())
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever

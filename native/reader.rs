@@ -48,6 +48,13 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// Accepts compressed messages and inflates them (permessage-deflate was negotiated).
+    pub fn with_deflate(mut self, negotiated: crate::deflate::Negotiated) -> Self {
+        self.decoder.allow_compressed();
+        self.dispatch.inflate = Some(Box::new(crate::deflate::Inbound::new(negotiated)));
+        self
+    }
+
     /// A reader for frames of at most `max_payload` bytes; `now`: the engine's monotonic clock.
     pub fn new(max_payload: usize, now: u64) -> Self {
         Reader {
@@ -149,26 +156,28 @@ impl Reader {
 
     /// Decodes and handles every complete frame in `buf`; returns the bytes used.
     fn decode(&mut self, engine: &Engine, conn: &Arc<Conn>, buf: &mut [u8]) -> Result<usize, ReadOutcome> {
-        let mut stop = false;
+        let stop = std::cell::Cell::new(false);
         // Whether decoding stopped because JS is behind: known from the check that stopped it,
         // not from a second look at the queue, which JS may have drained in between.
         let mut paused = false;
         let Reader { decoder, dispatch, .. } = self;
+        // A frame that stopped the reader (a close, or a compressed message it closed for)
+        // stops decoding too: nothing after it is delivered.
         let mut go = || {
             paused = engine.events.congested();
-            !paused
+            !paused && !stop.get()
         };
         let result = decoder.decode_while(
             buf,
             &mut |msg| {
                 if dispatch.frame(engine, conn, msg) {
-                    stop = true;
+                    stop.set(true);
                 }
             },
             &mut go,
         );
         match result {
-            Ok(_) if stop => Err(ReadOutcome::Stop),
+            Ok(_) if stop.get() => Err(ReadOutcome::Stop),
             Ok(used) => {
                 self.stalled = paused && used < buf.len();
                 Ok(used)

@@ -263,11 +263,13 @@ impl Rooms {
             return 0;
         };
         let mut delivered = 0;
+        crate::fanout::settle();
+        let mut cache = crate::deflate::FrameCache::default();
         for conn in room.members.values() {
             if skip.matches(conn) {
                 continue;
             }
-            if conn.send_uncounted(ctx, msg) != SendStatus::Dropped {
+            if conn.send_unsettled(ctx, msg, &mut cache) != SendStatus::Dropped {
                 delivered += 1;
             }
         }

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::conn::ConnInfo;
+use crate::deflate;
 use crate::engine::{hooks, Admission, AdmissionError, Engine, Verdict};
 use crate::error::{ListenError, Result};
 use crate::events::Event;
@@ -95,7 +96,8 @@ pub async fn serve_attached(
     };
     match Box::pin(accept(&engine, head, remote, deadline, attach)).await {
         Ok((info, protocol, key, admission, upgrade_request)) => {
-            let response = handshake::switching_protocols(&key, protocol.as_deref());
+            let extensions = info.deflate.as_ref().map(|(n, _)| n.answer());
+            let response = handshake::switching_protocols(&key, protocol.as_deref(), extensions.as_deref());
             let written = tokio::time::timeout_at(deadline, stream.write_all(&response)).await;
             if !matches!(written, Ok(Ok(()))) {
                 if upgrade_request != 0 {
@@ -226,7 +228,10 @@ async fn accept(
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
     info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes());
-    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json) };
+    let deflate = engine.route_deflate(&path).and_then(|config| {
+        Some((deflate::negotiate(head.all("sec-websocket-extensions"), &config)?, config))
+    });
+    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json), deflate };
     Ok((info, protocol, key, admission, upgrade_request))
 }
 

@@ -71,10 +71,15 @@ pub fn start(
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
-    let ConnInfo { uuid, client_id, path, info_json } = info;
+    let ConnInfo { uuid, client_id, path, info_json, deflate } = info;
     let hooks = engine.route_hooks(&path);
-    let conn =
-        Arc::new(Conn::new(id, uuid, client_id, hooks, stream.clone(), engine.mono_ms(), clock::wall_ms()));
+    let mut conn = Conn::new(id, uuid, client_id, hooks, stream.clone(), engine.mono_ms(), clock::wall_ms());
+    let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms());
+    if let Some((negotiated, config)) = deflate {
+        conn = conn.with_deflate(crate::deflate::Outbound::new(negotiated, &config));
+        reader = reader.with_deflate(negotiated);
+    }
+    let conn = Arc::new(conn);
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
     engine.conns_version.fetch_add(1, Ordering::AcqRel);
@@ -83,7 +88,6 @@ pub fn start(
         conn.close(1001, "Server shutting down");
     }
 
-    let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms());
     let reading = leftover.is_empty() || reader.take_leftover(&engine, &conn, leftover);
     // Its own task, holding only what the connection's life needs: the handshake's state is
     // gone by now, so an idle connection costs one small task.
@@ -241,8 +245,13 @@ mod tests {
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let admission = engine.admit(IP).unwrap();
         assert_eq!(engine.admit(IP).err(), Some(AdmissionError::TooManyFromIp));
-        let info =
-            ConnInfo { uuid: [9; 16], client_id: "c".into(), path: "/ws".into(), info_json: "{}".into() };
+        let info = ConnInfo {
+            uuid: [9; 16],
+            client_id: "c".into(),
+            path: "/ws".into(),
+            info_json: "{}".into(),
+            deflate: None,
+        };
         start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission);
         let conn = engine.conns.iter().next().map(|e| e.value().clone()).unwrap();
         assert_eq!(engine.rooms.join(&conn, "r"), Ok(true));

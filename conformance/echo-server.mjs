@@ -1,5 +1,6 @@
 // Echo server on our public API for the Autobahn|Testsuite fuzzing client (kosoku).
-// Limits are raised because cases 9.* send messages of up to 16 MiB.
+// Limits are raised because cases 9.* send messages of up to 16 MiB. permessage-deflate is on
+// (cases 12.* and 13.*) with threshold 0, so every echoed message is compressed.
 import { WsServer } from '../dist/index.js'
 
 const server = new WsServer({
@@ -8,6 +9,7 @@ const server = new WsServer({
   maxPayload: 64 * 1024 * 1024,
   maxBackpressure: 64 * 1024 * 1024,
   closeTimeout: 2000,
+  perMessageDeflate: { threshold: 0 },
 })
 const echo = { onMessage: (socket, message) => void socket.send(message) }
 for (const path of ['/', '/runCase', '/getCaseCount', '/updateReports']) server.websocket(path, echo)

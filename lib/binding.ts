@@ -16,6 +16,8 @@ export type JoinResult = generated.JoinResult
 export type Hook = generated.Hook
 /** Options understood by the engine (already validated by the facade). */
 export type NativeOptions = generated.NativeOptions
+/** `perMessageDeflate` as the engine takes it (native/config.rs). */
+export type NativeDeflateOptions = generated.NativeDeflateOptions
 /** A room as the engine reports it. */
 export type NativeRoomInfo = generated.RoomInfo
 /** The native server object. */

@@ -11,6 +11,7 @@ export type {
   HandlerResult,
   JsonValue,
   Limits,
+  PerMessageDeflateOptions,
   RoomInfo,
   RoomOptions,
   ScopeOptions,

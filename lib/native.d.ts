@@ -5,8 +5,12 @@
 export declare class NativeServer {
   /** Throws `ERR_INVALID_OPTION` for an option the engine cannot use. */
   constructor(options?: NativeOptions | undefined | null)
-  /** Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits). */
-  addRoute(path: string, hooks: number): void
+  /**
+   * Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits), and
+   * `deflate` its own permessage-deflate settings (absent: the server's). Throws
+   * `ERR_INVALID_OPTION` for a bad deflate setting.
+   */
+  addRoute(path: string, hooks: number, deflate?: NativeDeflateOptions | undefined | null): void
   /**
    * Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
    * events are waiting for `pollEvents`. With `bind` false (attach mode), no port is bound:
@@ -166,6 +170,22 @@ export interface LoopbackInfo {
   secret: string
 }
 
+/** `perMessageDeflate` as it arrives from JavaScript (`true` arrives as `{}`). */
+export interface NativeDeflateOptions {
+  /** false: off (a path turning off what the server turned on). */
+  enabled?: boolean
+  /** Smallest message compressed, in bytes (default 1024). */
+  threshold?: number
+  serverNoContextTakeover?: boolean
+  clientNoContextTakeover?: boolean
+  /** 8-15 (default 15). */
+  serverMaxWindowBits?: number
+  /** 8-15 (default 15). */
+  clientMaxWindowBits?: number
+  /** zlib memLevel, 1-9 (default 8). */
+  memLevel?: number
+}
+
 /** Options as they arrive from JavaScript; every field is optional. */
 export interface NativeOptions {
   port?: number
@@ -196,6 +216,8 @@ export interface NativeOptions {
   clusterRedis?: string
   /** Key and channel prefix in Redis (default "rnode"). */
   clusterPrefix?: string
+  /** permessage-deflate (RFC 7692); absent: off. */
+  perMessageDeflate?: NativeDeflateOptions
 }
 
 /** Counters for `getStats()` and the batching debug figures. */

@@ -5,6 +5,7 @@ import { attach, detach, handOver, isAttachableServer, refuse, targetPath, type 
 import { EventKind, Hook, native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
+import { toNativeDeflate } from './deflate'
 import type {
   BroadcastOptions,
   ClusterStats,
@@ -121,6 +122,8 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     if (typeof input.reusePort !== 'boolean') throw badOption('reusePort must be a boolean')
     out.reusePort = input.reusePort
   }
+  const deflate = toNativeDeflate(input.perMessageDeflate)
+  if (deflate !== undefined) out.perMessageDeflate = deflate
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw badOption('cluster must be an object: { redis, prefix? }')
@@ -326,13 +329,14 @@ export class WsServer {
       const fn: unknown = handlers[name]
       if (fn !== undefined && typeof fn !== 'function') throw badArg(`${name} must be a function, got ${typeof fn}`)
     }
+    const deflate = toNativeDeflate(handlers.perMessageDeflate)
     this.#routes.set(path, { ...handlers })
     const hooks =
       (handlers.onMessage ? Hook.Message : 0) |
       (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
       (handlers.onLeaveRoom ? Hook.LeaveRoom : 0) |
       (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0)
-    this.#native.addRoute(path, hooks)
+    this.#native.addRoute(path, hooks, deflate)
     return this
   }
 

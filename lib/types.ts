@@ -60,6 +60,30 @@ export interface WebSocketHandlers {
   onJoinRoom?: (socket: Socket, roomId: string) => boolean | void | Promise<boolean | void>
   /** The socket left a room (its own request, `socket.leaveRoom()` or `deleteRoom()`). */
   onLeaveRoom?: (socket: Socket, roomId: string) => HandlerResult
+  /**
+   * permessage-deflate on this path, overriding the server's `perMessageDeflate` (`false` turns
+   * it off here). See docs/deflate.md.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
+}
+
+/**
+ * `perMessageDeflate` settings (RFC 7692). Every field is optional; see docs/deflate.md for the
+ * memory each setting costs per connection.
+ */
+export interface PerMessageDeflateOptions {
+  /** Messages shorter than this many bytes are sent uncompressed. Default 1024. */
+  threshold?: number
+  /** Compress every message afresh: no zlib stream per connection, and a broadcast is compressed once. Default false. */
+  serverNoContextTakeover?: boolean
+  /** Ask clients to compress every message afresh: no inflate stream per connection. Default false. */
+  clientNoContextTakeover?: boolean
+  /** Largest window the server compresses with, 8-15 bits. Default 15. */
+  serverMaxWindowBits?: number
+  /** Largest window clients may compress with, 8-15 bits (below 15 only when the client offers it). Default 15. */
+  clientMaxWindowBits?: number
+  /** zlib memLevel of the server's compressor, 1-9. Default 8. */
+  memLevel?: number
 }
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */
@@ -124,6 +148,11 @@ export interface ServerOptions {
    * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
+  /**
+   * permessage-deflate (RFC 7692) for every path (a path can override it): `true` for the
+   * defaults, or settings. Default off. See docs/deflate.md.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
 }
 
 /** `cluster` option of `new WsServer()`. */

@@ -1,0 +1,470 @@
+// permessage-deflate (docs/deflate.md): negotiation with real clients (ws, Python websockets,
+// Chromium) and raw offers, every option's default, custom and bad value, per-path settings,
+// context takeover over many messages, broadcasts to members with and without the extension,
+// and the inflate bomb (docs/hardening.md).
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import zlib from 'node:zlib'
+import { chromium } from 'playwright-core'
+import { describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
+import { WsServer, type PerMessageDeflateOptions } from '../lib/index'
+import { closed, connect, echo, messages, nextMessage, serverPool, waitFor } from '../test-support/index'
+
+const server = serverPool()
+// Child processes run without blocking this process: the server under test lives in it.
+const run = promisify(execFile)
+const TAIL = Buffer.from([0, 0, 0xff, 0xff])
+
+/** A JSON text of about `n` bytes that compresses well. */
+function json(n: number, seed = 0): string {
+  const items: string[] = []
+  let i = 0
+  while (items.join(',').length < n) items.push(`{"id":${seed * 100000 + i++},"user":"alice","status":"online"}`)
+  return `[${items.join(',')}]`.slice(0, n - 1) + ']'
+}
+
+interface Frame {
+  first: number
+  payload: Buffer
+}
+
+/** A raw client: sends an upgrade with this `Sec-WebSocket-Extensions` value, then frames. */
+class RawClient {
+  socket!: net.Socket
+  answer: string | undefined
+  #buf = Buffer.alloc(0)
+  frames: Frame[] = []
+  ended = false
+
+  static async open(port: number, extensions: string | null, path = '/ws'): Promise<RawClient> {
+    const c = new RawClient()
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1')
+      c.socket = socket
+      let head: Buffer | null = Buffer.alloc(0)
+      socket.on('error', () => {})
+      socket.on('close', () => {
+        c.ended = true
+        reject(new Error('closed before the upgrade'))
+      })
+      socket.on('data', (d: Buffer) => {
+        if (head === null) return c.#feed(d)
+        head = Buffer.concat([head, d])
+        const end = head.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const text = head.subarray(0, end).toString('latin1')
+        if (!text.startsWith('HTTP/1.1 101')) return reject(new Error(text.split('\r\n')[0]))
+        const line = text.split('\r\n').find((l) => l.toLowerCase().startsWith('sec-websocket-extensions:'))
+        c.answer = line?.slice(line.indexOf(':') + 1).trim()
+        const rest = head.subarray(end + 4)
+        head = null
+        c.#feed(rest)
+        resolve()
+      })
+      const ext = extensions === null ? '' : `Sec-WebSocket-Extensions: ${extensions}\r\n`
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n${ext}\r\n`,
+      )
+    })
+    return c
+  }
+
+  #feed(d: Buffer): void {
+    this.#buf = Buffer.concat([this.#buf, d])
+    for (;;) {
+      if (this.#buf.length < 2) return
+      let len = this.#buf[1]! & 0x7f
+      let off = 2
+      if (len === 126) {
+        if (this.#buf.length < 4) return
+        len = this.#buf.readUInt16BE(2)
+        off = 4
+      } else if (len === 127) {
+        if (this.#buf.length < 10) return
+        len = Number(this.#buf.readBigUInt64BE(2))
+        off = 10
+      }
+      if (this.#buf.length < off + len) return
+      this.frames.push({ first: this.#buf[0]!, payload: this.#buf.subarray(off, off + len) })
+      this.#buf = this.#buf.subarray(off + len)
+    }
+  }
+
+  /** Sends one masked frame; `rsv1` marks it compressed. */
+  send(opcode: number, payload: Buffer, rsv1 = false): void {
+    const head: number[] = [0x80 | (rsv1 ? 0x40 : 0) | opcode]
+    let ext = Buffer.alloc(0)
+    if (payload.length < 126) head.push(0x80 | payload.length)
+    else if (payload.length < 65536) {
+      head.push(0x80 | 126)
+      ext = Buffer.alloc(2)
+      ext.writeUInt16BE(payload.length)
+    } else {
+      head.push(0x80 | 127)
+      ext = Buffer.alloc(8)
+      ext.writeBigUInt64BE(BigInt(payload.length))
+    }
+    const key = randomBytes(4)
+    const masked = Buffer.from(payload)
+    for (let i = 0; i < masked.length; i++) masked[i] = masked[i]! ^ key[i & 3]!
+    this.socket.write(Buffer.concat([Buffer.from(head), ext, key, masked]))
+  }
+
+  async frame(n: number): Promise<Frame> {
+    await waitFor(() => this.frames.length >= n, 5000, `frame ${n}`)
+    return this.frames[n - 1]!
+  }
+
+  /** The close code the server sent, once it sent one. */
+  async closeCode(): Promise<number> {
+    await waitFor(() => this.frames.some((f) => (f.first & 0x0f) === 8), 8000, 'a close frame')
+    return this.frames.find((f) => (f.first & 0x0f) === 8)!.payload.readUInt16BE(0)
+  }
+}
+
+const inflate = (payload: Buffer): Buffer =>
+  zlib.inflateRawSync(Buffer.concat([payload, TAIL]), { finishFlush: zlib.constants.Z_SYNC_FLUSH })
+const deflate = (data: Buffer | string): Buffer => {
+  const out = zlib.deflateRawSync(data, { finishFlush: zlib.constants.Z_SYNC_FLUSH })
+  return out.subarray(0, out.length - 4)
+}
+
+async function answerTo(options: boolean | PerMessageDeflateOptions, offer: string | null): Promise<string | undefined> {
+  const { port } = await server({ onMessage: echo }, { perMessageDeflate: options })
+  const c = await RawClient.open(port, offer)
+  c.socket.destroy()
+  return c.answer
+}
+
+describe('negotiation', () => {
+  it('is off by default: the ws client offers it and gets no extension', async () => {
+    const { url } = await server({ onMessage: echo })
+    const ws = await connect(url)
+    expect(ws.extensions).toBe('')
+    const big = json(4096)
+    ws.send(big)
+    expect(await nextMessage(ws)).toBe(big)
+    ws.close()
+  })
+
+  it('the ws client with its default offer negotiates it and messages round-trip both ways', async () => {
+    const { url } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    const ws = await connect(url)
+    expect(ws.extensions).toMatch(/^permessage-deflate/)
+    for (const m of [json(4096), 'short', json(300_000)]) {
+      ws.send(m)
+      expect(await nextMessage(ws)).toBe(m)
+    }
+    const bin = randomBytes(5000)
+    ws.send(bin)
+    expect(Buffer.compare((await nextMessage(ws)) as Buffer, bin)).toBe(0)
+    ws.close()
+  })
+
+  it('defaults: a plain offer gets a plain answer; a client window offer is answered with 15', async () => {
+    expect(await answerTo(true, 'permessage-deflate')).toBe('permessage-deflate')
+    expect(await answerTo(true, 'permessage-deflate; client_max_window_bits')).toBe(
+      'permessage-deflate; client_max_window_bits=15',
+    )
+    expect(await answerTo(true, null)).toBeUndefined()
+  })
+
+  it('custom values appear in the answer', async () => {
+    const offer = 'permessage-deflate; client_max_window_bits'
+    expect(await answerTo({ serverNoContextTakeover: true }, offer)).toBe(
+      'permessage-deflate; server_no_context_takeover; client_max_window_bits=15',
+    )
+    expect(await answerTo({ clientNoContextTakeover: true }, offer)).toBe(
+      'permessage-deflate; client_no_context_takeover; client_max_window_bits=15',
+    )
+    expect(await answerTo({ serverMaxWindowBits: 10 }, offer)).toBe(
+      'permessage-deflate; server_max_window_bits=10; client_max_window_bits=15',
+    )
+    expect(await answerTo({ clientMaxWindowBits: 9 }, offer)).toBe('permessage-deflate; client_max_window_bits=9')
+    // A smaller client window cannot be imposed on a client that did not offer the parameter.
+    expect(await answerTo({ clientMaxWindowBits: 9 }, 'permessage-deflate')).toBeUndefined()
+  })
+
+  it('malformed offers are declined, not failed, and the next acceptable offer is answered', async () => {
+    for (const bad of [
+      'permessage-deflate; server_max_window_bits',
+      'permessage-deflate; server_max_window_bits=16',
+      'permessage-deflate; client_max_window_bits=7',
+      'permessage-deflate; server_no_context_takeover; server_no_context_takeover',
+      'permessage-deflate; unknown_param',
+    ]) {
+      expect(await answerTo(true, bad), bad).toBeUndefined()
+    }
+    expect(await answerTo(true, 'permessage-deflate; foo, permessage-deflate; server_max_window_bits=12')).toBe(
+      'permessage-deflate; server_max_window_bits=12',
+    )
+  })
+
+  it('bad option values throw ERR_INVALID_OPTION, for the server and for a path', () => {
+    const bad: unknown[] = [
+      'yes',
+      { threshold: -1 },
+      { threshold: 1.5 },
+      { serverMaxWindowBits: 7 },
+      { serverMaxWindowBits: 16 },
+      { clientMaxWindowBits: 16 },
+      { memLevel: 0 },
+      { memLevel: 10 },
+      { serverNoContextTakeover: 'true' },
+      { level: 9 },
+    ]
+    for (const value of bad) {
+      expect(() => new WsServer({ perMessageDeflate: value as PerMessageDeflateOptions }), JSON.stringify(value)).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+      )
+      const srv = new WsServer()
+      expect(() => srv.websocket('/x', { perMessageDeflate: value as PerMessageDeflateOptions })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+      )
+    }
+  })
+
+  it('a path overrides the server setting both ways', async () => {
+    const srv = new WsServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true })
+    srv.websocket('/ws', { onMessage: echo })
+    srv.websocket('/plain', { onMessage: echo, perMessageDeflate: false })
+    srv.websocket('/small', { onMessage: echo, perMessageDeflate: { serverMaxWindowBits: 9 } })
+    server.adopt(srv)
+    const { port } = await srv.listen()
+    const offer = 'permessage-deflate'
+    const answers = await Promise.all(
+      ['/ws', '/plain', '/small'].map(async (p) => {
+        const c = await RawClient.open(port, offer, p)
+        c.socket.destroy()
+        return c.answer
+      }),
+    )
+    expect(answers).toEqual(['permessage-deflate', undefined, 'permessage-deflate; server_max_window_bits=9'])
+    const off = new WsServer({ host: '127.0.0.1', port: 0 })
+    off.websocket('/ws', { onMessage: echo, perMessageDeflate: true })
+    server.adopt(off)
+    const c = await RawClient.open((await off.listen()).port, offer)
+    expect(c.answer).toBe('permessage-deflate')
+    c.socket.destroy()
+  })
+})
+
+describe('frames', () => {
+  it('threshold: shorter messages go uncompressed, longer ones with RSV1; custom threshold 0 compresses all', async () => {
+    const { port } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    const c = await RawClient.open(port, 'permessage-deflate')
+    const small = 'x'.repeat(1023)
+    const big = json(1024)
+    c.send(1, Buffer.from(small))
+    c.send(1, deflate(big), true)
+    const [a, b] = [await c.frame(1), await c.frame(2)]
+    expect(a.first & 0x40).toBe(0)
+    expect(a.payload.toString()).toBe(small)
+    expect(b.first & 0x40).toBe(0x40)
+    expect(b.payload.length).toBeLessThan(big.length / 2)
+    expect(inflate(b.payload).toString()).toBe(big)
+    c.socket.destroy()
+
+    const zero = await server({ onMessage: echo }, { perMessageDeflate: { threshold: 0 } })
+    const z = await RawClient.open(zero.port, 'permessage-deflate')
+    z.send(1, Buffer.from('hi'))
+    const f = await z.frame(1)
+    expect(f.first & 0x40).toBe(0x40)
+    expect(inflate(f.payload).toString()).toBe('hi')
+    z.socket.destroy()
+  })
+
+  it('RSV1 without the extension negotiated still closes 1002', async () => {
+    const { port } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    const c = await RawClient.open(port, null)
+    c.send(1, deflate('hello'), true)
+    expect(await c.closeCode()).toBe(1002)
+  })
+
+  it('RSV1 on a control frame, invalid deflate data and inflated invalid UTF-8 close 1002, 1002, 1007', async () => {
+    const { port } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    const cases: Array<[number, Buffer, number]> = [
+      [9, Buffer.alloc(0), 1002],
+      [1, Buffer.from([0xff, 0xff, 0xff, 0xff]), 1002],
+      [1, deflate(Buffer.from([0xc3, 0x28])), 1007],
+    ]
+    for (const [opcode, payload, code] of cases) {
+      const c = await RawClient.open(port, 'permessage-deflate')
+      c.send(opcode, payload, true)
+      expect(await c.closeCode()).toBe(code)
+    }
+  })
+
+  it('the inflate bomb: a message inflating past maxPayload closes 1009, and the server never holds the inflated size', async () => {
+    const { port } = await server({ onMessage: echo }, { perMessageDeflate: true, maxPayload: 1024 * 1024 })
+    // 256 MiB of zeros deflate to about 256 KB: well under maxPayload on the wire.
+    const stream = zlib.createDeflateRaw()
+    const parts: Buffer[] = []
+    stream.on('data', (d: Buffer) => parts.push(d))
+    const chunk = Buffer.alloc(1024 * 1024)
+    for (let i = 0; i < 256; i++) stream.write(chunk)
+    await new Promise<void>((r) => stream.flush(zlib.constants.Z_SYNC_FLUSH, () => r()))
+    const bomb = Buffer.concat(parts)
+    expect(bomb.length).toBeLessThan(1024 * 1024)
+    const before = process.memoryUsage().rss
+    const c = await RawClient.open(port, 'permessage-deflate')
+    c.send(2, bomb.subarray(0, bomb.length - 4), true)
+    expect(await c.closeCode()).toBe(1009)
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024)
+  })
+
+  it('context takeover: many similar messages both ways stay in step and later ones shrink', async () => {
+    const { port } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    const c = await RawClient.open(port, 'permessage-deflate')
+    // Our side keeps its context too: one deflate stream for every message we send.
+    const ours = zlib.createDeflateRaw()
+    const theirs = zlib.createInflateRaw()
+    const compress = (m: string): Promise<Buffer> =>
+      new Promise((resolve) => {
+        const parts: Buffer[] = []
+        const on = (d: Buffer): number => parts.push(d)
+        ours.on('data', on)
+        ours.write(m)
+        ours.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+          ours.off('data', on)
+          const out = Buffer.concat(parts)
+          resolve(out.subarray(0, out.length - 4))
+        })
+      })
+    const decompress = (p: Buffer): Promise<string> =>
+      new Promise((resolve) => {
+        const parts: Buffer[] = []
+        const on = (d: Buffer): number => parts.push(d)
+        theirs.on('data', on)
+        theirs.write(Buffer.concat([p, TAIL]))
+        theirs.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+          theirs.off('data', on)
+          resolve(Buffer.concat(parts).toString())
+        })
+      })
+    const sizes: number[] = []
+    for (let i = 0; i < 100; i++) {
+      const m = json(2000, i % 3)
+      c.send(1, await compress(m), true)
+      const f = await c.frame(i + 1)
+      expect(f.first & 0x40).toBe(0x40)
+      expect(await decompress(f.payload)).toBe(m)
+      sizes.push(f.payload.length)
+    }
+    expect(sizes[50]!).toBeLessThan(sizes[0]! / 2)
+    c.socket.destroy()
+  })
+
+  it('memLevel and small windows still round-trip with the ws client', async () => {
+    const options = { memLevel: 1, serverMaxWindowBits: 9, clientMaxWindowBits: 9, serverNoContextTakeover: true }
+    const { url } = await server({ onMessage: echo }, { perMessageDeflate: options })
+    const ws = new WebSocket(url)
+    const answer = new Promise<string | undefined>((r) => ws.once('upgrade', (res) => r(res.headers['sec-websocket-extensions'])))
+    await new Promise((r) => ws.once('open', r))
+    expect(await answer).toBe('permessage-deflate; server_no_context_takeover; server_max_window_bits=9; client_max_window_bits=9')
+    const all = Array.from({ length: 50 }, (_, i) => json(3000, i))
+    const got = messages(ws, all.length)
+    for (const m of all) ws.send(m)
+    expect(await got).toEqual(all)
+    ws.close()
+  })
+})
+
+describe('broadcast', () => {
+  for (const serverNoContextTakeover of [false, true]) {
+    it(`reaches members with and without deflate alike (serverNoContextTakeover ${serverNoContextTakeover})`, async () => {
+      const { url, server: srv } = await server(
+        { onConnect: (s) => void s.joinRoom('r') },
+        { perMessageDeflate: { serverNoContextTakeover } },
+      )
+      const withDeflate = [await connect(url), await connect(url)]
+      const without = [await connect(url, { perMessageDeflate: false }), await connect(url, { perMessageDeflate: false })]
+      expect(withDeflate.map((w) => w.extensions !== '')).toEqual([true, true])
+      expect(without.map((w) => w.extensions)).toEqual(['', ''])
+      await waitFor(() => srv.getConnections('r').length === 4)
+      const all = [...withDeflate, ...without]
+      const msgs = Array.from({ length: 20 }, (_, i) => json(1500, i))
+      const got = all.map((w) => messages(w, msgs.length * 2))
+      for (const m of msgs) {
+        expect(srv.broadcast(m, { room: 'r' })).toBe(4)
+        expect(srv.broadcast(m)).toBe(4)
+      }
+      const want = msgs.flatMap((m) => [m, m])
+      for (const g of await Promise.all(got)) expect(g).toEqual(want)
+      for (const w of all) w.close()
+    })
+  }
+})
+
+describe('other clients', () => {
+  it('Python websockets with its default offer', async () => {
+    const { url } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    // A venv kept between runs, made with pip on the first one.
+    const venv = join(tmpdir(), 'rnode-deflate-websockets-13.1')
+    const python = join(venv, 'bin', 'python')
+    if (!existsSync(join(venv, 'ok'))) {
+      await run('python3', ['-m', 'venv', venv])
+      await run(join(venv, 'bin', 'pip'), ['install', '--quiet', 'websockets==13.1'], { timeout: 120_000 })
+      await run('touch', [join(venv, 'ok')])
+    }
+    const script = [
+      'import asyncio, sys, websockets',
+      'async def main():',
+      '    async with websockets.connect(sys.argv[1]) as ws:',
+      '        msg = "x" * 3000 + "y" * 3000',
+      '        await ws.send(msg)',
+      '        back = await ws.recv()',
+      '        print(ws.response_headers.get("Sec-WebSocket-Extensions"), back == msg)',
+      'asyncio.run(main())',
+    ].join('\n')
+    const { stdout } = await run(python, ['-c', script, url], { encoding: 'utf8', timeout: 30_000 })
+    expect(stdout.trim()).toBe('permessage-deflate; client_max_window_bits=15 True')
+  }, 180_000)
+
+  it('headless Chromium negotiates it and messages round-trip', async () => {
+    const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+    if (process.env.RNODE_SKIP_BROWSER === '1') return
+    const { url } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    const browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
+      headless: true,
+      timeout: 30_000,
+    })
+    try {
+      const page = await browser.newPage()
+      // A string: the page's own WebSocket, not this file's import of `ws`.
+      const result = (await page.evaluate(`(async (u) => {
+        const ws = new WebSocket(u)
+        await new Promise((r) => (ws.onopen = r))
+        const msg = JSON.stringify(Array.from({ length: 200 }, (_, i) => ({ i, user: 'alice', status: 'online' })))
+        const back = new Promise((r) => (ws.onmessage = (e) => r(String(e.data))))
+        ws.send(msg)
+        const echoed = await back
+        ws.close()
+        return { extensions: ws.extensions, same: echoed === msg }
+      })(${JSON.stringify(url)})`)) as { extensions: string; same: boolean }
+      expect(result.extensions).toMatch(/^permessage-deflate/)
+      expect(result.same).toBe(true)
+    } finally {
+      await browser.close()
+    }
+  }, 60_000)
+})
+
+describe('close', () => {
+  it('a connection with deflate closes cleanly', async () => {
+    const { url } = await server({ onMessage: echo }, { perMessageDeflate: true })
+    const ws = await connect(url)
+    const done = closed(ws)
+    ws.close(1000, 'bye')
+    expect((await done).code).toBe(1000)
+  })
+})

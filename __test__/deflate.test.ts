@@ -1,7 +1,7 @@
 // permessage-deflate (docs/deflate.md): negotiation with real clients (ws, Python websockets,
 // Chromium) and raw offers, every option's default, custom and bad value, per-path settings,
 // context takeover over many messages, broadcasts to members with and without the extension,
-// and the inflate bomb (docs/hardening.md).
+// and the inflate bomb (docs/hardening.md rows 13, 34 and 35).
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -302,7 +302,7 @@ describe('frames', () => {
     }
   })
 
-  it('the inflate bomb: a message inflating past maxPayload closes 1009, and the server never holds the inflated size', async () => {
+  it('the inflate bomb: a message inflating past maxPayload closes 1009, and the server never holds the inflated size (docs/hardening.md row 34)', async () => {
     const { port } = await server({ onMessage: echo }, { perMessageDeflate: true, maxPayload: 1024 * 1024 })
     // 256 MiB of zeros deflate to about 256 KB: well under maxPayload on the wire.
     const stream = zlib.createDeflateRaw()

@@ -10,7 +10,8 @@ const server = Bun.serve({
     return new Response('upgrade required', { status: 426 })
   },
   websocket: {
-    perMessageDeflate: false,
+    // BENCH_DEFLATE (any value): Bun's permessage-deflate.
+    perMessageDeflate: Boolean(process.env.BENCH_DEFLATE),
     maxPayloadLength: 16 * 1024 * 1024,
     backpressureLimit: 1024 * 1024,
     open(ws) {

@@ -3,7 +3,10 @@
 // publish natively with room_message frames); /pub, whose messages a JS handler broadcasts.
 import { WsServer } from '../../dist/index.js'
 
-const server = new WsServer({ port: 0, host: '127.0.0.1' })
+// BENCH_DEFLATE=1: permessage-deflate with context takeover; =shared: without server context
+// takeover (one compression per broadcast), as uWS's SHARED_COMPRESSOR.
+const deflate = { '': false, 1: true, shared: { serverNoContextTakeover: true } }[process.env.BENCH_DEFLATE ?? '']
+const server = new WsServer({ port: 0, host: '127.0.0.1', perMessageDeflate: deflate })
 server.websocket('/echo', { onMessage: (socket, message) => socket.send(message) })
 server.websocket('/sub', {})
 server.websocket('/pub', { onMessage: (_socket, message) => server.broadcast(message, { room: 'bench' }) })

@@ -2,7 +2,9 @@
 // Paths: /echo, /sub (subscribe to the room), /pub (publish to it).
 import uWS from 'uwebsockets'
 
-const common = { compression: uWS.DISABLED, maxPayloadLength: 16 * 1024 * 1024, maxBackpressure: 1024 * 1024, idleTimeout: 120 }
+// BENCH_DEFLATE (any value): permessage-deflate with the shared compressor.
+const compression = process.env.BENCH_DEFLATE ? uWS.SHARED_COMPRESSOR : uWS.DISABLED
+const common = { compression, maxPayloadLength: 16 * 1024 * 1024, maxBackpressure: 1024 * 1024, idleTimeout: 120 }
 const app = uWS
   .App()
   .ws('/echo', { ...common, message: (ws, message, isBinary) => ws.send(message, isBinary) })

@@ -2,6 +2,7 @@
 import { WebSocketServer } from 'ws'
 import { servePaths } from './ws-paths.mjs'
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 })
+// BENCH_DEFLATE (any value): ws's permessage-deflate with its defaults.
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: Boolean(process.env.BENCH_DEFLATE), maxPayload: 16 * 1024 * 1024 })
 servePaths(wss)
 wss.on('listening', () => console.log(`LISTENING ${wss.address().port}`))

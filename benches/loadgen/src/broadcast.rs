@@ -79,7 +79,7 @@ async fn subscriber(
 ) -> io::Result<()> {
     let (mut stream, leftover) = {
         let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
-        handshake::connect(o.sub_addr(i), &o.sub_path).await?
+        handshake::connect(o.sub_addr(i), &o.sub_path, o.deflate).await?
     };
     if let Some(join) = &o.join_frame {
         stream.write_all(&masked_frame(OP_TEXT, join.as_bytes(), mask_for(i))).await?;
@@ -129,7 +129,7 @@ async fn subscriber(
 }
 
 async fn publisher(o: &Options, window: &Window) -> io::Result<()> {
-    let (mut stream, leftover) = handshake::connect(&o.addr, &o.pub_path).await?;
+    let (mut stream, leftover) = handshake::connect(&o.addr, &o.pub_path, o.deflate).await?;
     let mut inbound = Inbound::new(leftover);
     // A protocol `room_message` needs a member as sender: join like the subscribers, wait for the ack.
     if let (Some(join), Some(_)) = (&o.join_frame, &o.pub_room) {
@@ -139,7 +139,11 @@ async fn publisher(o: &Options, window: &Window) -> io::Result<()> {
     let (mut reader, mut writer) = stream.into_split();
     // Whatever the server sends the publisher (acks, its own copy) is read and dropped.
     tokio::task::spawn_local(async move { while inbound.next_batch(&mut reader).await.is_ok() {} });
-    let body = "x".repeat(o.size);
+    let body = if o.deflate {
+        String::from_utf8(crate::frame::json_payload(o.size)).unwrap_or_default()
+    } else {
+        "x".repeat(o.size)
+    };
     let payload = match &o.pub_room {
         Some(room) => format!(r#"{{"type":"room_message","room_id":"{room}","message":"{body}"}}"#),
         None => body,

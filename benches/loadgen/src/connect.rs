@@ -34,7 +34,7 @@ pub async fn run(o: &Options) -> Report {
             while next.get() < o.conns && t0.elapsed() < LIMIT {
                 next.set(next.get() + 1);
                 let started = Instant::now();
-                match handshake::connect(&o.addr, &o.path).await {
+                match handshake::connect(&o.addr, &o.path, o.deflate).await {
                     Ok((stream, _)) => {
                         let ns = started.elapsed().as_nanos() as u64;
                         state.latency.borrow_mut().record_n(ns, 1);

@@ -40,10 +40,10 @@ pub async fn run(o: &Options) -> Report {
 async fn connection(i: usize, o: &Options, state: &RunState, handshakes: &Semaphore) -> io::Result<()> {
     let (mut stream, leftover) = {
         let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
-        handshake::connect(&o.addr, &o.path).await?
+        handshake::connect(&o.addr, &o.path, o.deflate).await?
     };
     state.ready.set(state.ready.get() + 1);
-    let payload = vec![b'x'; o.size];
+    let payload = if o.deflate { crate::frame::json_payload(o.size) } else { vec![b'x'; o.size] };
     let frame = masked_frame(if o.binary { OP_BINARY } else { OP_TEXT }, &payload, mask_for(i));
     let burst = repeated(&frame, o.inflight);
     let mut inbound = Inbound::new(leftover);

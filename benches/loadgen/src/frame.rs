@@ -40,6 +40,20 @@ pub struct Header {
     pub total: usize,
 }
 
+/// A JSON text of `size` bytes (an array of small objects with a counter), the kind of message
+/// permessage-deflate is for; `size` below 2 gives "[]".
+pub fn json_payload(size: usize) -> Vec<u8> {
+    let mut out = String::from("[");
+    let mut i = 0;
+    while out.len() < size {
+        out.push_str(&format!("{{\"id\":{i},\"user\":\"alice\",\"status\":\"online\"}},"));
+        i += 1;
+    }
+    out.truncate(size.saturating_sub(1).max(1));
+    out.push(']');
+    out.into_bytes()
+}
+
 /// Parses the frame header at the start of `buf`; `None` until the whole frame is there.
 pub fn parse(buf: &[u8]) -> Option<Header> {
     if buf.len() < 2 {

@@ -8,13 +8,18 @@ use tokio::net::TcpStream;
 /// Largest response head we accept before calling the handshake failed.
 const MAX_HEAD: usize = 8 * 1024;
 
+/// What a browser offers: permessage-deflate, any client window.
+const DEFLATE_OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+
 /// Connects and upgrades; returns the stream and any frame bytes that came with the head.
-pub async fn connect(addr: &str, path: &str) -> io::Result<(TcpStream, Vec<u8>)> {
+/// `deflate`: offer permessage-deflate.
+pub async fn connect(addr: &str, path: &str, deflate: bool) -> io::Result<(TcpStream, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
+    let offer = if deflate { DEFLATE_OFFER } else { "" };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut buf = Vec::with_capacity(1024);

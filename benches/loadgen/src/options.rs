@@ -33,6 +33,9 @@ pub struct Options {
     pub size: usize,
     /// Send binary frames instead of text.
     pub binary: bool,
+    /// Offer permessage-deflate and send JSON text (`--deflate`): the server compresses what it
+    /// sends; we send uncompressed (allowed) and count frames without inflating them.
+    pub deflate: bool,
     /// Time before counting starts.
     pub warmup: Duration,
     /// Time during which messages are counted.
@@ -71,6 +74,7 @@ impl Default for Options {
             size: 32,
             rate: None,
             binary: false,
+            deflate: false,
             warmup: Duration::from_millis(500),
             duration: Duration::from_millis(3000),
             server_pid: None,
@@ -109,6 +113,10 @@ impl Options {
         while let Some(name) = it.next() {
             if name == "--binary" {
                 o.binary = true;
+                continue;
+            }
+            if name == "--deflate" {
+                o.deflate = true;
                 continue;
             }
             if name == "--help" {

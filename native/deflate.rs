@@ -179,8 +179,11 @@ fn parse_offer(element: &str) -> Option<Offer> {
                 offer.server_max_window_bits = Some(window_bits(v)?);
             }
             ("client_max_window_bits", v) if offer.client_max_window_bits.is_none() => {
-                offer.client_max_window_bits =
-                    Some(v.map(window_bits).map(|b| b.ok_or(())).transpose().ok()?);
+                let bits = match v {
+                    None => None,
+                    Some(v) => Some(window_bits(v)?),
+                };
+                offer.client_max_window_bits = Some(bits);
             }
             _ => return None,
         }
@@ -307,7 +310,8 @@ impl Inflater {
                         return Ok(());
                     }
                     Ok(_) if rest.is_empty() && wrote < room => break,
-                    Ok(_) if used == 0 && wrote == 0 => break,
+                    // Input left that zlib cannot take: never deliver a cut message.
+                    Ok(_) if used == 0 && wrote == 0 => return Err(InflateError::Invalid),
                     Ok(_) => {}
                 }
             }

@@ -12,9 +12,17 @@ mod events;
 pub mod fast;
 mod frame;
 mod handshake;
+#[allow(dead_code)] // wired in next
+mod metrics;
 mod protocol;
+#[allow(dead_code)]
+mod proxy_protocol;
+#[allow(dead_code)]
+mod rate_limit;
 mod rooms;
 mod server;
+#[allow(dead_code)]
+mod trust_proxy;
 
 use std::collections::HashMap;
 use std::sync::Arc;

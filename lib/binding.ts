@@ -1,6 +1,6 @@
 // Loads the native engine: a local build during development, else the prebuilt platform package.
 // The shape below mirrors the napi-generated `native-build/native.d.ts`, plus `sendText` and
-// `sendBinary`, which the engine registers by hand (native/fast.rs) and so are not in that file;
+// `sendBinary`, which the engine registers by hand (native/handles.rs) and so are not in that file;
 // the tests exercise every member, so a drift shows up as a failing test rather than a silent
 // mismatch.
 

@@ -105,11 +105,11 @@ impl Envelope {
     }
 
     /// The WebSocket message to deliver; `None` when a text payload is not UTF-8.
-    pub fn message(&self) -> Option<crate::connection::OutFrame> {
+    pub fn message(&self) -> Option<crate::outbox::OutFrame> {
         if self.binary {
-            Some(crate::connection::OutFrame::binary(&self.payload))
+            Some(crate::outbox::OutFrame::binary(&self.payload))
         } else {
-            std::str::from_utf8(&self.payload).ok().map(crate::connection::OutFrame::text)
+            std::str::from_utf8(&self.payload).ok().map(crate::outbox::OutFrame::text)
         }
     }
 }
@@ -328,7 +328,7 @@ impl Cluster {
                         Some(msg) => {
                             // Cork: the envelopes already here go out with one write per
                             // connection, not one per envelope and connection.
-                            let corked = crate::connection::cork();
+                            let cork = crate::cork::CorkScope::begin();
                             self.deliver(&engine, msg.get_payload_bytes());
                             let mut ended = false;
                             for _ in 0..MAX_ENVELOPES_PER_CORK {
@@ -341,9 +341,7 @@ impl Cluster {
                                     None => break,
                                 }
                             }
-                            if corked {
-                                crate::connection::uncork();
-                            }
+                            drop(cork);
                             if ended {
                                 break;
                             }

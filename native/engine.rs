@@ -8,11 +8,15 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
+use crate::clock::MonoClock;
 use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
-use crate::connection::{self, Conn, FanoutTarget, OutFrame, SendStatus, Skip};
+use crate::conn::Conn;
+use crate::cork;
 use crate::events::{Event, EventQueue};
-use crate::protocol::{self, Request};
+use crate::fanout::{self, FanoutTarget, Skip};
+use crate::outbox::{OutFrame, SendStatus};
+use crate::protocol;
 use crate::rooms::{JoinError, Rooms};
 
 /// Hashes the u32 connection ids: they are sequential, so one multiply spreads them well and
@@ -155,8 +159,8 @@ pub struct Engine {
     pub live_tasks: AtomicUsize,
     /// Woken each time a connection task ends (used by shutdown to wait).
     pub conn_gone: Notify,
-    /// Origin of `now_ms`.
-    epoch: std::time::Instant,
+    /// The monotonic clock of deadlines and rates (`mono_ms`).
+    clock: MonoClock,
 }
 
 impl Engine {
@@ -183,13 +187,14 @@ impl Engine {
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
-            epoch: std::time::Instant::now(),
+            clock: MonoClock::new(),
         }
     }
 
-    /// Milliseconds since the engine was created (monotonic).
-    pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+    /// Milliseconds since the engine was created (monotonic): deadlines, idle times, rates.
+    #[inline]
+    pub fn mono_ms(&self) -> u64 {
+        self.clock.mono_ms()
     }
 
     /// Enforces every connection's timers from one task: idle timeout, server pings and close
@@ -198,7 +203,7 @@ impl Engine {
     pub async fn ticker(engine: std::sync::Weak<Engine>) {
         let Some((tick, ping_ms, idle_ms, start)) = engine.upgrade().map(|e| {
             let c = &e.config;
-            (c.tick(), c.ping_interval.as_millis() as u64, c.idle_timeout.as_millis() as u64, e.now_ms())
+            (c.tick(), c.ping_interval.as_millis() as u64, c.idle_timeout.as_millis() as u64, e.mono_ms())
         }) else {
             return;
         };
@@ -212,7 +217,7 @@ impl Engine {
             if engine.is_shutting_down() && engine.live_tasks.load(Ordering::Acquire) == 0 {
                 return;
             }
-            let now = engine.now_ms();
+            let now = engine.mono_ms();
             let ping = now >= next_ping;
             if ping {
                 next_ping = now + ping_ms;
@@ -280,60 +285,13 @@ impl Engine {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// A text frame arrived: the built-in protocol, handled here, or the application's.
-    /// `data` is valid UTF-8 (the frame decoder checked it); `ascii`: known to be all ASCII.
-    pub fn on_text(&self, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
-        // Protocol frames are JSON objects; anything else goes to JS without a second look.
-        let maybe_protocol = data.first() == Some(&b'{');
-        let parsed =
-            if maybe_protocol { std::str::from_utf8(data).ok().and_then(protocol::parse) } else { None };
-        let Some(parsed) = parsed else {
-            if conn.hooks & hooks::MESSAGE != 0 {
-                self.events.push_text(conn.id, data, ascii);
-            }
-            return;
-        };
-        let rid = parsed.request_id;
-        let request = match parsed.request {
-            Ok(request) => request,
-            Err(reason) => {
-                self.reply(conn, protocol::error(&reason, &rid));
-                return;
-            }
-        };
-        match request {
-            Request::Join { room } => {
-                if conn.hooks & hooks::JOIN_ROOM != 0 {
-                    let request = self.next_request_id();
-                    self.pending_joins.insert(
-                        request,
-                        PendingJoin { conn: conn.clone(), room: room.clone(), request_id: rid },
-                    );
-                    self.events.push(Event::JoinRequest { conn: conn.id, request, room });
-                } else {
-                    self.finish_join(conn, &room, &rid);
-                }
-            }
-            Request::Leave { room } => {
-                if self.leave(conn, &room) {
-                    self.reply(conn, protocol::room_left(&room, &rid));
-                } else {
-                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
-                }
-            }
-            Request::RoomMessage { room, message } => {
-                if !self.rooms.is_member(conn.id, &room) {
-                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
-                    return;
-                }
-                let frame = protocol::room_message(&room, &message, &conn.client_id);
-                self.room_message_from(conn, &room, frame);
-            }
-            Request::Ping { timestamp } => {
-                conn.last_ping.store(crate::connection::epoch_ms(), Ordering::Relaxed);
-                self.reply(conn, protocol::pong(&timestamp, &rid));
-            }
-        }
+    /// Holds a client's `join_room` for the `onJoinRoom` hook; returns the request id the
+    /// hook's decision comes back with (`resolve_join`).
+    pub fn defer_join(&self, conn: &Arc<Conn>, room: &str, request_id: Option<serde_json::Value>) -> u32 {
+        let request = self.next_request_id();
+        self.pending_joins
+            .insert(request, PendingJoin { conn: conn.clone(), room: room.to_string(), request_id });
+        request
     }
 
     /// Sends a built-in protocol message to one connection.
@@ -342,7 +300,7 @@ impl Engine {
     }
 
     /// Joins and answers the client with `room_joined` or `room_join_error`.
-    fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
+    pub fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
         match self.rooms.join(conn, room) {
             Ok(_) => self.reply(conn, protocol::room_joined(room, rid)),
             Err(e) => self.reply(conn, protocol::room_join_error(room, e.as_str(), rid)),
@@ -421,7 +379,7 @@ impl Engine {
     }
 
     fn send_all(&self, msg: &OutFrame, skip: Skip<'_>) -> u32 {
-        if connection::is_corked() {
+        if cork::is_corked() {
             // One shared buffer for every connection, as for a room (see `Rooms::fan_out`).
             let target = FanoutTarget {
                 registry: &self.conns as *const IdMap<Arc<Conn>> as usize,
@@ -429,7 +387,7 @@ impl Engine {
                 skip,
                 version: self.conns_version.load(Ordering::Acquire),
             };
-            return connection::fan_out_shared(target, msg, self, || {
+            return fanout::fan_out_shared(target, msg, self, || {
                 let version = self.conns_version.load(Ordering::Acquire);
                 Some((self.conns.iter().map(|e| e.value().clone()).collect(), version))
             });

@@ -3,24 +3,32 @@
 //! This file is the napi surface and nothing more; each concept lives in its own module.
 #![deny(clippy::unwrap_used)]
 
+mod clock;
 mod cluster;
 mod config;
-mod connection;
+mod conn;
+mod cork;
+mod dispatch;
 mod engine;
 mod error;
 mod events;
-pub mod fast;
+mod fanout;
 mod frame;
+pub mod handles;
 mod handshake;
 #[allow(dead_code)] // wired in next
 mod metrics;
+mod outbox;
 mod protocol;
 #[allow(dead_code)]
 mod proxy_protocol;
 #[allow(dead_code)]
 mod rate_limit;
+mod reader;
 mod rooms;
+mod runtime;
 mod server;
+mod task;
 #[allow(dead_code)]
 mod trust_proxy;
 
@@ -33,45 +41,9 @@ use napi::{Env, Result};
 use napi_derive::napi;
 
 use crate::config::{Config, NativeOptions};
-use crate::connection::OutFrame;
 use crate::engine::Engine;
+use crate::outbox::OutFrame;
 use crate::rooms::{JoinError, RoomInfo, RoomSpec};
-
-/// The tokio runtime every server of this process runs on. Its workers share the machine with
-/// the JS thread, which does the application's work: one worker per core but one (at least
-/// one). On the 2-core benchmark machine, two workers were slower than one unpinned (connects
-/// 11k/s vs 13-14k/s, p99 at 50k msgs/s 6-11 ms vs 5-6 ms). `TOKIO_WORKER_THREADS` overrides it.
-#[napi_derive::module_init]
-fn init_runtime() {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all().thread_name("rnode-ws");
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("RNODE_SCHED_BATCH").is_none_or(|v| v != "0") {
-        builder.on_thread_start(batch_policy);
-    }
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        builder.worker_threads(cores.saturating_sub(1).max(1));
-    }
-    if let Ok(runtime) = builder.build() {
-        napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
-    }
-}
-
-/// Puts the calling worker thread under `SCHED_BATCH`: same CPU share, but a socket becoming
-/// ready no longer preempts the JS thread when both share a core. JS then finishes its batch
-/// (and its corked writes) before the worker reads again, so the worker reads more per turn and
-/// the two threads switch about 5x less often. Pinned to one core: echo 4 KiB +15%, echo 32 B
-/// +27%, broadcast +19% (medians of 5-7 interleaved runs); unpinned: no change, the worker has
-/// a core of its own. `RNODE_SCHED_BATCH=0` keeps the normal policy. A failure (a sandbox that
-/// forbids the call) leaves the thread as it was.
-#[cfg(target_os = "linux")]
-fn batch_policy() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param (priority 0, as
-    // SCHED_BATCH requires). Nothing depends on the result.
-    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-}
 
 /// Counters for `getStats()` and the batching debug figures.
 #[napi(object)]
@@ -118,7 +90,7 @@ pub struct NativeServer {
 /// its engine is freed with it. Runs on the JS thread that created it (napi finalizer).
 impl Drop for NativeServer {
     fn drop(&mut self) {
-        fast::unregister(self.handle, &self.engine);
+        handles::unregister(self.handle, &self.engine);
     }
 }
 
@@ -128,7 +100,7 @@ impl NativeServer {
     pub fn new(options: Option<NativeOptions>) -> Self {
         let config = Config::from_options(&options.unwrap_or_default());
         let engine = Arc::new(Engine::new(config));
-        NativeServer { handle: fast::register(engine.clone()), engine }
+        NativeServer { handle: handles::register(engine.clone()), engine }
     }
 
     /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
@@ -234,7 +206,7 @@ impl NativeServer {
     /// Releases the JS callback so the addon no longer keeps the event loop alive.
     #[napi]
     pub fn dispose(&self) {
-        fast::unregister(self.handle, &self.engine);
+        handles::unregister(self.handle, &self.engine);
         self.engine.events.clear_wake();
         self.engine.retired.clear();
     }
@@ -483,7 +455,7 @@ fn socket_uuids(ids: Option<Vec<String>>) -> Vec<[u8; 16]> {
 }
 
 impl NativeServer {
-    fn conn(&self, conn: u32) -> Option<Arc<connection::Conn>> {
+    fn conn(&self, conn: u32) -> Option<Arc<conn::Conn>> {
         self.engine.conns.get(&conn).map(|c| c.value().clone())
     }
 }

@@ -12,8 +12,12 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use napi_derive::napi;
 
-use crate::connection::{self, Conn, FanoutTarget, OutFrame, SendStatus, Skip};
+use crate::clock;
+use crate::conn::Conn;
+use crate::cork;
 use crate::engine::Engine;
+use crate::fanout::{self, FanoutTarget, Skip};
+use crate::outbox::{OutFrame, SendStatus};
 
 /// Longest room id, in bytes.
 pub const MAX_ROOM_ID_BYTES: usize = 256;
@@ -91,10 +95,6 @@ impl Room {
     }
 }
 
-fn now_ms() -> f64 {
-    crate::connection::epoch_ms() as f64
-}
-
 /// Whether a room id is acceptable.
 pub fn valid_room_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ROOM_ID_BYTES
@@ -105,7 +105,7 @@ pub struct Rooms {
     map: DashMap<String, Room>,
     auto_create: bool,
     /// Bumped by every membership change: a corked thread's pending shared fan-out is only
-    /// extended while it is unchanged (see `connection::SharedFanout`).
+    /// extended while it is unchanged (see `fanout::SharedFanout`).
     version: AtomicU64,
 }
 
@@ -119,7 +119,12 @@ impl Rooms {
         match self.map.entry(spec.id.clone()) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
-                v.insert(Room { spec, created_at: now_ms(), auto_created: false, members: HashMap::new() });
+                v.insert(Room {
+                    spec,
+                    created_at: clock::wall_ms() as f64,
+                    auto_created: false,
+                    members: HashMap::new(),
+                });
                 true
             }
         }
@@ -160,7 +165,12 @@ impl Rooms {
                     return Err(JoinError::NotFound);
                 }
                 let spec = RoomSpec { id: id.to_string(), name: id.to_string(), ..RoomSpec::default() };
-                v.insert(Room { spec, created_at: now_ms(), auto_created: true, members: HashMap::new() })
+                v.insert(Room {
+                    spec,
+                    created_at: clock::wall_ms() as f64,
+                    auto_created: true,
+                    members: HashMap::new(),
+                })
             }
         };
         if let Some(max) = room.spec.max_connections {
@@ -223,7 +233,7 @@ impl Rooms {
     /// for every member, written when the thread uncorks); otherwise each member gets it now,
     /// under the room's read lock.
     pub fn fan_out(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
-        if connection::is_corked() {
+        if cork::is_corked() {
             return self.fan_out_shared(engine, id, msg, skip);
         }
         let Some(room) = self.map.get(id) else {
@@ -250,7 +260,7 @@ impl Rooms {
             skip,
             version: self.version.load(Ordering::Acquire),
         };
-        connection::fan_out_shared(target, msg, engine, || {
+        fanout::fan_out_shared(target, msg, engine, || {
             let room = self.map.get(id)?;
             let version = self.version.load(Ordering::Acquire);
             Some((room.members.values().cloned().collect(), version))

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::connection::{self, ConnInfo};
+use crate::conn::ConnInfo;
 use crate::engine::{hooks, Admission, AdmissionError, Engine, Verdict};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::handshake::{self, Head, Parsed};
+use crate::task;
 
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
@@ -83,7 +84,7 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAdd
                 }
                 return;
             }
-            connection::start(engine, info, stream, leftover, admission);
+            task::start(engine, info, stream, leftover, admission);
         }
         Err(response) => {
             let _ = tokio::time::timeout_at(deadline, async {

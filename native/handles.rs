@@ -1,4 +1,5 @@
-//! The calls JS makes once per message, as plain functions rather than `NativeServer` methods.
+//! The server handle table and the calls JS makes once per message, registered by hand as
+//! plain functions rather than `NativeServer` methods.
 //!
 //! A class method pays on every call for unwrapping `this` (a private-property lookup and a
 //! type-tag check) and for napi-rs's borrow bookkeeping: about 15% of the 32 B echo benchmark.
@@ -16,10 +17,11 @@ use napi::bindgen_prelude::{FromNapiValue, JsObjectValue, Object, Unknown};
 use napi::{sys, Env, Error, Result};
 use napi_derive::napi;
 
-use crate::connection::{self, SendStatus};
+use crate::cork;
 use crate::engine::Engine;
 use crate::events::Batch;
 use crate::frame::{self, opcode};
+use crate::outbox::SendStatus;
 
 thread_local! {
     /// Servers created on this thread, by handle (index); None once disposed.
@@ -274,13 +276,13 @@ pub fn fast_exports(mut exports: Object, env: Env) -> Result<()> {
 /// one syscall when the next `pollEvents()` (or `uncork()`) comes.
 #[napi]
 pub fn poll_events(handle: u32) -> Batch {
-    connection::uncork();
+    cork::uncork();
     let Some(engine) = engine(handle) else {
         return crate::events::EventQueue::empty_batch();
     };
     let taken = engine.events.take();
     if !taken.is_empty() {
-        connection::cork();
+        cork::cork();
     }
     engine.events.encode(taken)
 }
@@ -289,5 +291,5 @@ pub fn poll_events(handle: u32) -> Batch {
 /// handling events (the queue is drained, or it yields to the event loop).
 #[napi]
 pub fn uncork() {
-    connection::uncork();
+    cork::uncork();
 }

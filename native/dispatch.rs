@@ -1,0 +1,149 @@
+//! Frame dispatch: what each complete inbound frame does. Text goes to the built-in protocol
+//! or to JS, binary to JS, pings are answered (within a rate), pongs recorded, a close frame
+//! answered; a path's hooks decide which events cross into JS at all.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::clock;
+use crate::conn::Conn;
+use crate::engine::{hooks, Engine};
+use crate::events::Event;
+use crate::frame::{self, opcode, Inbound, Violation};
+use crate::protocol::{self, Request};
+
+/// Ping frames a peer may send per second before it is closed with 1008.
+pub const MAX_PINGS_PER_SECOND: u32 = 100;
+
+/// A connection's dispatch state: the close to report and the ping rate window.
+pub struct Dispatch {
+    /// The close `onClose` reports: the peer's close frame when one came (it wins), else the
+    /// first reason we had to close.
+    pub close: Option<(u16, String)>,
+    /// Ping frames in the current one-second window: (window start, monotonic ms; count).
+    ping_window: (u64, u32),
+}
+
+impl Dispatch {
+    /// `now`: the engine's monotonic clock.
+    pub fn new(now: u64) -> Self {
+        Dispatch { close: None, ping_window: (now, 0) }
+    }
+
+    /// Handles one complete frame; true when it was the peer's close frame (reading stops).
+    #[inline]
+    pub fn frame(&mut self, engine: &Engine, conn: &Arc<Conn>, msg: Inbound<'_>) -> bool {
+        match msg {
+            Inbound::Text { data, ascii } => {
+                engine.stats.count_in(data.len());
+                on_text(engine, conn, data, ascii);
+            }
+            Inbound::Binary(data) => {
+                engine.stats.count_in(data.len());
+                if conn.hooks & hooks::MESSAGE != 0 {
+                    engine.events.push_binary(conn.id, data);
+                }
+            }
+            Inbound::Ping(data) => {
+                conn.last_ping.store(clock::wall_ms(), Ordering::Relaxed);
+                if self.ping_allowed(engine.mono_ms()) {
+                    conn.send_control(&frame::encode(opcode::PONG, data));
+                } else {
+                    self.close.get_or_insert_with(|| (1008, "Ping flood".to_string()));
+                    conn.close(1008, "Ping flood");
+                }
+            }
+            Inbound::Pong(_) => conn.last_pong.store(clock::wall_ms(), Ordering::Relaxed),
+            Inbound::Close(close) => {
+                // Echo the peer's code (RFC 6455 §5.5.1) unless we closed first.
+                conn.answer_close(close.as_ref().map(|(code, _)| *code));
+                self.close = Some(close.unwrap_or((1005, String::new())));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The peer broke the protocol: close with the violation's code (reported unless another
+    /// close came first).
+    pub fn violation(&mut self, conn: &Arc<Conn>, Violation { code, reason }: Violation) {
+        self.close.get_or_insert_with(|| (code, reason.to_string()));
+        conn.close(code, reason);
+    }
+
+    /// Counts a ping in its one-second window; false once the window holds too many.
+    fn ping_allowed(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.ping_window.0) >= 1000 {
+            self.ping_window = (now, 0);
+        }
+        self.ping_window.1 += 1;
+        self.ping_window.1 <= MAX_PINGS_PER_SECOND
+    }
+}
+
+/// A text frame arrived: the built-in protocol, handled here, or the application's.
+/// `data` is valid UTF-8 (the frame decoder checked it); `ascii`: known to be all ASCII.
+pub fn on_text(engine: &Engine, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
+    // Protocol frames are JSON objects; anything else goes to JS without a second look.
+    let maybe_protocol = data.first() == Some(&b'{');
+    let parsed = if maybe_protocol { std::str::from_utf8(data).ok().and_then(protocol::parse) } else { None };
+    let Some(parsed) = parsed else {
+        if conn.hooks & hooks::MESSAGE != 0 {
+            engine.events.push_text(conn.id, data, ascii);
+        }
+        return;
+    };
+    let rid = parsed.request_id;
+    let request = match parsed.request {
+        Ok(request) => request,
+        Err(reason) => {
+            engine.reply(conn, protocol::error(&reason, &rid));
+            return;
+        }
+    };
+    match request {
+        Request::Join { room } => {
+            if conn.hooks & hooks::JOIN_ROOM != 0 {
+                let request = engine.defer_join(conn, &room, rid);
+                engine.events.push(Event::JoinRequest { conn: conn.id, request, room });
+            } else {
+                engine.finish_join(conn, &room, &rid);
+            }
+        }
+        Request::Leave { room } => {
+            if engine.leave(conn, &room) {
+                engine.reply(conn, protocol::room_left(&room, &rid));
+            } else {
+                engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
+            }
+        }
+        Request::RoomMessage { room, message } => {
+            if !engine.rooms.is_member(conn.id, &room) {
+                engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
+                return;
+            }
+            let frame = protocol::room_message(&room, &message, &conn.client_id);
+            engine.room_message_from(conn, &room, frame);
+        }
+        Request::Ping { timestamp } => {
+            conn.last_ping.store(clock::wall_ms(), Ordering::Relaxed);
+            engine.reply(conn, protocol::pong(&timestamp, &rid));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_are_limited_per_one_second_window() {
+        let mut d = Dispatch::new(5_000);
+        for _ in 0..MAX_PINGS_PER_SECOND {
+            assert!(d.ping_allowed(5_500));
+        }
+        assert!(!d.ping_allowed(5_999), "one more within the same second");
+        assert!(d.ping_allowed(6_000), "a new window starts a second later");
+        assert_eq!(d.ping_window, (6_000, 1));
+    }
+}

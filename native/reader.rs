@@ -1,0 +1,202 @@
+//! The reading half of a connection task: reads what the socket has into a per-thread scratch
+//! buffer and decodes it in place. Only the bytes of an incomplete frame are kept per
+//! connection, so an idle connection holds no read buffer at all.
+
+use std::cell::RefCell;
+use std::io::ErrorKind;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use crate::conn::Conn;
+use crate::cork::CorkScope;
+use crate::dispatch::Dispatch;
+use crate::engine::Engine;
+use crate::frame::Decoder;
+
+/// Bytes read per syscall into the per-thread scratch buffer.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Reads made in one go before the task looks at its timers and notifications again.
+const READS_PER_TURN: usize = 4;
+
+thread_local! {
+    /// The reader's scratch buffer (one per tokio worker thread).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What one readable turn produced.
+pub enum ReadOutcome {
+    /// Keep going; true when bytes arrived (a spurious wake-up is not the peer's activity).
+    Read(bool),
+    /// The peer closed the TCP connection.
+    Eof,
+    /// The peer broke the protocol, or sent a close frame: stop reading.
+    Stop,
+}
+
+/// The reading half of a connection task.
+pub struct Reader {
+    decoder: Decoder,
+    /// Bytes of an incomplete frame; empty (no allocation) between frames.
+    partial: Vec<u8>,
+    /// What the frames do, and the close to report.
+    pub dispatch: Dispatch,
+    /// Decoding stopped because JS is behind (`maxInboundQueue`): `partial` may hold whole
+    /// frames, to decode before reading more.
+    pub stalled: bool,
+}
+
+impl Reader {
+    /// A reader for frames of at most `max_payload` bytes; `now`: the engine's monotonic clock.
+    pub fn new(max_payload: usize, now: u64) -> Self {
+        Reader {
+            decoder: Decoder::new(max_payload),
+            partial: Vec::new(),
+            dispatch: Dispatch::new(now),
+            stalled: false,
+        }
+    }
+
+    /// Handles the bytes the client sent right behind its upgrade request; false when the
+    /// reader must stop.
+    pub fn take_leftover(&mut self, engine: &Engine, conn: &Arc<Conn>, mut leftover: Vec<u8>) -> bool {
+        let _cork = CorkScope::begin();
+        match self.decode(engine, conn, &mut leftover) {
+            Ok(used) if used < leftover.len() => {
+                self.keep(&leftover[used..]);
+                true
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Reads what the socket has (a few syscalls at most) and handles every complete frame.
+    pub fn read(&mut self, engine: &Engine, conn: &Arc<Conn>, stream: &TcpStream) -> ReadOutcome {
+        let _cork = CorkScope::begin();
+        self.read_turn(engine, conn, stream)
+    }
+
+    fn read_turn(&mut self, engine: &Engine, conn: &Arc<Conn>, stream: &TcpStream) -> ReadOutcome {
+        let mut got = false;
+        for _ in 0..READS_PER_TURN {
+            let result = if self.partial.is_empty() {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    if scratch.len() < SCRATCH_BYTES {
+                        scratch.resize(SCRATCH_BYTES, 0);
+                    }
+                    match read_once(stream, scratch.len(), || stream.try_read(scratch)) {
+                        Ok(0) => Err(ReadOutcome::Eof),
+                        Ok(n) => {
+                            let used = self.decode(engine, conn, &mut scratch[..n])?;
+                            if used < n {
+                                self.keep(&scratch[used..n]);
+                            }
+                            Ok(n)
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+                        Err(_) => Err(ReadOutcome::Eof),
+                    }
+                })
+            } else {
+                // Read straight behind the incomplete frame, sized for the whole frame.
+                let want = Decoder::frame_len(&self.partial).unwrap_or(0).max(self.partial.len() + 4096);
+                self.partial.reserve(want - self.partial.len());
+                let room = self.partial.capacity() - self.partial.len();
+                match read_once(stream, room, || stream.try_read_buf(&mut self.partial)) {
+                    Ok(0) => Err(ReadOutcome::Eof),
+                    Ok(n) => self.decode_partial(engine, conn).map(|_| n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+                    Err(_) => Err(ReadOutcome::Eof),
+                }
+            };
+            match result {
+                Ok(0) => return ReadOutcome::Read(got),
+                Ok(_) if self.stalled => return ReadOutcome::Read(true),
+                Ok(_) => got = true,
+                Err(outcome) => return outcome,
+            }
+        }
+        ReadOutcome::Read(got)
+    }
+
+    /// Decodes the frames left behind when decoding stalled; false when the reader must stop.
+    pub fn resume(&mut self, engine: &Engine, conn: &Arc<Conn>) -> bool {
+        let _cork = CorkScope::begin();
+        self.decode_partial(engine, conn).is_ok()
+    }
+
+    /// Decodes what `partial` holds and keeps what is left of it (nothing, when the reader
+    /// stops).
+    fn decode_partial(&mut self, engine: &Engine, conn: &Arc<Conn>) -> Result<usize, ReadOutcome> {
+        let mut partial = std::mem::take(&mut self.partial);
+        let used = self.decode(engine, conn, &mut partial)?;
+        if used < partial.len() {
+            partial.drain(..used);
+            self.partial = partial;
+        }
+        Ok(used)
+    }
+
+    /// Keeps the start of an incomplete frame for the next read.
+    fn keep(&mut self, bytes: &[u8]) {
+        let want = Decoder::frame_len(bytes).unwrap_or(0).max(bytes.len());
+        self.partial.reserve_exact(want.min(bytes.len() + SCRATCH_BYTES));
+        self.partial.extend_from_slice(bytes);
+    }
+
+    /// Decodes and handles every complete frame in `buf`; returns the bytes used.
+    fn decode(&mut self, engine: &Engine, conn: &Arc<Conn>, buf: &mut [u8]) -> Result<usize, ReadOutcome> {
+        let mut stop = false;
+        let Reader { decoder, dispatch, .. } = self;
+        let mut go = || !engine.events.congested();
+        let result = decoder.decode_while(
+            buf,
+            &mut |msg| {
+                if dispatch.frame(engine, conn, msg) {
+                    stop = true;
+                }
+            },
+            &mut go,
+        );
+        match result {
+            Ok(_) if stop => Err(ReadOutcome::Stop),
+            Ok(used) => {
+                self.stalled = used < buf.len() && engine.events.congested();
+                Ok(used)
+            }
+            Err(violation) => {
+                self.dispatch.violation(conn, violation);
+                Err(ReadOutcome::Stop)
+            }
+        }
+    }
+}
+
+/// One non-blocking read of at most `cap` bytes, done by `read`.
+///
+/// A short read emptied the socket's receive queue, so it also clears tokio's readiness: the
+/// next read then waits for the next readiness event instead of making a syscall that only
+/// returns `WouldBlock` (one `recv` per wake-up saved when messages come one at a time). tokio
+/// clears the readiness only if no newer event arrived meanwhile, so no wake-up is lost, and it
+/// keeps the read-closed state, so a FIN behind the data still ends the connection.
+fn read_once(
+    stream: &TcpStream,
+    cap: usize,
+    read: impl FnOnce() -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
+    let mut short = 0;
+    let result = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = read()?;
+        if n > 0 && n < cap {
+            short = n;
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match result {
+        Err(e) if e.kind() == ErrorKind::WouldBlock && short > 0 => Ok(short),
+        other => other,
+    }
+}

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use napi_derive::napi;
 
+use crate::rate_limit::{Policy, RateLimit};
+use crate::trust_proxy::{ProxyHeader, TrustProxy};
+
 /// Default largest inbound message (and fragment sum): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 1024 * 1024;
 /// Default per-connection send buffer before the backpressure policy applies: 1 MiB.
@@ -22,6 +25,40 @@ pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
 pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Longest time from TCP accept to a complete PROXY protocol header (`proxyProtocol`); the
+/// handshake timeout, when shorter, applies instead.
+pub const PROXY_HEADER_TIMEOUT_MS: u32 = 3_000;
+/// Largest PROXY protocol v2 header accepted, TLVs included (v1 lines are 107 bytes at most).
+pub const PROXY_V2_MAX_BYTES: usize = 1_024;
+/// Default `rateLimit.interval`.
+pub const DEFAULT_RATE_LIMIT_INTERVAL_MS: u32 = 1_000;
+
+/// `rateLimit` as it arrives from JavaScript (the facade checked it).
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct RateLimitOptions {
+    /// Messages (data frames, pings, pongs and protocol frames) per interval; 0: unlimited.
+    pub messages: Option<u32>,
+    /// Payload bytes per interval; 0: unlimited.
+    pub bytes: Option<u32>,
+    /// Interval in ms (default 1 000).
+    pub interval: Option<u32>,
+    /// `"close"` (default: close with 1008) or `"drop"` (drop the message).
+    pub policy: Option<String>,
+}
+
+impl RateLimitOptions {
+    /// The limit, or None when neither dimension is limited.
+    pub fn resolve(&self) -> Option<RateLimit> {
+        let limit = RateLimit {
+            messages: self.messages.unwrap_or(0),
+            bytes: self.bytes.unwrap_or(0),
+            interval_ms: self.interval.unwrap_or(DEFAULT_RATE_LIMIT_INTERVAL_MS).max(1),
+            policy: if self.policy.as_deref() == Some("drop") { Policy::Drop } else { Policy::Close },
+        };
+        (limit.messages > 0 || limit.bytes > 0).then_some(limit)
+    }
+}
 
 /// Options as they arrive from JavaScript; every field is optional.
 #[napi(object)]
@@ -55,6 +92,18 @@ pub struct NativeOptions {
     pub cluster_redis: Option<String>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// Path answering GET with the Prometheus exposition (`metricsPath`); absent: none.
+    pub metrics_path: Option<String>,
+    /// Path answering GET with the health JSON (`healthPath`); absent: none.
+    pub health_path: Option<String>,
+    /// Addresses and CIDR ranges of trusted proxies (`trustProxy`).
+    pub trust_proxy: Option<Vec<String>>,
+    /// `"x-forwarded-for"` (default) or `"forwarded"`: the header trusted proxies set.
+    pub proxy_header: Option<String>,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (`proxyProtocol`).
+    pub proxy_protocol: Option<bool>,
+    /// Default per-connection rate limit (`rateLimit`), overridable per path.
+    pub rate_limit: Option<RateLimitOptions>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -79,6 +128,12 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
     pub max_inbound_queue: usize,
+    pub metrics_path: Option<String>,
+    pub health_path: Option<String>,
+    pub trust_proxy: TrustProxy,
+    pub proxy_header: ProxyHeader,
+    pub proxy_protocol: bool,
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -107,6 +162,17 @@ impl Config {
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
             max_inbound_queue: o.max_inbound_queue.unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
+            metrics_path: o.metrics_path.clone(),
+            health_path: o.health_path.clone(),
+            // The facade checked every entry (`checkTrustProxy`); one that fails here trusts nothing.
+            trust_proxy: TrustProxy::parse(o.trust_proxy.as_deref().unwrap_or_default()).unwrap_or_default(),
+            proxy_header: if o.proxy_header.as_deref() == Some("forwarded") {
+                ProxyHeader::Forwarded
+            } else {
+                ProxyHeader::XForwardedFor
+            },
+            proxy_protocol: o.proxy_protocol.unwrap_or(false),
+            rate_limit: o.rate_limit.as_ref().and_then(RateLimitOptions::resolve),
             cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
                 redis_url,
                 prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
@@ -139,6 +205,8 @@ pub struct Limits {
     pub max_connections: Option<u32>,
     pub max_connections_per_ip: Option<u32>,
     pub max_inbound_queue: u32,
+    pub proxy_header_timeout: u32,
+    pub rate_limit: Option<RateLimitOptions>,
 }
 
 impl From<&Config> for Limits {
@@ -157,6 +225,13 @@ impl From<&Config> for Limits {
             max_connections: c.max_connections.map(|n| n as u32),
             max_connections_per_ip: c.max_connections_per_ip,
             max_inbound_queue: c.max_inbound_queue as u32,
+            proxy_header_timeout: PROXY_HEADER_TIMEOUT_MS,
+            rate_limit: c.rate_limit.map(|r| RateLimitOptions {
+                messages: Some(r.messages),
+                bytes: Some(r.bytes),
+                interval: Some(r.interval_ms),
+                policy: Some(if r.policy == Policy::Drop { "drop" } else { "close" }.to_string()),
+            }),
         }
     }
 }

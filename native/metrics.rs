@@ -75,7 +75,7 @@ impl Histogram {
 const BROADCAST_US: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 10_000, 50_000, 250_000];
 /// Events per JS batch.
 const BATCH_EVENTS: [u64; 14] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384];
-/// Server ping round trips and pub/sub lag, in milliseconds.
+/// Server ping round trips, in milliseconds.
 const ROUND_TRIP_MS: [u64; 13] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
 /// Counters the engine keeps only for metrics.
@@ -95,7 +95,6 @@ pub struct Metrics {
     pub broadcast: Histogram,
     pub batch_events: Histogram,
     pub ping_rtt: Histogram,
-    pub cluster_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -121,7 +120,6 @@ impl Metrics {
             broadcast: Histogram::new(&BROADCAST_US, 1e6),
             batch_events: Histogram::new(&BATCH_EVENTS, 1.0),
             ping_rtt: Histogram::new(&ROUND_TRIP_MS, 1e3),
-            cluster_lag: Histogram::new(&ROUND_TRIP_MS, 1e3),
         }
     }
 
@@ -161,11 +159,11 @@ impl Metrics {
         }
     }
 
-    /// An outbound control frame.
-    pub fn control_out(&self, kind: usize, len: usize) {
-        if let Some((n, bytes)) = self.control_out.get(kind.wrapping_sub(2)) {
-            n.fetch_add(1, Relaxed);
-            bytes.fetch_add(len as u64, Relaxed);
+    /// `count` outbound control frames of `bytes` payload bytes in all.
+    pub fn control_out(&self, kind: usize, count: u64, bytes: u64) {
+        if let Some((n, b)) = self.control_out.get(kind.wrapping_sub(2)) {
+            n.fetch_add(count, Relaxed);
+            b.fetch_add(bytes, Relaxed);
         }
     }
 
@@ -327,11 +325,6 @@ impl Metrics {
                 "Envelopes received from other nodes.",
                 c.received as f64,
             );
-            out.histogram(
-                "cluster_lag_seconds",
-                "Time from publish on another node to delivery here (wall clocks).",
-                &self.cluster_lag,
-            );
         }
         if let Some(rss) = f.rss_bytes {
             out.single(
@@ -479,7 +472,7 @@ mod tests {
         m.closed(2000);
         m.send_result(2);
         m.control_in(frame_type::PING, 4);
-        m.control_out(frame_type::CLOSE, 2);
+        m.control_out(frame_type::CLOSE, 1, 2);
         m.control_in(1, 4);
         let f = Figures { connections: 3, text_in: (5, 50), binary_out: (2, 20), ..Figures::default() };
         let t = m.render(&f);

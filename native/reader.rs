@@ -13,6 +13,7 @@ use crate::cork::CorkScope;
 use crate::dispatch::Dispatch;
 use crate::engine::Engine;
 use crate::frame::Decoder;
+use crate::rate_limit::RateLimit;
 
 /// Bytes read per syscall into the per-thread scratch buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -49,11 +50,12 @@ pub struct Reader {
 
 impl Reader {
     /// A reader for frames of at most `max_payload` bytes; `now`: the engine's monotonic clock.
-    pub fn new(max_payload: usize, now: u64) -> Self {
+    /// `rate_limit`: the connection's path's `rateLimit`.
+    pub fn new(max_payload: usize, now: u64, rate_limit: Option<RateLimit>) -> Self {
         Reader {
             decoder: Decoder::new(max_payload),
             partial: Vec::new(),
-            dispatch: Dispatch::new(now),
+            dispatch: Dispatch::new(now, rate_limit),
             stalled: false,
         }
     }

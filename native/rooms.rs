@@ -249,7 +249,7 @@ impl Rooms {
             }
         }
         drop(room);
-        engine.stats.count_out_n(delivered, msg.payload_len());
+        engine.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 

@@ -24,6 +24,20 @@ export interface NativeOptions {
   maxInboundQueue?: number
   clusterRedis?: string
   clusterPrefix?: string
+  metricsPath?: string
+  healthPath?: string
+  trustProxy?: string[]
+  proxyHeader?: string
+  proxyProtocol?: boolean
+  rateLimit?: NativeRateLimit
+}
+
+/** `rateLimit`, validated by the facade. */
+export interface NativeRateLimit {
+  messages?: number
+  bytes?: number
+  interval?: number
+  policy?: string
 }
 
 /** Counts over every node of a cluster. */
@@ -47,6 +61,8 @@ export interface NativeLimits {
   maxConnections?: number | null
   maxConnectionsPerIp?: number | null
   maxInboundQueue: number
+  proxyHeaderTimeout: number
+  rateLimit?: NativeRateLimit | null
 }
 
 /** A room as `createRoom` describes it. */
@@ -94,11 +110,12 @@ export interface NativeStats {
   clusterReceived: number
   clusterDropped: number
   clusterConnected: boolean
+  rateLimited: number
 }
 
 /** The native server object. */
 export interface NativeServer {
-  addRoute(path: string, hooks: number): void
+  addRoute(path: string, hooks: number, rateLimit?: NativeRateLimit | null): void
   listen(wake: (queued: number) => void): Promise<number>
   /** This server's handle for the per-message functions of `NativeBinding`. */
   readonly handle: number
@@ -129,6 +146,8 @@ export interface NativeServer {
   heartbeat(conn: number): number[]
   limits(): NativeLimits
   clusterStats(): Promise<NativeClusterStats>
+  /** Prometheus text exposition, format 0.0.4. */
+  metrics(): string
 }
 
 /** What the addon exports. */
@@ -142,6 +161,8 @@ export interface NativeBinding {
   /** 0 sent, 1 buffered (over half of maxBackpressure), 2 dropped (also for a wrong argument). */
   sendText(handle: number, conn: number, data: string): number
   sendBinary(handle: number, conn: number, data: Uint8Array): number
+  /** The first `trustProxy` entry that is not an address or CIDR range, or null. */
+  checkTrustProxy(entries: string[]): string | null
 }
 
 function platformTriple(): string {

@@ -7,6 +7,8 @@ export type {
   BroadcastOptions,
   ClusterOptions,
   ClusterStats,
+  RateLimitOptions,
+  RouteOptions,
   HandlerResult,
   JsonValue,
   Limits,

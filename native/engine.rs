@@ -175,7 +175,9 @@ pub struct Engine {
     /// Counters kept only for `metrics()`.
     pub metrics: Metrics,
     shutting_down: AtomicBool,
-    /// Woken when the accept loop must stop.
+    /// Set once `close()` has drained every connection: the listener closes.
+    listener_closed: AtomicBool,
+    /// Woken when the accept loop must look at `stops_accepting`.
     pub stop_accepting: Notify,
     /// Connection tasks that have not reported their close yet (shutdown waits for zero).
     pub live_tasks: AtomicUsize,
@@ -207,6 +209,7 @@ impl Engine {
             stats: Arc::default(),
             metrics: Metrics::new(),
             shutting_down: AtomicBool::new(false),
+            listener_closed: AtomicBool::new(false),
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
@@ -476,7 +479,25 @@ impl Engine {
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
     }
 
-    /// Stops accepting and asks every connection to close with 1001.
+    /// Whether the accept loop must end: once shutdown begins, or, with a `healthPath` or
+    /// `metricsPath`, once it is over, so a load balancer reads 503 during the drain instead of
+    /// a refused connection (upgrades meanwhile get 503).
+    pub fn stops_accepting(&self) -> bool {
+        if self.config.health_path.is_some() || self.config.metrics_path.is_some() {
+            self.listener_closed.load(Ordering::Acquire)
+        } else {
+            self.is_shutting_down()
+        }
+    }
+
+    /// Shutdown is over: the listener closes.
+    pub fn close_listener(&self) {
+        self.listener_closed.store(true, Ordering::Release);
+        self.stop_accepting.notify_waiters();
+        self.stop_accepting.notify_one();
+    }
+
+    /// Stops accepting (see `stops_accepting`) and asks every connection to close with 1001.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.stop_accepting.notify_waiters();

@@ -190,6 +190,7 @@ impl NativeServer {
                     break;
                 }
             }
+            engine.close_listener();
             if let Some(c) = engine.cluster.get() {
                 c.stop().await;
             }

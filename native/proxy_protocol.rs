@@ -108,33 +108,29 @@ fn parse_v2(buf: &[u8], max_bytes: usize) -> Outcome {
     if buf[..n] != V2_SIGNATURE[..n] {
         return Outcome::Invalid("not a PROXY protocol header");
     }
+    // The version, command and family bytes are checked as soon as they are here.
+    if let Some(reason) = buf.get(12).and_then(|&ver_cmd| bad_ver_cmd(ver_cmd)) {
+        return Outcome::Invalid(reason);
+    }
+    // The address family and transport are checked for LOCAL too: strict, and no proxy sends
+    // anything but UNSPEC, TCP4 or TCP6 there.
+    let addr_len = match buf.get(13) {
+        None => 0,
+        Some(0x00) => 0,
+        Some(0x11) => 12,
+        Some(0x21) => 36,
+        Some(_) => return Outcome::Invalid("PROXY v2 unsupported address family or transport"),
+    };
     if buf.len() < V2_FIXED {
-        // Check the version and family bytes as soon as they are here.
-        if let Some(&ver_cmd) = buf.get(12) {
-            if let Some(reason) = bad_ver_cmd(ver_cmd) {
-                return Outcome::Invalid(reason);
-            }
-        }
         return Outcome::Need(V2_FIXED - buf.len());
     }
     let (ver_cmd, fam) = (buf[12], buf[13]);
-    if let Some(reason) = bad_ver_cmd(ver_cmd) {
-        return Outcome::Invalid(reason);
-    }
     let len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
     let total = V2_FIXED + len;
     if total > max_bytes {
         return Outcome::Invalid("PROXY v2 header too long");
     }
     let local = ver_cmd & 0x0f == 0;
-    // The address family and transport are checked for LOCAL too: strict, and no proxy sends
-    // anything but UNSPEC, TCP4 or TCP6 there.
-    let addr_len = match fam {
-        0x00 => 0,
-        0x11 => 12,
-        0x21 => 36,
-        _ => return Outcome::Invalid("PROXY v2 unsupported address family or transport"),
-    };
     if len < addr_len {
         return Outcome::Invalid("PROXY v2 address block too short");
     }

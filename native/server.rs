@@ -60,9 +60,9 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             },
-            _ = engine.stop_accepting.notified() => break,
+            _ = engine.stop_accepting.notified() => {}
         }
-        if engine.is_shutting_down() {
+        if engine.stops_accepting() {
             break;
         }
     }

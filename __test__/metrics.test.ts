@@ -163,8 +163,27 @@ describe('server.metrics()', () => {
     const buckets = f['rnode_ws_ping_rtt_seconds']!.samples.filter(([n]) => n.endsWith('_bucket'))
     const inf = buckets.find(([, l]) => l['le'] === '+Inf')
     expect(Number(inf![2])).toBe(histogramCount(f, 'ping_rtt_seconds'))
+    // No per-room series unless a room opts in.
+    expect(f['rnode_ws_room_members']).toBeUndefined()
     a.close()
     b.close()
+  })
+
+  it('room members per room only for rooms created with metrics: true', async () => {
+    const { server, url } = await start()
+    server.createRoom('VIP', { id: 'vip', metrics: true })
+    server.createRoom('Quiet', { id: 'quiet' })
+    const a = await connect(url)
+    for (const room of ['vip', 'quiet']) {
+      const joined = nextMessage(a)
+      a.send(JSON.stringify({ type: 'join_room', room_id: room }))
+      await joined
+    }
+    const f = parseExposition(server.metrics())
+    expect(f['rnode_ws_room_members']!.samples).toEqual([['rnode_ws_room_members', { room: 'vip' }, 1]])
+    expect(gauge(f, 'room_memberships')).toBe(2)
+    expect(() => server.createRoom('x', { metrics: 'yes' as never })).toThrow(TypeError)
+    a.close()
   })
 })
 

@@ -1,12 +1,16 @@
 // Real client addresses behind proxies: trustProxy with X-Forwarded-For / Forwarded, and the
 // PROXY protocol (v1 and v2) on the engine's own port.
 import net from 'node:net'
-import { describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { WsServer, type ServerOptions, type UpgradeRequest } from '../lib/index'
 import { rawExchange, serverPool, statusOf, upgradeRequest, waitFor } from './helpers'
-import { parseExposition, sample } from './prometheus'
+import { parseExposition, prometheusPython, sample } from './prometheus'
 
 const start = serverPool()
+
+beforeAll(() => {
+  prometheusPython()
+}, 180_000)
 
 /** `rnode_ws_connections_dropped_total{reason}`, read with the Prometheus parser. */
 const dropped = (server: WsServer, reason: string): number =>

@@ -73,6 +73,7 @@ export interface NativeRoomSpec {
   maxConnections?: number
   /** JSON text */
   metadata?: string
+  metrics?: boolean
 }
 
 /** A room as the engine reports it. */

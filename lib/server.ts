@@ -381,12 +381,14 @@ export class WsServer {
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
       throw new TypeError('metadata must be an object')
     }
+    if (options.metrics !== undefined) checkBoolean('metrics', options.metrics)
     const created = this.#native.createRoom({
       id,
       name,
       description: options.description,
       maxConnections: options.maxConnections,
       metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
+      metrics: options.metrics,
     })
     if (!created) throw new Error(`a room with id ${JSON.stringify(id)} already exists`)
     return id

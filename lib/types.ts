@@ -188,6 +188,8 @@ export interface RoomOptions {
   /** Members allowed at once; joins past it get `room_join_error` with `full`. */
   maxConnections?: number
   metadata?: Record<string, JsonValue>
+  /** Give this room a `rnode_ws_room_members{room}` gauge in `metrics()` (opt in: one series per room). Default false. */
+  metrics?: boolean
 }
 
 /** A room as `getRoom()` reports it. */

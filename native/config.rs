@@ -235,3 +235,51 @@ impl From<&Config> for Limits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_options_default_custom_and_odd_values() {
+        let c = Config::from_options(&NativeOptions::default());
+        assert_eq!(
+            (c.metrics_path, c.health_path, c.proxy_protocol, c.rate_limit),
+            (None, None, false, None)
+        );
+        assert!(c.trust_proxy.is_empty());
+        assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into()]),
+            proxy_header: Some("forwarded".into()),
+            rate_limit: Some(RateLimitOptions {
+                messages: Some(5),
+                policy: Some("drop".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o);
+        assert!(c.trust_proxy.trusts("10.1.2.3".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())));
+        assert_eq!(c.proxy_header, ProxyHeader::Forwarded);
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                messages: 5,
+                bytes: 0,
+                interval_ms: DEFAULT_RATE_LIMIT_INTERVAL_MS,
+                policy: Policy::Drop
+            })
+        );
+        // Nothing limited: no limit at all. An entry the facade would have refused trusts nothing.
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into(), "10.1.0.0/8".into()]),
+            rate_limit: Some(RateLimitOptions { messages: Some(0), bytes: Some(0), ..Default::default() }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o);
+        assert_eq!(c.rate_limit, None);
+        assert!(c.trust_proxy.is_empty());
+    }
+}

@@ -527,7 +527,7 @@ impl Engine {
             dropped: s.dropped.load(Ordering::Relaxed),
             rooms: counts.len() as u64,
             memberships: counts.iter().map(|(_, n)| u64::from(*n)).sum(),
-            room_members: Vec::new(),
+            room_members: self.rooms.metric_counts(),
             queued_events: queued_events as u64,
             queued_bytes: queued_bytes as u64,
             cluster: self.cluster.get().map(|c| ClusterFigures {

@@ -32,6 +32,8 @@ pub struct RoomSpec {
     pub max_connections: Option<u32>,
     /// JSON text of the metadata object.
     pub metadata: Option<String>,
+    /// The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics.
+    pub metrics: Option<bool>,
 }
 
 /// A room as `getRoom` reports it.
@@ -285,6 +287,18 @@ impl Rooms {
     }
 
     /// (room id, member count) for every room.
+    /// Member counts of the rooms created with `metrics: true`.
+    pub fn metric_counts(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .map
+            .iter()
+            .filter(|r| r.spec.metrics == Some(true))
+            .map(|r| (r.key().clone(), r.members.len() as u32))
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn counts(&self) -> Vec<(String, u32)> {
         self.map.iter().map(|r| (r.key().clone(), r.members.len() as u32)).collect()
     }

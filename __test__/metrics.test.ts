@@ -140,6 +140,29 @@ describe('server.metrics()', () => {
     sock.destroy()
   })
 
+  it('the JS queue gauges show events waiting while a handler blocks the JS thread', async () => {
+    let seen: Families | undefined
+    let server: WsServer | undefined
+    const started = await start({
+      onMessage: () => {
+        if (seen !== undefined) return
+        // Block the JS thread while the client's next messages arrive, then look.
+        const until = Date.now() + 300
+        while (Date.now() < until);
+        seen = parseExposition(server!.metrics())
+      },
+    })
+    server = started.server
+    const ws = await connect(started.url)
+    ws.send('first')
+    await new Promise((r) => setTimeout(r, 50))
+    for (let i = 0; i < 10; i++) ws.send(`next ${i}`)
+    await waitFor(() => seen !== undefined)
+    expect(gauge(seen!, 'js_queue_events')).toBeGreaterThanOrEqual(10)
+    expect(gauge(seen!, 'js_queue_bytes')).toBeGreaterThanOrEqual(10 * 'next 0'.length)
+    ws.close()
+  })
+
   it('rooms, memberships, broadcast durations and server ping round trips', async () => {
     const { server, url } = await start({}, { pingInterval: 50 })
     const a = await connect(url)
@@ -219,20 +242,33 @@ describe('metricsPath', () => {
 })
 
 describe('cluster metrics', () => {
-  it('with Redis stopped: connected drops to 0, subscribe and publish errors grow', async () => {
+  it('envelopes received from another node; with Redis stopped: disconnected, errors, queued and dropped envelopes', async () => {
     const redis = await startRedis()
     if (!redis) return
-    const { server } = await start({}, { cluster: { redis: `redis://127.0.0.1:${redis.port}` } })
-    await waitFor(() => gauge(parseExposition(server.metrics()), 'cluster_connected') === 1, 5000, 'subscriber')
-    let f = parseExposition(server.metrics())
+    const cluster = { redis: `redis://127.0.0.1:${redis.port}`, prefix: `m${process.pid}` }
+    const { server: a } = await start({}, { cluster })
+    const { server: b } = await start({}, { cluster })
+    for (const s of [a, b]) {
+      await waitFor(() => gauge(parseExposition(s.metrics()), 'cluster_connected') === 1, 5000, 'subscriber')
+    }
+    a.broadcast('to every node')
+    await waitFor(() => counter(parseExposition(b.metrics()), 'cluster_received_envelopes') === 1, 5000, 'envelope on b')
+    let f = parseExposition(a.metrics())
+    expect(counter(f, 'cluster_received_envelopes')).toBe(0)
     expect(counter(f, 'cluster_subscribe_errors')).toBe(0)
     expect(counter(f, 'cluster_publish_errors')).toBe(0)
+    expect(counter(f, 'cluster_dropped_envelopes')).toBe(0)
+
     await redis.stop()
-    await waitFor(() => gauge(parseExposition(server.metrics()), 'cluster_connected') === 0, 5000, 'lost subscriber')
-    server.broadcast('while redis is down')
-    await waitFor(() => counter(parseExposition(server.metrics()), 'cluster_publish_errors') > 0, 8000, 'publish errors')
-    f = parseExposition(server.metrics())
-    expect(counter(f, 'cluster_subscribe_errors')).toBeGreaterThan(0)
-    expect(gauge(f, 'cluster_queued_envelopes')).toBeGreaterThanOrEqual(0)
-  }, 20_000)
+    await waitFor(() => gauge(parseExposition(a.metrics()), 'cluster_connected') === 0, 5000, 'lost subscriber')
+    // More broadcasts than the outbound queue holds while Redis is away: the rest are dropped.
+    const QUEUE = 16 * 1024
+    for (let i = 0; i < QUEUE + 1000; i++) a.broadcast('while redis is down')
+    f = parseExposition(a.metrics())
+    expect(counter(f, 'cluster_dropped_envelopes')).toBeGreaterThan(0)
+    expect(gauge(f, 'cluster_queued_envelopes')).toBeGreaterThan(QUEUE / 2)
+    expect(counter(f, 'cluster_dropped_envelopes')).toBe(a.getStats().cluster!.dropped)
+    await waitFor(() => counter(parseExposition(a.metrics()), 'cluster_publish_errors') > 0, 8000, 'publish errors')
+    expect(counter(parseExposition(a.metrics()), 'cluster_subscribe_errors')).toBeGreaterThan(0)
+  }, 30_000)
 })

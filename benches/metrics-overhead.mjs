@@ -7,7 +7,7 @@
 // The metrics are always counted, so "on" is this build and "off" the base. Each run: server
 // pinned to CPU 0, the load generator to CPU 1; ours and the base alternate; medians and the
 // ratio ours/base per scenario (of the medians, and the median of each rep's pair) are printed
-// as JSON (rate: higher is better).
+// as JSON, for the rate and for messages per server CPU-second (both: higher is better).
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -55,19 +55,27 @@ async function once(build, w) {
       cwd: benches,
       timeoutMs: 60_000,
     })
-    return JSON.parse(r.stdout.trim().split('\n').pop()).rate
+    const report = JSON.parse(r.stdout.trim().split('\n').pop())
+    // Messages per CPU-second of the server: what the counting costs in CPU, steadier than the
+    // rate when other work shares the machine (the server's CPU time only grows while it runs).
+    return { rate: report.rate, perCpu: report.server_cpu > 0 ? report.rate / report.server_cpu : NaN }
   } finally {
     await stopServer(server.child)
   }
 }
 
 const rates = Object.fromEntries(wanted.map((w) => [w.id, { on: [], off: [] }]))
+const perCpu = Object.fromEntries(wanted.map((w) => [w.id, { on: [], off: [] }]))
 for (let rep = 0; rep < opts.reps; rep++) {
   for (const w of wanted) {
     // Alternate which build goes first, so drift over the run hits both alike.
     const order = rep % 2 === 0 ? ['on', 'off'] : ['off', 'on']
-    for (const build of order) rates[w.id][build].push(await once(build, w))
-    console.error(`[metrics-overhead] rep ${rep + 1}/${opts.reps} ${w.id}: on ${rates[w.id].on.at(-1)} off ${rates[w.id].off.at(-1)}`)
+    for (const build of order) {
+      const r = await once(build, w)
+      rates[w.id][build].push(r.rate)
+      perCpu[w.id][build].push(r.perCpu)
+    }
+    console.error(`[metrics-overhead] rep ${rep + 1}/${opts.reps} ${w.id}: rate on ${rates[w.id].on.at(-1)} off ${rates[w.id].off.at(-1)}; per CPU-s on ${perCpu[w.id].on.at(-1)} off ${perCpu[w.id].off.at(-1)}`)
   }
 }
 const out = {}
@@ -77,6 +85,12 @@ for (const w of wanted) {
   // Each rep ran on and off back to back: the median of those pairs' ratios is less sensitive
   // to load that drifts over the run than the ratio of the medians.
   const pairs = summarize(rates[w.id].on.map((r, i) => r / rates[w.id].off[i]))
-  out[w.id] = { on, off, ratio: on.median / off.median, pairRatio: pairs, runs: rates[w.id] }
+  const cpuOn = summarize(perCpu[w.id].on)
+  const cpuOff = summarize(perCpu[w.id].off)
+  const cpuPairs = summarize(perCpu[w.id].on.map((r, i) => r / perCpu[w.id].off[i]))
+  out[w.id] = {
+    rate: { on, off, ratio: on.median / off.median, pairRatio: pairs, runs: rates[w.id] },
+    perCpuSecond: { on: cpuOn, off: cpuOff, ratio: cpuOn.median / cpuOff.median, pairRatio: cpuPairs, runs: perCpu[w.id] },
+  }
 }
 console.log(JSON.stringify(out, null, 2))

@@ -517,7 +517,6 @@ impl Engine {
             (n[i].load(Ordering::Relaxed), b[i].load(Ordering::Relaxed))
         };
         let (queued_events, queued_bytes) = self.events.depth();
-        let counts = self.rooms.counts();
         let figures = Figures {
             connections: self.conns.len() as u64,
             text_in: pair(&s.messages_in, &s.bytes_in, 0),
@@ -525,8 +524,8 @@ impl Engine {
             text_out: pair(&s.messages_out, &s.bytes_out, 0),
             binary_out: pair(&s.messages_out, &s.bytes_out, 1),
             dropped: s.dropped.load(Ordering::Relaxed),
-            rooms: counts.len() as u64,
-            memberships: counts.iter().map(|(_, n)| u64::from(*n)).sum(),
+            rooms: self.rooms.len() as u64,
+            memberships: self.rooms.memberships(),
             room_members: self.rooms.metric_counts(),
             queued_events: queued_events as u64,
             queued_bytes: queued_bytes as u64,

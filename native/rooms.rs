@@ -299,6 +299,11 @@ impl Rooms {
         out
     }
 
+    /// Memberships summed over every room (no allocation: a scrape with many rooms stays cheap).
+    pub fn memberships(&self) -> u64 {
+        self.map.iter().map(|r| r.members.len() as u64).sum()
+    }
+
     pub fn counts(&self) -> Vec<(String, u32)> {
         self.map.iter().map(|r| (r.key().clone(), r.members.len() as u32)).collect()
     }

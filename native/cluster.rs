@@ -27,7 +27,7 @@ const REPORT_EVERY: Duration = Duration::from_millis(1000);
 const REPORT_TTL_MS: i64 = 3500;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-const ENVELOPE_VERSION: u8 = 1;
+const ENVELOPE_VERSION: u8 = 2;
 
 /// Options from `cluster: { redis, prefix }`.
 #[derive(Debug, Clone)]
@@ -49,17 +49,20 @@ pub struct Envelope {
 
 impl Envelope {
     /// Binary layout: version, origin (16), kind, has-room, room len (u16) + room,
-    /// except count (u16) + 16 bytes each, payload.
+    /// except count (u32: a broadcast may skip more than 65,535 sockets) + 16 bytes each,
+    /// payload.
     pub fn encode(&self) -> Vec<u8> {
         let room = self.room.as_deref().unwrap_or("");
-        let mut out = Vec::with_capacity(23 + room.len() + self.except.len() * 16 + self.payload.len());
+        let mut out = Vec::with_capacity(25 + room.len() + self.except.len() * 16 + self.payload.len());
         out.push(ENVELOPE_VERSION);
         out.extend_from_slice(&self.origin);
         out.push(u8::from(self.binary));
         out.push(u8::from(self.room.is_some()));
         out.extend_from_slice(&(room.len() as u16).to_be_bytes());
         out.extend_from_slice(room.as_bytes());
-        out.extend_from_slice(&(self.except.len() as u16).to_be_bytes());
+        // A Vec of 16-byte ids cannot hold 2^32 of them on any machine this runs on; saturate
+        // rather than wrap, so decoding fails instead of misreading the rest.
+        out.extend_from_slice(&u32::try_from(self.except.len()).unwrap_or(u32::MAX).to_be_bytes());
         for id in &self.except {
             out.extend_from_slice(id);
         }
@@ -90,11 +93,11 @@ impl Envelope {
         let has_room = take(&mut d, 1)?[0] == 1;
         let room_len = u16_at(&mut d)?;
         let room = std::str::from_utf8(take(&mut d, room_len)?).ok()?.to_string();
-        let count = u16_at(&mut d)?;
-        let mut except = Vec::with_capacity(count);
-        for _ in 0..count {
-            except.push(take(&mut d, 16)?.try_into().ok()?);
-        }
+        let count = take(&mut d, 4)?;
+        let count = usize::try_from(u32::from_be_bytes([count[0], count[1], count[2], count[3]])).ok()?;
+        // The ids must all be there before anything is allocated for them.
+        let ids = take(&mut d, count.checked_mul(16)?)?;
+        let except = ids.chunks_exact(16).filter_map(|id| id.try_into().ok()).collect();
         Some(Envelope {
             origin,
             binary,
@@ -492,5 +495,42 @@ mod tests {
         .encode();
         truncated.truncate(25);
         assert_eq!(Envelope::decode(&truncated), None);
+    }
+
+    #[test]
+    fn more_than_65535_except_ids_survive_the_envelope() {
+        let except: Vec<[u8; 16]> = (0..70_000u32)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                id
+            })
+            .collect();
+        let e = Envelope {
+            origin: [5; 16],
+            binary: false,
+            room: Some("r".into()),
+            except,
+            payload: Bytes::from_static(b"after the ids"),
+        };
+        assert_eq!(Envelope::decode(&e.encode()), Some(e));
+    }
+
+    #[test]
+    fn an_except_count_past_the_data_is_refused_before_allocating() {
+        let mut e =
+            Envelope { origin: [0; 16], binary: true, room: None, except: vec![], payload: Bytes::new() }
+                .encode();
+        // The count is the last field before the payload.
+        let at = e.len() - 4;
+        e[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        e.extend_from_slice(&[1; 32]);
+        assert_eq!(Envelope::decode(&e), None);
+        // An envelope of the earlier version is not misread.
+        let mut old =
+            Envelope { origin: [0; 16], binary: true, room: None, except: vec![], payload: Bytes::new() }
+                .encode();
+        old[0] = 1;
+        assert_eq!(Envelope::decode(&old), None);
     }
 }

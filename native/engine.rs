@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::clock::MonoClock;
 use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
-use crate::conn::Conn;
+use crate::conn::{Conn, SendContext};
 use crate::cork;
 use crate::events::{Event, EventQueue};
 use crate::fanout::{self, FanoutTarget, Skip};
@@ -174,6 +174,8 @@ pub struct Engine {
     pub stats: Arc<Stats>,
     /// Counters kept only for `metrics()`.
     pub metrics: Metrics,
+    /// What sends need: the counters and the send-buffer policy.
+    pub send: SendContext,
     shutting_down: AtomicBool,
     /// Set once `close()` has drained every connection: the listener closes.
     listener_closed: AtomicBool,
@@ -191,6 +193,8 @@ impl Engine {
     pub fn new(config: Config) -> Self {
         let rooms = Rooms::new(config.auto_create_rooms);
         let events = EventQueue::new(config.max_inbound_queue);
+        let stats = Arc::<Stats>::default();
+        let send = SendContext::new(&config, stats.clone());
         Engine {
             config,
             routes: RwLock::new(HashMap::new()),
@@ -206,8 +210,9 @@ impl Engine {
             admitted: AtomicUsize::new(0),
             per_ip: DashMap::new(),
             events,
-            stats: Arc::default(),
+            stats,
             metrics: Metrics::new(),
+            send,
             shutting_down: AtomicBool::new(false),
             listener_closed: AtomicBool::new(false),
             stop_accepting: Notify::new(),
@@ -331,7 +336,7 @@ impl Engine {
 
     /// Sends a built-in protocol message to one connection.
     pub fn reply(&self, conn: &Arc<Conn>, text: String) -> SendStatus {
-        conn.send(self, &OutFrame::text(&text))
+        conn.send(&self.send, &OutFrame::text(&text))
     }
 
     /// Joins and answers the client with `room_joined` or `room_join_error`.
@@ -393,7 +398,7 @@ impl Engine {
     pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
         let msg = OutFrame::text(&frame);
         self.publish(&msg, Some(room), vec![sender.uuid]);
-        self.rooms.fan_out(self, room, &msg, Skip::Conn(sender.id))
+        self.rooms.fan_out(&self.send, room, &msg, Skip::Conn(sender.id))
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
@@ -411,7 +416,7 @@ impl Engine {
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
     pub fn deliver_local(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         match room {
-            Some(room) => self.rooms.fan_out(self, room, &msg, Skip::Uuids(except)),
+            Some(room) => self.rooms.fan_out(&self.send, room, &msg, Skip::Uuids(except)),
             None => self.send_all(&msg, Skip::Uuids(except)),
         }
     }
@@ -425,7 +430,7 @@ impl Engine {
                 skip,
                 version: self.conns_version.load(Ordering::Acquire),
             };
-            return fanout::fan_out_shared(target, msg, self, || {
+            return fanout::fan_out_shared(target, msg, &self.send, || {
                 let version = self.conns_version.load(Ordering::Acquire);
                 Some((self.conns.iter().map(|e| e.value().clone()).collect(), version))
             });
@@ -435,7 +440,7 @@ impl Engine {
             if skip.matches(entry.value()) {
                 continue;
             }
-            if entry.value().send_uncounted(self, msg) != SendStatus::Dropped {
+            if entry.value().send_uncounted(&self.send, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
@@ -461,7 +466,7 @@ impl Engine {
         let mut delivered = 0;
         for id in ids {
             if let Some(conn) = self.conns.get(id) {
-                if conn.send_uncounted(self, &msg) != SendStatus::Dropped {
+                if conn.send_uncounted(&self.send, &msg) != SendStatus::Dropped {
                     delivered += 1;
                 }
             }

@@ -73,7 +73,7 @@ fn send_with(handle: u32, conn: u32, binary: bool, fill: impl FnOnce(&mut Vec<u8
         return SendStatus::Dropped as u32;
     };
     ENCODE.with_borrow_mut(|scratch| {
-        let status = conn.send_with(&engine, scratch, binary, fill);
+        let status = conn.send_with(&engine.send, scratch, binary, fill);
         engine.metrics.send_result(status as usize);
         if scratch.capacity() > ENCODE_KEEP {
             *scratch = Vec::new();

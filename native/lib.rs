@@ -17,6 +17,7 @@ mod frame;
 pub mod handles;
 mod handshake;
 mod metrics;
+mod napi_stubs;
 mod outbox;
 mod protocol;
 mod proxy_protocol;

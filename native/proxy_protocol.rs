@@ -343,4 +343,54 @@ mod tests {
             }
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A valid header of either version (an arbitrary client), or arbitrary bytes.
+        fn input() -> impl Strategy<Value = Vec<u8>> {
+            let v1 = (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| {
+                format!("PROXY TCP4 {} 10.0.0.1 {port} 443\r\n", Ipv4Addr::from(ip)).into_bytes()
+            });
+            let v2 = (any::<[u8; 16]>(), any::<u16>(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(
+                |(ip, port, tlv)| {
+                    let mut a = ip.to_vec();
+                    a.extend_from_slice(&[0; 16]);
+                    a.extend_from_slice(&port.to_be_bytes());
+                    a.extend_from_slice(&[0, 80]);
+                    v2(0x21, 0x21, &a, &tlv)
+                },
+            );
+            prop_oneof![2 => v1, 2 => v2, 1 => prop::collection::vec(any::<u8>(), 0..200)]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Split independence: every prefix of an input is `Need` (with no more asked than
+            /// the whole would settle), the same `Invalid`, or, once the header is complete, the
+            /// same `Done`; bytes behind a complete header change nothing.
+            #[test]
+            fn any_prefix_agrees_with_the_whole(bytes in input(), tail in prop::collection::vec(any::<u8>(), 0..20)) {
+                let whole = parse(&bytes, MAX);
+                for cut in 0..=bytes.len() {
+                    match (parse(&bytes[..cut], MAX), whole) {
+                        (Outcome::Need(n), _) => prop_assert!(n >= 1),
+                        (Outcome::Invalid(a), Outcome::Invalid(b)) => prop_assert_eq!(a, b),
+                        (got, Outcome::Done { consumed, .. }) => {
+                            prop_assert!(cut >= consumed);
+                            prop_assert_eq!(got, whole);
+                        }
+                        (got, want) => prop_assert!(false, "prefix {} gave {:?}, whole {:?}", cut, got, want),
+                    }
+                }
+                if let Outcome::Done { .. } = whole {
+                    let mut longer = bytes.clone();
+                    longer.extend_from_slice(&tail);
+                    prop_assert_eq!(parse(&longer, MAX), whole);
+                }
+            }
+        }
+    }
 }

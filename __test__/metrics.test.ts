@@ -1,6 +1,8 @@
 // server.metrics() and metricsPath: the Prometheus exposition, parsed by the official Python
 // client, moves as real traffic says it should.
+import { spawn } from 'node:child_process'
 import net from 'node:net'
+import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { WsServer } from '../lib/index'
 import { closed, connect, messages, nextMessage, rawExchange, serverPool, statusOf, upgradeRequest, waitFor } from './helpers'
@@ -153,14 +155,24 @@ describe('server.metrics()', () => {
       },
     })
     server = started.server
-    const ws = await connect(started.url)
-    ws.send('first')
-    await new Promise((r) => setTimeout(r, 50))
-    for (let i = 0; i < 10; i++) ws.send(`next ${i}`)
-    await waitFor(() => seen !== undefined)
-    expect(gauge(seen!, 'js_queue_events')).toBeGreaterThanOrEqual(10)
-    expect(gauge(seen!, 'js_queue_bytes')).toBeGreaterThanOrEqual(10 * 'next 0'.length)
-    ws.close()
+    // The client runs in a child process: this one's JS thread is the one being blocked.
+    const client = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const ws = new (require('ws'))(${JSON.stringify(started.url)});
+         ws.on('open', () => { ws.send('first'); setTimeout(() => { for (let i = 0; i < 10; i++) ws.send('next ' + i) }, 50) })
+         setTimeout(() => process.exit(0), 5000)`,
+      ],
+      { cwd: join(__dirname, '..'), stdio: 'ignore' },
+    )
+    try {
+      await waitFor(() => seen !== undefined)
+      expect(gauge(seen!, 'js_queue_events')).toBeGreaterThanOrEqual(10)
+      expect(gauge(seen!, 'js_queue_bytes')).toBeGreaterThanOrEqual(10 * 'next 0'.length)
+    } finally {
+      client.kill()
+    }
   })
 
   it('rooms, memberships, broadcast durations and server ping round trips', async () => {

@@ -104,6 +104,10 @@ export interface NativeServer {
   readonly handle: number
   closeConnection(conn: number, code: number, reason: string): boolean
   bufferedAmount(conn: number): number
+  /** A ping (`pong` false) or pong frame of at most 125 bytes; false when gone or closing. */
+  sendControl(conn: number, pong: boolean, data: Uint8Array): boolean
+  /** Drops the connection without a close handshake (it reports 1006). */
+  terminate(conn: number): boolean
   shutdown(timeoutMs: number): Promise<void>
   dispose(): void
   stats(): NativeStats

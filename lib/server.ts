@@ -28,6 +28,8 @@ const enum Kind {
   Leave = 6,
   Upgrade = 7,
   UpgradeFailed = 8,
+  Ping = 9,
+  Pong = 10,
 }
 
 /** Hook bits telling the engine which events to send (see native/engine.rs). */
@@ -36,6 +38,7 @@ const enum Hook {
   JoinRoom = 2,
   LeaveRoom = 4,
   Upgrade = 8,
+  Control = 16,
 }
 /** u32 slots per event in a batch header. */
 const STRIDE = 5
@@ -51,12 +54,16 @@ const HANDLER_NAMES = [
   'onDrain',
   'onJoinRoom',
   'onLeaveRoom',
+  'onPing',
+  'onPong',
 ] as const
 type HandlerName = (typeof HANDLER_NAMES)[number]
 
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
 const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure', 'maxInboundQueue'] as const
 const MAX_U32 = 0xffffffff
+/** The route of every path without one of its own. */
+const ANY_PATH = '*'
 
 /**
  * `text.substring(start, end)` as a string of its own. V8 makes a longer substring a slice that
@@ -225,10 +232,13 @@ export class WsServer {
     return this.#port
   }
 
-  /** Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`). */
+  /**
+   * Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`); `'*'`
+   * takes every path that has no route of its own.
+   */
   websocket(path: string, handlers: WebSocketHandlers = {}): this {
-    if (typeof path !== 'string' || !path.startsWith('/')) {
-      throw new TypeError(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
+    if (typeof path !== 'string' || !(path.startsWith('/') || path === ANY_PATH)) {
+      throw new TypeError(`websocket() path must be a string starting with '/' or '*', got ${JSON.stringify(path)}`)
     }
     if (typeof handlers !== 'object' || handlers === null) throw new TypeError('websocket() handlers must be an object')
     for (const name of HANDLER_NAMES) {
@@ -240,7 +250,8 @@ export class WsServer {
       (handlers.onMessage ? Hook.Message : 0) |
       (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
       (handlers.onLeaveRoom ? Hook.LeaveRoom : 0) |
-      (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0)
+      (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0) |
+      (handlers.onPing || handlers.onPong ? Hook.Control : 0)
     this.#native.addRoute(path, hooks)
     return this
   }
@@ -487,14 +498,26 @@ export class WsServer {
             if (socket) this.#call(socket, 'onLeaveRoom', ownString(text, start, end))
             break
           }
+          case Kind.Ping:
+          case Kind.Pong: {
+            const socket = this.#sockets.get(conn)
+            const data = Buffer.from(text.substring(start, end), 'hex')
+            if (socket) this.#call(socket, h[i] === Kind.Ping ? 'onPing' : 'onPong', data)
+            break
+          }
         }
       }
     }
   }
 
+  /** The handlers of a path: its own route, else the `'*'` route. */
+  #route(path: string): WebSocketHandlers | undefined {
+    return this.#routes.get(path) ?? this.#routes.get(ANY_PATH)
+  }
+
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
-    const socket = new Socket(this.#native, this.#handle, conn, info, this.#routes.get(info.path) ?? {})
+    const socket = new Socket(this.#native, this.#handle, conn, info, this.#route(info.path) ?? {})
     if (info.upgrade !== 0) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
@@ -516,15 +539,24 @@ export class WsServer {
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */
   #onUpgrade(request: number, infoJson: string): void {
-    const raw = JSON.parse(infoJson) as { path: string; query: string; headers: Record<string, string>; remoteAddress: string; protocols: string[] }
+    const raw = JSON.parse(infoJson) as {
+      path: string
+      query: string
+      headers: Record<string, string>
+      remoteAddress: string
+      remotePort: number
+      protocols: string[]
+    }
     const req: UpgradeRequest = {
       path: raw.path,
+      url: raw.query === '' ? raw.path : `${raw.path}?${raw.query}`,
       query: parseQuery(raw.query),
       headers: raw.headers,
       remoteAddress: raw.remoteAddress,
+      remotePort: raw.remotePort,
       protocols: raw.protocols,
     }
-    const hook = this.#routes.get(raw.path)?.onUpgrade
+    const hook = this.#route(raw.path)?.onUpgrade
     const refuse = (status: number, message: string): void =>
       this.#native.resolveUpgrade(request, false, status, message, null, null)
     const decide = (result: UpgradeResult): void => {
@@ -577,7 +609,7 @@ export class WsServer {
   /** A client's `join_room` waits for `onJoinRoom`: false, a throw or a rejection refuse it. */
   #onJoinRequest(conn: number, request: number, roomId: string): void {
     const socket = this.#sockets.get(conn)
-    const hook = socket && this.#routes.get(socket.path)?.onJoinRoom
+    const hook = socket && this.#route(socket.path)?.onJoinRoom
     if (!socket || !hook) {
       this.#native.resolveJoin(request, false)
       return
@@ -629,7 +661,7 @@ export class WsServer {
 
   /** Hands an error to `onError`, or to stderr when there is none (or it is the one failing). */
   #report(socket: Socket, name: HandlerName, error: Error): void {
-    const onError = this.#routes.get(socket.path)?.onError
+    const onError = this.#route(socket.path)?.onError
     if (onError && name !== 'onError') {
       try {
         const result = onError(socket, error)

@@ -18,6 +18,10 @@ export interface ConnectionInfo {
   upgrade: number
 }
 
+/** Largest ping/pong payload (RFC 6455 §5.5). */
+export const MAX_CONTROL_PAYLOAD = 125
+const EMPTY = new Uint8Array(0)
+
 /** Longest room id in UTF-8 bytes (matches the engine). */
 export const MAX_ROOM_ID_BYTES = 256
 
@@ -122,6 +126,35 @@ export class Socket {
   close(code = 1000, reason = ''): void {
     checkClose(code, reason)
     if (this.#open) this.#native.closeConnection(this.conn, code, reason)
+  }
+
+  /**
+   * Sends a ping frame (at most 125 bytes of payload); the client's pong reaches `onPong`.
+   * Returns false when the connection is closed or closing.
+   */
+  ping(data: string | Uint8Array = EMPTY): boolean {
+    return this.#control(false, data)
+  }
+
+  /** Sends an unsolicited pong frame (at most 125 bytes). False when closed or closing. */
+  pong(data: string | Uint8Array = EMPTY): boolean {
+    return this.#control(true, data)
+  }
+
+  /** Drops the connection at once, without a close handshake; `onClose` sees 1006. */
+  terminate(): void {
+    if (this.#open) this.#native.terminate(this.conn)
+  }
+
+  #control(pong: boolean, data: string | Uint8Array): boolean {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data
+    if (!(bytes instanceof Uint8Array)) {
+      throw new TypeError(`${pong ? 'pong' : 'ping'}() takes a string or bytes, got ${describe(data)}`)
+    }
+    if (bytes.length > MAX_CONTROL_PAYLOAD) {
+      throw new RangeError(`control frame payload is ${bytes.length} bytes; the limit is ${MAX_CONTROL_PAYLOAD}`)
+    }
+    return this.#open && this.#native.sendControl(this.conn, pong, bytes)
   }
 
   /** When the client last sent a heartbeat (a ping frame or a built-in `ping` message). */

@@ -3,11 +3,14 @@ import type { Socket } from './socket'
 /** The HTTP upgrade request as `onUpgrade` sees it. */
 export interface UpgradeRequest {
   path: string
+  /** The request target as sent: path and query. */
+  url: string
   /** Query parameters. */
   query: Record<string, string>
   /** Request headers, lower-case names. */
   headers: Record<string, string>
   remoteAddress: string
+  remotePort: number
   /** Subprotocols the client offered, in its order. */
   protocols: string[]
 }
@@ -22,7 +25,7 @@ export type UpgradeResult =
 /** Anything a handler may return: nothing, or a promise whose rejection counts as a throw. */
 export type HandlerResult = void | Promise<void>
 
-/** Per-path handlers passed to `server.websocket(path, handlers)`. */
+/** Per-path handlers passed to `server.websocket(path, handlers)` (`'*'`: every path without its own). */
 export interface WebSocketHandlers {
   /**
    * Runs before the 101 (authentication lives here). Return `false` to refuse with 401, or
@@ -47,6 +50,10 @@ export interface WebSocketHandlers {
   onJoinRoom?: (socket: Socket, roomId: string) => boolean | void | Promise<boolean | void>
   /** The socket left a room (its own request, `socket.leaveRoom()` or `deleteRoom()`). */
   onLeaveRoom?: (socket: Socket, roomId: string) => HandlerResult
+  /** The client sent a ping frame (the engine has already answered it with a pong). */
+  onPing?: (socket: Socket, data: Buffer) => HandlerResult
+  /** The client sent a pong frame (an answer to `socket.ping()` or to the server's heartbeat). */
+  onPong?: (socket: Socket, data: Buffer) => HandlerResult
 }
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */

@@ -28,7 +28,7 @@ use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 
 use crate::engine::{hooks, Admission, Engine, Stats};
-use crate::events::Event;
+use crate::events::{hex, Event};
 use crate::frame::{self, opcode, Decoder, Inbound, Violation};
 
 /// How often a connection paused by a full event queue looks again.
@@ -686,7 +686,7 @@ impl Conn {
     }
 
     /// Queues a control frame (ping, pong, close), ignoring the backpressure limit.
-    fn send_control(self: &Arc<Self>, bytes: &[u8]) {
+    pub fn send_control(self: &Arc<Self>, bytes: &[u8]) {
         settle_shared();
         if let Ok(mut out) = self.out.lock() {
             if !out.close_queued && out.stream.is_some() {
@@ -1000,9 +1000,17 @@ impl Reader {
                         conn.close(1008, "Ping flood");
                     } else {
                         conn.send_control(&frame::encode(opcode::PONG, data));
+                        if conn.hooks & hooks::CONTROL != 0 {
+                            engine.events.push(Event::Control { conn: conn.id, pong: false, hex: hex(data) });
+                        }
                     }
                 }
-                Inbound::Pong(_) => conn.last_pong.store(epoch_ms(), Ordering::Relaxed),
+                Inbound::Pong(data) => {
+                    conn.last_pong.store(epoch_ms(), Ordering::Relaxed);
+                    if conn.hooks & hooks::CONTROL != 0 {
+                        engine.events.push(Event::Control { conn: conn.id, pong: true, hex: hex(data) });
+                    }
+                }
                 Inbound::Close(close) => {
                     // Echo the peer's code (RFC 6455 §5.5.1) unless we closed first.
                     conn.closing.store(true, Ordering::Release);

@@ -39,6 +39,9 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by connection id.
 pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// The route that takes every path without a route of its own.
+pub const ANY_PATH: &str = "*";
+
 /// Bits telling which JS hooks a path registered; without one, its events never cross into JS.
 pub mod hooks {
     pub const MESSAGE: u32 = 1;
@@ -46,6 +49,8 @@ pub mod hooks {
     pub const LEAVE_ROOM: u32 = 4;
     /// `onUpgrade` (or a subprotocol selector) must see the request before the 101.
     pub const UPGRADE: u32 = 8;
+    /// Ping and pong frames from the peer reach JS (the ws-compatible layer's events).
+    pub const CONTROL: u32 = 16;
 }
 
 /// The `onUpgrade` hook's answer.
@@ -230,14 +235,14 @@ impl Engine {
         }
     }
 
-    /// The hook bits of a path.
+    /// The hook bits of a path (of the `*` route when the path has none of its own).
     pub fn route_hooks(&self, path: &str) -> u32 {
-        self.routes.read().ok().and_then(|r| r.get(path).copied()).unwrap_or(0)
+        self.routes.read().ok().and_then(|r| r.get(path).or_else(|| r.get(ANY_PATH)).copied()).unwrap_or(0)
     }
 
-    /// Whether a path has handlers.
+    /// Whether a path has handlers (its own, or the `*` route's).
     pub fn has_route(&self, path: &str) -> bool {
-        self.routes.read().map(|r| r.contains_key(path)).unwrap_or(false)
+        self.routes.read().map(|r| r.contains_key(path) || r.contains_key(ANY_PATH)).unwrap_or(false)
     }
 
     /// Takes a place in the connection limits, or says which limit is reached.

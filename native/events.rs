@@ -26,6 +26,8 @@ pub mod kind {
     pub const LEAVE: u32 = 6;
     pub const UPGRADE: u32 = 7;
     pub const UPGRADE_FAILED: u32 = 8;
+    pub const PING: u32 = 9;
+    pub const PONG: u32 = 10;
 }
 
 /// Most events one `pollEvents()` call returns.
@@ -64,6 +66,20 @@ pub enum Event {
     Upgrade { request: u32, info: String },
     /// An upgrade `onUpgrade` accepted never completed (the client went away).
     UpgradeFailed { request: u32 },
+    /// A ping (`pong: false`) or pong frame, for a path with the control hook; `hex` is its
+    /// payload (at most 125 bytes) as lower-case hex, so it travels in the batch text.
+    Control { conn: u32, pong: bool, hex: String },
+}
+
+/// A control frame's payload as lower-case hex (the form `Event::Control` carries it in).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 impl Event {
@@ -456,6 +472,7 @@ impl EventQueue {
                 Event::Close { reason, .. } => reason.len(),
                 Event::JoinRequest { room, .. } | Event::Leave { room, .. } => room.len(),
                 Event::Upgrade { info, .. } => info.len(),
+                Event::Control { hex, .. } => hex.len(),
                 _ => 0,
             })
             .sum();
@@ -502,6 +519,10 @@ impl EventQueue {
                     [kind::UPGRADE, 0, a, b, request]
                 }
                 Event::UpgradeFailed { request } => [kind::UPGRADE_FAILED, 0, 0, 0, request],
+                Event::Control { conn, pong, hex } => {
+                    let (a, b) = push_text(&mut text, hex.as_bytes());
+                    [if pong { kind::PONG } else { kind::PING }, conn, a, b, 0]
+                }
             };
             header.extend_from_slice(&slot);
         }

@@ -1,0 +1,347 @@
+// ws 8's WebSocketServer (an EventEmitter: 'connection', 'headers', 'listening', 'close'...) over
+// our WsServer: the engine accepts, upgrades and frames; this class only translates.
+import { createHash } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http'
+import { isIPv6, type AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { WsServer } from '../server'
+import type { Socket } from '../socket'
+import type { ServerOptions as NativeServerOptions, UpgradeRequest, UpgradeResult, WebSocketHandlers } from '../types'
+import { upgradeRequest } from './request'
+import { unsupported } from './unsupported'
+import { ATTACH, CLOSED_BY_ENGINE, CONTROL, DRAINED, FAILED, RECEIVE, WebSocket } from './websocket'
+
+/** What verifyClient sees. */
+export interface VerifyClientInfo {
+  origin: string | undefined
+  secure: boolean
+  req: IncomingMessage
+}
+
+/** ws's two forms: return a boolean, or (with two parameters) answer through the callback. */
+export type VerifyClient =
+  | ((info: VerifyClientInfo) => boolean)
+  | ((
+      info: VerifyClientInfo,
+      callback: (verified: boolean, code?: number, message?: string, headers?: Record<string, string>) => void,
+    ) => void)
+
+/** The options of ws 8's `new WebSocketServer(options, callback)`. */
+export interface ServerOptions {
+  port?: number
+  host?: string
+  server?: HttpServer
+  noServer?: boolean
+  path?: string
+  backlog?: number
+  verifyClient?: VerifyClient | null
+  handleProtocols?: ((protocols: Set<string>, request: IncomingMessage) => string | false) | null
+  clientTracking?: boolean
+  /** Largest message; 0 means the engine's largest (4 GiB - 1). Default 100 MiB, as ws. */
+  maxPayload?: number
+  /** Only false: the engine has no permessage-deflate. */
+  perMessageDeflate?: boolean | Record<string, unknown>
+  /** Only false: the engine always validates UTF-8. */
+  skipUTF8Validation?: boolean
+  /** Only true: the engine always answers pings. */
+  autoPong?: boolean
+  /** Only true. */
+  allowSynchronousEvents?: boolean
+  /** Time allowed for the peer's answer to our close frame. Default 30 000, as ws. */
+  closeTimeout?: number
+  /** A subclass of this module's WebSocket. */
+  WebSocket?: typeof WebSocket
+  /** Engine options ws does not have (`idleTimeout`, `pingInterval`, `maxBackpressure`...). */
+  rnode?: Omit<NativeServerOptions, 'port' | 'host' | 'maxPayload' | 'closeTimeout' | 'protocols'>
+}
+
+/** `options` as `wss.options` shows them: ws's defaults filled in. */
+export type ResolvedOptions = ServerOptions & {
+  clientTracking: boolean
+  maxPayload: number
+  perMessageDeflate: false
+  WebSocket: typeof WebSocket
+  closeTimeout: number
+}
+
+/** The attach-mode members of WsServer (issue 16), which port mode does not need. */
+interface Attachable {
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, cb?: (socket: Socket, req: IncomingMessage) => void): void
+}
+
+const RUNNING = 0
+const CLOSING = 1
+const CLOSED = 2
+const MAX_PAYLOAD = 100 * 1024 * 1024
+const MAX_ENGINE_PAYLOAD = 0xffffffff
+const CLOSE_TIMEOUT = 30_000
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+const ONLY_DEFAULT: ReadonlyArray<[keyof ServerOptions, unknown, string]> = [
+  ['perMessageDeflate', false, 'the engine does not compress (permessage-deflate)'],
+  ['skipUTF8Validation', false, 'the engine always validates UTF-8'],
+  ['autoPong', true, 'the engine always answers pings'],
+  ['allowSynchronousEvents', true, 'messages of one batch are always emitted in the same tick'],
+]
+const RECEIVER_LIMITS = ['maxBufferedChunks', 'maxFragments', 'maxPendingAutoPongs'] as const
+
+function firstOf(protocols: Set<string>): string | undefined {
+  for (const p of protocols) return p
+  return undefined
+}
+
+/** Drops the listeners `addListeners` put on an http server. */
+type RemoveListeners = () => void
+
+type Listener = (...args: never[]) => void
+
+function addListeners(server: HttpServer, map: Record<string, Listener>): RemoveListeners {
+  const entries = Object.entries(map) as Array<[string, (...args: unknown[]) => void]>
+  for (const [event, fn] of entries) server.on(event, fn)
+  return () => {
+    for (const [event, fn] of entries) server.removeListener(event, fn)
+  }
+}
+
+/** A ws-compatible WebSocket server whose connections run in our engine. */
+export class WebSocketServer extends EventEmitter {
+  /** The options, ws's defaults filled in. */
+  readonly options: ResolvedOptions
+  /** Open connections, unless `clientTracking` is false. */
+  readonly clients: Set<WebSocket> | undefined
+  readonly #engine: WsServer
+  #state = RUNNING
+  #port: number | undefined
+  #host: string
+  #open = 0
+  #httpServer: HttpServer | undefined
+  #removeListeners: RemoveListeners | undefined
+
+  constructor(options: ServerOptions, callback?: () => void) {
+    super()
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified')
+    }
+    const o: ResolvedOptions = {
+      clientTracking: true,
+      maxPayload: MAX_PAYLOAD,
+      handleProtocols: null,
+      verifyClient: null,
+      noServer: false,
+      closeTimeout: CLOSE_TIMEOUT,
+      WebSocket,
+      ...options,
+      perMessageDeflate: false,
+    }
+    const port = options.port
+    if (
+      (port == null && !options.server && !options.noServer) ||
+      (port != null && (options.server || options.noServer)) ||
+      (options.server && options.noServer)
+    ) {
+      throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified')
+    }
+    for (const [name, only, why] of ONLY_DEFAULT) {
+      if (options[name] !== undefined && options[name] !== only) throw unsupported(`${name}: ${String(options[name])}`, why)
+    }
+    for (const name of RECEIVER_LIMITS) {
+      if (name in options) throw unsupported(name, 'the engine bounds messages with maxPayload (fragments included)')
+    }
+    if (options.backlog != null) throw unsupported('backlog', 'the engine uses the operating system default')
+    if (o.WebSocket !== WebSocket && !(o.WebSocket.prototype instanceof WebSocket)) {
+      throw unsupported('a WebSocket option that does not extend @rnode/ws/compat\'s WebSocket', 'the engine needs its own socket class')
+    }
+    this.options = o
+    this.clients = o.clientTracking ? new Set() : undefined
+    this.#host = options.host ?? '0.0.0.0'
+    this.#engine = new WsServer({
+      ...o.rnode,
+      ...(port != null ? { port, host: this.#host } : {}),
+      maxPayload: o.maxPayload === 0 ? MAX_ENGINE_PAYLOAD : o.maxPayload,
+      closeTimeout: o.closeTimeout,
+      ...(port == null ? { noServer: true } : {}),
+    } as NativeServerOptions)
+    this.#engine.websocket('*', this.#handlers())
+    if (port != null) {
+      if (callback) this.once('listening', callback)
+      this.#engine.listen().then(
+        (bound) => {
+          this.#port = bound.port
+          this.emit('listening')
+        },
+        (err: unknown) => {
+          this.#state = CLOSED
+          this.emit('error', err)
+        },
+      )
+    } else if (options.server) {
+      this.#httpServer = options.server
+      this.#removeListeners = addListeners(options.server, {
+        listening: () => this.emit('listening'),
+        error: (err: Error) => this.emit('error', err),
+        upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+          this.handleUpgrade(req, socket, head, (ws, request) => this.emit('connection', ws, request)),
+      })
+    }
+  }
+
+  /** The bound address (null before listening and after close); throws in noServer mode. */
+  address(): AddressInfo | string | null {
+    if (this.options.noServer) throw new Error('The server is operating in "noServer" mode')
+    if (this.#httpServer) return this.#httpServer.address()
+    if (this.#port === undefined || this.#state !== RUNNING) return null
+    return { address: this.#host, family: isIPv6(this.#host) ? 'IPv6' : 'IPv4', port: this.#port }
+  }
+
+  /**
+   * Stops taking new connections (upgrades get 503) and emits 'close' once every open connection
+   * is gone; open connections are not closed, as in ws. `cb` is a one-time 'close' listener.
+   */
+  close(cb?: (err?: Error) => void): void {
+    if (this.#state === CLOSED) {
+      if (cb) this.once('close', () => cb(new Error('The server is not running')))
+      process.nextTick(() => this.emit('close'))
+      return
+    }
+    if (cb) this.once('close', cb)
+    if (this.#state === CLOSING) return
+    this.#state = CLOSING
+    if (this.#removeListeners) {
+      this.#removeListeners()
+      this.#removeListeners = undefined
+      this.#httpServer = undefined
+    }
+    if (this.#open === 0) this.#finishClose()
+  }
+
+  /** Whether this server takes `req` (its `path` option, when set, must match). */
+  shouldHandle(req: IncomingMessage): boolean {
+    const path = this.options.path
+    if (!path) return true
+    const url = req.url ?? ''
+    const index = url.indexOf('?')
+    return (index === -1 ? url : url.slice(0, index)) === path
+  }
+
+  /** Completes an upgrade the application's http server received (server and noServer modes). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, cb: (ws: WebSocket, req: IncomingMessage) => void): void {
+    const engine = this.#engine as unknown as Partial<Attachable>
+    if (typeof engine.handleUpgrade !== 'function') {
+      throw unsupported('handleUpgrade()', 'this build of @rnode/ws has no attach mode')
+    }
+    this.#requests.set(req.headers['sec-websocket-key'] ?? '', req)
+    engine.handleUpgrade(req, socket, head, (native, request) => {
+      const ws = this.#attach(native)
+      cb(ws, request)
+    })
+  }
+
+  /** Requests given to `handleUpgrade`, by their Sec-WebSocket-Key, until `onUpgrade` sees them. */
+  readonly #requests = new Map<string, IncomingMessage>()
+
+  #handlers(): WebSocketHandlers {
+    return {
+      onUpgrade: (r) => this.#upgrade(r),
+      // In attach mode handleUpgrade's callback has made the WebSocket already.
+      onConnect: (socket) => {
+        if (socket.data instanceof WebSocket) return
+        const req = socket.data as IncomingMessage
+        this.emit('connection', this.#attach(socket), req)
+      },
+      onMessage: (socket, message) => (socket.data as WebSocket)[RECEIVE](message),
+      onClose: (socket, code, reason) => {
+        const ws = socket.data
+        if (!(ws instanceof WebSocket)) return
+        this.clients?.delete(ws)
+        this.#open--
+        ws[CLOSED_BY_ENGINE](code, reason)
+        if (this.#state === CLOSING && this.#open === 0) this.#finishClose()
+      },
+      onDrain: (socket) => (socket.data as WebSocket)[DRAINED](),
+      onPing: (socket, data) => (socket.data as WebSocket)[CONTROL](false, data),
+      onPong: (socket, data) => (socket.data as WebSocket)[CONTROL](true, data),
+      onError: (socket, error) => {
+        if (socket.data instanceof WebSocket) socket.data[FAILED](error)
+      },
+    }
+  }
+
+  /** Makes the WebSocket of a connection that just opened. */
+  #attach(socket: Socket): WebSocket {
+    if (socket.data instanceof WebSocket) return socket.data
+    const ws = new this.options.WebSocket(null, undefined, this.options)
+    ws[ATTACH](socket)
+    socket.data = ws
+    this.#open++
+    this.clients?.add(ws)
+    return ws
+  }
+
+  /** verifyClient, the path, handleProtocols and 'headers', before the engine sends the 101. */
+  #upgrade(r: UpgradeRequest): UpgradeResult | Promise<UpgradeResult> {
+    if (this.#state !== RUNNING) return refusal(503)
+    const key = r.headers['sec-websocket-key'] ?? ''
+    const given = this.#requests.get(key)
+    if (given) this.#requests.delete(key)
+    const req = given ?? upgradeRequest(r)
+    if (!this.shouldHandle(req)) return refusal(400)
+    const verify = this.options.verifyClient
+    if (!verify) return this.#accept(r, req)
+    const version = Number(r.headers['sec-websocket-version'])
+    const info: VerifyClientInfo = {
+      origin: r.headers[version === 8 ? 'sec-websocket-origin' : 'origin'],
+      secure: false,
+      req,
+    }
+    if (verify.length === 2) {
+      return new Promise<UpgradeResult>((resolve) => {
+        ;(verify as Extract<VerifyClient, (i: VerifyClientInfo, cb: never) => void>)(info, (verified, code, message, headers) => {
+          if (headers !== undefined && Object.keys(headers).length > 0) {
+            process.emitWarning('verifyClient headers are not sent: the engine writes the refusal', {
+              code: 'ERR_UNSUPPORTED_OPTION',
+            })
+          }
+          resolve(verified ? this.#accept(r, req) : refusal(code ?? 401, message))
+        })
+      })
+    }
+    return (verify as (i: VerifyClientInfo) => boolean)(info) ? this.#accept(r, req) : refusal(401)
+  }
+
+  #accept(r: UpgradeRequest, req: IncomingMessage): UpgradeResult {
+    if (this.#state !== RUNNING) return refusal(503)
+    const offered = new Set(r.protocols)
+    let protocol: string | undefined
+    if (offered.size > 0) {
+      const chosen = this.options.handleProtocols ? this.options.handleProtocols(offered, req) : firstOf(offered)
+      if (chosen) protocol = chosen
+    }
+    if (this.listenerCount('headers') > 0) {
+      const digest = createHash('sha1').update(`${r.headers['sec-websocket-key'] ?? ''}${GUID}`).digest('base64')
+      const headers = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${digest}`]
+      if (protocol !== undefined) headers.push(`Sec-WebSocket-Protocol: ${protocol}`)
+      const sent = headers.join('\r\n')
+      this.emit('headers', headers, req)
+      if (headers.join('\r\n') !== sent) {
+        process.emitWarning("changes to the 'headers' array are not sent: the engine writes the 101", {
+          code: 'ERR_UNSUPPORTED_OPTION',
+        })
+      }
+    }
+    return protocol === undefined ? { data: req } : { data: req, protocol }
+  }
+
+  #finishClose(): void {
+    this.#engine.close().then(
+      () => {
+        this.#state = CLOSED
+        this.emit('close')
+      },
+      (err: unknown) => this.emit('error', err),
+    )
+  }
+}
+
+function refusal(status: number, message?: string): UpgradeResult {
+  return { status, message: message ?? STATUS_CODES[status] ?? 'Upgrade refused' }
+}

@@ -164,14 +164,15 @@ export class WebSocketServer extends EventEmitter {
     this.#engine.websocket('*', this.#handlers())
     if (port != null) {
       if (callback) this.once('listening', callback)
+      // Emitted outside the promise, so a listener's throw is an uncaught exception as in ws.
       this.#engine.listen().then(
         (bound) => {
           this.#port = bound.port
-          this.emit('listening')
+          process.nextTick(() => this.emit('listening'))
         },
         (err: unknown) => {
           this.#state = CLOSED
-          this.emit('error', err)
+          process.nextTick(() => this.emit('error', err))
         },
       )
     } else if (options.server) {
@@ -335,9 +336,9 @@ export class WebSocketServer extends EventEmitter {
     this.#engine.close().then(
       () => {
         this.#state = CLOSED
-        this.emit('close')
+        process.nextTick(() => this.emit('close'))
       },
-      (err: unknown) => this.emit('error', err),
+      (err: unknown) => process.nextTick(() => this.emit('error', err)),
     )
   }
 }

@@ -290,10 +290,14 @@ export class WebSocket extends EventEmitter {
     this.emit('close', code, Buffer.from(reason))
   }
 
-  /** @internal a listener threw: the facade closed the connection with 1011 */
+  /**
+   * @internal a listener threw (the facade has closed the connection with 1011): thrown again
+   * outside the engine's event loop, an uncaught exception as a throwing listener is in ws
+   */
   [FAILED](error: Error): void {
-    if (this.listenerCount('error') > 0) this.emit('error', error)
-    else console.error('[rnode-ws/compat] a WebSocket listener failed:', error)
+    process.nextTick(() => {
+      throw error
+    })
   }
 
   /** ws calls `send()`'s callback once the data is written; the engine writes it after this turn. */

@@ -99,7 +99,14 @@ export interface NativeStats {
 /** The native server object. */
 export interface NativeServer {
   addRoute(path: string, hooks: number): void
-  listen(wake: (queued: number) => void): Promise<number>
+  /** `bind` false: attach mode, no port of its own (resolves with 0). */
+  listen(wake: (queued: number) => void, bind?: boolean): Promise<number>
+  /** Attach mode, fast path: adopts a duplicate of `fd`, reading `prefix` first; the attach id. */
+  adopt(fd: number, prefix: Buffer): number
+  /** Attach mode, slow path: the loopback listener (bound on first call). */
+  loopback(): { port: number; secret: string }
+  /** A fresh attach id for a slow-path hand-over. */
+  attachId(): number
   /** This server's handle for the per-message functions of `NativeBinding`. */
   readonly handle: number
   closeConnection(conn: number, code: number, reason: string): boolean

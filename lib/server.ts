@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto'
+import { IncomingMessage } from 'node:http'
+import { Duplex } from 'node:stream'
+import { attach, codedError, detach, handOver, isAttachableServer, refuse, targetPath, type AttachableServer } from './attach'
 import { native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
@@ -149,6 +152,36 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   return out
 }
 
+/** How a server gets its connections: its own port, an http server's, or `handleUpgrade()`. */
+type Mode = { kind: 'port' } | { kind: 'server'; server: AttachableServer } | { kind: 'noServer' }
+
+const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort'] as const
+
+function invalidOption(message: string): TypeError {
+  return codedError(new TypeError(message), 'ERR_INVALID_OPTION')
+}
+
+/** Reads `server`, `noServer` and `adopt`: the attach mode, if any, and whether to adopt. */
+function toMode(input: number | ServerOptions | undefined): { mode: Mode; adopt: boolean } {
+  if (typeof input !== 'object' || input === null) return { mode: { kind: 'port' }, adopt: true }
+  const { server, noServer, adopt } = input as { server?: unknown; noServer?: unknown; adopt?: unknown }
+  if (adopt !== undefined && typeof adopt !== 'boolean') throw invalidOption('adopt must be a boolean')
+  if (noServer !== undefined && typeof noServer !== 'boolean') throw invalidOption('noServer must be a boolean')
+  if (server !== undefined && !isAttachableServer(server)) {
+    throw invalidOption('server must be an http.Server or https.Server')
+  }
+  const attached = server !== undefined || noServer === true
+  if (server !== undefined && noServer === true) throw invalidOption('server and noServer cannot be used together')
+  if (attached) {
+    const clash = OWN_PORT_OPTIONS.find((name) => input[name] !== undefined)
+    if (clash) throw invalidOption(`${clash} cannot be used with ${server !== undefined ? 'server' : 'noServer'}`)
+  } else if (adopt !== undefined) {
+    throw invalidOption('adopt only applies with server or noServer')
+  }
+  const mode: Mode = isAttachableServer(server) ? { kind: 'server', server } : noServer === true ? { kind: 'noServer' } : { kind: 'port' }
+  return { mode, adopt: adopt ?? true }
+}
+
 function parseQuery(query: string): Record<string, string> {
   const out: Record<string, string> = Object.create(null) as Record<string, string>
   for (const [k, v] of new URLSearchParams(query)) out[k] = v
@@ -204,16 +237,78 @@ export class WsServer {
   #state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle'
   #port: number | undefined
   #closing: Promise<void> | undefined
+  readonly #mode: Mode
+  readonly #adopt: boolean
+  /** Sockets handed over by `handleUpgrade()`, so a second call on one is refused. */
+  readonly #taken = new WeakSet<Duplex>()
+  /** `handleUpgrade()` callbacks by attach id, until the connect or upgrade-failed event. */
+  readonly #attaching = new Map<number, { req: IncomingMessage; cb: (socket: Socket, req: IncomingMessage) => void }>()
 
-  /** `new WsServer(3000)` or `new WsServer({ port, host, ...limits })`. */
+  /**
+   * `new WsServer(3000)`, `new WsServer({ port, host, ...limits })`, or in attach mode
+   * `new WsServer({ server: httpServer })` / `new WsServer({ noServer: true })`.
+   */
   constructor(portOrOptions?: number | ServerOptions) {
+    const { mode, adopt } = toMode(portOrOptions)
     const options = toNativeOptions(portOrOptions)
+    this.#mode = mode
+    this.#adopt = adopt
     this.#host = options.host ?? '0.0.0.0'
     this.#clustered = options.clusterRedis !== undefined
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
     this.#native = new native.NativeServer(options)
     this.#handle = this.#native.handle
+    if (mode.kind !== 'port') this.#startAttached(mode)
+  }
+
+  /** Attach mode: events flow at once, without a port; `{ server }` joins that server's dispatcher. */
+  #startAttached(mode: Mode): void {
+    this.#state = 'listening'
+    this.#native.listen(() => this.#drain(), false).catch((err: unknown) => {
+      // Only the cluster link can fail here; upgrades are refused from now on.
+      console.error('[rnode-ws] attach mode could not start:', err)
+      void this.close()
+    })
+    if (mode.kind === 'server') attach(mode.server, this)
+  }
+
+  /** Whether `handleUpgrade()` would take this request: a `websocket()` route has its path. */
+  shouldHandle(req: IncomingMessage): boolean {
+    return this.#state === 'listening' && this.#mode.kind !== 'port' && this.#route(targetPath(req.url)) !== undefined
+  }
+
+  /**
+   * Attach mode: hands an upgrade request from an http server's `upgrade` event to the engine,
+   * which runs the same checks as on its own port and answers the 101 or the HTTP error itself.
+   * `cb` runs once the connection is open, before the route's `onConnect`; a refused upgrade
+   * never calls it. A socket that is already destroyed is ignored.
+   */
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    cb?: (socket: Socket, req: IncomingMessage) => void,
+  ): void {
+    if (this.#mode.kind === 'port') {
+      throw codedError(new Error('handleUpgrade() needs a server made with { server } or { noServer: true }'), 'ERR_NOT_ATTACHED')
+    }
+    if (!(req instanceof IncomingMessage)) throw codedError(new TypeError('req must be an http.IncomingMessage'), 'ERR_INVALID_ARG_TYPE')
+    if (!(socket instanceof Duplex)) throw codedError(new TypeError('socket must be a Duplex stream'), 'ERR_INVALID_ARG_TYPE')
+    if (!Buffer.isBuffer(head)) throw codedError(new TypeError('head must be a Buffer'), 'ERR_INVALID_ARG_TYPE')
+    if (cb !== undefined && typeof cb !== 'function') throw codedError(new TypeError('cb must be a function'), 'ERR_INVALID_ARG_TYPE')
+    if (this.#taken.has(socket)) {
+      throw codedError(new Error('handleUpgrade() was already called with this socket'), 'ERR_UPGRADE_TAKEN')
+    }
+    if (socket.destroyed) return
+    const response = (socket as { _httpMessage?: unknown })._httpMessage
+    if (socket.writableEnded || response !== undefined && response !== null) {
+      throw codedError(new Error('this request was already answered over HTTP'), 'ERR_UPGRADE_ANSWERED')
+    }
+    this.#taken.add(socket)
+    if (this.#state !== 'listening') return refuse(socket, 503, 'Server shutting down')
+    const id = handOver(this.#native, req, socket, head, this.#adopt)
+    if (cb) this.#attaching.set(id, { req, cb })
   }
 
   /** The limits in force, defaults filled in. */
@@ -258,6 +353,9 @@ export class WsServer {
 
   /** Binds and starts accepting. Resolves with the bound port (useful with port 0). */
   async listen(): Promise<{ port: number; host: string }> {
+    if (this.#mode.kind !== 'port') {
+      throw codedError(new Error('a server in attach mode (server or noServer) does not listen'), 'ERR_ATTACHED')
+    }
     if (this.#state !== 'idle') throw new Error(`listen() called on a server that is ${this.#state}`)
     this.#state = 'listening'
     try {
@@ -278,6 +376,7 @@ export class WsServer {
     const timeout = options.timeout === undefined ? 5000 : checkInteger('timeout', options.timeout, 0, MAX_U32)
     const wasListening = this.#state === 'listening'
     this.#state = 'closing'
+    if (this.#mode.kind === 'server') detach(this.#mode.server, this)
     this.#closing = (async () => {
       if (wasListening) {
         await this.#native.shutdown(timeout)
@@ -492,6 +591,7 @@ export class WsServer {
             break
           case Kind.UpgradeFailed:
             this.#upgradeData.delete(h[i + 4]!)
+            this.#attaching.delete(h[i + 4]!)
             break
           case Kind.Leave: {
             const socket = this.#sockets.get(conn)
@@ -524,6 +624,16 @@ export class WsServer {
     }
     this.#sockets.set(conn, socket)
     this.#byId.set(socket.id, socket)
+    const attaching = info.attach === 0 ? undefined : this.#attaching.get(info.attach)
+    if (attaching) {
+      this.#attaching.delete(info.attach)
+      try {
+        attaching.cb(socket, attaching.req)
+      } catch (err) {
+        this.#fail(socket, 'onConnect', err)
+        return
+      }
+    }
     this.#call(socket, 'onConnect')
   }
 

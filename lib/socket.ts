@@ -16,6 +16,8 @@ export interface ConnectionInfo {
   protocol: string
   /** Id of the `onUpgrade` request this connection came through (0: none). */
   upgrade: number
+  /** Id of the attach-mode hand-over this connection came through (0: own port). */
+  attach: number
 }
 
 /** Largest ping/pong payload (RFC 6455 §5.5). */

@@ -1,3 +1,5 @@
+import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
 import type { Socket } from './socket'
 
 /** The HTTP upgrade request as `onUpgrade` sees it. */
@@ -58,6 +60,19 @@ export interface WebSocketHandlers {
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */
 export interface ServerOptions {
+  /**
+   * Attach mode: take WebSocket upgrades from this http or https server's port (its `upgrade`
+   * event) instead of binding a port. Paths without a `websocket()` route are left to the
+   * server's other `upgrade` listeners (404 when there is none). Not with `port`/`host`.
+   */
+  server?: HttpServer | HttpsServer
+  /** Attach mode without a server: the application calls `handleUpgrade()` itself. */
+  noServer?: boolean
+  /**
+   * Attach mode: take over plain TCP sockets' descriptors (Linux, macOS). `false` pumps every
+   * connection's bytes through the engine instead, as for TLS sockets and on Windows. Default true.
+   */
+  adopt?: boolean
   /** TCP port; 0 picks a free one (see `listen()`'s result). Default 0. */
   port?: number
   /** Interface to bind. Default `'0.0.0.0'`. */

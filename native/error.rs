@@ -9,6 +9,12 @@ pub enum Error {
     /// Redis (for `cluster`) could not be reached or answered with an error.
     #[error("cannot use Redis at {0}: {1}")]
     Redis(String, String),
+    /// Attach mode could not take over a socket's descriptor.
+    #[error("cannot adopt the socket: {0}")]
+    Adopt(#[source] std::io::Error),
+    /// Attach mode's loopback listener could not be started.
+    #[error("cannot start the loopback listener: {0}")]
+    Loopback(#[source] std::io::Error),
     /// A cluster-scoped query on a server without `cluster`.
     #[error("this server has no cluster option")]
     NoCluster,

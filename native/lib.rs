@@ -3,6 +3,7 @@
 //! This file is the napi surface and nothing more; each concept lives in its own module.
 #![deny(clippy::unwrap_used)]
 
+mod adopt;
 mod cluster;
 mod config;
 mod connection;
@@ -12,6 +13,7 @@ mod events;
 pub mod fast;
 mod frame;
 mod handshake;
+mod loopback;
 mod protocol;
 mod rooms;
 mod server;
@@ -20,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Function, PromiseRaw, Uint8ArraySlice};
+use napi::bindgen_prelude::{Buffer, Function, PromiseRaw, Uint8ArraySlice};
 use napi::{Env, Result};
 use napi_derive::napi;
 
@@ -92,6 +94,13 @@ pub struct NativeStats {
     pub cluster_connected: bool,
 }
 
+/// Where attach mode's slow path connects, and the secret its first line carries.
+#[napi(object)]
+pub struct LoopbackInfo {
+    pub port: u32,
+    pub secret: String,
+}
+
 /// Counts over every node of a cluster.
 #[napi(object)]
 pub struct ClusterStats {
@@ -105,6 +114,8 @@ pub struct ClusterStats {
 pub struct NativeServer {
     engine: Arc<Engine>,
     handle: u32,
+    /// Attach mode's slow path (`loopback.rs`), bound on first use.
+    loopback: loopback::LoopbackSlot,
 }
 
 /// A server collected without `close()` (never listened, say) leaves the fast-call table, so
@@ -121,7 +132,7 @@ impl NativeServer {
     pub fn new(options: Option<NativeOptions>) -> Self {
         let config = Config::from_options(&options.unwrap_or_default());
         let engine = Arc::new(Engine::new(config));
-        NativeServer { handle: fast::register(engine.clone()), engine }
+        NativeServer { handle: fast::register(engine.clone()), engine, loopback: Default::default() }
     }
 
     /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
@@ -131,14 +142,24 @@ impl NativeServer {
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
-    /// events are waiting for `pollEvents`.
+    /// events are waiting for `pollEvents`. With `bind` false (attach mode), no port is bound:
+    /// connections come from `adopt` and the loopback listener, and the wake-up callback does
+    /// not hold the event loop open (the app's http server does). Resolves with the port, or 0.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn listen<'env>(
         &self,
         env: &'env Env,
         wake: Function<'env, u32, ()>,
+        bind: Option<bool>,
     ) -> Result<PromiseRaw<'env, u32>> {
-        let tsfn = wake.build_threadsafe_function::<u32>().callee_handled::<false>().build()?;
+        let bind = bind.unwrap_or(true);
+        let mut tsfn = wake.build_threadsafe_function::<u32>().callee_handled::<false>().build()?;
+        if !bind {
+            // napi_unref_threadsafe_function: the one handle stays usable but no longer keeps
+            // the loop alive. (The deprecation points at clone-counting, which does not unref.)
+            #[allow(deprecated)]
+            tsfn.unref(env)?;
+        }
         self.engine.events.set_wake(tsfn);
         let engine = self.engine.clone();
         env.spawn_future(async move {
@@ -149,6 +170,10 @@ impl NativeServer {
                     let cluster = cluster::Cluster::connect(config).await?;
                     cluster.start(engine.clone());
                     let _ = engine.cluster.set(cluster);
+                }
+                if !bind {
+                    adopt::start(&engine);
+                    return Ok(0);
                 }
                 server::listen(engine.clone()).await
             }
@@ -161,6 +186,30 @@ impl NativeServer {
             }
             Ok(u32::from(port?))
         })
+    }
+
+    /// Attach mode, fast path: takes over the TCP connection behind Node's descriptor `fd` (a
+    /// duplicate; Node closes its own), reading `prefix` (rebuilt request head, `head`, bytes
+    /// Node had buffered) before the socket. Returns the attach id the connect or upgrade-failed
+    /// event carries.
+    #[napi]
+    pub fn adopt(&self, fd: i32, prefix: Buffer) -> Result<u32> {
+        let attach = self.engine.next_request_id();
+        adopt::adopt(self.engine.clone(), fd, prefix.to_vec(), attach).map_err(error::Error::Adopt)?;
+        Ok(attach)
+    }
+
+    /// Attach mode, slow path: the loopback listener's port and secret (started on first call).
+    #[napi]
+    pub fn loopback(&self) -> Result<LoopbackInfo> {
+        let lb = self.loopback.get_or_start(&self.engine).map_err(error::Error::Loopback)?;
+        Ok(LoopbackInfo { port: u32::from(lb.port), secret: lb.secret })
+    }
+
+    /// A fresh attach id for a slow-path connection's preamble.
+    #[napi]
+    pub fn attach_id(&self) -> u32 {
+        self.engine.next_request_id()
     }
 
     /// This server's handle for the per-message functions (`sendText`, `pollEvents`...).

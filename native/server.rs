@@ -64,16 +64,34 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
 }
 
 /// Reads the upgrade request, answers it, and runs the connection on the same task.
-async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAddr) {
+async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
+    serve_attached(engine, stream, remote, Vec::with_capacity(1024), 0).await;
+}
+
+/// `serve_tcp` for a connection Node accepted (attach mode): `prefix` holds the bytes Node read
+/// (the request head rebuilt by JS, then the rest), read before the stream's. A non-zero
+/// `attach` is reported with the connection, or in an `UpgradeFailed` event when it is refused.
+pub async fn serve_attached(
+    engine: Arc<Engine>,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    prefix: Vec<u8>,
+    attach: u32,
+) {
+    let failed = |engine: &Engine| {
+        if attach != 0 {
+            engine.events.push(Event::UpgradeFailed { request: attach });
+        }
+    };
     let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
     // Slow or silent clients are dropped once the handshake timeout passes.
     // Both handshake steps are boxed: their state lives on the heap only while they run, so the
     // task that then carries the connection for its whole life stays small.
-    let read = Box::pin(read_head(&engine, &mut stream));
+    let read = Box::pin(read_head(&engine, &mut stream, prefix));
     let Ok(Some((head, leftover))) = tokio::time::timeout_at(deadline, read).await else {
-        return;
+        return failed(&engine);
     };
-    match Box::pin(accept(&engine, head, remote, deadline)).await {
+    match Box::pin(accept(&engine, head, remote, deadline, attach)).await {
         Ok((info, protocol, key, admission, upgrade_request)) => {
             let response = handshake::switching_protocols(&key, protocol.as_deref());
             let written = tokio::time::timeout_at(deadline, stream.write_all(&response)).await;
@@ -81,7 +99,7 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAdd
                 if upgrade_request != 0 {
                     engine.events.push(Event::UpgradeFailed { request: upgrade_request });
                 }
-                return;
+                return failed(&engine);
             }
             connection::start(engine, info, stream, leftover, admission);
         }
@@ -91,23 +109,28 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAdd
                 stream.shutdown().await
             })
             .await;
+            failed(&engine);
         }
     }
 }
 
-/// Reads until the request head is complete; answers a malformed or oversized head itself.
-/// Returns the head and the bytes the client sent after it.
-async fn read_head(engine: &Engine, stream: &mut TcpStream) -> Option<(Head, Vec<u8>)> {
+/// Reads until the request head is complete, starting with the bytes in `buf`; answers a
+/// malformed or oversized head itself. Returns the head and the bytes the client sent after it.
+async fn read_head(engine: &Engine, stream: &mut TcpStream, mut buf: Vec<u8>) -> Option<(Head, Vec<u8>)> {
     let max_bytes = engine.config.max_header_bytes;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // Bytes given up front may already hold the whole head: parse them before reading.
+    let mut read_first = buf.is_empty();
     loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.len().min(max_bytes));
+        if read_first {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len().min(max_bytes).max(1024));
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
         }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
+        read_first = true;
         match handshake::parse(&buf, engine.config.max_headers, max_bytes) {
             Ok(Parsed::Partial) => continue,
             Ok(Parsed::Complete(head, len)) => return Some((head, buf[len..].to_vec())),
@@ -130,6 +153,7 @@ async fn accept(
     head: Head,
     remote: SocketAddr,
     deadline: tokio::time::Instant,
+    attach: u32,
 ) -> Result<Accepted, Vec<u8>> {
     let path = head.path.clone();
     if !engine.has_route(&path) {
@@ -199,7 +223,7 @@ async fn accept(
     json_str(&mut info_json, &client_id);
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
-    info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request}}}").as_bytes());
+    info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes());
     let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json) };
     Ok((info, protocol, key, admission, upgrade_request))
 }

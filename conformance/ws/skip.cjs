@@ -20,6 +20,9 @@ exports.mochaHooks = {
 }
 
 exports.mochaGlobalTeardown = function () {
+  const kinds = {}
+  for (const c of listed) kinds[c.kind] = (kinds[c.kind] ?? 0) + 1
+  console.log(`[ws-conformance] skipped ${listed.length}: ${JSON.stringify(kinds)} (reasons in conformance/ws/skipped.json)`)
   const stale = [...skipped.keys()].filter((t) => !seen.has(t))
   if (stale.length > 0) {
     console.error(`[ws-conformance] skipped.json lists cases that did not run:\n  ${stale.join('\n  ')}`)

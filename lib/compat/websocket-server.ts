@@ -9,7 +9,7 @@ import { WsServer } from '../server'
 import type { Socket } from '../socket'
 import type { ServerOptions as NativeServerOptions, UpgradeRequest, UpgradeResult, WebSocketHandlers } from '../types'
 import { upgradeRequest } from './request'
-import { unsupported } from './unsupported'
+import { codedError, unsupported } from './unsupported'
 import { ATTACH, CLOSED_BY_ENGINE, CONTROL, DRAINED, FAILED, RECEIVE, WebSocket } from './websocket'
 
 /** What verifyClient sees. */
@@ -65,17 +65,14 @@ export type ResolvedOptions = ServerOptions & {
   closeTimeout: number
 }
 
-/** The attach-mode members of WsServer (issue 16), which port mode does not need. */
-interface Attachable {
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, cb?: (socket: Socket, req: IncomingMessage) => void): void
-}
-
 const RUNNING = 0
 const CLOSING = 1
 const CLOSED = 2
 const MAX_PAYLOAD = 100 * 1024 * 1024
 const MAX_ENGINE_PAYLOAD = 0xffffffff
 const CLOSE_TIMEOUT = 30_000
+/** The engine's default handshakeTimeout. */
+const HANDSHAKE_TIMEOUT = 10_000
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const ONLY_DEFAULT: ReadonlyArray<[keyof ServerOptions, unknown, string]> = [
   ['perMessageDeflate', false, 'the engine does not compress (permessage-deflate)'],
@@ -160,7 +157,7 @@ export class WebSocketServer extends EventEmitter {
       maxPayload: o.maxPayload === 0 ? MAX_ENGINE_PAYLOAD : o.maxPayload,
       closeTimeout: o.closeTimeout,
       ...(port == null ? { noServer: true } : {}),
-    } as NativeServerOptions)
+    })
     this.#engine.websocket('*', this.#handlers())
     if (port != null) {
       if (callback) this.once('listening', callback)
@@ -226,15 +223,22 @@ export class WebSocketServer extends EventEmitter {
 
   /** Completes an upgrade the application's http server received (server and noServer modes). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, cb: (ws: WebSocket, req: IncomingMessage) => void): void {
-    const engine = this.#engine as unknown as Partial<Attachable>
-    if (typeof engine.handleUpgrade !== 'function') {
-      throw unsupported('handleUpgrade()', 'this build of @rnode/ws has no attach mode')
+    const key = req.headers['sec-websocket-key'] ?? ''
+    this.#requests.set(key, req)
+    // An upgrade the engine refuses before onUpgrade never reaches #upgrade: forget it after the
+    // handshake timeout.
+    setTimeout(() => {
+      if (this.#requests.get(key) === req) this.#requests.delete(key)
+    }, HANDSHAKE_TIMEOUT).unref()
+    try {
+      this.#engine.handleUpgrade(req, socket, head, (native, request) => cb(this.#attach(native), request))
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ERR_UPGRADE_TAKEN') throw err
+      throw codedError(
+        'ERR_UPGRADE_TAKEN',
+        'server.handleUpgrade() was called more than once with the same socket, possibly due to a misconfiguration',
+      )
     }
-    this.#requests.set(req.headers['sec-websocket-key'] ?? '', req)
-    engine.handleUpgrade(req, socket, head, (native, request) => {
-      const ws = this.#attach(native)
-      cb(ws, request)
-    })
   }
 
   /** Requests given to `handleUpgrade`, by their Sec-WebSocket-Key, until `onUpgrade` sees them. */
@@ -286,12 +290,15 @@ export class WebSocketServer extends EventEmitter {
     if (given) this.#requests.delete(key)
     const req = given ?? upgradeRequest(r)
     if (!this.shouldHandle(req)) return refusal(400)
+    const offered = r.headers['sec-websocket-protocol']
+    if (offered !== undefined && !validProtocols(offered)) return refusal(400, 'Invalid Sec-WebSocket-Protocol header')
     const verify = this.options.verifyClient
     if (!verify) return this.#accept(r, req)
     const version = Number(r.headers['sec-websocket-version'])
+    const peer = req.socket as { encrypted?: boolean; authorized?: boolean } | null
     const info: VerifyClientInfo = {
       origin: r.headers[version === 8 ? 'sec-websocket-origin' : 'origin'],
-      secure: false,
+      secure: Boolean(peer?.authorized || peer?.encrypted),
       req,
     }
     if (verify.length === 2) {
@@ -341,6 +348,19 @@ export class WebSocketServer extends EventEmitter {
       (err: unknown) => process.nextTick(() => this.emit('error', err)),
     )
   }
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+/** ws refuses a Sec-WebSocket-Protocol header that is not a list of distinct tokens (the engine skips bad items). */
+function validProtocols(header: string): boolean {
+  const seen = new Set<string>()
+  for (const item of header.split(',')) {
+    const p = item.trim()
+    if (!TOKEN.test(p) || seen.has(p)) return false
+    seen.add(p)
+  }
+  return true
 }
 
 function refusal(status: number, message?: string): UpgradeResult {

@@ -47,11 +47,15 @@ export class ErrorEvent extends WsEvent {
 /** A listener as the DOM allows it: a function, or an object with `handleEvent`. */
 export type EventListenerLike = ((event: WsEvent) => void) | { handleEvent(event: WsEvent): void }
 
+// Symbols, not a `listener` property: EventEmitter's listeners() unwraps any function that has one.
+const LISTENER = Symbol('listener')
+const ATTRIBUTE = Symbol('attribute')
+
 /** The EventEmitter listener standing for a DOM-style one. */
 interface Wrapped {
   (...args: unknown[]): void
-  listener: EventListenerLike
-  attribute: boolean
+  [LISTENER]: EventListenerLike
+  [ATTRIBUTE]: boolean
 }
 
 type EventType = 'message' | 'close' | 'error' | 'open'
@@ -78,7 +82,7 @@ function isEventType(type: string): type is EventType {
 }
 
 function wrappers(target: EventEmitter, type: string): Wrapped[] {
-  return target.listeners(type).filter((l): l is Wrapped => typeof (l as Partial<Wrapped>).listener !== 'undefined')
+  return target.listeners(type).filter((l): l is Wrapped => (l as Partial<Wrapped>)[LISTENER] !== undefined)
 }
 
 /** `target.addEventListener(type, listener, { once })` as ws has it: a listener is added once. */
@@ -90,15 +94,15 @@ export function addEventListener(
   attribute = false,
 ): void {
   if (!isEventType(type)) return
-  if (!attribute && wrappers(target, type).some((w) => w.listener === listener && !w.attribute)) return
+  if (!attribute && wrappers(target, type).some((w) => w[LISTENER] === listener && !w[ATTRIBUTE])) return
   const wrapped = ((...args: unknown[]) => {
     const event = makeEvent(type, args)
     event.target = target
     if (typeof listener === 'function') listener.call(target, event)
     else listener.handleEvent(event)
   }) as Wrapped
-  wrapped.listener = listener
-  wrapped.attribute = attribute
+  wrapped[LISTENER] = listener
+  wrapped[ATTRIBUTE] = attribute
   if (options.once) target.once(type, wrapped)
   else target.on(type, wrapped)
 }
@@ -106,7 +110,7 @@ export function addEventListener(
 /** Removes a listener `addEventListener` added (not the `on<type>` attribute's). */
 export function removeEventListener(target: EventEmitter, type: string, listener: EventListenerLike): void {
   for (const w of wrappers(target, type)) {
-    if (w.listener === listener && !w.attribute) {
+    if (w[LISTENER] === listener && !w[ATTRIBUTE]) {
       target.removeListener(type, w)
       return
     }
@@ -115,12 +119,12 @@ export function removeEventListener(target: EventEmitter, type: string, listener
 
 /** The `on<type>` attribute: its function, or null. */
 export function getAttribute(target: EventEmitter, type: EventType): EventListenerLike | null {
-  return wrappers(target, type).find((w) => w.attribute)?.listener ?? null
+  return wrappers(target, type).find((w) => w[ATTRIBUTE])?.[LISTENER] ?? null
 }
 
 /** Replaces the `on<type>` attribute; anything but a function clears it. */
 export function setAttribute(target: EventEmitter, type: EventType, handler: unknown): void {
-  const current = wrappers(target, type).find((w) => w.attribute)
+  const current = wrappers(target, type).find((w) => w[ATTRIBUTE])
   if (current) target.removeListener(type, current)
   if (typeof handler === 'function') addEventListener(target, type, handler as EventListenerLike, {}, true)
 }

@@ -183,6 +183,11 @@ export class WebSocketServer extends EventEmitter {
     }
   }
 
+  /** Our WsServer underneath: rooms (`createRoom`, `broadcast(msg, { room })`), `getStats()`. */
+  get native(): WsServer {
+    return this.#engine
+  }
+
   /** The bound address (null before listening and after close); throws in noServer mode. */
   address(): AddressInfo | string | null {
     if (this.options.noServer) throw new Error('The server is operating in "noServer" mode')

@@ -91,6 +91,12 @@ describe('constructor', () => {
     wss.close()
   })
 
+  it('rnode: passes engine options ws does not have; bad values throw as in the native API', async () => {
+    const { wss } = await start({ rnode: { pingInterval: 1234, maxBackpressure: 4096 } })
+    expect(wss.native.limits).toMatchObject({ pingInterval: 1234, maxBackpressure: 4096, maxPayload: 100 * 1024 * 1024, closeTimeout: 30_000 })
+    expect(() => new WebSocketServer({ noServer: true, rnode: { pingInterval: -1 } })).toThrow(RangeError)
+  })
+
   it('reports a bind failure as an error event', async () => {
     const { port } = await start()
     const second = new WebSocketServer({ port, host: '127.0.0.1' })

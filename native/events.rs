@@ -536,7 +536,14 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::{utf16_len, BatchText, Event, Pending, MAX_BATCH, MAX_BATCH_BYTES, MAX_RUN_BYTES};
+    use super::{hex, utf16_len, BatchText, Event, Pending, MAX_BATCH, MAX_BATCH_BYTES, MAX_RUN_BYTES};
+
+    #[test]
+    fn control_payloads_travel_as_lower_case_hex() {
+        assert_eq!(hex(b""), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[0xab; 125]).len(), 250);
+    }
 
     fn pending() -> Pending {
         Pending { events: Default::default(), chunks: Default::default(), scheduled: false }

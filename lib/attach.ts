@@ -64,11 +64,14 @@ export function refuse(socket: Duplex, status: number, message: string): void {
 interface TcpHandle {
   fd?: number
   readStop?: () => number
+  readStart?: () => number
 }
 
 /** Node's descriptor of a plain TCP socket, or -1 when it cannot be adopted. */
 function adoptableFd(socket: Duplex): number {
   if (process.platform === 'win32' || !(socket instanceof net.Socket) || socket instanceof tls.TLSSocket) return -1
+  // A Unix-domain socket has an fd too, but no peer address.
+  if (typeof socket.remoteAddress !== 'string') return -1
   const handle = (socket as unknown as { _handle?: TcpHandle | null })._handle
   if (!handle || typeof handle.fd !== 'number' || handle.fd < 0 || typeof handle.readStop !== 'function') return -1
   return handle.fd
@@ -104,7 +107,8 @@ export function handOver(native: NativeServer, req: IncomingMessage, socket: Dup
       socket.destroy()
       return attach
     } catch {
-      // Not a TCP socket after all (a Unix socket, say): pump it instead.
+      // Not adoptable after all: pump it instead. net.js still counts the handle as reading.
+      handle.readStart()
     }
   }
   return pump(native, socket, req, Buffer.concat(prefix))

@@ -262,7 +262,8 @@ export class WebSocket extends EventEmitter {
         this.emit('message', [message], true)
         break
       case 'blob':
-        this.emit('message', new Blob([message]), true)
+        // Engine buffers are never shared, so `buffer` is a plain ArrayBuffer.
+        this.emit('message', new Blob([new Uint8Array(message.buffer as ArrayBuffer, message.byteOffset, message.byteLength)]), true)
         break
     }
   }

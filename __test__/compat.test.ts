@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import WsClient from 'ws'
 import { WebSocket, WebSocketServer, type ServerOptions } from '../lib/compat/index'
-import { closed, connect, nextMessage, rawExchange, statusOf, upgradeRequest, waitFor } from './helpers'
+import { closed, connect, lastJsonLine, nextMessage, rawExchange, runChild, statusOf, upgradeRequest, waitFor } from './helpers'
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -56,6 +56,25 @@ function refusedWith(url: string, options: WsClient.ClientOptions = {}): Promise
     c.on('error', () => undefined)
   })
 }
+
+describe('package entry points', () => {
+  it("'@rnode/ws/compat' loads through import and require (the same classes), and '@rnode/ws' still does", async () => {
+    const script = `
+      import { createRequire } from 'node:module'
+      import { WebSocketServer, WebSocket, createWebSocketStream, Server } from '@rnode/ws/compat'
+      import { WsServer } from '@rnode/ws'
+      const require = createRequire(process.cwd() + '/')
+      const cjs = require('@rnode/ws/compat')
+      console.log(JSON.stringify({
+        same: cjs.WebSocketServer === WebSocketServer && cjs.WebSocket === WebSocket && Server === WebSocketServer,
+        stream: typeof createWebSocketStream,
+        native: typeof WsServer === 'function' && require('@rnode/ws').WsServer === WsServer,
+      }))`
+    const { code, out } = await runChild(script, 15_000, ['--input-type=module'])
+    expect(code, out).toBe(0)
+    expect(lastJsonLine(out)).toEqual({ same: true, stream: 'function', native: true })
+  })
+})
 
 describe('constructor', () => {
   it('throws the TypeError ws throws when none or several of port/server/noServer are given', () => {

@@ -97,6 +97,20 @@ describe('messages', () => {
     expect(() => ws.send('z')).not.toThrow()
   })
 
+  it("a full send buffer with rnode: { backpressurePolicy: 'drop' } hands ERR_MESSAGE_DROPPED to the callback", async () => {
+    const { ws, client } = await pair({ rnode: { maxBackpressure: 64 * 1024, backpressurePolicy: 'drop' } })
+    const tcp = (client as unknown as { _socket: { pause(): void; resume(): void } })._socket
+    tcp.pause()
+    const chunk = Buffer.alloc(64 * 1024, 7)
+    const sends = Array.from({ length: 200 }, () => new Promise<string | undefined>((resolve) => ws.send(chunk, (err) => resolve((err as { code?: string } | undefined)?.code))))
+    // Reading again lets the buffer drain, so callbacks of 'buffered' sends run too.
+    setTimeout(() => tcp.resume(), 100)
+    const results = await Promise.all(sends)
+    expect(results.length).toBe(200)
+    expect(results).toContain('ERR_MESSAGE_DROPPED')
+    expect(ws.readyState).toBe(WebSocket.OPEN)
+  })
+
   it('fin: false and mask: true throw ERR_UNSUPPORTED_OPTION; compress is accepted (nothing to compress)', async () => {
     const { ws, client } = await pair()
     expect(() => ws.send('x', { fin: false })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_OPTION' }))

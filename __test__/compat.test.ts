@@ -351,6 +351,46 @@ describe('server mode ({ server })', () => {
   })
 })
 
+describe("ws's handshake checks in server mode", () => {
+  async function attachedServer(): Promise<{ wss: WebSocketServer; port: number }> {
+    const server = http.createServer()
+    const wss = new WebSocketServer({ server })
+    const port = await listenHttp(server)
+    cleanups.push(async () => {
+      await closeServer(wss)
+      await closeHttp(server)
+    })
+    return { wss, port }
+  }
+
+  it("answers a bad request with ws's status and body; a valid one still upgrades", async () => {
+    const { port } = await attachedServer()
+    const noKey = (await rawExchange(port, upgradeRequest('/', { 'Sec-WebSocket-Key': null }), 2000)).toString()
+    expect(statusOf(Buffer.from(noKey))).toBe(400)
+    expect(noKey.endsWith('\r\n\r\nMissing or invalid Sec-WebSocket-Key header')).toBe(true)
+    const badVersion = (await rawExchange(port, upgradeRequest('/', { 'Sec-WebSocket-Version': '7' }), 2000)).toString()
+    expect(statusOf(Buffer.from(badVersion))).toBe(400)
+    expect(badVersion).toMatch(/\r\nSec-WebSocket-Version: 13, 8\r\n/)
+    const client = await connect(`ws://127.0.0.1:${port}/`)
+    client.close()
+  })
+
+  it("hands a bad request to 'wsClientError' listeners (error, socket, req) instead of answering", async () => {
+    const { wss, port } = await attachedServer()
+    const seen = new Promise<[Error, IncomingMessage]>((resolve) =>
+      wss.once('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) => {
+        socket.end('HTTP/1.1 418 I am a teapot\r\n\r\n')
+        resolve([err, req])
+      }),
+    )
+    const response = await rawExchange(port, upgradeRequest('/', { Upgrade: 'h2c' }), 2000)
+    expect(statusOf(response)).toBe(418)
+    const [err, req] = await seen
+    expect(err).toBeInstanceOf(Error)
+    expect(req.headers.upgrade).toBe('h2c')
+  })
+})
+
 describe('noServer mode and handleUpgrade', () => {
   it('handleUpgrade calls back with the WebSocket and the req; shouldHandle follows path; address() throws', async () => {
     const wss = new WebSocketServer({ noServer: true, path: '/ws' })

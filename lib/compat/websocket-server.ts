@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream'
 import { WsServer } from '../server'
 import type { Socket } from '../socket'
 import type { ServerOptions as NativeServerOptions, UpgradeRequest, UpgradeResult, WebSocketHandlers } from '../types'
+import { abortHandshake, checkUpgrade, validProtocols } from './handshake'
 import { upgradeRequest } from './request'
 import { codedError, unsupported } from './unsupported'
 import { ATTACH, CLOSED_BY_ENGINE, CONTROL, DRAINED, FAILED, RECEIVE, WebSocket } from './websocket'
@@ -226,8 +227,17 @@ export class WebSocketServer extends EventEmitter {
     return (index === -1 ? url : url.slice(0, index)) === path
   }
 
-  /** Completes an upgrade the application's http server received (server and noServer modes). */
+  /**
+   * Completes an upgrade the application's http server received (server and noServer modes).
+   * ws's checks run first, with ws's answers ('wsClientError' when it has listeners).
+   */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, cb: (ws: WebSocket, req: IncomingMessage) => void): void {
+    const refused = checkUpgrade(req, this.shouldHandle(req))
+    if (refused) {
+      if (refused.emit && this.listenerCount('wsClientError') > 0) this.emit('wsClientError', new Error(refused.message), socket, req)
+      else abortHandshake(socket, refused.status, refused.message, refused.headers)
+      return
+    }
     const key = req.headers['sec-websocket-key'] ?? ''
     this.#requests.set(key, req)
     // An upgrade the engine refuses before onUpgrade never reaches #upgrade: forget it after the
@@ -353,19 +363,6 @@ export class WebSocketServer extends EventEmitter {
       (err: unknown) => process.nextTick(() => this.emit('error', err)),
     )
   }
-}
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-
-/** ws refuses a Sec-WebSocket-Protocol header that is not a list of distinct tokens (the engine skips bad items). */
-function validProtocols(header: string): boolean {
-  const seen = new Set<string>()
-  for (const item of header.split(',')) {
-    const p = item.trim()
-    if (!TOKEN.test(p) || seen.has(p)) return false
-    seen.add(p)
-  }
-  return true
 }
 
 function refusal(status: number, message?: string): UpgradeResult {

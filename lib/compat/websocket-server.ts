@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream'
 import { WsServer } from '../server'
 import type { Socket } from '../socket'
 import type { ServerOptions as NativeServerOptions, UpgradeRequest, UpgradeResult, WebSocketHandlers } from '../types'
-import { abortHandshake, checkUpgrade, validProtocols } from './handshake'
+import { abortHandshake, checkUpgrade, validProtocols, type Refusal } from './handshake'
 import { upgradeRequest } from './request'
 import { codedError, unsupported } from './unsupported'
 import { ATTACH, CLOSED_BY_ENGINE, CONTROL, DRAINED, FAILED, RECEIVE, WebSocket } from './websocket'
@@ -238,6 +238,30 @@ export class WebSocketServer extends EventEmitter {
       else abortHandshake(socket, refused.status, refused.message, refused.headers)
       return
     }
+    const verdict = this.#verify(req)
+    const next = (refusal: Refusal | undefined): void => {
+      if (refusal) abortHandshake(socket, refusal.status, refusal.message, refusal.headers)
+      else this.#handOver(req, socket, head, cb)
+    }
+    if (verdict instanceof Promise) void verdict.then(next)
+    else next(verdict)
+  }
+
+  /** Hands a checked and verified upgrade to the engine, which answers it. */
+  #handOver(req: IncomingMessage, socket: Duplex, head: Buffer, cb: (ws: WebSocket, req: IncomingMessage) => void): void {
+    // The engine has taken a socket handed over before (its descriptor, or its stream).
+    if (this.#handedOver.has(socket)) {
+      throw codedError(
+        'ERR_UPGRADE_TAKEN',
+        'server.handleUpgrade() was called more than once with the same socket, possibly due to a misconfiguration',
+      )
+    }
+    // As ws: a client that went away meanwhile is dropped; a closing server answers 503.
+    if (!socket.readable || !socket.writable) {
+      socket.destroy()
+      return
+    }
+    if (this.#state !== RUNNING) return abortHandshake(socket, 503)
     const key = req.headers['sec-websocket-key'] ?? ''
     this.#requests.set(key, req)
     // An upgrade the engine refuses before onUpgrade never reaches #upgrade: forget it after the
@@ -245,15 +269,29 @@ export class WebSocketServer extends EventEmitter {
     setTimeout(() => {
       if (this.#requests.get(key) === req) this.#requests.delete(key)
     }, HANDSHAKE_TIMEOUT).unref()
-    try {
-      this.#engine.handleUpgrade(req, socket, head, (native, request) => cb(this.#attach(native), request))
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ERR_UPGRADE_TAKEN') throw err
-      throw codedError(
-        'ERR_UPGRADE_TAKEN',
-        'server.handleUpgrade() was called more than once with the same socket, possibly due to a misconfiguration',
-      )
+    this.#handedOver.add(socket)
+    this.#engine.handleUpgrade(req, socket, head, (native, request) => cb(this.#attach(native), request))
+  }
+
+  /** Sockets given to the engine by `#handOver`. */
+  readonly #handedOver = new WeakSet<Duplex>()
+
+  /** verifyClient's verdict on `req`: undefined accepts; a Promise for its callback form. */
+  #verify(req: IncomingMessage): Refusal | undefined | Promise<Refusal | undefined> {
+    const verify = this.options.verifyClient
+    if (!verify) return undefined
+    const version = Number(req.headers['sec-websocket-version'])
+    const peer = req.socket as { encrypted?: boolean; authorized?: boolean } | null
+    const origin = req.headers[version === 8 ? 'sec-websocket-origin' : 'origin']
+    const info: VerifyClientInfo = { origin: Array.isArray(origin) ? origin[0] : origin, secure: Boolean(peer?.authorized || peer?.encrypted), req }
+    if (verify.length === 2) {
+      return new Promise((resolve) => {
+        ;(verify as Extract<VerifyClient, (i: VerifyClientInfo, cb: never) => void>)(info, (verified, code, message, headers) => {
+          resolve(verified ? undefined : { status: code || 401, message, headers, emit: false })
+        })
+      })
     }
+    return (verify as (i: VerifyClientInfo) => boolean)(info) ? undefined : { status: 401, emit: false }
   }
 
   /** Requests given to `handleUpgrade`, by their Sec-WebSocket-Key, until `onUpgrade` sees them. */
@@ -302,33 +340,24 @@ export class WebSocketServer extends EventEmitter {
     if (this.#state !== RUNNING) return refusal(503)
     const key = r.headers['sec-websocket-key'] ?? ''
     const given = this.#requests.get(key)
-    if (given) this.#requests.delete(key)
-    const req = given ?? upgradeRequest(r)
+    if (given) {
+      // handleUpgrade has run ws's checks and verifyClient already.
+      this.#requests.delete(key)
+      return this.#accept(r, given)
+    }
+    const req = upgradeRequest(r)
     if (!this.shouldHandle(req)) return refusal(400)
     const offered = r.headers['sec-websocket-protocol']
     if (offered !== undefined && !validProtocols(offered)) return refusal(400, 'Invalid Sec-WebSocket-Protocol header')
-    const verify = this.options.verifyClient
-    if (!verify) return this.#accept(r, req)
-    const version = Number(r.headers['sec-websocket-version'])
-    const peer = req.socket as { encrypted?: boolean; authorized?: boolean } | null
-    const info: VerifyClientInfo = {
-      origin: r.headers[version === 8 ? 'sec-websocket-origin' : 'origin'],
-      secure: Boolean(peer?.authorized || peer?.encrypted),
-      req,
+    const decide = (verdict: Refusal | undefined): UpgradeResult => {
+      if (verdict === undefined) return this.#accept(r, req)
+      if (verdict.headers !== undefined && Object.keys(verdict.headers).length > 0) {
+        process.emitWarning('verifyClient headers are not sent: the engine writes the refusal', { code: 'ERR_UNSUPPORTED_OPTION' })
+      }
+      return refusal(verdict.status, verdict.message)
     }
-    if (verify.length === 2) {
-      return new Promise<UpgradeResult>((resolve) => {
-        ;(verify as Extract<VerifyClient, (i: VerifyClientInfo, cb: never) => void>)(info, (verified, code, message, headers) => {
-          if (headers !== undefined && Object.keys(headers).length > 0) {
-            process.emitWarning('verifyClient headers are not sent: the engine writes the refusal', {
-              code: 'ERR_UNSUPPORTED_OPTION',
-            })
-          }
-          resolve(verified ? this.#accept(r, req) : refusal(code ?? 401, message))
-        })
-      })
-    }
-    return (verify as (i: VerifyClientInfo) => boolean)(info) ? this.#accept(r, req) : refusal(401)
+    const verdict = this.#verify(req)
+    return verdict instanceof Promise ? verdict.then(decide) : decide(verdict)
   }
 
   #accept(r: UpgradeRequest, req: IncomingMessage): UpgradeResult {

@@ -98,7 +98,6 @@ describe('constructor', () => {
     ['skipUTF8Validation', { skipUTF8Validation: true }],
     ['autoPong', { autoPong: false }],
     ['allowSynchronousEvents', { allowSynchronousEvents: false }],
-    ['backlog', { backlog: 10 }],
     ['maxFragments', { maxFragments: 10 } as ServerOptions],
     ['a WebSocket class of another family', { WebSocket: WsClient as unknown as typeof WebSocket }],
   ])('refuses %s with ERR_UNSUPPORTED_OPTION', (_name, options) => {
@@ -114,6 +113,22 @@ describe('constructor', () => {
     const { wss } = await start({ rnode: { pingInterval: 1234, maxBackpressure: 4096 } })
     expect(wss.native.limits).toMatchObject({ pingInterval: 1234, maxBackpressure: 4096, maxPayload: 100 * 1024 * 1024, closeTimeout: 30_000 })
     expect(() => new WebSocketServer({ noServer: true, rnode: { pingInterval: -1 } })).toThrow(RangeError)
+  })
+
+  it('backlog and host reach the http server it listens on (host default: any address, as ws)', async () => {
+    const wss = new WebSocketServer({ port: 0, backlog: 8 })
+    await new Promise((r) => wss.once('listening', r))
+    expect((wss.address() as AddressInfo).address).toBe('::')
+    const client = await connect(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`)
+    client.close()
+    await closeServer(wss)
+  })
+
+  it('answers a plain HTTP request with 426, as ws', async () => {
+    const { port } = await start()
+    const response = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 2000)
+    expect(statusOf(response)).toBe(426)
+    expect(response.toString().endsWith('Upgrade Required')).toBe(true)
   })
 
   it('reports a bind failure as an error event', async () => {
@@ -137,6 +152,7 @@ describe('port mode', () => {
     expect(req.headers['x-app']).toBe('yes')
     expect(req.socket.remoteAddress).toBe('127.0.0.1')
     expect(typeof req.socket.remotePort).toBe('number')
+    expect(req.headers.upgrade).toBe('websocket')
     expect(ws.readyState).toBe(WebSocket.OPEN)
     client.close()
   })
@@ -239,6 +255,19 @@ describe('verifyClient', () => {
   })
 })
 
+describe('verifyClient refusals as ws writes them', () => {
+  it('the status, the message as the body and custom headers reach the client', async () => {
+    const { port } = await start({
+      verifyClient: (_info: unknown, cb: (ok: boolean, code?: number, message?: string, headers?: Record<string, string>) => void) =>
+        cb(false, 503, 'Come back later', { 'Retry-After': '5' }),
+    })
+    const response = (await rawExchange(port, upgradeRequest('/'), 2000)).toString()
+    expect(statusOf(Buffer.from(response))).toBe(503)
+    expect(response).toMatch(/\r\nRetry-After: 5\r\n/)
+    expect(response.endsWith('\r\n\r\nCome back later')).toBe(true)
+  })
+})
+
 describe('subprotocols', () => {
   it("picks the client's first offer by default, as ws does", async () => {
     const { url } = await start()
@@ -274,6 +303,7 @@ describe('subprotocols', () => {
     const { port } = await start()
     const response = await rawExchange(port, upgradeRequest('/', { 'Sec-WebSocket-Protocol': 'foo;bar' }), 2000)
     expect(statusOf(response)).toBe(400)
+    expect(response.toString().endsWith('\r\n\r\nInvalid Sec-WebSocket-Protocol header')).toBe(true)
   })
 })
 
@@ -302,7 +332,7 @@ describe("'headers' event", () => {
 })
 
 describe('close()', () => {
-  it("keeps open connections, refuses new ones with 503, and emits 'close' once the last one is gone", async () => {
+  it("stops listening, keeps open connections, and emits 'close' once the last one is gone", async () => {
     const { wss, url } = await start()
     const client = await connect(url)
     await waitFor(() => wss.clients?.size === 1)
@@ -310,7 +340,8 @@ describe('close()', () => {
     wss.close(() => {
       closedEvent = true
     })
-    expect(await refusedWith(url)).toBe(503)
+    const refused = await new Promise<{ code?: string }>((resolve) => new WsClient(url).once('error', resolve))
+    expect(refused.code).toBe('ECONNREFUSED')
     client.send('still here')
     const [ws] = [...(wss.clients ?? [])]
     expect(ws?.readyState).toBe(WebSocket.OPEN)

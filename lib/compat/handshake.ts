@@ -17,7 +17,7 @@ const KEY = /^[+/0-9A-Za-z]{22}==$/
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 /** ws refuses a Sec-WebSocket-Protocol header that is not a list of distinct tokens (the engine skips bad items). */
-export function validProtocols(header: string): boolean {
+function validProtocols(header: string): boolean {
   const seen = new Set<string>()
   for (const item of header.split(',')) {
     const p = item.trim()

@@ -2,14 +2,13 @@
 // our WsServer: the engine accepts, upgrades and frames; this class only translates.
 import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http'
-import { isIPv6, type AddressInfo } from 'node:net'
+import { createServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WsServer } from '../server'
 import type { Socket } from '../socket'
 import type { ServerOptions as NativeServerOptions, UpgradeRequest, UpgradeResult, WebSocketHandlers } from '../types'
-import { abortHandshake, checkUpgrade, validProtocols, type Refusal } from './handshake'
-import { upgradeRequest } from './request'
+import { abortHandshake, checkUpgrade, type Refusal } from './handshake'
 import { codedError, unsupported } from './unsupported'
 import { ATTACH, CLOSED_BY_ENGINE, CONTROL, DRAINED, FAILED, RECEIVE, WebSocket } from './websocket'
 
@@ -109,8 +108,11 @@ export class WebSocketServer extends EventEmitter {
   readonly clients: Set<WebSocket> | undefined
   readonly #engine: WsServer
   #state = RUNNING
-  #port: number | undefined
-  #host: string
+  #finishing = false
+  /** The http server made for `port` (closed by `close()`, unlike one given as `server`). */
+  #ownServer: HttpServer | undefined
+  /** `close()` waits for it to close (or for nothing, without an own http server). */
+  #ownServerClosed = true
   #open = 0
   #httpServer: HttpServer | undefined
   #removeListeners: RemoveListeners | undefined
@@ -145,37 +147,33 @@ export class WebSocketServer extends EventEmitter {
     for (const name of RECEIVER_LIMITS) {
       if (name in options) throw unsupported(name, 'the engine bounds messages with maxPayload (fragments included)')
     }
-    if (options.backlog != null) throw unsupported('backlog', 'the engine uses the operating system default')
     if (o.WebSocket !== WebSocket && !(o.WebSocket.prototype instanceof WebSocket)) {
       throw unsupported('a WebSocket option that does not extend @rnode/ws/compat\'s WebSocket', 'the engine needs its own socket class')
     }
     this.options = o
     this.clients = o.clientTracking ? new Set() : undefined
-    this.#host = options.host ?? '0.0.0.0'
+    // As ws: every mode takes upgrades from an http server (its own one with `port`), the
+    // engine adopts each accepted connection (attach mode), and messages then stay native.
     this.#engine = new WsServer({
       ...o.rnode,
-      ...(port != null ? { port, host: this.#host } : {}),
       maxPayload: o.maxPayload === 0 ? MAX_ENGINE_PAYLOAD : o.maxPayload,
       closeTimeout: o.closeTimeout,
-      ...(port == null ? { noServer: true } : {}),
+      noServer: true,
     })
     this.#engine.websocket('*', this.#handlers())
+    let server = options.server
     if (port != null) {
-      if (callback) this.once('listening', callback)
-      // Emitted outside the promise, so a listener's throw is an uncaught exception as in ws.
-      this.#engine.listen().then(
-        (bound) => {
-          this.#port = bound.port
-          process.nextTick(() => this.emit('listening'))
-        },
-        (err: unknown) => {
-          this.#state = CLOSED
-          process.nextTick(() => this.emit('error', err))
-        },
-      )
-    } else if (options.server) {
-      this.#httpServer = options.server
-      this.#removeListeners = addListeners(options.server, {
+      server = createServer((_req, res) => {
+        const body = STATUS_CODES[426] ?? ''
+        res.writeHead(426, { 'Content-Length': body.length, 'Content-Type': 'text/plain' })
+        res.end(body)
+      })
+      this.#ownServer = server
+      server.listen(port, options.host ?? undefined, options.backlog ?? undefined, callback)
+    }
+    if (server) {
+      this.#httpServer = server
+      this.#removeListeners = addListeners(server, {
         listening: () => this.emit('listening'),
         error: (err: Error) => this.emit('error', err),
         upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) =>
@@ -192,9 +190,7 @@ export class WebSocketServer extends EventEmitter {
   /** The bound address (null before listening and after close); throws in noServer mode. */
   address(): AddressInfo | string | null {
     if (this.options.noServer) throw new Error('The server is operating in "noServer" mode')
-    if (this.#httpServer) return this.#httpServer.address()
-    if (this.#port === undefined || this.#state !== RUNNING) return null
-    return { address: this.#host, family: isIPv6(this.#host) ? 'IPv6' : 'IPv4', port: this.#port }
+    return this.#httpServer?.address() ?? null
   }
 
   /**
@@ -215,7 +211,15 @@ export class WebSocketServer extends EventEmitter {
       this.#removeListeners = undefined
       this.#httpServer = undefined
     }
-    if (this.#open === 0) this.#finishClose()
+    const own = this.#ownServer
+    if (own) {
+      this.#ownServerClosed = false
+      own.close(() => {
+        this.#ownServerClosed = true
+        this.#maybeFinishClose()
+      })
+    }
+    this.#maybeFinishClose()
   }
 
   /** Whether this server takes `req` (its `path` option, when set, must match). */
@@ -313,7 +317,7 @@ export class WebSocketServer extends EventEmitter {
         this.clients?.delete(ws)
         this.#open--
         ws[CLOSED_BY_ENGINE](code, reason)
-        if (this.#state === CLOSING && this.#open === 0) this.#finishClose()
+        this.#maybeFinishClose()
       },
       onDrain: (socket) => (socket.data as WebSocket)[DRAINED](),
       onPing: (socket, data) => (socket.data as WebSocket)[CONTROL](false, data),
@@ -336,28 +340,14 @@ export class WebSocketServer extends EventEmitter {
   }
 
   /** verifyClient, the path, handleProtocols and 'headers', before the engine sends the 101. */
-  #upgrade(r: UpgradeRequest): UpgradeResult | Promise<UpgradeResult> {
-    if (this.#state !== RUNNING) return refusal(503)
+  /** The engine asks before its 101: handleUpgrade has run ws's checks and verifyClient. */
+  #upgrade(r: UpgradeRequest): UpgradeResult {
     const key = r.headers['sec-websocket-key'] ?? ''
-    const given = this.#requests.get(key)
-    if (given) {
-      // handleUpgrade has run ws's checks and verifyClient already.
-      this.#requests.delete(key)
-      return this.#accept(r, given)
-    }
-    const req = upgradeRequest(r)
-    if (!this.shouldHandle(req)) return refusal(400)
-    const offered = r.headers['sec-websocket-protocol']
-    if (offered !== undefined && !validProtocols(offered)) return refusal(400, 'Invalid Sec-WebSocket-Protocol header')
-    const decide = (verdict: Refusal | undefined): UpgradeResult => {
-      if (verdict === undefined) return this.#accept(r, req)
-      if (verdict.headers !== undefined && Object.keys(verdict.headers).length > 0) {
-        process.emitWarning('verifyClient headers are not sent: the engine writes the refusal', { code: 'ERR_UNSUPPORTED_OPTION' })
-      }
-      return refusal(verdict.status, verdict.message)
-    }
-    const verdict = this.#verify(req)
-    return verdict instanceof Promise ? verdict.then(decide) : decide(verdict)
+    const req = this.#requests.get(key)
+    // Only after the handshake timeout: the engine would have refused it by then.
+    if (req === undefined) return refusal(503)
+    this.#requests.delete(key)
+    return this.#accept(r, req)
   }
 
   #accept(r: UpgradeRequest, req: IncomingMessage): UpgradeResult {
@@ -383,7 +373,10 @@ export class WebSocketServer extends EventEmitter {
     return protocol === undefined ? { data: req } : { data: req, protocol }
   }
 
-  #finishClose(): void {
+  /** 'close' once closing, with every connection gone and the own http server closed. */
+  #maybeFinishClose(): void {
+    if (this.#state !== CLOSING || this.#open > 0 || !this.#ownServerClosed || this.#finishing) return
+    this.#finishing = true
     this.#engine.close().then(
       () => {
         this.#state = CLOSED

@@ -45,9 +45,17 @@ function get(agent: http.Agent, port: number, path: string): Promise<{ status: n
   })
 }
 
+/** Upgrades that went out on a socket the keep-alive agent had used for a GET before. */
+let reusedUpgrades = 0
+
 function open(url: string, agent: http.Agent): Promise<{ ws: WebSocket; welcome: { type: string; clientId: string } }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { agent })
+    // ws keeps its upgrade request in `_req` until the upgrade; the agent says if it reused a socket.
+    const request = (ws as unknown as { _req: http.ClientRequest })._req
+    ws.once('open', () => {
+      if (request.reusedSocket) reusedUpgrades++
+    })
     ws.once('message', (m) => resolve({ ws, welcome: JSON.parse(String(m)) as { type: string; clientId: string } }))
     ws.once('error', reject)
   })
@@ -61,7 +69,7 @@ describe.each(['express.mjs', 'fastify.mjs'])('examples/%s', (name) => {
       const first = await get(agent, port, '/api/time')
       expect(first.status).toBe(200)
       expect(typeof (JSON.parse(first.body) as { now: number }).now).toBe('number')
-      // The agent's idle keep-alive socket carries the upgrade request.
+      // The agent's idle keep-alive socket carries the upgrade request (counted in reusedUpgrades).
       const a = await open(`ws://127.0.0.1:${port}/ws?clientId=a`, agent)
       expect(a.welcome).toEqual({ type: 'welcome', clientId: 'a' })
       const sockets: WebSocket[] = [a.ws]
@@ -78,6 +86,9 @@ describe.each(['express.mjs', 'fastify.mjs'])('examples/%s', (name) => {
         const again = await get(agent, port, '/api/time')
         expect(again.status).toBe(200)
       }
+      // Upgrades on sockets that had served GETs were adopted like fresh ones.
+      expect(reusedUpgrades).toBeGreaterThan(0)
+      reusedUpgrades = 0
       const reused = await get(agent, port, '/api/time')
       const reusedAgain = await get(agent, port, '/api/time')
       expect(reusedAgain.reused || reused.reused).toBe(true)

@@ -27,8 +27,12 @@ export function isAttachableServer(value: unknown): value is AttachableServer {
  * absolute form (`http://host/ws`) gives its path.
  */
 export function targetPath(url: string | undefined): string {
-  const target = (url ?? '').split('#', 1)[0]!.split('?', 1)[0]!
-  if (target.startsWith('/')) return target
+  const raw = url ?? ''
+  const query = raw.indexOf('?')
+  const fragment = raw.indexOf('#')
+  const end = Math.min(query < 0 ? raw.length : query, fragment < 0 ? raw.length : fragment)
+  const target = end === raw.length ? raw : raw.slice(0, end)
+  if (target.charCodeAt(0) === 0x2f) return target
   const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(target)
   if (scheme) {
     const slash = target.indexOf('/', scheme[0].length)
@@ -70,10 +74,10 @@ interface TcpHandle {
 /** Node's descriptor of a plain TCP socket, or -1 when it cannot be adopted. */
 function adoptableFd(socket: Duplex): number {
   if (process.platform === 'win32' || !(socket instanceof net.Socket) || socket instanceof tls.TLSSocket) return -1
-  // A Unix-domain socket has an fd too, but no peer address.
-  if (typeof socket.remoteAddress !== 'string') return -1
   const handle = (socket as unknown as { _handle?: TcpHandle | null })._handle
   if (!handle || typeof handle.fd !== 'number' || handle.fd < 0 || typeof handle.readStop !== 'function') return -1
+  // libuv's TCP handle; a Unix-domain socket's is a Pipe (the engine would refuse it too).
+  if (handle.constructor.name !== 'TCP') return -1
   return handle.fd
 }
 
@@ -89,7 +93,7 @@ function takeBuffered(socket: Duplex): Buffer[] {
 
 /**
  * Hands the connection to the engine; returns the attach id its connect or upgrade-failed
- * event will carry. The fast path stops libuv reading, takes what Node buffered, lets the
+ * event will carry (0: refused here, with 503). The fast path stops libuv reading, takes what Node buffered, lets the
  * engine duplicate the descriptor, then closes Node's handle: closing one of two descriptors of
  * a socket sends nothing (no FIN, no RST). Anything else goes through the loopback pump.
  */
@@ -111,7 +115,13 @@ export function handOver(native: NativeServer, req: IncomingMessage, socket: Dup
       handle.readStart()
     }
   }
-  return pump(native, socket, req, Buffer.concat(prefix))
+  try {
+    return pump(native, socket, req, Buffer.concat(prefix))
+  } catch {
+    // The loopback listener could not be started (no local port left, say).
+    refuse(socket, 503, 'WebSocket engine unavailable')
+    return 0
+  }
 }
 
 /**
@@ -134,9 +144,12 @@ function pump(native: NativeServer, socket: Duplex, req: IncomingMessage, prefix
   socket.on('error', end)
   link.on('error', end)
   socket.on('close', () => link.destroy())
+  // The engine closed: end the client's side (FIN, or close_notify then FIN), then let go.
   link.on('close', () => {
-    if (!socket.destroyed) socket.end()
+    if (socket.destroyed) return
+    if (socket.writableFinished) return void socket.destroy()
     socket.once('finish', () => socket.destroy())
+    socket.end()
   })
   socket.pipe(link)
   link.pipe(socket)

@@ -308,7 +308,7 @@ export class WsServer {
     this.#taken.add(socket)
     if (this.#state !== 'listening') return refuse(socket, 503, 'Server shutting down')
     const id = handOver(this.#native, req, socket, head, this.#adopt)
-    if (cb) this.#attaching.set(id, { req, cb })
+    if (cb && id !== 0) this.#attaching.set(id, { req, cb })
   }
 
   /** The limits in force, defaults filled in. */
@@ -383,6 +383,7 @@ export class WsServer {
         this.#drain()
       }
       this.#native.dispose()
+      this.#attaching.clear()
       this.#state = 'closed'
     })()
     return this.#closing

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::engine::Engine;
+#[cfg(unix)]
+use crate::events::Event;
 use crate::server;
 
 /// Starts what an engine needs without a listening socket of its own: the timer task. (Event
@@ -49,13 +51,19 @@ pub fn adopt(engine: Arc<Engine>, fd: i32, prefix: Vec<u8>, attach: u32) -> std:
     // Not a TCP socket (a pipe, a Unix socket): peer_addr fails and the copy is closed.
     let remote = std_stream.peer_addr()?;
     std_stream.set_nonblocking(true)?;
-    // `from_std` registers the socket with the runtime's reactor; entering the runtime here
-    // keeps that on the calling thread, so a failure is reported to the caller synchronously.
-    napi::bindgen_prelude::within_runtime_if_available(|| {
-        let stream = tokio::net::TcpStream::from_std(std_stream)?;
-        serve(engine, stream, remote, prefix, attach);
-        Ok(())
-    })
+    // Registering with tokio's reactor takes its registration lock, which a busy I/O driver
+    // may hold: done on a worker, not on the JS thread. It fails only when the reactor cannot
+    // take another source; the connection is then dropped and JS told.
+    napi::bindgen_prelude::spawn(async move {
+        match tokio::net::TcpStream::from_std(std_stream) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                server::serve_attached(engine, stream, remote, prefix, attach).await;
+            }
+            Err(_) => engine.events.push(Event::UpgradeFailed { request: attach }),
+        }
+    });
+    Ok(())
 }
 
 /// Without Unix descriptors there is no fast path; the facade uses the loopback pump instead.

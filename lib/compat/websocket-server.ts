@@ -274,6 +274,9 @@ export class WebSocketServer extends EventEmitter {
       if (this.#requests.get(key) === req) this.#requests.delete(key)
     }, HANDSHAKE_TIMEOUT).unref()
     this.#handedOver.add(socket)
+    // net.Socket caches the peer address on first read: read it now, so req.socket.remoteAddress
+    // (what ws apps log) still answers once the engine has taken the descriptor.
+    void (socket as { remoteAddress?: string }).remoteAddress
     this.#engine.handleUpgrade(req, socket, head, (native, request) => cb(this.#attach(native), request))
   }
 

@@ -157,6 +157,17 @@ describe('port mode', () => {
     client.close()
   })
 
+  it('clients sending the same Sec-WebSocket-Key each get their own upgrade and their own req', async () => {
+    const { wss, port } = await start()
+    const seen: Array<[WebSocket, IncomingMessage]> = []
+    wss.on('connection', (ws: WebSocket, req: IncomingMessage) => seen.push([ws, req]))
+    const responses = await Promise.all(Array.from({ length: 5 }, () => rawExchange(port, upgradeRequest('/'), 300)))
+    expect(responses.map(statusOf)).toEqual([101, 101, 101, 101, 101])
+    await waitFor(() => seen.length === 5)
+    expect(new Set(seen.map(([, req]) => req.socket.remotePort)).size).toBe(5)
+    for (const [ws, req] of seen) expect(ws.native.remoteAddress).toBe(req.socket.remoteAddress)
+  })
+
   it('address() is the bound address, null after close()', async () => {
     const { wss, port } = await start()
     expect(wss.address()).toEqual({ address: '127.0.0.1', family: 'IPv4', port })

@@ -266,17 +266,18 @@ export class WebSocketServer extends EventEmitter {
       return
     }
     if (this.#state !== RUNNING) return abortHandshake(socket, 503)
-    const key = req.headers['sec-websocket-key'] ?? ''
-    this.#requests.set(key, req)
-    // An upgrade the engine refuses before onUpgrade never reaches #upgrade: forget it after the
-    // handshake timeout.
-    setTimeout(() => {
-      if (this.#requests.get(key) === req) this.#requests.delete(key)
-    }, HANDSHAKE_TIMEOUT).unref()
     this.#handedOver.add(socket)
     // net.Socket caches the peer address on first read: read it now, so req.socket.remoteAddress
     // (what ws apps log) still answers once the engine has taken the descriptor.
-    void (socket as { remoteAddress?: string }).remoteAddress
+    const peer = socket as { remoteAddress?: string; remotePort?: number }
+    const waiting = { req, address: peer.remoteAddress, port: peer.remotePort }
+    const key = req.headers['sec-websocket-key'] ?? ''
+    const list = this.#requests.get(key)
+    if (list) list.push(waiting)
+    else this.#requests.set(key, [waiting])
+    // An upgrade the engine refuses before onUpgrade never reaches #upgrade: forget it after the
+    // handshake timeout.
+    setTimeout(() => this.#takeRequest(key, (w) => w === waiting), HANDSHAKE_TIMEOUT).unref()
     this.#engine.handleUpgrade(req, socket, head, (native, request) => cb(this.#attach(native), request))
   }
 
@@ -302,7 +303,21 @@ export class WebSocketServer extends EventEmitter {
   }
 
   /** Requests given to `handleUpgrade`, by their Sec-WebSocket-Key, until `onUpgrade` sees them. */
-  readonly #requests = new Map<string, IncomingMessage>()
+  // Clients may all send the same key; the peer address tells their requests apart.
+  readonly #requests = new Map<string, Array<{ req: IncomingMessage; address: string | undefined; port: number | undefined }>>()
+
+  /** Removes and returns the first waiting request of `key` that `match` accepts. */
+  #takeRequest(
+    key: string,
+    match: (w: { req: IncomingMessage; address: string | undefined; port: number | undefined }) => boolean,
+  ): IncomingMessage | undefined {
+    const list = this.#requests.get(key)
+    const i = list?.findIndex(match) ?? -1
+    if (list === undefined || i === -1) return undefined
+    const [taken] = list.splice(i, 1)
+    if (list.length === 0) this.#requests.delete(key)
+    return taken?.req
+  }
 
   #handlers(): WebSocketHandlers {
     return {
@@ -346,10 +361,11 @@ export class WebSocketServer extends EventEmitter {
   /** The engine asks before its 101: handleUpgrade has run ws's checks and verifyClient. */
   #upgrade(r: UpgradeRequest): UpgradeResult {
     const key = r.headers['sec-websocket-key'] ?? ''
-    const req = this.#requests.get(key)
-    // Only after the handshake timeout: the engine would have refused it by then.
+    // The peer's address where the engine knows it as Node does, else the oldest with this key.
+    const req =
+      this.#takeRequest(key, (w) => w.port === r.remotePort && w.address === r.remoteAddress) ?? this.#takeRequest(key, () => true)
+    // None only after the handshake timeout: the engine would have refused it by then.
     if (req === undefined) return refusal(503)
-    this.#requests.delete(key)
     return this.#accept(r, req)
   }
 

@@ -100,7 +100,24 @@ function addListeners(server: HttpServer, map: Record<string, Listener>): Remove
   }
 }
 
+/** The events of ws's WebSocketServer, typed for listeners. */
+export interface WebSocketServer {
+  on(event: 'connection', listener: (ws: WebSocket, req: IncomingMessage) => void): this
+  on(event: 'headers', listener: (headers: string[], req: IncomingMessage) => void): this
+  on(event: 'wsClientError', listener: (error: Error, socket: Duplex, req: IncomingMessage) => void): this
+  on(event: 'error', listener: (error: Error) => void): this
+  on(event: 'listening' | 'close', listener: () => void): this
+  on(event: string | symbol, listener: (...args: never[]) => void): this
+  once(event: 'connection', listener: (ws: WebSocket, req: IncomingMessage) => void): this
+  once(event: 'headers', listener: (headers: string[], req: IncomingMessage) => void): this
+  once(event: 'wsClientError', listener: (error: Error, socket: Duplex, req: IncomingMessage) => void): this
+  once(event: 'error', listener: (error: Error) => void): this
+  once(event: 'listening' | 'close', listener: () => void): this
+  once(event: string | symbol, listener: (...args: never[]) => void): this
+}
+
 /** A ws-compatible WebSocket server whose connections run in our engine. */
+// The interface above adds typed overloads to EventEmitter's on/once.
 export class WebSocketServer extends EventEmitter {
   /** The options, ws's defaults filled in. */
   readonly options: ResolvedOptions

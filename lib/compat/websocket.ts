@@ -59,7 +59,22 @@ function notOpen(state: number): Error {
   return new Error(`WebSocket is not open: readyState ${state} (${READY_STATES[state]})`)
 }
 
+/** The events of ws's server-side WebSocket, typed for listeners. */
+export interface WebSocket {
+  on(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[] | Blob, isBinary: boolean) => void): this
+  on(event: 'close', listener: (code: number, reason: Buffer) => void): this
+  on(event: 'ping' | 'pong', listener: (data: Buffer) => void): this
+  on(event: 'error', listener: (error: Error) => void): this
+  on(event: string | symbol, listener: (...args: never[]) => void): this
+  once(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[] | Blob, isBinary: boolean) => void): this
+  once(event: 'close', listener: (code: number, reason: Buffer) => void): this
+  once(event: 'ping' | 'pong', listener: (data: Buffer) => void): this
+  once(event: 'error', listener: (error: Error) => void): this
+  once(event: string | symbol, listener: (...args: never[]) => void): this
+}
+
 /** A connection as ws's server hands it to 'connection' listeners. */
+// The interface above adds typed overloads to EventEmitter's on/once.
 export class WebSocket extends EventEmitter {
   static readonly CONNECTING = 0
   static readonly OPEN = 1

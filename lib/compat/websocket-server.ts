@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { createServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WsServer } from '../server'
@@ -31,7 +32,8 @@ export type VerifyClient =
 export interface ServerOptions {
   port?: number
   host?: string
-  server?: HttpServer
+  /** An http or https server whose upgrades this server takes. */
+  server?: HttpServer | HttpsServer
   noServer?: boolean
   path?: string
   backlog?: number
@@ -53,7 +55,7 @@ export interface ServerOptions {
   /** A subclass of this module's WebSocket. */
   WebSocket?: typeof WebSocket
   /** Engine options ws does not have (`idleTimeout`, `pingInterval`, `maxBackpressure`...). */
-  rnode?: Omit<NativeServerOptions, 'port' | 'host' | 'maxPayload' | 'closeTimeout' | 'protocols'>
+  rnode?: Omit<NativeServerOptions, 'port' | 'host' | 'reusePort' | 'server' | 'noServer' | 'maxPayload' | 'closeTimeout' | 'protocols'>
 }
 
 /** `options` as `wss.options` shows them: ws's defaults filled in. */
@@ -116,8 +118,8 @@ export interface WebSocketServer {
   once(event: string | symbol, listener: (...args: never[]) => void): this
 }
 
-/** A ws-compatible WebSocket server whose connections run in our engine. */
 // The interface above adds typed overloads to EventEmitter's on/once.
+/** A ws-compatible WebSocket server whose connections run in our engine. */
 export class WebSocketServer extends EventEmitter {
   /** The options, ws's defaults filled in. */
   readonly options: ResolvedOptions

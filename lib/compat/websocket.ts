@@ -73,8 +73,8 @@ export interface WebSocket {
   once(event: string | symbol, listener: (...args: never[]) => void): this
 }
 
-/** A connection as ws's server hands it to 'connection' listeners. */
 // The interface above adds typed overloads to EventEmitter's on/once.
+/** A connection as ws's server hands it to 'connection' listeners. */
 export class WebSocket extends EventEmitter {
   static readonly CONNECTING = 0
   static readonly OPEN = 1

@@ -660,7 +660,6 @@ export class WsServer {
     }
     const req: UpgradeRequest = {
       path: raw.path,
-      url: raw.query === '' ? raw.path : `${raw.path}?${raw.query}`,
       query: parseQuery(raw.query),
       headers: raw.headers,
       remoteAddress: raw.remoteAddress,

@@ -5,8 +5,6 @@ import type { Socket } from './socket'
 /** The HTTP upgrade request as `onUpgrade` sees it. */
 export interface UpgradeRequest {
   path: string
-  /** The request target as sent: path and query. */
-  url: string
   /** Query parameters. */
   query: Record<string, string>
   /** Request headers, lower-case names. */

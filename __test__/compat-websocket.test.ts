@@ -64,7 +64,7 @@ describe('messages', () => {
       const out: Array<[string, boolean]> = []
       client.on('message', (d: Buffer, isBinary: boolean) => {
         out.push([d.toString(), isBinary])
-        if (out.length === 6) resolve(out)
+        if (out.length === 7) resolve(out)
       })
     })
     ws.send('a')
@@ -73,6 +73,7 @@ describe('messages', () => {
     ws.send(Buffer.from('d'), { binary: false })
     ws.send(42)
     ws.send(new Uint16Array([0x6665]).buffer)
+    ws.send(Buffer.from([0x61, 0xfe]), { binary: false })
     expect(await got).toEqual([
       ['a', false],
       ['b', true],
@@ -80,6 +81,7 @@ describe('messages', () => {
       ['d', false],
       ['42', false],
       ['ef', true],
+      ['a\ufffd', false],
     ])
   })
 

@@ -153,6 +153,8 @@ export interface NativeBinding {
   /** 0 sent, 1 buffered (over half of maxBackpressure), 2 dropped (also for a wrong argument). */
   sendText(handle: number, conn: number, data: string): number
   sendBinary(handle: number, conn: number, data: Uint8Array): number
+  /** A text frame from UTF-8 bytes (invalid sequences are sent as U+FFFD). */
+  sendTextBytes(handle: number, conn: number, data: Uint8Array): number
 }
 
 function platformTriple(): string {

@@ -124,6 +124,16 @@ export class Socket {
     throw new TypeError(`socket.send() takes a string, Buffer, Uint8Array or ArrayBuffer, got ${describe(data)}`)
   }
 
+  /**
+   * Queues a text frame from a string, or from bytes holding UTF-8 (sent as they are, without
+   * a decode; invalid sequences go out as U+FFFD). Returns what `send()` returns.
+   */
+  sendText(data: string | Uint8Array): SendStatus {
+    if (typeof data === 'string') return STATUS[binding.sendText(this.#handle, this.conn, data)] ?? 'dropped'
+    if (data instanceof Uint8Array) return STATUS[binding.sendTextBytes(this.#handle, this.conn, data)] ?? 'dropped'
+    throw new TypeError(`socket.sendText() takes a string or a Uint8Array, got ${describe(data)}`)
+  }
+
   /** Starts the close handshake. Throws `RangeError` for an invalid code or a reason over 123 bytes. */
   close(code = 1000, reason = ''): void {
     checkClose(code, reason)

@@ -90,9 +90,6 @@ export class WebSocket extends EventEmitter {
   #binaryType: BinaryType = 'nodebuffer'
   #paused = false
   #held: Array<string | Buffer> = []
-  /** The last text message, as received and as handed out: echoing it back skips a decode. */
-  #lastText = ''
-  #lastTextBuffer: Buffer | undefined
   /** `send()` callbacks waiting for the send buffer to drain. */
   #waiting: Callback[] = []
 
@@ -174,7 +171,7 @@ export class WebSocket extends EventEmitter {
     } else {
       const bytes = data === undefined ? EMPTY : toBuffer(data)
       if (binary === false) {
-        status = socket.send(bytes === this.#lastTextBuffer ? this.#lastText : bytes.toString())
+        status = socket.sendText(bytes)
       } else {
         status = socket.send(bytes)
       }
@@ -260,10 +257,7 @@ export class WebSocket extends EventEmitter {
       return
     }
     if (typeof message === 'string') {
-      const buffer = Buffer.from(message)
-      this.#lastText = message
-      this.#lastTextBuffer = buffer
-      this.emit('message', buffer, false)
+      this.emit('message', Buffer.from(message), false)
       return
     }
     switch (this.#binaryType) {
@@ -299,7 +293,6 @@ export class WebSocket extends EventEmitter {
   [CLOSED_BY_ENGINE](code: number, reason: string): void {
     this.#state = CLOSED
     this.#held = []
-    this.#lastTextBuffer = undefined
     const waiting = this.#waiting
     this.#waiting = []
     for (const cb of waiting) cb(notOpen(CLOSED))

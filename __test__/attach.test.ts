@@ -47,6 +47,27 @@ function echo(extra: WebSocketHandlers = {}): WebSocketHandlers {
   return { onMessage: (s, m) => void s.send(m), ...extra }
 }
 
+/**
+ * An http server whose upgrade listener runs `onUpgrade` with a noServer WsServer that has
+ * `handlers` (an echo by default) on /ws.
+ */
+async function manual(
+  onUpgrade: (server: WsServer, req: http.IncomingMessage, socket: Duplex, head: Buffer) => void,
+  options: ServerOptions = {},
+  handlers: WebSocketHandlers = echo(),
+): Promise<{ server: WsServer; port: number }> {
+  const httpServer = http.createServer()
+  const server = new WsServer({ noServer: true, ...options })
+  server.websocket('/ws', handlers)
+  httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(server, req, socket, head))
+  const port = await listenHttp(httpServer)
+  cleanups.push(async () => {
+    await server.close({ timeout: 500 })
+    await closeHttp(httpServer)
+  })
+  return { server, port }
+}
+
 function request(ws: WebSocket, msg: object): Promise<unknown> {
   ws.send(JSON.stringify(msg))
   return nextMessage(ws).then((m) => JSON.parse(String(m)) as unknown)
@@ -170,18 +191,10 @@ describe.each(PATHS)('{ server } on the $name', ({ adopt }) => {
   })
 
   it('bytes sent right behind the request (in head, and after the upgrade event) arrive in order', async () => {
-    const httpServer = http.createServer()
-    const server = new WsServer({ noServer: true, adopt })
-    server.websocket('/ws', echo())
     // Hands over late: the second frame is then in the socket's read buffer, not in `head`.
-    httpServer.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+    const { port } = await manual((server, req, socket, head) => {
       setTimeout(() => server.handleUpgrade(req, socket, head), 150)
-    })
-    const port = await listenHttp(httpServer)
-    cleanups.push(async () => {
-      await server.close({ timeout: 500 })
-      await closeHttp(httpServer)
-    })
+    }, { adopt })
     const raw = net.connect(port, '127.0.0.1')
     let received = Buffer.alloc(0)
     raw.on('data', (d) => (received = Buffer.concat([received, d])))
@@ -206,6 +219,19 @@ describe.each(PATHS)('{ server } on the $name', ({ adopt }) => {
     peer.send({ opcode: 8, payload: closePayload(1000) })
     expect((await peer.nextFrame())?.opcode).toBe(8)
     peer.destroy()
+  })
+
+  it(adopt ? "hands the descriptor over: Node's socket is gone at once" : "keeps Node's socket and pumps it", async () => {
+    const destroyedAfter: boolean[] = []
+    const { port } = await manual((server, req, socket, head) => {
+      server.handleUpgrade(req, socket, head)
+      destroyedAfter.push(socket.destroyed)
+    }, { adopt })
+    const ws = await connect(`ws://127.0.0.1:${port}/ws`)
+    ws.send('which path')
+    expect(await nextMessage(ws)).toBe('which path')
+    expect(destroyedAfter).toEqual([adopt])
+    ws.close()
   })
 
   it('hardening: bad requests get the same HTTP statuses as on an own port', async () => {
@@ -294,16 +320,29 @@ describe('noServer + handleUpgrade', () => {
     b.close()
   })
 
+  it('a cb that throws closes that connection with 1011 and goes to onError; onConnect does not run', async () => {
+    const seen: string[] = []
+    const handlers: WebSocketHandlers = {
+      onConnect: () => void seen.push('onConnect'),
+      onError: (_s, err) => void seen.push(`onError ${err.message}`),
+    }
+    const { server, port } = await manual((s, req, socket, head) => {
+      s.handleUpgrade(req, socket, head, () => {
+        throw new Error('cb failed')
+      })
+    }, {}, handlers)
+    const ws = await connect(`ws://127.0.0.1:${port}/ws`)
+    expect((await closed(ws)).code).toBe(1011)
+    expect(seen).toEqual(['onError cb failed'])
+    expect(server.shouldHandle({ url: '/ws' } as http.IncomingMessage)).toBe(true)
+    await server.close()
+    expect(server.shouldHandle({ url: '/ws' } as http.IncomingMessage)).toBe(false)
+  })
+
   it('a refused upgrade never calls cb', async () => {
-    const httpServer = http.createServer()
-    const server = new WsServer({ noServer: true })
-    server.websocket('/ws', { onUpgrade: () => false })
     let called = 0
-    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => server.handleUpgrade(req, socket, head, () => void called++))
-    const port = await listenHttp(httpServer)
-    cleanups.push(async () => {
-      await server.close({ timeout: 500 })
-      await closeHttp(httpServer)
+    const { port } = await manual((server, req, socket, head) => server.handleUpgrade(req, socket, head, () => void called++), {}, {
+      onUpgrade: () => false,
     })
     expect(statusOf(await rawExchange(port, upgradeRequest('/ws'), 1000))).toBe(401)
     expect(statusOf(await rawExchange(port, upgradeRequest('/elsewhere'), 1000))).toBe(404)
@@ -425,20 +464,6 @@ describe('bad input and faults', () => {
     await server.close()
   })
 
-  /** An http server whose upgrade listener runs `onUpgrade` with a noServer WsServer (echo on /ws). */
-  async function manual(onUpgrade: (server: WsServer, req: http.IncomingMessage, socket: Duplex, head: Buffer) => void) {
-    const httpServer = http.createServer()
-    const server = new WsServer({ noServer: true })
-    server.websocket('/ws', echo())
-    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(server, req, socket, head))
-    const port = await listenHttp(httpServer)
-    cleanups.push(async () => {
-      await server.close({ timeout: 500 })
-      await closeHttp(httpServer)
-    })
-    return { server, port }
-  }
-
   it('a request the app already answered: ERR_UPGRADE_ANSWERED, the client keeps the app answer', async () => {
     const errors: string[] = []
     const { port } = await manual((server, req, socket, head) => {
@@ -496,18 +521,10 @@ describe('bad input and faults', () => {
   it('a slow-path connection whose Node socket errors closes with 1006 and reports onClose', async () => {
     const codes: number[] = []
     let nodeSocket: Duplex | undefined
-    const httpServer = http.createServer()
-    const server = new WsServer({ noServer: true, adopt: false })
-    server.websocket('/ws', echo({ onClose: (_s, code) => void codes.push(code) }))
-    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const { port } = await manual((server, req, socket, head) => {
       nodeSocket = socket
       server.handleUpgrade(req, socket, head)
-    })
-    const port = await listenHttp(httpServer)
-    cleanups.push(async () => {
-      await server.close({ timeout: 500 })
-      await closeHttp(httpServer)
-    })
+    }, { adopt: false }, echo({ onClose: (_s, code) => void codes.push(code) }))
     const ws = await connect(`ws://127.0.0.1:${port}/ws`)
     ws.on('error', () => {})
     ws.send('x')

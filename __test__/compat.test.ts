@@ -487,6 +487,35 @@ describe('noServer mode and handleUpgrade', () => {
     client.close()
   })
 
+  it("ws's 'multiple servers sharing a single HTTP server' recipe: two noServer servers routed by path", async () => {
+    const one = new WebSocketServer({ noServer: true })
+    const two = new WebSocketServer({ noServer: true })
+    one.on('connection', (ws) => ws.send('one'))
+    two.on('connection', (ws) => ws.send('two'))
+    const server = http.createServer()
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const target = req.url === '/one' ? one : req.url === '/two' ? two : undefined
+      if (!target) return socket.destroy()
+      target.handleUpgrade(req, socket, head, (ws) => target.emit('connection', ws, req))
+    })
+    const port = await listenHttp(server)
+    cleanups.push(async () => {
+      await Promise.all([closeServer(one), closeServer(two)])
+      await closeHttp(server)
+    })
+    // The greeting comes right after the upgrade: listen for it before the client opens.
+    const greeting = (path: string): Promise<string> =>
+      new Promise((resolve) => {
+        const c = new WsClient(`ws://127.0.0.1:${port}${path}`)
+        c.once('message', (d: Buffer) => {
+          resolve(d.toString())
+          c.close()
+        })
+      })
+    expect(await Promise.all([greeting('/one'), greeting('/two')])).toEqual(['one', 'two'])
+    await waitFor(() => one.clients?.size === 0 && two.clients?.size === 0)
+  })
+
   it('close() in noServer mode with no clients emits close', async () => {
     const wss = new WebSocketServer({ noServer: true, clientTracking: false })
     await new Promise<void>((resolve) => wss.close(() => resolve()))

@@ -121,6 +121,7 @@ describe('messages', () => {
     ws.send('ok', { compress: true, fin: true, mask: false })
     expect(await nextMessage(client)).toBe('ok')
     expect(() => ws.send({} as unknown as string)).toThrow(TypeError)
+    expect(() => ws.send(new Blob(['x']) as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_OPTION' }))
   })
 
   it('binaryType: nodebuffer (default), arraybuffer, fragments, blob; unknown values are ignored', async () => {

@@ -52,6 +52,7 @@ function toBuffer(data: Exclude<WsData, string | number | undefined>): Buffer {
   if (data instanceof ArrayBuffer) return Buffer.from(data)
   if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
   if (Array.isArray(data)) return Buffer.from(data)
+  if ((data as unknown) instanceof Blob) throw unsupported('sending a Blob', 'send() is synchronous here; send await blob.arrayBuffer()')
   throw codedError('ERR_INVALID_ARG_TYPE', 'data must be a string, a number, a Buffer, an ArrayBuffer or a view', TypeError)
 }
 

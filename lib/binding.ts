@@ -37,6 +37,8 @@ export interface NativeBinding {
   sendBinary(handle: number, conn: number, data: Uint8Array): number
   /** The first `trustProxy` entry that is not an address or CIDR range, or null. */
   checkTrustProxy(entries: string[]): string | null
+  /** A text frame from UTF-8 bytes (invalid sequences are sent as U+FFFD). */
+  sendTextBytes(handle: number, conn: number, data: Uint8Array): number
 }
 
 function platformTriple(): string {

@@ -33,6 +33,13 @@ export declare class NativeServer {
   get handle(): number
   /** Starts the close handshake with a code and reason the facade already validated. */
   closeConnection(conn: number, code: number, reason: string): boolean
+  /**
+   * Sends a ping (`pong: false`) or pong frame; `data` is at most 125 bytes (checked by the
+   * facade). False when the connection is gone or closing.
+   */
+  sendControl(conn: number, pong: boolean, data: Uint8Array): boolean
+  /** Drops a connection at once, without a close handshake (it reports 1006). */
+  terminate(conn: number): boolean
   /** Bytes accepted by `send` and not yet written. */
   bufferedAmount(conn: number): number
   /**
@@ -127,6 +134,10 @@ export declare const enum EventKind {
   Leave = 6,
   Upgrade = 7,
   UpgradeFailed = 8,
+  /** A ping frame from the peer (payload as hex text), for paths with `onPing`. */
+  Ping = 9,
+  /** A pong frame from the peer (payload as hex text), for paths with `onPong`. */
+  Pong = 10,
 }
 
 /**
@@ -139,6 +150,8 @@ export declare const enum Hook {
   LeaveRoom = 4,
   /** `onUpgrade` (or a subprotocol selector) must see the request before the 101. */
   Upgrade = 8,
+  /** Ping and pong frames from the peer reach JS (the ws-compatible layer's events). */
+  Control = 16,
 }
 
 /** What `socket.joinRoom()` got, as the facade reads it (a number at runtime). */

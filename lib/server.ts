@@ -37,12 +37,16 @@ const HANDLER_NAMES = [
   'onDrain',
   'onJoinRoom',
   'onLeaveRoom',
+  'onPing',
+  'onPong',
 ] as const
 type HandlerName = (typeof HANDLER_NAMES)[number]
 
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
 const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure', 'maxInboundQueue'] as const
 const MAX_U32 = 0xffffffff
+/** The route of every path without one of its own. */
+const ANY_PATH = '*'
 
 /**
  * `text.substring(start, end)` as a string of its own. V8 makes a longer substring a slice that
@@ -320,7 +324,7 @@ export class WsServer {
 
   /** Whether `handleUpgrade()` would take this request: a `websocket()` route has its path. */
   shouldHandle(req: IncomingMessage): boolean {
-    return this.#state === 'listening' && this.#mode.kind !== 'port' && this.#routes.has(targetPath(req.url))
+    return this.#state === 'listening' && this.#mode.kind !== 'port' && this.#route(targetPath(req.url)) !== undefined
   }
 
   /**
@@ -378,12 +382,13 @@ export class WsServer {
   }
 
   /**
-   * Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`);
-   * `options.rateLimit` replaces the server's `rateLimit` for this path's connections.
+   * Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`; `'*'`
+   * takes every path that has no route of its own); `options.rateLimit` replaces the server's
+   * `rateLimit` for this path's connections.
    */
   websocket(path: string, handlers: WebSocketHandlers = {}, options: RouteOptions = {}): this {
-    if (typeof path !== 'string' || !path.startsWith('/')) {
-      throw badArg(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
+    if (typeof path !== 'string' || !(path.startsWith('/') || path === ANY_PATH)) {
+      throw badArg(`websocket() path must be a string starting with '/' or '*', got ${JSON.stringify(path)}`)
     }
     if (typeof handlers !== 'object' || handlers === null) throw badArg('websocket() handlers must be an object')
     for (const name of HANDLER_NAMES) {
@@ -397,7 +402,8 @@ export class WsServer {
       (handlers.onMessage ? Hook.Message : 0) |
       (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
       (handlers.onLeaveRoom ? Hook.LeaveRoom : 0) |
-      (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0)
+      (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0) |
+      (handlers.onPing || handlers.onPong ? Hook.Control : 0)
     this.#native.addRoute(path, hooks, rateLimit)
     return this
   }
@@ -666,14 +672,26 @@ export class WsServer {
             if (socket) this.#call(socket, 'onLeaveRoom', ownString(text, start, end))
             break
           }
+          case EventKind.Ping:
+          case EventKind.Pong: {
+            const socket = this.#sockets.get(conn)
+            const data = Buffer.from(text.substring(start, end), 'hex')
+            if (socket) this.#call(socket, h[i] === EventKind.Ping ? 'onPing' : 'onPong', data)
+            break
+          }
         }
       }
     }
   }
 
+  /** The handlers of a path: its own route, else the `'*'` route. */
+  #route(path: string): WebSocketHandlers | undefined {
+    return this.#routes.get(path) ?? this.#routes.get(ANY_PATH)
+  }
+
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
-    const socket = new Socket(this.#native, this.#handle, conn, info, this.#routes.get(info.path) ?? {})
+    const socket = new Socket(this.#native, this.#handle, conn, info, this.#route(info.path) ?? {})
     if (info.upgrade !== 0) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
@@ -705,15 +723,23 @@ export class WsServer {
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */
   #onUpgrade(request: number, infoJson: string): void {
-    const raw = JSON.parse(infoJson) as { path: string; query: string; headers: Record<string, string>; remoteAddress: string; protocols: string[] }
+    const raw = JSON.parse(infoJson) as {
+      path: string
+      query: string
+      headers: Record<string, string>
+      remoteAddress: string
+      remotePort: number
+      protocols: string[]
+    }
     const req: UpgradeRequest = {
       path: raw.path,
       query: parseQuery(raw.query),
       headers: raw.headers,
       remoteAddress: raw.remoteAddress,
+      remotePort: raw.remotePort,
       protocols: raw.protocols,
     }
-    const hook = this.#routes.get(raw.path)?.onUpgrade
+    const hook = this.#route(raw.path)?.onUpgrade
     const refuse = (status: number, message: string): void =>
       this.#native.resolveUpgrade(request, false, status, message, null, null)
     const decide = (result: UpgradeResult): void => {
@@ -766,7 +792,7 @@ export class WsServer {
   /** A client's `join_room` waits for `onJoinRoom`: false, a throw or a rejection refuse it. */
   #onJoinRequest(conn: number, request: number, roomId: string): void {
     const socket = this.#sockets.get(conn)
-    const hook = socket && this.#routes.get(socket.path)?.onJoinRoom
+    const hook = socket && this.#route(socket.path)?.onJoinRoom
     if (!socket || !hook) {
       this.#native.resolveJoin(request, false)
       return
@@ -818,7 +844,7 @@ export class WsServer {
 
   /** Hands an error to `onError`, or to stderr when there is none (or it is the one failing). */
   #report(socket: Socket, name: HandlerName, error: CodedError): void {
-    const onError = this.#routes.get(socket.path)?.onError
+    const onError = this.#route(socket.path)?.onError
     if (onError && name !== 'onError') {
       try {
         const result = onError(socket, error)

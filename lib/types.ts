@@ -11,6 +11,7 @@ export interface UpgradeRequest {
   /** Request headers, lower-case names. */
   headers: Record<string, string>
   remoteAddress: string
+  remotePort: number
   /** Subprotocols the client offered, in its order. */
   protocols: string[]
 }
@@ -46,7 +47,7 @@ export type UpgradeResult =
 /** Anything a handler may return: nothing, or a promise whose rejection counts as a throw. */
 export type HandlerResult = void | Promise<void>
 
-/** Per-path handlers passed to `server.websocket(path, handlers)`. */
+/** Per-path handlers passed to `server.websocket(path, handlers)` (`'*'`: every path without its own). */
 export interface WebSocketHandlers {
   /**
    * Runs before the 101 (authentication lives here). Return `false` to refuse with 401, or
@@ -81,6 +82,10 @@ export interface WebSocketHandlers {
   onJoinRoom?: (socket: Socket, roomId: string) => boolean | void | Promise<boolean | void>
   /** The socket left a room (its own request, `socket.leaveRoom()` or `deleteRoom()`). */
   onLeaveRoom?: (socket: Socket, roomId: string) => HandlerResult
+  /** The client sent a ping frame (the engine has already answered it with a pong). */
+  onPing?: (socket: Socket, data: Buffer) => HandlerResult
+  /** The client sent a pong frame (an answer to `socket.ping()` or to the server's heartbeat). */
+  onPong?: (socket: Socket, data: Buffer) => HandlerResult
 }
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */

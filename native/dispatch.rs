@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::clock;
 use crate::conn::Conn;
 use crate::engine::{hooks, Engine};
-use crate::events::Event;
+use crate::events::{hex, Event};
 use crate::frame::{self, opcode, Inbound, Violation};
 use crate::metrics::frame_type;
 use crate::protocol::{self, Request};
@@ -83,6 +83,9 @@ impl Dispatch {
                 if self.ping_allowed(engine.mono_ms()) {
                     engine.metrics.control_out(frame_type::PONG, 1, data.len() as u64);
                     conn.send_control(&frame::encode(opcode::PONG, data));
+                    if conn.hooks & hooks::CONTROL != 0 {
+                        engine.events.push(Event::Control { conn: conn.id, pong: false, hex: hex(data) });
+                    }
                 } else {
                     self.close.get_or_insert_with(|| (1008, "Ping flood".to_string()));
                     conn.close(1008, "Ping flood");
@@ -95,7 +98,9 @@ impl Dispatch {
                 if sent != 0 {
                     engine.metrics.ping_rtt.observe(engine.mono_ms().saturating_sub(sent));
                 }
-                self.within_rate(engine, conn, data.len());
+                if self.within_rate(engine, conn, data.len()) && conn.hooks & hooks::CONTROL != 0 {
+                    engine.events.push(Event::Control { conn: conn.id, pong: true, hex: hex(data) });
+                }
             }
             Inbound::Close(close) => {
                 engine.metrics.control_in(frame_type::CLOSE, close.as_ref().map_or(0, |(_, r)| 2 + r.len()));

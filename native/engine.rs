@@ -45,6 +45,9 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by connection id.
 pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// The route that takes every path without a route of its own.
+pub const ANY_PATH: &str = "*";
+
 /// Bits telling which JS hooks a path registered (`addRoute`); without one, its events never
 /// cross into JS.
 #[napi_derive::napi]
@@ -54,6 +57,8 @@ pub enum Hook {
     LeaveRoom = 4,
     /// `onUpgrade` (or a subprotocol selector) must see the request before the 101.
     Upgrade = 8,
+    /// Ping and pong frames from the peer reach JS (the ws-compatible layer's events).
+    Control = 16,
 }
 
 /// The `Hook` bits as the masks the engine tests.
@@ -63,6 +68,7 @@ pub mod hooks {
     pub const JOIN_ROOM: u32 = Hook::JoinRoom as u32;
     pub const LEAVE_ROOM: u32 = Hook::LeaveRoom as u32;
     pub const UPGRADE: u32 = Hook::Upgrade as u32;
+    pub const CONTROL: u32 = Hook::Control as u32;
 }
 
 /// The `onUpgrade` hook's answer.
@@ -281,19 +287,24 @@ impl Engine {
         }
     }
 
+    /// The route of a path: its own, else the `*` route's.
+    fn route<T>(&self, path: &str, get: impl Fn(&Route) -> T) -> Option<T> {
+        self.routes.read().ok().and_then(|r| r.get(path).or_else(|| r.get(ANY_PATH)).map(get))
+    }
+
     /// The rate limit of a path's connections.
     pub fn route_rate_limit(&self, path: &str) -> Option<RateLimit> {
-        self.routes.read().ok().and_then(|r| r.get(path).and_then(|r| r.rate_limit))
+        self.route(path, |r| r.rate_limit).flatten()
     }
 
-    /// The hook bits of a path.
+    /// The hook bits of a path (of the `*` route when the path has none of its own).
     pub fn route_hooks(&self, path: &str) -> u32 {
-        self.routes.read().ok().and_then(|r| r.get(path).map(|r| r.hooks)).unwrap_or(0)
+        self.route(path, |r| r.hooks).unwrap_or(0)
     }
 
-    /// Whether a path has handlers.
+    /// Whether a path has handlers (its own, or the `*` route's).
     pub fn has_route(&self, path: &str) -> bool {
-        self.routes.read().map(|r| r.contains_key(path)).unwrap_or(false)
+        self.routes.read().map(|r| r.contains_key(path) || r.contains_key(ANY_PATH)).unwrap_or(false)
     }
 
     /// Takes a place in the connection limits, or says which limit is reached.

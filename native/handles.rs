@@ -206,6 +206,23 @@ unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info
 /// returning). 0 sent, 1 buffered, 2 dropped.
 unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: napi calls this with the live env and callback info.
+    unsafe { send_bytes(env, info, opcode::BINARY) }
+}
+
+/// `sendTextBytes(handle, conn, bytes)`: queues a text frame whose payload is the UTF-8 in a
+/// Uint8Array (ws's `send(buffer, { binary: false })`); invalid sequences go out as U+FFFD, so
+/// a text frame always holds valid UTF-8. 0 sent, 1 buffered, 2 dropped.
+unsafe extern "C" fn send_text_bytes(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: napi calls this with the live env and callback info.
+    unsafe { send_bytes(env, info, opcode::TEXT) }
+}
+
+/// A frame of `op` from the Uint8Array third argument, as `sendBinary` and `sendTextBytes` take it.
+///
+/// # Safety
+/// `env` and `info` must be the current callback's.
+unsafe fn send_bytes(env: sys::napi_env, info: sys::napi_callback_info, op: u8) -> sys::napi_value {
+    // SAFETY: the caller passes the live env and callback info.
     let status = match unsafe { args3(env, info) } {
         Some((handle, conn, data)) => {
             let mut kind = sys::TypedarrayType::int8_array;
@@ -233,9 +250,12 @@ unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_in
                     // array stays alive (and unmoved) for the duration of this call.
                     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
                 };
-                send_with(handle, conn, true, |buf| {
-                    frame::encode_into(buf, opcode::BINARY, bytes);
-                    Some(bytes.len())
+                let text = (op == opcode::TEXT && std::str::from_utf8(bytes).is_err())
+                    .then(|| String::from_utf8_lossy(bytes).into_owned());
+                let payload = text.as_deref().map_or(bytes, str::as_bytes);
+                send_with(handle, conn, op == opcode::BINARY, |buf| {
+                    frame::encode_into(buf, op, payload);
+                    Some(payload.len())
                 })
             }
         }
@@ -245,11 +265,12 @@ unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_in
     unsafe { status_value(env, status) }
 }
 
-/// Adds `sendText` and `sendBinary` to the module's exports.
+/// Adds `sendText`, `sendBinary` and `sendTextBytes` to the module's exports.
 #[napi(module_exports)]
 pub fn fast_exports(mut exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let callbacks: [(&str, Callback); 2] = [("sendText", send_text), ("sendBinary", send_binary)];
+    let callbacks: [(&str, Callback); 3] =
+        [("sendText", send_text), ("sendBinary", send_binary), ("sendTextBytes", send_text_bytes)];
     for (name, callback) in callbacks {
         let mut function = std::ptr::null_mut();
         // SAFETY: the env of module registration; the name is passed with its length.

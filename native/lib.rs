@@ -43,6 +43,7 @@ use napi_derive::napi;
 use crate::config::{Config, NativeOptions};
 use crate::engine::Engine;
 use crate::error::{ClusterError, Code, ListenError, SocketError};
+use crate::frame::opcode;
 use crate::outbox::OutFrame;
 use crate::rooms::{JoinResult, RoomInfo, RoomSpec};
 
@@ -228,6 +229,32 @@ impl NativeServer {
         match self.engine.conns.get(&conn) {
             Some(c) => {
                 c.close(code as u16, &reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a ping (`pong: false`) or pong frame; `data` is at most 125 bytes (checked by the
+    /// facade). False when the connection is gone or closing.
+    #[napi]
+    pub fn send_control(&self, conn: u32, pong: bool, data: Uint8ArraySlice) -> bool {
+        let data: &[u8] = &data;
+        match self.engine.conns.get(&conn) {
+            Some(c) if !c.is_closing() && data.len() <= 125 => {
+                c.send_control(&frame::encode(if pong { opcode::PONG } else { opcode::PING }, data));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops a connection at once, without a close handshake (it reports 1006).
+    #[napi]
+    pub fn terminate(&self, conn: u32) -> bool {
+        match self.engine.conns.get(&conn) {
+            Some(c) => {
+                c.abort();
                 true
             }
             None => false,

@@ -9,6 +9,8 @@ export function servers(benches) {
     uws: { label: 'uWebSockets.js', cmd: ['node', join(benches, 'servers/uws.mjs')] },
     bun: { label: 'Bun', cmd: [bun, join(benches, 'servers/bun.mjs')] },
     rnode: { label: 'rnode-ws', cmd: ['node', join(benches, 'servers/rnode.mjs')], ours: true },
+    // benches/servers/ws.mjs unchanged but for its import: @rnode/ws/compat instead of ws.
+    'rnode-compat': { label: 'rnode-ws/compat (ws API)', cmd: ['node', join(benches, 'servers/ws.mjs'), '--compat'], ours: true },
     // Attach mode (issue 16): on a plain Node http server's port, fast path (descriptor
     // adoption) and forced slow path (loopback pump); on an https server (slow path, TLS in
     // Node); ws attached the same ways.
@@ -37,7 +39,11 @@ export function scenarios({ quick, benches }) {
     {
       id: 'echo-32',
       loadgen: ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', '64', '--size', '32'],
-      runs: ['ws', 'uws', 'bun', 'rnode'],
+      runs: ['ws', 'uws', 'bun', 'rnode', 'rnode-compat'],
+      variants: {
+        rnode: { server: 'rnode', label: 'rnode-ws (native API)', short: 'rnode-ws' },
+        'rnode-compat': { server: 'rnode-compat', label: 'rnode-ws/compat (ws API)', short: 'rnode-ws/compat' },
+      },
       rows: [
         { id: 'echo-32-rate', title: 'echo, 100 conns, 32 B, 64 in flight (msgs/s)', metric: 'rate', better: 'higher', target: 'echo' },
         { id: 'echo-32-p99', title: 'echo 32 B, closed loop: p99 RTT (us)', metric: 'p99_us', better: 'lower' },

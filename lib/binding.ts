@@ -24,6 +24,21 @@ export interface NativeOptions {
   maxInboundQueue?: number
   clusterRedis?: string
   clusterPrefix?: string
+  historySize?: number
+  historyTtl?: number
+  historyBytes?: number
+  recovery?: boolean
+  recoveryMaxDisconnection?: number
+}
+
+/** A room's kept messages as the engine reports them. */
+export interface NativeHistoryPage {
+  epoch: string
+  offset: number
+  /** `room_message` frame texts, oldest first */
+  frames: string[]
+  /** wall-clock ms each was stored */
+  times: number[]
 }
 
 /** Counts over every node of a cluster. */
@@ -57,6 +72,9 @@ export interface NativeRoomSpec {
   maxConnections?: number
   /** JSON text */
   metadata?: string
+  historySize?: number
+  historyTtl?: number
+  historyBytes?: number
 }
 
 /** A room as the engine reports it. */
@@ -129,6 +147,8 @@ export interface NativeServer {
   heartbeat(conn: number): number[]
   limits(): NativeLimits
   clusterStats(): Promise<NativeClusterStats>
+  history(id: string, since?: number | null, limit?: number | null): NativeHistoryPage | null
+  sessionCount(): number
 }
 
 /** What the addon exports. */

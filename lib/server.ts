@@ -3,6 +3,10 @@ import { native, type NativeOptions, type NativeRoomInfo, type NativeServer } fr
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
+  HistoryEntry,
+  HistoryOptions,
+  HistoryQuery,
+  HistoryResult,
   ClusterStats,
   CloseOptions,
   JsonValue,
@@ -83,6 +87,40 @@ function checkStringList(name: string, value: unknown): string[] {
 }
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/
+/** Most messages one room's history may keep (native/config.rs MAX_HISTORY_SIZE). */
+const MAX_HISTORY_SIZE = 1_000_000
+/** Most messages `history()` returns per call (native/config.rs MAX_HISTORY_PAGE). */
+const MAX_HISTORY_PAGE = 10_000
+/** Largest offset: JSON numbers are exact up to 2^53. */
+const MAX_OFFSET = Number.MAX_SAFE_INTEGER
+
+/** Gives a thrown error its stable `.code`. */
+function coded<E extends Error>(err: E, code: string): E & { code: string } {
+  return Object.assign(err, { code })
+}
+
+/** `checkInteger` whose errors carry `code`. */
+function checkIntegerCoded(name: string, value: unknown, min: number, max: number, code: string): number {
+  try {
+    return checkInteger(name, value, min, max)
+  } catch (err) {
+    throw coded(err as Error, code)
+  }
+}
+
+/** A `history` option: `{ size, ttl, bytes? }`, each a positive integer. */
+function checkHistory(name: string, value: unknown): { historySize: number; historyTtl: number; historyBytes?: number } {
+  if (typeof value !== 'object' || value === null) {
+    throw coded(new TypeError(`${name} must be an object: { size, ttl, bytes? }`), 'ERR_INVALID_OPTION')
+  }
+  const h = value as Partial<Record<keyof HistoryOptions, unknown>>
+  const out: { historySize: number; historyTtl: number; historyBytes?: number } = {
+    historySize: checkIntegerCoded(`${name}.size`, h.size, 1, MAX_HISTORY_SIZE, 'ERR_INVALID_OPTION'),
+    historyTtl: checkIntegerCoded(`${name}.ttl`, h.ttl, 1, MAX_U32, 'ERR_INVALID_OPTION'),
+  }
+  if (h.bytes !== undefined) out.historyBytes = checkIntegerCoded(`${name}.bytes`, h.bytes, 1, MAX_U32, 'ERR_INVALID_OPTION')
+  return out
+}
 
 function toNativeOptions(input: number | ServerOptions | undefined): NativeOptions {
   if (input === undefined) return {}
@@ -139,6 +177,18 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
       out.clusterPrefix = prefix
     }
   }
+  if (input.history !== undefined) Object.assign(out, checkHistory('history', input.history))
+  if (input.recovery !== undefined) {
+    const r: unknown = input.recovery
+    if (typeof r !== 'object' || r === null) {
+      throw coded(new TypeError('recovery must be an object: { maxDisconnection? }'), 'ERR_INVALID_OPTION')
+    }
+    out.recovery = true
+    const { maxDisconnection } = r as { maxDisconnection?: unknown }
+    if (maxDisconnection !== undefined) {
+      out.recoveryMaxDisconnection = checkIntegerCoded('recovery.maxDisconnection', maxDisconnection, 1, MAX_U32, 'ERR_INVALID_OPTION')
+    }
+  }
   return out
 }
 
@@ -193,6 +243,10 @@ export class WsServer {
   readonly #byId = new Map<string, Socket>()
   /** `socket.data` chosen by `onUpgrade`, until the connection's connect event arrives. */
   readonly #upgradeData = new Map<number, unknown>()
+  /** With `recovery`: `socket.data` of dropped sockets by socket id, until their session expires. */
+  readonly #sessionData: Map<string, { data: unknown; expires: number }> | undefined
+  readonly #maxDisconnection: number
+  #nextSessionSweep = 0
   readonly #selectProtocol: ((offered: string[], req: UpgradeRequest) => string | false) | undefined
   #state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle'
   #port: number | undefined
@@ -205,6 +259,8 @@ export class WsServer {
     this.#clustered = options.clusterRedis !== undefined
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
+    this.#maxDisconnection = options.recoveryMaxDisconnection ?? 120_000
+    this.#sessionData = options.recovery === true ? new Map() : undefined
     this.#native = new native.NativeServer(options)
     this.#handle = this.#native.handle
   }
@@ -307,12 +363,14 @@ export class WsServer {
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
       throw new TypeError('metadata must be an object')
     }
+    const history = options.history === undefined ? {} : checkHistory('history', options.history)
     const created = this.#native.createRoom({
       id,
       name,
       description: options.description,
       maxConnections: options.maxConnections,
       metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
+      ...history,
     })
     if (!created) throw new Error(`a room with id ${JSON.stringify(id)} already exists`)
     return id
@@ -340,6 +398,29 @@ export class WsServer {
   /** Every room. */
   getAllRooms(): RoomInfo[] {
     return this.#native.getAllRooms().map(toRoomInfo)
+  }
+
+  /**
+   * The kept messages of a room with history, oldest first: those after `since` (an offset), at
+   * most `limit`. Undefined when the room does not exist or keeps no history. Direct sends
+   * (`socket.send`) and binary broadcasts are never kept.
+   */
+  history(roomId: string, options: HistoryQuery = {}): HistoryResult | undefined {
+    checkRoomId(roomId)
+    if (typeof options !== 'object' || options === null) {
+      throw coded(new TypeError('history() options must be an object: { since?, limit? }'), 'ERR_INVALID_ARG')
+    }
+    const since = options.since === undefined ? null : checkIntegerCoded('since', options.since, 0, MAX_OFFSET, 'ERR_INVALID_ARG')
+    const limit = options.limit === undefined ? null : checkIntegerCoded('limit', options.limit, 1, MAX_HISTORY_PAGE, 'ERR_INVALID_ARG')
+    const page = this.#native.history(roomId, since, limit)
+    if (!page) return undefined
+    const messages = page.frames.map((frame, i): HistoryEntry => {
+      const f = JSON.parse(frame) as { offset: number; message: JsonValue; from_client_id?: string }
+      const entry: HistoryEntry = { offset: f.offset, message: f.message, timestamp: new Date(page.times[i] ?? 0) }
+      if (f.from_client_id !== undefined) entry.fromClientId = f.from_client_id
+      return entry
+    })
+    return { epoch: page.epoch, offset: page.offset, messages }
   }
 
   /** Deletes a room; its members get `room_left`. Returns whether it existed. */
@@ -495,10 +576,13 @@ export class WsServer {
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
     const socket = new Socket(this.#native, this.#handle, conn, info, this.#routes.get(info.path) ?? {})
-    if (info.upgrade !== 0) {
+    if (info.upgrade !== 0 && this.#upgradeData.has(info.upgrade)) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
+    } else if (info.recovered && this.#sessionData) {
+      socket.data = this.#sessionData.get(info.id)?.data
     }
+    this.#sessionData?.delete(info.id)
     this.#sockets.set(conn, socket)
     this.#byId.set(socket.id, socket)
     this.#call(socket, 'onConnect')
@@ -512,6 +596,21 @@ export class WsServer {
     socket.markClosed()
     this.#call(socket, 'onClose', code, reason)
     this.#native.forget(conn)
+    if (this.#sessionData) this.#keepSessionData(socket, code)
+  }
+
+  /** The engine keeps a session unless the client closed cleanly; its `data` waits here. */
+  #keepSessionData(socket: Socket, code: number): void {
+    const store = this.#sessionData
+    if (!store) return
+    const now = Date.now()
+    if (now >= this.#nextSessionSweep) {
+      this.#nextSessionSweep = now + 1000
+      for (const [id, kept] of store) if (kept.expires <= now) store.delete(id)
+    }
+    if (code !== 1000 && socket.data !== undefined) {
+      store.set(socket.id, { data: socket.data, expires: now + this.#maxDisconnection })
+    }
   }
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */

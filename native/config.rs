@@ -23,6 +23,17 @@ pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
 
+/// Default frame bytes one room's history keeps, unless `history.bytes` says otherwise: 1 MiB.
+pub const DEFAULT_HISTORY_BYTES: u32 = 1024 * 1024;
+/// Most messages one room's history may keep (`history.size`).
+pub const MAX_HISTORY_SIZE: u32 = 1_000_000;
+/// Default time a disconnected session is kept for its client to come back (`recovery: {}`).
+pub const DEFAULT_MAX_DISCONNECTION_MS: u32 = 120_000;
+/// Most disconnected sessions one node keeps at once; past it, new ones are not kept.
+pub const MAX_SESSIONS: usize = 100_000;
+/// Most messages `server.history` returns per call.
+pub const MAX_HISTORY_PAGE: u32 = 10_000;
+
 /// Options as they arrive from JavaScript; every field is optional.
 #[napi(object)]
 #[derive(Default, Clone)]
@@ -55,6 +66,16 @@ pub struct NativeOptions {
     pub cluster_redis: Option<String>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// Server-wide room history: messages kept per room (with `history_ttl`; off unless set).
+    pub history_size: Option<u32>,
+    /// Server-wide room history: how long a message is kept, ms.
+    pub history_ttl: Option<u32>,
+    /// Server-wide room history: frame bytes kept per room.
+    pub history_bytes: Option<u32>,
+    /// Session recovery on (off unless set).
+    pub recovery: Option<bool>,
+    /// Session recovery: how long a disconnected session is kept, ms.
+    pub recovery_max_disconnection: Option<u32>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -79,6 +100,10 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
     pub max_inbound_queue: usize,
+    /// History every room gets unless `createRoom` gives its own.
+    pub history: Option<crate::history::HistoryLimits>,
+    /// How long a disconnected session is kept; None: no recovery.
+    pub max_disconnection: Option<Duration>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -107,6 +132,16 @@ impl Config {
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
             max_inbound_queue: o.max_inbound_queue.unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
+            history: match (o.history_size, o.history_ttl) {
+                (Some(size), Some(ttl)) => Some(crate::history::HistoryLimits {
+                    size: size.min(MAX_HISTORY_SIZE) as usize,
+                    ttl_ms: u64::from(ttl),
+                    bytes: o.history_bytes.unwrap_or(DEFAULT_HISTORY_BYTES) as usize,
+                }),
+                _ => None,
+            },
+            max_disconnection: (o.recovery == Some(true))
+                .then(|| ms(o.recovery_max_disconnection, DEFAULT_MAX_DISCONNECTION_MS)),
             cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
                 redis_url,
                 prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),

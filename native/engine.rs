@@ -18,6 +18,7 @@ use crate::fanout::{self, FanoutTarget, Skip};
 use crate::outbox::{OutFrame, SendStatus};
 use crate::protocol;
 use crate::rooms::{JoinError, Rooms};
+use crate::sessions::Sessions;
 
 /// Hashes the u32 connection ids: they are sequential, so one multiply spreads them well and
 /// costs far less than SipHash, which showed in the echo profile (two lookups per message).
@@ -42,6 +43,9 @@ impl std::hash::Hasher for IdHasher {
 
 /// A map keyed by connection id.
 pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// How often expired sessions and emptied auto-created rooms with history are swept, ms.
+const SWEEP_MS: u64 = 1_000;
 
 /// Bits telling which JS hooks a path registered; without one, its events never cross into JS.
 pub mod hooks {
@@ -140,6 +144,8 @@ pub struct Engine {
     next_id: AtomicU32,
     /// The room registry.
     pub rooms: Rooms,
+    /// Disconnected sessions, when `recovery` is on.
+    pub sessions: Option<Sessions>,
     pending_joins: DashMap<u32, PendingJoin>,
     next_request: AtomicU32,
     /// The Redis link when `cluster` is configured (set by `listen`).
@@ -165,8 +171,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config) -> Self {
-        let rooms = Rooms::new(config.auto_create_rooms);
+        let rooms = Rooms::new(config.auto_create_rooms, config.history);
         let events = EventQueue::new(config.max_inbound_queue);
+        let sessions = config
+            .max_disconnection
+            .map(|d| Sessions::new(d.as_millis() as u64, crate::config::MAX_SESSIONS));
         Engine {
             config,
             routes: RwLock::new(HashMap::new()),
@@ -175,6 +184,7 @@ impl Engine {
             retired: IdMap::default(),
             next_id: AtomicU32::new(1),
             rooms,
+            sessions,
             pending_joins: DashMap::new(),
             next_request: AtomicU32::new(1),
             cluster: std::sync::OnceLock::new(),
@@ -211,6 +221,7 @@ impl Engine {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first server ping goes out one interval after listening.
         let mut next_ping = start + ping_ms;
+        let mut next_sweep = start + SWEEP_MS;
         loop {
             interval.tick().await;
             let Some(engine) = engine.upgrade() else { return };
@@ -224,6 +235,15 @@ impl Engine {
             }
             for entry in engine.conns.iter() {
                 entry.value().tick(now, idle_ms, ping);
+            }
+            if now >= next_sweep {
+                next_sweep = now + SWEEP_MS;
+                if let Some(sessions) = &engine.sessions {
+                    sessions.sweep(now);
+                }
+                if engine.config.history.is_some() {
+                    engine.rooms.sweep(now);
+                }
             }
         }
     }
@@ -301,10 +321,31 @@ impl Engine {
 
     /// Joins and answers the client with `room_joined` or `room_join_error`.
     pub fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
-        match self.rooms.join(conn, room) {
-            Ok(_) => self.reply(conn, protocol::room_joined(room, rid)),
-            Err(e) => self.reply(conn, protocol::room_join_error(room, e.as_str(), rid)),
-        };
+        if let Err(e) = self.join_telling(conn, room, rid, true) {
+            self.reply(conn, protocol::room_join_error(room, e.as_str(), rid));
+        }
+    }
+
+    /// Joins; `room_joined` (with the room's epoch and offset when it keeps history) is queued
+    /// under the room's lock, so it comes before every message published after the join.
+    fn join_telling(
+        &self,
+        conn: &Arc<Conn>,
+        room: &str,
+        rid: &Option<serde_json::Value>,
+        tell_again: bool,
+    ) -> Result<bool, JoinError> {
+        let mut told = false;
+        let (joined, _) = self.rooms.join_with(conn, room, |_, at, newly| {
+            if at.is_some() && (newly || tell_again) {
+                self.reply(conn, protocol::room_joined_at(room, at.as_ref(), None, rid));
+                told = true;
+            }
+        })?;
+        if !told && (joined || tell_again) {
+            self.reply(conn, protocol::room_joined(room, rid));
+        }
+        Ok(joined)
     }
 
     /// The `onJoinRoom` hook decided on a pending client join.
@@ -324,11 +365,7 @@ impl Engine {
 
     /// A join decided by the application (`socket.joinRoom`): the client is told with `room_joined`.
     pub fn join(&self, conn: &Arc<Conn>, room: &str) -> Result<bool, JoinError> {
-        let joined = self.rooms.join(conn, room)?;
-        if joined {
-            self.reply(conn, protocol::room_joined(room, &None));
-        }
-        Ok(joined)
+        self.join_telling(conn, room, &None, false)
     }
 
     /// Leaves a room and tells `onLeaveRoom` when registered.
@@ -355,10 +392,20 @@ impl Engine {
     }
 
     /// A `room_message` frame from a member to the room's other members, on every node.
-    pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
-        let msg = OutFrame::text(&frame);
+    /// A room with history gives the message its offset and stores it (`Rooms::publish`).
+    pub fn room_message_from(&self, sender: &Conn, room: &str, message: &serde_json::Value) -> u32 {
+        let skip = Skip::Conn(sender.id);
+        let from = Some(sender.client_id.as_str());
+        let published = self.rooms.publish(self, room, skip, &[sender.uuid], |offset| {
+            protocol::room_message_at(room, message, from, offset)
+        });
+        if let Some((n, msg)) = published {
+            self.publish(&msg, Some(room), vec![sender.uuid]);
+            return n;
+        }
+        let msg = OutFrame::text(&protocol::room_message(room, message, &sender.client_id));
         self.publish(&msg, Some(room), vec![sender.uuid]);
-        self.rooms.fan_out(self, room, &msg, Skip::Conn(sender.id))
+        self.rooms.fan_out(self, room, &msg, skip)
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
@@ -366,6 +413,23 @@ impl Engine {
     /// corked thread it joins one shared buffer for all recipients. Returns how many local
     /// connections accepted it.
     pub fn broadcast(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        self.publish(&msg, room, except.to_vec());
+        self.deliver_local(msg, room, except)
+    }
+
+    /// A text broadcast to a room: to a room with history it goes as a `room_message` frame
+    /// carrying the text and its offset, and is stored; otherwise as the text itself.
+    pub fn broadcast_text(&self, text: &str, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        if let Some(id) = room {
+            let published = self.rooms.publish(self, id, Skip::Uuids(except), except, |offset| {
+                protocol::room_message_at(id, &serde_json::Value::String(text.to_string()), None, offset)
+            });
+            if let Some((n, msg)) = published {
+                self.publish(&msg, room, except.to_vec());
+                return n;
+            }
+        }
+        let msg = OutFrame::text(text);
         self.publish(&msg, room, except.to_vec());
         self.deliver_local(msg, room, except)
     }
@@ -433,7 +497,13 @@ impl Engine {
     }
 
     /// Removes a connection from every registry; after this nothing can reach it.
-    pub fn unregister(&self, conn: &Arc<Conn>) {
+    pub fn unregister(&self, conn: &Arc<Conn>, close: Option<&(u16, String)>) {
+        let session = crate::sessions::on_close(self, conn, close);
+        self.unlist(conn);
+        crate::sessions::keep(self, session);
+    }
+
+    fn unlist(&self, conn: &Arc<Conn>) {
         self.conns.remove(&conn.id);
         self.conns_version.fetch_add(1, Ordering::AcqRel);
         self.retired.insert(conn.id, conn.clone());

@@ -39,13 +39,14 @@ pub fn start(
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
-    let ConnInfo { uuid, client_id, path, info_json } = info;
+    let ConnInfo { uuid, client_id, path, info_json, resumed } = info;
     let hooks = engine.route_hooks(&path);
     let conn =
         Arc::new(Conn::new(id, uuid, client_id, hooks, stream.clone(), engine.mono_ms(), clock::wall_ms()));
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
     engine.conns_version.fetch_add(1, Ordering::AcqRel);
+    crate::sessions::on_open(&engine, &conn, resumed);
     engine.events.push(Event::Connect { conn: id, info: info_json });
     if engine.is_shutting_down() {
         conn.close(1001, "Server shutting down");
@@ -162,7 +163,7 @@ fn drive(
 
         // No new sends, broadcasts or joins reach it from here on.
         conn.mark_closing();
-        engine.unregister(&conn);
+        engine.unregister(&conn, reader.dispatch.close.as_ref());
         drop(admission);
         // Close the socket: the outbox lets its handle go, then ours goes.
         conn.shut_down();

@@ -338,7 +338,7 @@ impl Rooms {
         stored_skip: &[[u8; 16]],
         frame: impl FnOnce(u64) -> String,
     ) -> Option<(u32, OutFrame)> {
-        if !self.map.get(id).is_some_and(|r| r.history.is_some()) {
+        if !self.has_history(id) {
             return None;
         }
         let mut room = self.map.get_mut(id)?;

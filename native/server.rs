@@ -202,7 +202,7 @@ async fn accept(
     let resumed = match token {
         Some(token) => {
             let chosen = chosen_client_id.then_some(client_id.as_str());
-            crate::sessions::resume(&engine, &token, chosen).await
+            crate::sessions::resume(engine, &token, chosen).await
         }
         None => None,
     };

@@ -208,7 +208,7 @@ pub async fn resume(engine: &Engine, token: &Token, client_id: Option<&str>) -> 
             return Some(s);
         }
         let live = sessions.live_conn(token).and_then(|id| engine.conns.get(&id).map(|c| c.value().clone()));
-        let Some(conn) = live else { return None };
+        let conn = live?;
         if !belongs(&conn.client_id) || tokio::time::Instant::now() >= deadline {
             return None;
         }

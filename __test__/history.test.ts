@@ -181,6 +181,13 @@ describe('bad values', () => {
     expect(codeOf(() => new WsServer({ history: 5 as never }))).toBe('ERR_INVALID_OPTION')
     expect(codeOf(() => new WsServer({ history: { size: 2_000_000, ttl: 10 } }))).toBe('ERR_INVALID_OPTION')
     expect(codeOf(() => srv.createRoom('x', { history: { size: 5, ttl: -1 } }))).toBe('ERR_INVALID_OPTION')
+    // Per-node offsets would disagree across a cluster: refused rather than wrong.
+    const redis = 'redis://127.0.0.1:1'
+    expect(codeOf(() => new WsServer({ cluster: { redis }, history: { size: 5, ttl: 10 } }))).toBe('ERR_INVALID_OPTION')
+    const clustered = new WsServer({ cluster: { redis } })
+    expect(codeOf(() => clustered.createRoom('x', { history: { size: 5, ttl: 10 } }))).toBe('ERR_INVALID_OPTION')
+    expect(clustered.createRoom('x', { id: 'plain' })).toBe('plain')
+    await clustered.close()
     expect(codeOf(() => srv.createRoom('x', { history: { size: 5, ttl: 10, bytes: 1.5 } }))).toBe('ERR_INVALID_OPTION')
     srv.createRoom('R', { id: 'r', history: { size: 5, ttl: 60_000 } })
     expect(codeOf(() => srv.history('r', { since: -1 }))).toBe('ERR_INVALID_ARG')

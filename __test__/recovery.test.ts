@@ -110,6 +110,7 @@ describe('sessions', () => {
     expect(code({ recovery: 5 as never })).toBe('ERR_INVALID_OPTION')
     expect(code({ recovery: { maxDisconnection: 0 } })).toBe('ERR_INVALID_OPTION')
     expect(code({ recovery: { maxDisconnection: 'x' as never } })).toBe('ERR_INVALID_OPTION')
+    expect(code({ recovery: {}, cluster: { redis: 'redis://127.0.0.1:1' } })).toBe('ERR_INVALID_OPTION')
   })
 })
 

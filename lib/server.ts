@@ -189,6 +189,10 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
       out.recoveryMaxDisconnection = checkIntegerCoded('recovery.maxDisconnection', maxDisconnection, 1, MAX_U32, 'ERR_INVALID_OPTION')
     }
   }
+  if (out.clusterRedis !== undefined && (out.historySize !== undefined || out.recovery === true)) {
+    // Offsets and sessions are per node so far: across nodes they would disagree (docs/recovery.md).
+    throw coded(new TypeError('history and recovery are not available with cluster yet'), 'ERR_INVALID_OPTION')
+  }
   return out
 }
 
@@ -364,6 +368,9 @@ export class WsServer {
       throw new TypeError('metadata must be an object')
     }
     const history = options.history === undefined ? {} : checkHistory('history', options.history)
+    if (options.history !== undefined && this.#clustered) {
+      throw coded(new TypeError('room history is not available with cluster yet'), 'ERR_INVALID_OPTION')
+    }
     const created = this.#native.createRoom({
       id,
       name,

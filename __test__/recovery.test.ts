@@ -235,6 +235,24 @@ describe('recovery', () => {
     await proxy.close()
   })
 
+  it('a replay larger than half the send buffer is refused as a gap, not a close', async () => {
+    const { server: srv, proxy } = await setup({ ...RECOVERY, maxBackpressure: 4096 })
+    const a = await Peer.open(proxy.url)
+    a.send({ type: 'join_room', room_id: 'r' })
+    await a.frame((f) => f.type === 'room_joined')
+    proxy.freeze()
+    for (let i = 0; i < 40; i++) srv.broadcast(`${i}`.padStart(100, '.'), { room: 'r' })
+    await drop(proxy, a, srv, 0)
+    const b = await Peer.open(withSession(proxy.url, a.token))
+    await b.frame((f) => f.type === 'session')
+    b.send({ type: 'recover', rooms: { r: a.position('r') } })
+    expect((await b.frame((f) => f.type === 'recovered')).rooms).toEqual({ r: false })
+    expect(b.roomMessages('r')).toEqual([])
+    expect(b.ws.readyState).toBe(WebSocket.OPEN)
+    b.ws.close()
+    await proxy.close()
+  })
+
   it('a live connection whose network died is taken over by its token', async () => {
     const { server: srv, proxy, connects, url } = await setup()
     const a = await Peer.open(proxy.url)

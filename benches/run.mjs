@@ -280,7 +280,11 @@ async function main() {
       md.push(markdownTable(lines, servers))
       md.push('')
     }
-    if (p.scale_out.length) {
+    if (p.scale_out.length && scenarioList.some((sc) => sc.id === 'history')) {
+      md.push('Room history (issue 19): the broadcast with the room keeping its last 1,000 messages against the same server without history, interleaved in one run.')
+      md.push('')
+    }
+    if (p.scale_out.length && scenarioList.some((sc) => sc.id === 'cluster')) {
       md.push(
         pin === 'pinned'
           ? 'Scale-out (issue 8): one rnode-ws node vs two nodes sharing a private Redis, subscribers alternating between the nodes, publisher on the first. Both nodes and Redis share CPU 0 with the single node\'s budget; the load generator is on CPU 1. The two-node run\'s server CPU below is both nodes plus Redis.'

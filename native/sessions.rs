@@ -259,6 +259,10 @@ pub fn recover(engine: &Engine, conn: &Arc<Conn>, rooms: Vec<(String, String, u6
                 }
                 _ => None,
             };
+            // A replay that would fill half the send buffer is refused as a gap: it would close
+            // the connection (or drop messages) instead of recovering it.
+            let bytes: usize = replay.iter().flatten().map(|e| e.frame.len()).sum();
+            let replay = replay.filter(|_| bytes <= engine.config.max_backpressure / 2);
             recovered = replay.is_some();
             engine.reply(conn, protocol::room_joined_at(&room, joined.as_ref(), Some(recovered), &None));
             for entry in replay.into_iter().flatten().filter(|e| !e.skip.contains(&conn.uuid)) {

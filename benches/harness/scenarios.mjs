@@ -9,6 +9,8 @@ export function servers(benches) {
     uws: { label: 'uWebSockets.js', cmd: ['node', join(benches, 'servers/uws.mjs')] },
     bun: { label: 'Bun', cmd: [bun, join(benches, 'servers/bun.mjs')] },
     rnode: { label: 'rnode-ws', cmd: ['node', join(benches, 'servers/rnode.mjs')], ours: true },
+    // The same server with history on the broadcast room (issue 19).
+    'rnode-history': { label: 'rnode-ws, room history on', cmd: ['node', join(benches, 'servers/rnode.mjs'), '--history'], ours: true },
     // Two rnode-ws nodes sharing a room through a private redis-server the runner starts.
     'rnode-cluster': { label: 'rnode-ws, 2 nodes + Redis', cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')], ours: true, cluster: { nodes: 2 } },
   }
@@ -89,6 +91,23 @@ export function scenarios({ quick }) {
       rows: [
         { id: 'cluster-rate', title: 'broadcast to 1,000 subscribers (2 nodes: 500 on each), 32 B, 32 in flight, server.broadcast from JS (deliveries/s)', metric: 'rate', better: 'higher' },
         { id: 'cluster-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      // History (issue 19): the broadcast above with the room keeping its last 1,000 messages;
+      // each message is numbered and stored, and members get it wrapped as a room_message with
+      // its offset (a longer frame than the bare 32 B).
+      id: 'history',
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],
+      runs: ['rnode', 'rnode-history'],
+      baseline: 'rnode',
+      variants: {
+        rnode: { server: 'rnode', label: 'rnode-ws, history off', short: 'history off', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+        'rnode-history': { server: 'rnode-history', label: 'rnode-ws, history on', short: 'history on', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+      },
+      rows: [
+        { id: 'history-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight, server.broadcast from JS, room history off/on (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'history-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
       ],
     },
     {

@@ -115,7 +115,11 @@ describe('sessions', () => {
 })
 
 /** A server with recovery, one room 'r' with history, a proxy in front, and the sockets by id. */
-async function setup(options: ServerOptions = RECOVERY, roomHistory = { size: 1000, ttl: 60_000 }) {
+async function setup(
+  options: ServerOptions = RECOVERY,
+  roomHistory = { size: 1000, ttl: 60_000 },
+  onMessage?: (socket: Socket, message: string | Buffer) => void,
+) {
   const connects: Socket[] = []
   const started = await server(
     {
@@ -123,6 +127,7 @@ async function setup(options: ServerOptions = RECOVERY, roomHistory = { size: 10
         connects.push(s)
         if (!s.recovered) s.data = { n: connects.length }
       },
+      onMessage,
     },
     options,
   )
@@ -375,8 +380,15 @@ describe('bad recover requests', () => {
 
 describe('at scale', () => {
   it('200 clients in 5 rooms, half dropped at the TCP level, 1,000 messages: each gets every one once, in order', async () => {
-    const { server: srv, port } = await setup({ ...RECOVERY, maxBackpressure: 8 * 1024 * 1024 })
+    // Messages a publisher socket sends are broadcast from its handler: on the JS thread's cork,
+    // through the shared fan-out, racing the recovering joins on the I/O threads.
     const rooms = ['s0', 's1', 's2', 's3', 's4']
+    let published = 0
+    const { server: srv, port, url } = await setup({ ...RECOVERY, maxBackpressure: 8 * 1024 * 1024 }, undefined, (_s, m) => {
+      const i = Number(String(m).slice(1))
+      srv.broadcast(String(m), { room: rooms[i % 5]! })
+      published++
+    })
     for (const id of rooms) srv.createRoom(id, { id, history: { size: 1000, ttl: 60_000 } })
     const dropProxy = await startProxy(port)
     const keepProxy = await startProxy(port)
@@ -397,6 +409,14 @@ describe('at scale', () => {
         if (k % 50 === 49) await new Promise((r) => setImmediate(r))
       }
     }
+    const publishThroughHandler = async (n: number): Promise<void> => {
+      const target = published + n
+      for (let k = 0; k < n; k++, sent++) {
+        publisher.send(`m${sent}`)
+        if (k % 50 === 49) await new Promise((r) => setImmediate(r))
+      }
+      await waitFor(() => published === target, 10_000)
+    }
     await publish(250)
     await sleep(100)
     dropProxy.freeze()
@@ -404,8 +424,9 @@ describe('at scale', () => {
     dropProxy.thaw()
     await waitFor(() => srv.getConnections().length === 100, 10_000)
 
+    const publisher = await connect(url)
     // Reconnect while the rest is published.
-    const publishing = publish(500)
+    const publishing = publishThroughHandler(500)
     const resumed = await Promise.all(
       peers.filter((p) => p.dropped).map(async (p) => {
         const again = await Peer.open(withSession(dropProxy.url, p.peer.token))
@@ -438,6 +459,7 @@ describe('at scale', () => {
     }
     for (const p of peers) p.peer.ws.terminate()
     for (const r of resumed) r.again.ws.close()
+    publisher.close()
     await dropProxy.close()
     await keepProxy.close()
   }, 60_000)

@@ -497,10 +497,15 @@ impl Engine {
     }
 
     /// Removes a connection from every registry; after this nothing can reach it.
-    pub fn unregister(&self, conn: &Arc<Conn>, close: Option<&(u16, String)>) {
+    /// Returns the session it leaves behind (with `recovery`), to keep once its close is reported.
+    pub fn unregister(
+        &self,
+        conn: &Arc<Conn>,
+        close: Option<&(u16, String)>,
+    ) -> Option<(crate::sessions::Token, crate::sessions::Session)> {
         let session = crate::sessions::on_close(self, conn, close);
         self.unlist(conn);
-        crate::sessions::keep(self, session);
+        session
     }
 
     fn unlist(&self, conn: &Arc<Conn>) {

@@ -163,7 +163,7 @@ fn drive(
 
         // No new sends, broadcasts or joins reach it from here on.
         conn.mark_closing();
-        engine.unregister(&conn, reader.dispatch.close.as_ref());
+        let session = engine.unregister(&conn, reader.dispatch.close.as_ref());
         drop(admission);
         // Close the socket: the outbox lets its handle go, then ours goes.
         conn.shut_down();
@@ -171,6 +171,8 @@ fn drive(
         let (code, reason) =
             reader.dispatch.close.or(conn.requested_close()).unwrap_or((1006, String::new()));
         engine.events.push(Event::Close { conn: id, code, reason });
+        // Kept only now, so JS sees this close before the connect of whoever resumes it.
+        crate::sessions::keep(&engine, session);
         engine.live_tasks.fetch_sub(1, Ordering::AcqRel);
         engine.conn_gone.notify_waiters();
     }

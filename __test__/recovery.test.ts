@@ -81,7 +81,8 @@ function withSession(url: string, token: string, extra = ''): string {
 
 describe('sessions', () => {
   it('off by default: no session frame, and ?session= does nothing', async () => {
-    const { url } = await server({}, { history: { size: 10, ttl: 1000 } })
+    const { url, server: srv } = await server({}, { history: { size: 10, ttl: 1000 } })
+    expect(srv.getStats().sessions).toBeUndefined()
     const ws = await connect(`${url}?session=${'a'.repeat(64)}`)
     expect(await anyMessageWithin(ws, 200)).toBe(false)
     ws.close()
@@ -159,6 +160,7 @@ describe('recovery', () => {
     for (let i = 4; i <= 6; i++) srv.broadcast(`m${i}`, { room: 'r' })
     await drop(proxy, a, srv, 0)
     for (let i = 7; i <= 8; i++) srv.broadcast(`m${i}`, { room: 'r' })
+    await waitFor(() => srv.getStats().sessions === 1)
 
     const b = await Peer.open(withSession(proxy.url, a.token))
     const session = await b.frame((f) => f.type === 'session')
@@ -173,6 +175,7 @@ describe('recovery', () => {
     expect(second.getMetadata('role')).toBe('admin')
     expect(second.rooms).toEqual(['r'])
     expect(srv.getConnection(first.id)).toBe(second)
+    expect(srv.getStats().sessions).toBe(0)
 
     b.send({ type: 'recover', rooms: { r: a.position('r') }, request_id: 7 })
     const done = await b.frame((f) => f.type === 'recovered')

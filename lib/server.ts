@@ -493,6 +493,7 @@ export class WsServer {
       connectionsByRoom: this.#native.roomCounts(),
       peakQueuedBytes: s.peakQueuedBytes,
       ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
+      ...(this.#sessionData ? { sessions: this.#native.sessionCount() } : {}),
       batching: {
         wakeups: s.wakeups,
         batches: s.batches,

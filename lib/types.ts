@@ -254,6 +254,8 @@ export interface ServerStats {
   connectionsByRoom: Record<string, number>
   /** Scale-out: envelopes received from other nodes, dropped while Redis was away, link state. */
   cluster?: { received: number; dropped: number; connected: boolean }
+  /** With `recovery`: disconnected sessions waiting for their client on this node. */
+  sessions?: number
   /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */
   peakQueuedBytes: number
   /** Debug: how many events JS received per engine wake-up (batching at work). */

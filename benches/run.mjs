@@ -291,6 +291,8 @@ async function main() {
           : 'Scale-out (issue 8): one rnode-ws node vs two nodes sharing a private Redis, subscribers alternating between the nodes, publisher on the first. No affinity: the nodes, Redis and the load generator share both cores. The two-node run\'s server CPU below is both nodes plus Redis.',
       )
       md.push('')
+    }
+    if (p.scale_out.length) {
       md.push(baselineTable(p.scale_out))
       md.push('')
     }

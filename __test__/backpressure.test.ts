@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { SendStatus, ServerOptions, Socket, WsServer } from '../lib/index'
-import { connect, RawPeer, serverPool, waitFor } from '../test-support/index'
+import { connect, RawPeer, serverPool, sleep, waitFor } from '../test-support/index'
 
 const server = serverPool()
 
@@ -20,7 +20,7 @@ async function pump(socket: Socket, stop: (status: SendStatus) => boolean, maxBu
       maxBuffered.value = Math.max(maxBuffered.value, socket.bufferedAmount)
       if (stop(status)) return statuses
     }
-    await new Promise((r) => setTimeout(r, 2))
+    await sleep(2)
   }
   return statuses
 }

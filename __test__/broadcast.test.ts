@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket, WsServer } from '../lib/index'
-import { anyMessageWithin, connect, connectAs, messages, nextMessage, type ProtocolFrame, request, serverPool, waitFor } from '../test-support/index'
+import { anyMessageWithin, connect, connectAs, messages, nextMessage, type ProtocolFrame, request, serverPool, sleep, waitFor } from '../test-support/index'
 
 const server = serverPool(1000)
 
@@ -27,7 +27,7 @@ describe('broadcast', () => {
     const delivered = srv.broadcast('to the room', { room: 'big', except: skipped.id })
     expect(delivered).toBe(999)
     await waitFor(() => [...counts.values()].reduce((a, b) => a + b, 0) === 999, 15_000, '999 deliveries')
-    await new Promise((r) => setTimeout(r, 100))
+    await sleep(100)
     const totals = [...counts.values()]
     expect(totals.reduce((a, b) => a + b, 0)).toBe(999)
     expect(Math.max(...totals)).toBe(1)
@@ -50,6 +50,7 @@ describe('broadcast', () => {
     expect(await onlyC1).toBe('filtered')
     expect(await others).toEqual([false, false])
     expect(() => srv.broadcast(5 as unknown as string)).toThrow(TypeError)
+    expect(() => srv.broadcast(5 as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     clients.forEach((ws) => ws.close())
   })
 })

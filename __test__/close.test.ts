@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket, WebSocketHandlers } from '../lib/index'
-import { closed, connect, echo, encodeFrame, messages, nextMessage, RawPeer, serverPool, type Started, waitFor } from '../test-support/index'
+import { closed, closePayload, connect, echo, encodeFrame, messages, nextMessage, RawPeer, serverPool, sleep, type Started, waitFor } from '../test-support/index'
 
 const start = serverPool(1000)
 const echoServer = (extra: WebSocketHandlers = {}): Promise<Started> => start({ onMessage: echo, ...extra })
@@ -17,7 +17,7 @@ describe('close', () => {
     expect(seen[0]).toEqual([4321, 'client says bye'])
   })
 
-  it('server close code and reason reach the client, after queued messages', async () => {
+  it('server close code and reason reach the client, after queued messages; row 33: send after close is dropped', async () => {
     const { url } = await echoServer({
       onConnect: (s) => {
         s.send('first')
@@ -58,7 +58,7 @@ describe('close', () => {
     const frame = encodeFrame({ opcode: 0x1, payload: Buffer.from('trickled in') })
     for (const piece of [frame.subarray(0, 1), frame.subarray(1, 5), frame.subarray(5)]) {
       peer.send(piece)
-      await new Promise((r) => setTimeout(r, 30))
+      await sleep(30)
     }
     expect((await peer.nextFrame())?.payload.toString()).toBe('trickled in')
     // Data and FIN in one go: the message is still handled, and the half-closed peer is let go.
@@ -69,19 +69,21 @@ describe('close', () => {
     expect(seen[0]).toBe(1006)
   })
 
-  it('rejects invalid close codes and long reasons with RangeError, bad types with TypeError', async () => {
+  it('row 32, 33: invalid close codes and long reasons throw RangeError, bad types TypeError, each with its code', async () => {
     let socket: Socket | undefined
     const { url } = await echoServer({ onConnect: (s) => void (socket = s) })
     const ws = await connect(url)
     await waitFor(() => socket !== undefined)
     for (const code of [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000, 1000.5]) {
       expect(() => socket!.close(code)).toThrow(RangeError)
+      expect(() => socket!.close(code)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_CODE' }))
     }
     expect(() => socket!.close(1000, 'x'.repeat(124))).toThrow(RangeError)
-    expect(() => socket!.close(1000, 'é'.repeat(62))).toThrow(RangeError) // 124 bytes
+    expect(() => socket!.close(1000, 'é'.repeat(62))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_REASON' })) // 124 bytes
     expect(() => socket!.close('1000' as unknown as number)).toThrow(TypeError)
+    expect(() => socket!.close('1000' as unknown as number)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CLOSE_CODE' }))
     expect(() => socket!.send(42 as unknown as string)).toThrow(TypeError)
-    expect(() => socket!.send({} as unknown as string)).toThrow(/string, Buffer/)
+    expect(() => socket!.send({} as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     // Nothing was sent by the failed calls: the connection is still usable.
     const reply = nextMessage(ws)
     ws.send('still here')
@@ -107,5 +109,68 @@ describe('closeTimeout', () => {
     expect(Date.now() - started).toBeLessThan(2500)
     await waitFor(() => codes.length === 1)
     expect(codes).toEqual([4000])
+  })
+})
+
+// What onClose reports, in its order of precedence (lib/types.ts, docs/api.md "Close").
+describe('what onClose reports', () => {
+  const reported = (): { seen: Array<[number, string]>; handlers: WebSocketHandlers } => {
+    const seen: Array<[number, string]> = []
+    return { seen, handlers: { onClose: (_s, code, reason) => void seen.push([code, reason]) } }
+  }
+
+  it("a peer close frame without a code: 1005 and ''", async () => {
+    const { seen, handlers } = reported()
+    const { port } = await start(handlers)
+    const peer = await RawPeer.connect(port)
+    peer.send({ opcode: 0x8 })
+    // The server answers with an empty close frame of its own (closeCode reads that as 1005).
+    expect(await peer.closeCode()).toBe(1005)
+    await waitFor(() => seen.length === 1)
+    expect(seen).toEqual([[1005, '']])
+    peer.destroy()
+  })
+
+  it("the peer's close frame wins over the close we asked for", async () => {
+    const { seen, handlers } = reported()
+    const { port } = await start({ ...handlers, onConnect: (socket) => socket.close(4001, 'ours') })
+    const peer = await RawPeer.connect(port)
+    expect(await peer.closeCode()).toBe(4001)
+    // The peer answers with a close of its own rather than an echo.
+    peer.send({ opcode: 0x8, payload: closePayload(4002, 'theirs') })
+    await peer.waitEnd(3000)
+    await waitFor(() => seen.length === 1)
+    expect(seen).toEqual([[4002, 'theirs']])
+  })
+
+  it("a peer silent past idleTimeout: 1006 and 'Idle timeout'", async () => {
+    const { seen, handlers } = reported()
+    const { port } = await start(handlers, { pingInterval: 60_000, idleTimeout: 200 })
+    const peer = await RawPeer.connect(port)
+    await peer.waitEnd(3000)
+    await waitFor(() => seen.length === 1)
+    expect(seen).toEqual([[1006, 'Idle timeout']])
+  })
+
+  it('our close the peer never answers: our code and reason', async () => {
+    const { seen, handlers } = reported()
+    const { port } = await start({ ...handlers, onConnect: (socket) => socket.close(4003, 'unanswered') }, { closeTimeout: 200 })
+    const peer = await RawPeer.connect(port)
+    expect(await peer.closeCode()).toBe(4003)
+    await peer.waitEnd(3000)
+    await waitFor(() => seen.length === 1)
+    expect(seen).toEqual([[4003, 'unanswered']])
+  })
+
+  it('server.close() the peer never answers: 1001', async () => {
+    const { seen, handlers } = reported()
+    const { server, port } = await start(handlers)
+    const peer = await RawPeer.connect(port)
+    await waitFor(() => server.getConnections().length === 1)
+    const closing = server.close({ timeout: 300 })
+    expect(await peer.closeCode()).toBe(1001)
+    await closing
+    await waitFor(() => seen.length === 1)
+    expect(seen[0]![0]).toBe(1001)
   })
 })

@@ -1,7 +1,7 @@
 // Heartbeat: server pings every pingInterval, silent peers are dropped after idleTimeout, the
 // built-in ping message, ping-frame floods (docs/hardening.md rows 28, 29).
 import { describe, expect, it } from 'vitest'
-import { connect, encodeFrame, RawPeer, serverPool, waitFor } from '../test-support/index'
+import { connect, encodeFrame, RawPeer, serverPool, sleep, waitFor } from '../test-support/index'
 
 const TEXT = 0x1
 const CLOSE = 0x8
@@ -28,20 +28,22 @@ describe('heartbeat', () => {
     await waitFor(() => srv.server.getConnections().length === 1)
     const socket = srv.server.getConnections()[0]!
     const firstPong = socket.lastPong!.getTime()
-    await new Promise((r) => setTimeout(r, 800))
+    await sleep(800)
     expect(ws.readyState).toBe(ws.OPEN)
     expect(socket.lastPong!.getTime()).toBeGreaterThan(firstPong)
     ws.close()
   })
 
   it('the built-in ping message updates lastPing and counts as activity', async () => {
-    const srv = await start({}, { pingInterval: 60_000, idleTimeout: 400 })
+    // Six pings over 1.8 s keep a connection with a 1 s idleTimeout open; the gaps leave room for
+    // a loaded machine.
+    const srv = await start({}, { pingInterval: 60_000, idleTimeout: 1000 })
     const peer = await RawPeer.connect(srv.port)
     await waitFor(() => srv.server.getConnections().length === 1)
     const socket = srv.server.getConnections()[0]!
     const before = socket.lastPing!.getTime()
     for (let i = 0; i < 6; i++) {
-      await new Promise((r) => setTimeout(r, 150))
+      await sleep(300)
       peer.send({ opcode: TEXT, payload: JSON.stringify({ type: 'ping', timestamp: i }) })
       expect(JSON.parse((await peer.nextFrame())!.payload.toString())).toEqual({ type: 'pong', timestamp: i })
     }

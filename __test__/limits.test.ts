@@ -3,7 +3,7 @@
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { type ServerOptions, WsServer } from '../lib/index'
-import { connect, nextMessage, rawExchange, refusedStatus, serverPool, upgradeRequest, waitFor } from '../test-support/index'
+import { closedPort, connect, nextMessage, rawExchange, refusedStatus, serverPool, statusOf, upgradeRequest, waitFor } from '../test-support/index'
 
 const server = serverPool()
 
@@ -41,24 +41,6 @@ describe('limits', () => {
     } as const
     const { server: srv } = await server({}, custom)
     expect(srv.limits).toMatchObject(custom)
-  })
-
-  it.each([
-    ['maxPayload', 0],
-    ['maxPayload', -5],
-    ['maxBackpressure', 1.5],
-    ['idleTimeout', 0],
-    ['pingInterval', 'fast'],
-    ['handshakeTimeout', 2 ** 33],
-    ['closeTimeout', null],
-    ['maxConnections', 0],
-    ['maxConnectionsPerIp', -1],
-    ['maxInboundQueue', 0],
-    ['allowedOrigins', 'https://x'],
-    ['protocols', [1]],
-    ['autoCreateRooms', 'yes'],
-  ])('bad value %s = %j throws TypeError or RangeError', (name, value) => {
-    expect(() => new WsServer({ [name]: value } as ServerOptions)).toThrow(/must be/)
   })
 
   it('maxPayload custom value applies to text as well (1009)', async () => {
@@ -125,5 +107,112 @@ describe('origins and connection limits', () => {
     const { port } = await server({}, { handshakeTimeout: 200 })
     const res = await rawExchange(port, Buffer.alloc(0), 3000)
     expect(res.length).toBe(0)
+  })
+})
+
+// Each option's bad values, with the error class the constructor throws (a non-integer or wrong
+// type: TypeError; an integer out of range: RangeError). Nothing is constructed.
+describe('bad option values', () => {
+  it.each<[string, unknown, ErrorConstructor]>([
+    ['port', -1, RangeError],
+    ['port', 65536, RangeError],
+    ['port', '80', TypeError],
+    ['port', 1.5, TypeError],
+    ['host', '', TypeError],
+    ['host', 5, TypeError],
+    ['maxPayload', 0, RangeError],
+    ['maxPayload', -5, RangeError],
+    ['maxPayload', 2 ** 32, RangeError],
+    ['maxBackpressure', 1.5, TypeError],
+    ['maxBackpressure', 0, RangeError],
+    ['backpressurePolicy', 'explode', TypeError],
+    ['idleTimeout', 0, RangeError],
+    ['pingInterval', 'fast', TypeError],
+    ['handshakeTimeout', 2 ** 33, RangeError],
+    ['closeTimeout', null, TypeError],
+    ['maxInboundQueue', 0, RangeError],
+    ['maxConnections', 0, RangeError],
+    ['maxConnectionsPerIp', -1, RangeError],
+    ['allowedOrigins', 'https://x', TypeError],
+    ['allowedOrigins', [''], TypeError],
+    ['protocols', [1], TypeError],
+    ['protocols', 'chat', TypeError],
+    ['autoCreateRooms', 'yes', TypeError],
+    ['reusePort', 1, TypeError],
+    ['cluster', 5, TypeError],
+    ['cluster', {}, TypeError],
+    ['cluster', { redis: 'http://127.0.0.1:6379' }, TypeError],
+    ['cluster', { redis: 'redis://127.0.0.1:6379', prefix: 'has space' }, TypeError],
+    ['cluster', { redis: 'redis://127.0.0.1:6379', prefix: 'x'.repeat(65) }, TypeError],
+  ])('%s = %j', (name, value, errorClass) => {
+    expect(() => new WsServer({ [name]: value } as ServerOptions)).toThrow(errorClass)
+    expect(() => new WsServer({ [name]: value } as ServerOptions)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
+  })
+
+  it('a port number out of range or not an options object throws', () => {
+    expect(() => new WsServer(70_000)).toThrow(RangeError)
+    expect(() => new WsServer(null as unknown as number)).toThrow(TypeError)
+    expect(() => new WsServer('3000' as unknown as number)).toThrow(TypeError)
+  })
+
+  it('server.close({ timeout }) takes an integer from 0, and throws before closing anything', async () => {
+    const { server: srv, url } = await server()
+    expect(() => srv.close({ timeout: -1 })).toThrow(RangeError)
+    expect(() => srv.close({ timeout: 'soon' as unknown as number })).toThrow(TypeError)
+    ;(await connect(url)).close()
+  })
+})
+
+// Defaults of the options that are not in `server.limits`, by their effect.
+describe('option defaults', () => {
+  it('port: 0 picks a free port; a given port is used', async () => {
+    const a = new WsServer({ host: '127.0.0.1' })
+    a.websocket('/ws', {})
+    server.adopt(a)
+    const { port, host } = await a.listen()
+    expect([port > 0, host]).toEqual([true, '127.0.0.1'])
+    ;(await connect(`ws://127.0.0.1:${port}/ws`)).close()
+    const wanted = await closedPort()
+    const b = new WsServer({ host: '127.0.0.1', port: wanted })
+    b.websocket('/ws', {})
+    server.adopt(b)
+    expect((await b.listen()).port).toBe(wanted)
+  })
+
+  it("host: '0.0.0.0' unless given, and loopback clients reach it", async () => {
+    const a = new WsServer()
+    a.websocket('/ws', {})
+    server.adopt(a)
+    const bound = await a.listen()
+    expect(bound.host).toBe('0.0.0.0')
+    ;(await connect(`ws://127.0.0.1:${bound.port}/ws`)).close()
+  })
+
+  it('allowedOrigins: any Origin is accepted when not set', async () => {
+    const { url } = await server()
+    ;(await connect(url, { origin: 'https://anywhere.example' })).close()
+  })
+
+  it('protocols: none chosen when not set, even if the client offers some', async () => {
+    const { port } = await server()
+    const res = (await rawExchange(port, upgradeRequest('/ws', { 'Sec-WebSocket-Protocol': 'chat.v1' }), 500)).toString('latin1')
+    expect(statusOf(Buffer.from(res, 'latin1'))).toBe(101)
+    expect(res.toLowerCase()).not.toContain('sec-websocket-protocol')
+  })
+
+  it('maxPayload: 1 MiB unless given; one byte more closes with 1009', async () => {
+    const { url } = await server({ onMessage: (s, m) => void s.send(m) })
+    const ws = await connect(url)
+    const ok = nextMessage(ws)
+    ws.send(Buffer.alloc(1024 * 1024))
+    expect(((await ok) as Buffer).length).toBe(1024 * 1024)
+    const code = new Promise<number>((r) => ws.once('close', (c) => r(c)))
+    ws.send(Buffer.alloc(1024 * 1024 + 1))
+    expect(await code).toBe(1009)
+  })
+
+  it('cluster: a single node unless given; cluster-wide stats are refused', async () => {
+    const { server: srv } = await server()
+    await expect(srv.getStats({ scope: 'cluster' })).rejects.toBeInstanceOf(Error)
   })
 })

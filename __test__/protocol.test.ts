@@ -65,7 +65,7 @@ describe('built-in protocol', () => {
     ws.close()
   })
 
-  it('malformed protocol frames get an error reply and the connection stays up (docs/hardening.md row 30)', async () => {
+  it('row 30: malformed protocol frames get an error reply and the connection stays up', async () => {
     const { url } = await server({ onMessage: (s, m) => void s.send(`app:${String(m)}`) })
     const ws = await connect(url)
     const bad: ProtocolFrame[] = [

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket } from '../lib/index'
-import { connect, connectAs, messages, nextMessage, request, serverPool, waitFor } from '../test-support/index'
+import { connect, connectAs, messages, nextMessage, request, serverPool, sleep, waitFor } from '../test-support/index'
 
 const server = serverPool(1000)
 
@@ -15,7 +15,7 @@ describe('registry', () => {
     expect(id).toBe('general')
     const generated = srv.createRoom('Other')
     expect(generated).toMatch(/^[0-9a-f-]{36}$/)
-    expect(() => srv.createRoom('dup', { id: 'general' })).toThrow(/already exists/)
+    expect(() => srv.createRoom('dup', { id: 'general' })).toThrow(expect.objectContaining({ code: 'ERR_ROOM_EXISTS' }))
     const info = srv.getRoom('general')!
     expect(info).toMatchObject({ id: 'general', name: 'General chat', description: 'all', maxConnections: 50, connectionsCount: 0, metadata: { topic: 'x' } })
     expect(info.createdAt).toBeInstanceOf(Date)
@@ -77,25 +77,26 @@ describe('registry', () => {
   })
 
   it('onJoinRoom can veto by returning false, throwing or resolving false', async () => {
-    const errors: string[] = []
+    const errors: unknown[] = []
+    const veto = new Error('not you')
     const { url } = await server({
       onJoinRoom: async (_s, room) => {
         if (room === 'no') return false
-        if (room === 'throw') throw new Error('not you')
+        if (room === 'throw') throw veto
         if (room === 'later') {
-          await new Promise((r) => setTimeout(r, 20))
+          await sleep(20)
           return false
         }
         return true
       },
-      onError: (_s, e) => void errors.push(e.message),
+      onError: (_s, e) => void errors.push(e),
     })
     const ws = await connect(url)
     for (const room of ['no', 'throw', 'later']) {
       expect(await request(ws, { type: 'join_room', room_id: room })).toEqual({ type: 'room_join_error', room_id: room, error: 'denied' })
     }
     expect(await request(ws, { type: 'join_room', room_id: 'yes' })).toEqual({ type: 'room_joined', room_id: 'yes' })
-    expect(errors).toEqual(['not you'])
+    expect(errors).toEqual([expect.objectContaining({ code: 'ERR_HANDLER_FAILED', cause: veto })])
     expect(ws.readyState).toBe(WebSocket.OPEN)
     ws.close()
   })
@@ -128,7 +129,7 @@ describe('registry', () => {
     const got = nextMessage(other)
     expect(member!.sendToRoom('a', 'from the server side')).toBe(1)
     expect(JSON.parse((await got) as string)).toEqual({ type: 'room_message', room_id: 'a', message: 'from the server side', from_client_id: 'member' })
-    expect(() => otherSocket.sendToRoom('b', 'x')).toThrow(/not in room/)
+    expect(() => otherSocket.sendToRoom('b', 'x')).toThrow(expect.objectContaining({ code: 'ERR_NOT_IN_ROOM' }))
 
     expect(srv.getConnections('a').map((s) => s.clientId).sort()).toEqual(['member', 'other'])
     const lefts = messages(memberWs, 2)
@@ -142,7 +143,8 @@ describe('registry', () => {
     await waitFor(() => seenMeta.length === 2)
     expect(seenMeta).toEqual([{ theme: 'dark', n: 3 }, 'admin'])
     expect(() => member!.joinRoom('' as string)).toThrow(TypeError)
-    expect(() => member!.joinRoom(5 as unknown as string)).toThrow(TypeError)
+    expect(() => member!.joinRoom('' as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ROOM_ID' }))
+    expect(() => member!.joinRoom(5 as unknown as string)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ROOM_ID' }))
     other.close()
   })
 })
@@ -182,7 +184,7 @@ describe('consistency', () => {
           ws.send(JSON.stringify({ type: n % 3 === 2 ? 'leave_room' : 'join_room', room_id: room }))
           ws.send(JSON.stringify({ type: 'room_message', room_id: room, message: n }))
           n++
-          await new Promise((r) => setTimeout(r, 1))
+          await sleep(1)
         }
         if (i % 2 === 0) ws.terminate()
       }),
@@ -190,7 +192,7 @@ describe('consistency', () => {
     clearInterval(churn)
     await waitFor(() => srv.getConnections().length === 100, 10_000, 'disconnects processed')
     // Let in-flight protocol frames settle.
-    await new Promise((r) => setTimeout(r, 300))
+    await sleep(300)
     const live = new Set(srv.getConnections().map((s) => s.id))
     const stats = srv.getStats()
     let total = 0

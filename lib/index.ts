@@ -2,6 +2,7 @@
 export { WsServer } from './server'
 export { Socket } from './socket'
 export { isSendableCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes'
+export type { CodedError, ErrorCode } from './errors'
 export type {
   CloseOptions,
   BroadcastOptions,

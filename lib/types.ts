@@ -1,3 +1,6 @@
+import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { CodedError } from './errors'
 import type { Socket } from './socket'
 
 /** The HTTP upgrade request as `onUpgrade` sees it. */
@@ -41,8 +44,13 @@ export interface WebSocketHandlers {
    * answered (`socket.close()`, 1001 from `server.close()`); else 1006 (the TCP connection dropped).
    */
   onClose?: (socket: Socket, code: number, reason: string) => HandlerResult
-  /** A handler threw (the connection is closed with 1011) or the engine reports a problem. */
-  onError?: (socket: Socket, error: Error) => HandlerResult
+  /**
+   * A handler of this socket threw or its promise rejected: `error.code` is `'ERR_HANDLER_FAILED'`
+   * and `error.cause` what was thrown. The connection is closed with 1011 (except for a refused
+   * `onJoinRoom`, which only refuses the join). Protocol violations and limits are not errors
+   * here: the engine closes the connection with a close code, which `onClose` reports.
+   */
+  onError?: (socket: Socket, error: CodedError) => HandlerResult
   /** The send buffer emptied after `send()` reported `'buffered'`. */
   onDrain?: (socket: Socket) => HandlerResult
   /**
@@ -56,6 +64,19 @@ export interface WebSocketHandlers {
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */
 export interface ServerOptions {
+  /**
+   * Attach mode: take WebSocket upgrades from this http or https server's port (its `upgrade`
+   * event) instead of binding a port. Paths without a `websocket()` route are left to the
+   * server's other `upgrade` listeners (404 when there is none). Not with `port`/`host`.
+   */
+  server?: HttpServer | HttpsServer
+  /** Attach mode without a server: the application calls `handleUpgrade()` itself. */
+  noServer?: boolean
+  /**
+   * Attach mode: take over plain TCP sockets' descriptors (Linux, macOS). `false` pumps every
+   * connection's bytes through the engine instead, as for TLS sockets and on Windows. Default true.
+   */
+  adopt?: boolean
   /** TCP port; 0 picks a free one (see `listen()`'s result). Default 0. */
   port?: number
   /** Interface to bind. Default `'0.0.0.0'`. */
@@ -100,7 +121,7 @@ export interface ServerOptions {
   reusePort?: boolean
   /**
    * Scale-out: servers sharing a Redis deliver broadcasts and room messages to each other's
-   * members. `listen()` rejects when Redis cannot be reached.
+   * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
   /**

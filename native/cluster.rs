@@ -17,7 +17,7 @@ use redis::AsyncCommands;
 use tokio::sync::{mpsc, Notify};
 
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{ClusterError, Result};
 
 /// Envelopes waiting for Redis, at most.
 pub const OUTBOUND_CAPACITY: usize = 16 * 1024;
@@ -27,7 +27,7 @@ const REPORT_EVERY: Duration = Duration::from_millis(1000);
 const REPORT_TTL_MS: i64 = 3500;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-const ENVELOPE_VERSION: u8 = 1;
+const ENVELOPE_VERSION: u8 = 2;
 
 /// Options from `cluster: { redis, prefix }`.
 #[derive(Debug, Clone)]
@@ -49,17 +49,20 @@ pub struct Envelope {
 
 impl Envelope {
     /// Binary layout: version, origin (16), kind, has-room, room len (u16) + room,
-    /// except count (u16) + 16 bytes each, payload.
+    /// except count (u32: a broadcast may skip more than 65,535 sockets) + 16 bytes each,
+    /// payload.
     pub fn encode(&self) -> Vec<u8> {
         let room = self.room.as_deref().unwrap_or("");
-        let mut out = Vec::with_capacity(23 + room.len() + self.except.len() * 16 + self.payload.len());
+        let mut out = Vec::with_capacity(25 + room.len() + self.except.len() * 16 + self.payload.len());
         out.push(ENVELOPE_VERSION);
         out.extend_from_slice(&self.origin);
         out.push(u8::from(self.binary));
         out.push(u8::from(self.room.is_some()));
         out.extend_from_slice(&(room.len() as u16).to_be_bytes());
         out.extend_from_slice(room.as_bytes());
-        out.extend_from_slice(&(self.except.len() as u16).to_be_bytes());
+        // A Vec of 16-byte ids cannot hold 2^32 of them on any machine this runs on; saturate
+        // rather than wrap, so decoding fails instead of misreading the rest.
+        out.extend_from_slice(&u32::try_from(self.except.len()).unwrap_or(u32::MAX).to_be_bytes());
         for id in &self.except {
             out.extend_from_slice(id);
         }
@@ -90,11 +93,11 @@ impl Envelope {
         let has_room = take(&mut d, 1)?[0] == 1;
         let room_len = u16_at(&mut d)?;
         let room = std::str::from_utf8(take(&mut d, room_len)?).ok()?.to_string();
-        let count = u16_at(&mut d)?;
-        let mut except = Vec::with_capacity(count);
-        for _ in 0..count {
-            except.push(take(&mut d, 16)?.try_into().ok()?);
-        }
+        let count = take(&mut d, 4)?;
+        let count = usize::try_from(u32::from_be_bytes([count[0], count[1], count[2], count[3]])).ok()?;
+        // The ids must all be there before anything is allocated for them.
+        let ids = take(&mut d, count.checked_mul(16)?)?;
+        let except = ids.chunks_exact(16).filter_map(|id| id.try_into().ok()).collect();
         Some(Envelope {
             origin,
             binary,
@@ -160,16 +163,19 @@ fn log(message: &str) {
 impl Cluster {
     /// Checks that Redis answers; the error names the URL so `listen()` can report it.
     pub async fn connect(config: ClusterConfig) -> Result<Arc<Cluster>> {
-        let client = redis::Client::open(config.redis_url.as_str())
-            .map_err(|e| Error::Redis(config.redis_url.clone(), e.to_string()))?;
+        let url = config.redis_url.as_str();
+        let client =
+            redis::Client::open(url).map_err(|e| ClusterError::InvalidUrl(url.to_string(), e.to_string()))?;
         let probe = async {
             let mut conn = client.get_multiplexed_async_connection().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
         match tokio::time::timeout(Duration::from_secs(3), probe).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Error::Redis(config.redis_url.clone(), e.to_string())),
-            Err(_) => return Err(Error::Redis(config.redis_url.clone(), "timed out".into())),
+            Ok(Err(e)) => return Err(ClusterError::from_redis(url, &e).into()),
+            Err(_) => {
+                return Err(ClusterError::Unreachable(url.to_string(), "no answer within 3 s".into()).into())
+            }
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         Ok(Arc::new(Cluster {
@@ -409,7 +415,7 @@ impl Cluster {
 
     /// Sums the counts every node reported; this node's own numbers are taken live.
     pub async fn counts(&self, engine: &Engine) -> Result<ClusterCounts> {
-        let redis_err = |e: redis::RedisError| Error::Redis(self.config.redis_url.clone(), e.to_string());
+        let redis_err = |e: redis::RedisError| ClusterError::from_redis(&self.config.redis_url, &e);
         let mut conn = self.client.get_multiplexed_async_connection().await.map_err(redis_err)?;
         let own = node_key(&self.config.prefix, &self.node_id);
         let pattern = format!("{}:node:*", self.config.prefix);
@@ -477,5 +483,42 @@ mod tests {
         .encode();
         truncated.truncate(25);
         assert_eq!(Envelope::decode(&truncated), None);
+    }
+
+    #[test]
+    fn more_than_65535_except_ids_survive_the_envelope() {
+        let except: Vec<[u8; 16]> = (0..70_000u32)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                id
+            })
+            .collect();
+        let e = Envelope {
+            origin: [5; 16],
+            binary: false,
+            room: Some("r".into()),
+            except,
+            payload: Bytes::from_static(b"after the ids"),
+        };
+        assert_eq!(Envelope::decode(&e.encode()), Some(e));
+    }
+
+    #[test]
+    fn an_except_count_past_the_data_is_refused_before_allocating() {
+        let mut e =
+            Envelope { origin: [0; 16], binary: true, room: None, except: vec![], payload: Bytes::new() }
+                .encode();
+        // The count is the last field before the payload.
+        let at = e.len() - 4;
+        e[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        e.extend_from_slice(&[1; 32]);
+        assert_eq!(Envelope::decode(&e), None);
+        // An envelope of the earlier version is not misread.
+        let mut old =
+            Envelope { origin: [0; 16], binary: true, room: None, except: vec![], payload: Bytes::new() }
+                .encode();
+        old[0] = 1;
+        assert_eq!(Envelope::decode(&old), None);
     }
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use napi_derive::napi;
 
+use crate::error::ConfigError;
+
 /// Default largest inbound message (and fragment sum): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 1024 * 1024;
 /// Default per-connection send buffer before the backpressure policy applies: 1 MiB.
@@ -110,28 +112,65 @@ fn ms(value: Option<u32>, default: u32) -> Duration {
     Duration::from_millis(u64::from(value.unwrap_or(default)))
 }
 
+/// A limit that must be at least 1 when given.
+fn positive(name: &'static str, value: Option<u32>) -> Result<Option<u32>, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError { name, reason: "must be at least 1".into() }),
+        v => Ok(v),
+    }
+}
+
 impl Config {
-    /// Fills defaults in; range checks live in the TypeScript facade, which throws `TypeError`s.
-    pub fn from_options(o: &NativeOptions) -> Self {
-        Config {
-            port: o.port.unwrap_or(0).min(u32::from(u16::MAX)) as u16,
+    /// Fills defaults in. The facade range-checks every option first (and says which one is
+    /// wrong); this refuses what would otherwise be silently misread: a port past 65535, an
+    /// unknown backpressure policy, a zero limit, a Redis URL the client cannot parse.
+    pub fn from_options(o: &NativeOptions) -> Result<Self, ConfigError> {
+        let port = match o.port {
+            None => 0,
+            Some(p) => u16::try_from(p)
+                .map_err(|_| ConfigError { name: "port", reason: format!("must be 0-65535, got {p}") })?,
+        };
+        let drop_on_backpressure = match o.backpressure_policy.as_deref() {
+            None | Some("close") => false,
+            Some("drop") => true,
+            Some(other) => {
+                let reason = format!("must be 'close' or 'drop', got {other:?}");
+                return Err(ConfigError { name: "backpressurePolicy", reason });
+            }
+        };
+        let cluster = match &o.cluster_redis {
+            None => None,
+            Some(url) => {
+                redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| ConfigError { name: "cluster.redis", reason: e.to_string() })?;
+                let prefix = o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string());
+                Some(crate::cluster::ClusterConfig { redis_url: url.clone(), prefix })
+            }
+        };
+        Ok(Config {
+            port,
             host: o.host.clone().unwrap_or_else(|| "0.0.0.0".to_string()),
-            max_payload: o.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD) as usize,
-            max_backpressure: o.max_backpressure.unwrap_or(DEFAULT_MAX_BACKPRESSURE) as usize,
-            idle_timeout: ms(o.idle_timeout, DEFAULT_IDLE_TIMEOUT_MS),
-            ping_interval: ms(o.ping_interval, DEFAULT_PING_INTERVAL_MS),
-            handshake_timeout: ms(o.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT_MS),
-            close_timeout: ms(o.close_timeout, DEFAULT_CLOSE_TIMEOUT_MS),
+            max_payload: positive("maxPayload", o.max_payload)?.unwrap_or(DEFAULT_MAX_PAYLOAD) as usize,
+            max_backpressure: positive("maxBackpressure", o.max_backpressure)?
+                .unwrap_or(DEFAULT_MAX_BACKPRESSURE) as usize,
+            idle_timeout: ms(positive("idleTimeout", o.idle_timeout)?, DEFAULT_IDLE_TIMEOUT_MS),
+            ping_interval: ms(positive("pingInterval", o.ping_interval)?, DEFAULT_PING_INTERVAL_MS),
+            handshake_timeout: ms(
+                positive("handshakeTimeout", o.handshake_timeout)?,
+                DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            ),
+            close_timeout: ms(positive("closeTimeout", o.close_timeout)?, DEFAULT_CLOSE_TIMEOUT_MS),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES as usize,
             max_headers: DEFAULT_MAX_HEADERS as usize,
-            drop_on_backpressure: o.backpressure_policy.as_deref() == Some("drop"),
+            drop_on_backpressure,
             auto_create_rooms: o.auto_create_rooms.unwrap_or(true),
             allowed_origins: o.allowed_origins.clone(),
-            max_connections: o.max_connections.map(|n| n as usize),
-            max_connections_per_ip: o.max_connections_per_ip,
+            max_connections: positive("maxConnections", o.max_connections)?.map(|n| n as usize),
+            max_connections_per_ip: positive("maxConnectionsPerIp", o.max_connections_per_ip)?,
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
-            max_inbound_queue: o.max_inbound_queue.unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
+            max_inbound_queue: positive("maxInboundQueue", o.max_inbound_queue)?
+                .unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
             history: match (o.history_size, o.history_ttl) {
                 (Some(size), Some(ttl)) => Some(crate::history::HistoryLimits {
                     size: size.min(MAX_HISTORY_SIZE) as usize,
@@ -142,11 +181,8 @@ impl Config {
             },
             max_disconnection: (o.recovery == Some(true))
                 .then(|| ms(o.recovery_max_disconnection, DEFAULT_MAX_DISCONNECTION_MS)),
-            cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
-                redis_url,
-                prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
-            }),
-        }
+            cluster,
+        })
     }
 }
 
@@ -193,5 +229,44 @@ impl From<&Config> for Limits {
             max_connections_per_ip: c.max_connections_per_ip,
             max_inbound_queue: c.max_inbound_queue as u32,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = Config::from_options(&NativeOptions::default()).expect("defaults are valid");
+        assert_eq!(c.port, 0);
+        assert_eq!(c.max_payload, DEFAULT_MAX_PAYLOAD as usize);
+        assert!(!c.drop_on_backpressure);
+        assert!(c.cluster.is_none());
+    }
+
+    #[test]
+    fn custom_values_are_kept() {
+        let o = NativeOptions {
+            port: Some(65535),
+            backpressure_policy: Some("drop".into()),
+            cluster_redis: Some("redis://127.0.0.1:6379".into()),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert_eq!(c.port, 65535);
+        assert!(c.drop_on_backpressure);
+        assert_eq!(c.cluster.map(|c| c.prefix), Some("rnode".to_string()));
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        let name = |o: NativeOptions| Config::from_options(&o).err().map(|e| e.name);
+        assert_eq!(name(NativeOptions { port: Some(65536), ..Default::default() }), Some("port"));
+        let policy = NativeOptions { backpressure_policy: Some("explode".into()), ..Default::default() };
+        assert_eq!(name(policy), Some("backpressurePolicy"));
+        assert_eq!(name(NativeOptions { max_payload: Some(0), ..Default::default() }), Some("maxPayload"));
+        let url = NativeOptions { cluster_redis: Some("redis://[::1".into()), ..Default::default() };
+        assert_eq!(name(url), Some("cluster.redis"));
     }
 }

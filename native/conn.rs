@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 
+use crate::config::Config;
 use crate::cork;
-use crate::engine::Engine;
+use crate::engine::Stats;
 use crate::fanout;
 use crate::frame::{self, opcode};
 use crate::outbox::{append, over_limit, spare_buffer, OutFrame, Outbox, SendStatus};
@@ -35,6 +36,28 @@ pub mod attn {
     pub const DEADLINE: u32 = 64;
     /// Everything queued, our close frame included, has been written.
     pub const FLUSHED: u32 = 128;
+}
+
+/// What sending needs from its server: the counters and the send-buffer policy. Connections,
+/// rooms and fan-outs take this, not the whole engine.
+pub struct SendContext {
+    pub stats: Arc<Stats>,
+    /// Bytes a connection may have queued before a send is refused (`maxBackpressure`).
+    pub max_backpressure: usize,
+    /// A refused send closes the connection with 1008 (`backpressurePolicy: "close"`); else
+    /// the message is dropped.
+    pub close_on_limit: bool,
+}
+
+impl SendContext {
+    /// The context of a server with this configuration, counting into `stats`.
+    pub fn new(config: &Config, stats: Arc<Stats>) -> Self {
+        SendContext {
+            stats,
+            max_backpressure: config.max_backpressure,
+            close_on_limit: !config.drop_on_backpressure,
+        }
+    }
 }
 
 /// Identity of a connection, fixed at upgrade time.
@@ -125,28 +148,28 @@ impl Conn {
     }
 
     /// Sends a data frame; never blocks. Applies the backpressure limit and policy.
-    pub fn send(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
-        let status = self.send_uncounted(engine, frame);
+    pub fn send(self: &Arc<Self>, ctx: &SendContext, frame: &OutFrame) -> SendStatus {
+        let status = self.send_uncounted(ctx, frame);
         if status != SendStatus::Dropped {
-            engine.stats.count_out(frame.payload_len());
+            ctx.stats.count_out(frame.payload_len());
         }
         status
     }
 
     /// `send` without counting it in the stats: fan-outs count once for all recipients.
-    pub fn send_uncounted(self: &Arc<Self>, engine: &Engine, frame: &OutFrame) -> SendStatus {
+    pub fn send_uncounted(self: &Arc<Self>, ctx: &SendContext, frame: &OutFrame) -> SendStatus {
         fanout::settle();
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
-        let limit = engine.config.max_backpressure;
+        let limit = ctx.max_backpressure;
         let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
         if out.is_shut() {
             return SendStatus::Dropped;
         }
         if over_limit(out.pending(), frame.bytes.len(), limit) {
             drop(out);
-            return self.refuse(engine);
+            return self.refuse(ctx);
         }
         self.enqueue(&mut out, &frame.bytes);
         self.status_after_send(&mut out, limit)
@@ -154,9 +177,9 @@ impl Conn {
 
     /// A send over the backpressure limit: counted as dropped, and with the `close` policy
     /// the connection is closed with 1008.
-    fn refuse(self: &Arc<Self>, engine: &Engine) -> SendStatus {
-        engine.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        if !engine.config.drop_on_backpressure {
+    fn refuse(self: &Arc<Self>, ctx: &SendContext) -> SendStatus {
+        ctx.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if ctx.close_on_limit {
             self.close(1008, "Send buffer limit exceeded");
         }
         SendStatus::Dropped
@@ -168,7 +191,7 @@ impl Conn {
     /// go to the socket at once is written into `scratch` first.
     pub fn send_with(
         self: &Arc<Self>,
-        engine: &Engine,
+        ctx: &SendContext,
         scratch: &mut Vec<u8>,
         fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>,
     ) -> SendStatus {
@@ -176,7 +199,7 @@ impl Conn {
         if self.closing.load(Ordering::Acquire) {
             return SendStatus::Dropped;
         }
-        let limit = engine.config.max_backpressure;
+        let limit = ctx.max_backpressure;
         let (status, payload_len) = {
             let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
             if out.is_shut() {
@@ -200,13 +223,13 @@ impl Conn {
                 if over_limit(before, out.buf.len() - start, limit) {
                     out.buf.truncate(start);
                     drop(out);
-                    return self.refuse(engine);
+                    return self.refuse(ctx);
                 }
                 self.appended(&mut out);
                 (self.status_after_send(&mut out, limit), payload_len)
             }
         };
-        engine.stats.count_out(payload_len);
+        ctx.stats.count_out(payload_len);
         status
     }
 
@@ -411,17 +434,18 @@ impl Conn {
     }
 }
 
+/// Connections over loopback pairs, for the unit tests of the modules that send.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod fixture {
     use std::io::Read;
     use std::time::Duration;
 
     use super::*;
-    use crate::cork::CorkScope;
 
-    /// A connection handle over a loopback pair, and the peer's end (reads time out).
-    async fn conn() -> (Arc<Conn>, std::net::TcpStream) {
+    /// A connection handle (id `id`, UUID `[id; 16]`) over a loopback pair, ready to write, and
+    /// the peer's end (its reads time out after 200 ms).
+    pub async fn conn(id: u8) -> (Arc<Conn>, std::net::TcpStream) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (peer, _) = listener.accept().unwrap();
@@ -429,15 +453,92 @@ mod tests {
         peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let stream = Arc::new(TcpStream::from_std(ours).unwrap());
         stream.writable().await.unwrap();
-        (Arc::new(Conn::new(7, [7; 16], "c".into(), 0, stream, 0, 0)), peer)
+        (Arc::new(Conn::new(u32::from(id), [id; 16], format!("c{id}"), 0, stream, 0, 0)), peer)
     }
 
-    fn read_some(peer: &mut std::net::TcpStream) -> Vec<u8> {
-        let mut buf = [0u8; 256];
+    /// What the peer can read now (empty when nothing came within the timeout).
+    pub fn read_some(peer: &mut std::net::TcpStream) -> Vec<u8> {
+        let mut buf = [0u8; 4096];
         match peer.read(&mut buf) {
             Ok(n) => buf[..n].to_vec(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// A send context with fresh counters.
+    pub fn context(max_backpressure: usize, close_on_limit: bool) -> SendContext {
+        SendContext { stats: Arc::default(), max_backpressure, close_on_limit }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::fixture::{context, read_some};
+    use super::*;
+    use crate::cork::CorkScope;
+
+    async fn conn() -> (Arc<Conn>, std::net::TcpStream) {
+        super::fixture::conn(7).await
+    }
+
+    #[tokio::test]
+    async fn sends_are_counted_and_written() {
+        let (conn, mut peer) = conn().await;
+        let ctx = context(1024, true);
+        let frame = OutFrame::text("hello");
+        assert_eq!(conn.send(&ctx, &frame), SendStatus::Sent);
+        assert_eq!(read_some(&mut peer), &frame.bytes[..]);
+        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1);
+        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 5);
+        assert_eq!(conn.send_uncounted(&ctx, &frame), SendStatus::Sent);
+        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1, "uncounted");
+    }
+
+    #[tokio::test]
+    async fn a_send_past_the_limit_is_dropped_and_closes_with_the_close_policy() {
+        for close_on_limit in [false, true] {
+            let (conn, mut peer) = conn().await;
+            let ctx = context(100, close_on_limit);
+            let frame = OutFrame::binary(&[1; 60]);
+            {
+                // Corked: the first frame waits in the queue, so the second passes the limit.
+                let _cork = CorkScope::begin();
+                assert_eq!(conn.send(&ctx, &frame), SendStatus::Buffered, "62 bytes: over half");
+                assert_eq!(conn.send(&ctx, &frame), SendStatus::Dropped);
+            }
+            assert_eq!(ctx.stats.dropped.load(Ordering::Relaxed), 1);
+            assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1);
+            assert_eq!(conn.is_closing(), close_on_limit);
+            let got = read_some(&mut peer);
+            assert!(got.starts_with(&frame.bytes));
+            if close_on_limit {
+                assert_eq!(
+                    &got[frame.bytes.len()..],
+                    &frame::encode_close(1008, "Send buffer limit exceeded")[..]
+                );
+                assert_eq!(conn.send(&ctx, &frame), SendStatus::Dropped, "nothing after closing");
+            } else {
+                assert_eq!(got.len(), frame.bytes.len());
+                assert_eq!(conn.send(&ctx, &frame), SendStatus::Sent, "the queue has room again");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn send_with_writes_what_fill_appends() {
+        let (conn, mut peer) = conn().await;
+        let ctx = context(1024, true);
+        let mut scratch = Vec::new();
+        let status = conn.send_with(&ctx, &mut scratch, |buf| {
+            frame::encode_into(buf, opcode::TEXT, b"abc");
+            Some(3)
+        });
+        assert_eq!(status, SendStatus::Sent);
+        assert_eq!(read_some(&mut peer), &frame::encode(opcode::TEXT, b"abc")[..]);
+        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 3);
+        assert_eq!(conn.send_with(&ctx, &mut scratch, |_| None), SendStatus::Dropped);
+        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use crate::clock::MonoClock;
 use crate::cluster::{Cluster, Envelope};
 use crate::config::Config;
-use crate::conn::Conn;
+use crate::conn::{Conn, SendContext};
 use crate::cork;
 use crate::events::{Event, EventQueue};
 use crate::fanout::{self, FanoutTarget, Skip};
@@ -47,13 +47,24 @@ pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 /// How often expired sessions and emptied auto-created rooms with history are swept, ms.
 const SWEEP_MS: u64 = 1_000;
 
-/// Bits telling which JS hooks a path registered; without one, its events never cross into JS.
-pub mod hooks {
-    pub const MESSAGE: u32 = 1;
-    pub const JOIN_ROOM: u32 = 2;
-    pub const LEAVE_ROOM: u32 = 4;
+/// Bits telling which JS hooks a path registered (`addRoute`); without one, its events never
+/// cross into JS.
+#[napi_derive::napi]
+pub enum Hook {
+    Message = 1,
+    JoinRoom = 2,
+    LeaveRoom = 4,
     /// `onUpgrade` (or a subprotocol selector) must see the request before the 101.
-    pub const UPGRADE: u32 = 8;
+    Upgrade = 8,
+}
+
+/// The `Hook` bits as the masks the engine tests.
+pub mod hooks {
+    use super::Hook;
+    pub const MESSAGE: u32 = Hook::Message as u32;
+    pub const JOIN_ROOM: u32 = Hook::JoinRoom as u32;
+    pub const LEAVE_ROOM: u32 = Hook::LeaveRoom as u32;
+    pub const UPGRADE: u32 = Hook::Upgrade as u32;
 }
 
 /// The `onUpgrade` hook's answer.
@@ -158,6 +169,8 @@ pub struct Engine {
     per_ip: DashMap<IpAddr, u32>,
     pub events: EventQueue,
     pub stats: Arc<Stats>,
+    /// What sends need: the counters and the send-buffer policy.
+    pub send: SendContext,
     shutting_down: AtomicBool,
     /// Woken when the accept loop must stop.
     pub stop_accepting: Notify,
@@ -176,6 +189,8 @@ impl Engine {
         let sessions = config
             .max_disconnection
             .map(|d| Sessions::new(d.as_millis() as u64, crate::config::MAX_SESSIONS));
+        let stats = Arc::<Stats>::default();
+        let send = SendContext::new(&config, stats.clone());
         Engine {
             config,
             routes: RwLock::new(HashMap::new()),
@@ -192,7 +207,8 @@ impl Engine {
             admitted: AtomicUsize::new(0),
             per_ip: DashMap::new(),
             events,
-            stats: Arc::default(),
+            stats,
+            send,
             shutting_down: AtomicBool::new(false),
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
@@ -316,7 +332,7 @@ impl Engine {
 
     /// Sends a built-in protocol message to one connection.
     pub fn reply(&self, conn: &Arc<Conn>, text: String) -> SendStatus {
-        conn.send(self, &OutFrame::text(&text))
+        conn.send(&self.send, &OutFrame::text(&text))
     }
 
     /// Joins and answers the client with `room_joined` or `room_join_error`.
@@ -396,16 +412,17 @@ impl Engine {
     pub fn room_message_from(&self, sender: &Conn, room: &str, message: &serde_json::Value) -> u32 {
         let skip = Skip::Conn(sender.id);
         let from = Some(sender.client_id.as_str());
-        let published = self.rooms.publish(self, room, skip, &[sender.uuid], |offset| {
-            protocol::room_message_at(room, message, from, offset)
-        });
+        let published =
+            self.rooms.publish(&self.send, self.mono_ms(), room, skip, &[sender.uuid], |offset| {
+                protocol::room_message_at(room, message, from, offset)
+            });
         if let Some((n, msg)) = published {
             self.publish(&msg, Some(room), vec![sender.uuid]);
             return n;
         }
         let msg = OutFrame::text(&protocol::room_message(room, message, &sender.client_id));
         self.publish(&msg, Some(room), vec![sender.uuid]);
-        self.rooms.fan_out(self, room, &msg, skip)
+        self.rooms.fan_out(&self.send, room, &msg, skip)
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
@@ -421,9 +438,10 @@ impl Engine {
     /// carrying the text and its offset, and is stored; otherwise as the text itself.
     pub fn broadcast_text(&self, text: &str, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         if let Some(id) = room {
-            let published = self.rooms.publish(self, id, Skip::Uuids(except), except, |offset| {
-                protocol::room_message_at(id, &serde_json::Value::String(text.to_string()), None, offset)
-            });
+            let published =
+                self.rooms.publish(&self.send, self.mono_ms(), id, Skip::Uuids(except), except, |offset| {
+                    protocol::room_message_at(id, &serde_json::Value::String(text.to_string()), None, offset)
+                });
             if let Some((n, msg)) = published {
                 self.publish(&msg, room, except.to_vec());
                 return n;
@@ -437,7 +455,7 @@ impl Engine {
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
     pub fn deliver_local(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         match room {
-            Some(room) => self.rooms.fan_out(self, room, &msg, Skip::Uuids(except)),
+            Some(room) => self.rooms.fan_out(&self.send, room, &msg, Skip::Uuids(except)),
             None => self.send_all(&msg, Skip::Uuids(except)),
         }
     }
@@ -451,7 +469,7 @@ impl Engine {
                 skip,
                 version: self.conns_version.load(Ordering::Acquire),
             };
-            return fanout::fan_out_shared(target, msg, self, || {
+            return fanout::fan_out_shared(target, msg, &self.send, || {
                 let version = self.conns_version.load(Ordering::Acquire);
                 Some((self.conns.iter().map(|e| e.value().clone()).collect(), version))
             });
@@ -461,7 +479,7 @@ impl Engine {
             if skip.matches(entry.value()) {
                 continue;
             }
-            if entry.value().send_uncounted(self, msg) != SendStatus::Dropped {
+            if entry.value().send_uncounted(&self.send, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
@@ -487,7 +505,7 @@ impl Engine {
         let mut delivered = 0;
         for id in ids {
             if let Some(conn) = self.conns.get(id) {
-                if conn.send_uncounted(self, &msg) != SendStatus::Dropped {
+                if conn.send_uncounted(&self.send, &msg) != SendStatus::Dropped {
                     delivered += 1;
                 }
             }

@@ -10,8 +10,8 @@ use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::conn::Conn;
-use crate::engine::{Engine, Stats};
+use crate::conn::{Conn, SendContext};
+use crate::engine::Stats;
 use crate::outbox::{append, over_limit, OutFrame};
 
 thread_local! {
@@ -208,7 +208,7 @@ pub fn settle() {
 pub fn fan_out_shared(
     target: FanoutTarget<'_>,
     frame: &OutFrame,
-    engine: &Engine,
+    ctx: &SendContext,
     list: impl FnOnce() -> Option<(Vec<Arc<Conn>>, u64)>,
 ) -> u32 {
     let appended = SHARED.with_borrow_mut(|shared| match shared {
@@ -236,22 +236,80 @@ pub fn fan_out_shared(
                 members,
                 bytes: Vec::with_capacity(frame.bytes.len() * 32),
                 msgs: Vec::with_capacity(32),
-                stats: engine.stats.clone(),
-                limit: engine.config.max_backpressure,
-                close_on_limit: !engine.config.drop_on_backpressure,
+                stats: ctx.stats.clone(),
+                limit: ctx.max_backpressure,
+                close_on_limit: ctx.close_on_limit,
             };
             shared.push(frame);
             SHARED.with_borrow_mut(|s| *s = Some(shared));
             n
         }
     };
-    engine.stats.count_out_n(delivered, frame.payload_len());
+    ctx.stats.count_out_n(delivered, frame.payload_len());
     delivered
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::conn::fixture::{conn, context, read_some};
+    use crate::cork::CorkScope;
+    use crate::outbox::SendStatus;
+
+    fn target(skip: Skip<'_>, version: u64) -> FanoutTarget<'_> {
+        FanoutTarget { registry: 1, room: "r", skip, version }
+    }
+
+    #[tokio::test]
+    async fn a_member_over_its_limit_loses_the_messages_and_the_counters_are_taken_back() {
+        let ctx = context(100, true);
+        let (a, mut pa) = conn(1).await;
+        let (b, mut pb) = conn(2).await;
+        let early = OutFrame::binary(&[0; 60]);
+        let msg = OutFrame::binary(&[1; 40]);
+        {
+            let _cork = CorkScope::begin();
+            // `b` already has 62 bytes corked: the two 42-byte frames do not fit behind them.
+            assert_eq!(b.send(&ctx, &early), SendStatus::Buffered);
+            let members = || Some((vec![a.clone(), b.clone()], 7));
+            assert_eq!(fan_out_shared(target(Skip::Conn(0), 7), &msg, &ctx, members), 2);
+            assert_eq!(fan_out_shared(target(Skip::Conn(0), 7), &msg, &ctx, || None), 2, "extends");
+            assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 5, "counted when sent");
+        }
+        // Counted back: b's two; one drop (the policy closes b, so its second is not a drop).
+        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 3);
+        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 60 + 2 * 40);
+        assert_eq!(ctx.stats.dropped.load(Ordering::Relaxed), 1);
+        assert!(b.is_closing() && !a.is_closing());
+        assert_eq!(read_some(&mut pa), [&msg.bytes[..], &msg.bytes[..]].concat());
+        let got = read_some(&mut pb);
+        assert_eq!(got, [&early.bytes[..], &frame_close_1008()[..]].concat());
+    }
+
+    fn frame_close_1008() -> bytes::Bytes {
+        crate::frame::encode_close(1008, "Send buffer limit exceeded")
+    }
+
+    #[tokio::test]
+    async fn a_changed_target_or_membership_starts_a_new_fanout() {
+        let ctx = context(1 << 20, true);
+        let (a, mut pa) = conn(1).await;
+        let (b, mut pb) = conn(2).await;
+        let (one, two, three) = (OutFrame::text("1"), OutFrame::text("2"), OutFrame::text("3"));
+        let both = || Some((vec![a.clone(), b.clone()], 1));
+        {
+            let _cork = CorkScope::begin();
+            assert_eq!(fan_out_shared(target(Skip::Conn(0), 1), &one, &ctx, both), 2);
+            // Another skip: the first fan-out is delivered (queued, corked) and a new one starts.
+            assert_eq!(fan_out_shared(target(Skip::Conn(1), 1), &two, &ctx, both), 1);
+            // The membership changed: the members are listed again.
+            let (a2, b2) = (a.clone(), b.clone());
+            assert_eq!(fan_out_shared(target(Skip::Conn(1), 2), &three, &ctx, || Some((vec![a2, b2], 2))), 1);
+        }
+        assert_eq!(read_some(&mut pa), &one.bytes[..]);
+        assert_eq!(read_some(&mut pb), [&one.bytes[..], &two.bytes[..], &three.bytes[..]].concat());
+    }
 
     #[test]
     fn skip_keys_match_only_the_same_skip() {

@@ -71,7 +71,7 @@ fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<u
         return SendStatus::Dropped as u32;
     };
     ENCODE.with_borrow_mut(|scratch| {
-        let status = conn.send_with(&engine, scratch, fill);
+        let status = conn.send_with(&engine.send, scratch, fill);
         if scratch.capacity() > ENCODE_KEEP {
             *scratch = Vec::new();
         }

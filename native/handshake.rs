@@ -98,9 +98,14 @@ pub enum Parsed {
 const STACK_HEADER_SLOTS: usize = 128;
 
 /// Parses the request head at the front of `buf`. Errors: malformed -> 400; more than
-/// `max_headers` headers -> 431 "Too many headers"; head still incomplete while `buf.len()`
-/// >= `max_bytes`, or complete but longer than `max_bytes` -> 431 "Request header too large".
+/// `max_headers` headers -> 431 "Too many headers"; no complete head within the first
+/// `max_bytes` -> 431 "Request header too large".
+///
+/// Only the first `max_bytes` are looked at, so the answer does not depend on how the bytes
+/// were split into reads: what lies past the limit (more headers, a malformed line) is never
+/// seen, whether it came in the same read or a later one.
 pub fn parse(buf: &[u8], max_headers: usize, max_bytes: usize) -> Result<Parsed, Rejection> {
+    let buf = &buf[..buf.len().min(max_bytes)];
     if max_headers <= STACK_HEADER_SLOTS {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADER_SLOTS];
         parse_into(buf, &mut slots[..max_headers], max_bytes)
@@ -118,7 +123,6 @@ fn parse_into<'b>(
 ) -> Result<Parsed, Rejection> {
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Complete(len)) if len > max_bytes => return Err(TOO_LARGE),
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(TOO_LARGE),
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
@@ -758,5 +762,128 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         assert_eq!(base64_decoded_len(""), None);
         assert_eq!(base64_decoded_len("AAAAAAAAAAAAAAAAAAAAAA=="), Some(16));
         assert_eq!(base64_decoded_len("AAAAAAAAAAAAAAAAAAAAAAA="), Some(17));
+    }
+
+    #[test]
+    fn what_lies_past_max_bytes_is_never_seen() {
+        // Found by `props::any_split_of_a_request_parses_the_same`: with max_headers 3 and
+        // max_bytes 16 this head was "Too many headers" in one read and "too large" when split.
+        let mut req = b"GET % HTTP/1.1\r\n".to_vec();
+        for _ in 0..8 {
+            req.extend_from_slice(b"Host: \r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&req, 3, 16).err(), Some(TOO_LARGE));
+        for end in 1..16 {
+            assert!(matches!(parse(&req[..end], 3, 16), Ok(Parsed::Partial)), "{end}");
+        }
+        // A malformed line past the limit is not seen either; within it, it is.
+        let bad = b"GET /ws HTTP/1.1\r\nHost: a\r\n\x01\r\n\r\n";
+        assert_eq!(parse(bad, 10, 20).err(), Some(TOO_LARGE));
+        assert_eq!(parse(bad, 10, 100).err(), Some(MALFORMED));
+        // A head that ends exactly at the limit is complete.
+        let exact = b"GET /ws HTTP/1.1\r\n\r\nrest";
+        assert!(matches!(parse(exact, 10, 20), Ok(Parsed::Complete(_, 20))));
+        assert_eq!(parse(exact, 10, 19).err(), Some(TOO_LARGE));
+    }
+
+    /// Property tests: the request head parses the same whatever reads it arrives in.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// `parse`'s answer, comparable.
+        #[derive(Debug, PartialEq)]
+        enum Outcome {
+            Partial,
+            Complete(Head, usize),
+            Rejected(Rejection),
+        }
+
+        /// Parses the request as `read_head` does: after each read, until it is not partial.
+        fn read_in(bytes: &[u8], sizes: &[usize], max_headers: usize, max_bytes: usize) -> Outcome {
+            let mut buf = Vec::new();
+            let mut at = 0;
+            for &size in sizes {
+                buf.extend_from_slice(&bytes[at..at + size]);
+                at += size;
+                match parse(&buf, max_headers, max_bytes) {
+                    Ok(Parsed::Partial) => {}
+                    Ok(Parsed::Complete(head, len)) => {
+                        assert!(len <= buf.len() && len <= max_bytes);
+                        return Outcome::Complete(head, len);
+                    }
+                    Err(rejection) => return Outcome::Rejected(rejection),
+                }
+            }
+            Outcome::Partial
+        }
+
+        fn splits(total: usize, cuts: &[usize]) -> Vec<usize> {
+            let at: std::collections::BTreeSet<usize> =
+                cuts.iter().map(|&c| c % (total + 1)).chain([total]).collect();
+            let mut prev = 0;
+            at.into_iter().map(|c| c - std::mem::replace(&mut prev, c)).collect()
+        }
+
+        /// Requests near the valid ones: known and odd methods, targets, versions, header
+        /// names and values, either line ending, then bytes of the WebSocket stream.
+        fn request() -> impl Strategy<Value = Vec<u8>> {
+            let method = prop_oneof![Just("GET"), Just("POST"), Just("get"), Just("G T")];
+            let target = "[/a-z0-9?=&#%:.*]{0,24}";
+            let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/2"), Just("")];
+            let name = prop_oneof![
+                Just("Host"),
+                Just("Upgrade"),
+                Just("Connection"),
+                Just("Sec-WebSocket-Key"),
+                Just("Sec-WebSocket-Version"),
+                Just("Origin"),
+                Just("X-A"),
+                Just("Bad Name"),
+            ];
+            let header = (name, "[ -~]{0,24}");
+            let eol = prop_oneof![3 => Just("\r\n"), 1 => Just("\n")];
+            (
+                method,
+                target,
+                version,
+                prop::collection::vec(header, 0..10),
+                eol,
+                prop::collection::vec(any::<u8>(), 0..16),
+            )
+                .prop_map(|(method, target, version, headers, eol, tail)| {
+                    let mut out = format!("{method} {target} {version}{eol}");
+                    for (name, value) in headers {
+                        out.push_str(&format!("{name}: {value}{eol}"));
+                    }
+                    out.push_str(eol);
+                    let mut out = out.into_bytes();
+                    out.extend(tail);
+                    out
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_split_of_a_request_parses_the_same(
+                bytes in prop_oneof![3 => request(), 1 => prop::collection::vec(any::<u8>(), 0..300)],
+                max_headers in 1usize..12,
+                max_bytes in 16usize..400,
+                cuts in prop::collection::vec(any::<usize>(), 0..24),
+            ) {
+                let whole = read_in(&bytes, &[bytes.len()], max_headers, max_bytes);
+                prop_assert_eq!(&read_in(&bytes, &splits(bytes.len(), &cuts), max_headers, max_bytes), &whole);
+                prop_assert_eq!(&read_in(&bytes, &vec![1; bytes.len()], max_headers, max_bytes), &whole);
+                if let Outcome::Complete(head, _) = &whole {
+                    // Checking the head never panics either.
+                    let _ = validate(head);
+                    let _ = offered_protocols(head);
+                }
+            }
+        }
     }
 }

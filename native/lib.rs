@@ -3,6 +3,7 @@
 //! This file is the napi surface and nothing more; each concept lives in its own module.
 #![deny(clippy::unwrap_used)]
 
+mod adopt;
 mod clock;
 mod cluster;
 mod config;
@@ -17,6 +18,8 @@ mod frame;
 pub mod handles;
 mod handshake;
 mod history;
+mod loopback;
+mod napi_stubs;
 mod outbox;
 mod protocol;
 mod reader;
@@ -27,17 +30,22 @@ mod sessions;
 mod task;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Function, PromiseRaw, Uint8ArraySlice};
-use napi::{Env, Result};
+use napi::bindgen_prelude::{Buffer, Function, PromiseRaw, Uint8ArraySlice};
+use napi::Env;
 use napi_derive::napi;
 
 use crate::config::{Config, NativeOptions};
 use crate::engine::Engine;
+use crate::error::{ClusterError, Code, ListenError, SocketError};
 use crate::outbox::OutFrame;
-use crate::rooms::{JoinError, RoomInfo, RoomSpec};
+use crate::rooms::{JoinResult, RoomInfo, RoomSpec};
+
+/// What the napi functions return: an error is thrown (or rejected) with `.code` set.
+type Result<T> = napi::Result<T, Code>;
 
 /// Counters for `getStats()` and the batching debug figures.
 #[napi(object)]
@@ -65,6 +73,13 @@ pub struct NativeStats {
     pub cluster_connected: bool,
 }
 
+/// Where attach mode's slow path connects, and the secret its first line carries.
+#[napi(object)]
+pub struct LoopbackInfo {
+    pub port: u32,
+    pub secret: String,
+}
+
 /// Counts over every node of a cluster.
 #[napi(object)]
 pub struct ClusterStats {
@@ -78,6 +93,10 @@ pub struct ClusterStats {
 pub struct NativeServer {
     engine: Arc<Engine>,
     handle: u32,
+    /// `listen()` was called (a second call is refused).
+    listened: AtomicBool,
+    /// Attach mode's slow path (`loopback.rs`), bound on first use.
+    loopback: loopback::LoopbackSlot,
 }
 
 /// A server collected without `close()` (never listened, say) leaves the fast-call table, so
@@ -90,31 +109,55 @@ impl Drop for NativeServer {
 
 #[napi]
 impl NativeServer {
+    /// Throws `ERR_INVALID_OPTION` for an option the engine cannot use.
     #[napi(constructor)]
-    pub fn new(options: Option<NativeOptions>) -> Self {
-        let config = Config::from_options(&options.unwrap_or_default());
+    pub fn new(options: Option<NativeOptions>) -> Result<Self> {
+        let config = Config::from_options(&options.unwrap_or_default()).map_err(error::Error::from)?;
         let engine = Arc::new(Engine::new(config));
-        NativeServer { handle: handles::register(engine.clone()), engine }
+        Ok(NativeServer {
+            handle: handles::register(engine.clone()),
+            engine,
+            listened: AtomicBool::new(false),
+            loopback: Default::default(),
+        })
     }
 
-    /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
+    /// Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
     #[napi]
     pub fn add_route(&self, path: String, hooks: u32) {
         self.engine.add_route(&path, hooks);
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
-    /// events are waiting for `pollEvents`.
+    /// events are waiting for `pollEvents`. With `bind` false (attach mode), no port is bound:
+    /// connections come from `adopt` and the loopback listener, and the wake-up callback does
+    /// not hold the event loop open (the app's http server does). Resolves with the port, or 0.
+    /// Throws `ERR_ALREADY_LISTENING` on a second call; rejects with a bind or Redis code.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn listen<'env>(
         &self,
         env: &'env Env,
         wake: Function<'env, u32, ()>,
+        bind: Option<bool>,
     ) -> Result<PromiseRaw<'env, u32>> {
-        let tsfn = wake.build_threadsafe_function::<u32>().callee_handled::<false>().build()?;
+        if self.listened.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(error::Error::from(ListenError::AlreadyListening).into());
+        }
+        let bind = bind.unwrap_or(true);
+        let mut tsfn = wake
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .build()
+            .map_err(error::internal)?;
+        if !bind {
+            // napi_unref_threadsafe_function: the one handle stays usable but no longer keeps
+            // the loop alive. (The deprecation points at clone-counting, which does not unref.)
+            #[allow(deprecated)]
+            tsfn.unref(env).map_err(error::internal)?;
+        }
         self.engine.events.set_wake(tsfn);
         let engine = self.engine.clone();
-        env.spawn_future(async move {
+        error::spawn(env, async move {
             let waker = engine.clone();
             tokio::spawn(async move { waker.events.wake_loop().await });
             let port = async {
@@ -122,6 +165,10 @@ impl NativeServer {
                     let cluster = cluster::Cluster::connect(config).await?;
                     cluster.start(engine.clone());
                     let _ = engine.cluster.set(cluster);
+                }
+                if !bind {
+                    adopt::start(&engine);
+                    return Ok(0);
                 }
                 server::listen(engine.clone()).await
             }
@@ -134,6 +181,34 @@ impl NativeServer {
             }
             Ok(u32::from(port?))
         })
+    }
+
+    /// Attach mode, fast path: takes over the TCP connection behind Node's descriptor `fd` (a
+    /// duplicate; Node closes its own), reading `prefix` (rebuilt request head, `head`, bytes
+    /// Node had buffered) before the socket. Returns the attach id the connect or upgrade-failed
+    /// event carries.
+    #[napi]
+    pub fn adopt(&self, fd: i32, prefix: Buffer) -> Result<u32> {
+        let attach = self.engine.next_request_id();
+        adopt::adopt(self.engine.clone(), fd, prefix.to_vec(), attach)
+            .map_err(|e| error::Error::from(error::AttachError::Adopt(e)))?;
+        Ok(attach)
+    }
+
+    /// Attach mode, slow path: the loopback listener's port and secret (started on first call).
+    #[napi]
+    pub fn loopback(&self) -> Result<LoopbackInfo> {
+        let lb = self
+            .loopback
+            .get_or_start(&self.engine)
+            .map_err(|e| error::Error::from(error::AttachError::Loopback(e)))?;
+        Ok(LoopbackInfo { port: u32::from(lb.port), secret: lb.secret })
+    }
+
+    /// A fresh attach id for a slow-path connection's preamble.
+    #[napi]
+    pub fn attach_id(&self) -> u32 {
+        self.engine.next_request_id()
     }
 
     /// This server's handle for the per-message functions (`sendText`, `pollEvents`...).
@@ -171,7 +246,7 @@ impl NativeServer {
     pub fn shutdown<'env>(&self, env: &'env Env, timeout_ms: u32) -> Result<PromiseRaw<'env, ()>> {
         let engine = self.engine.clone();
         engine.begin_shutdown();
-        env.spawn_future(async move {
+        error::spawn(env, async move {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
             let live = |e: &Engine| e.live_tasks.load(std::sync::atomic::Ordering::Acquire);
             while live(&engine) > 0 {
@@ -235,12 +310,20 @@ impl NativeServer {
         }
     }
 
-    /// Counts summed over every node of the cluster (rejects without a cluster).
+    /// Counts summed over every node of the cluster; rejects with `ERR_NO_CLUSTER` without one,
+    /// `ERR_NOT_LISTENING` before `listen`.
     #[napi(ts_return_type = "Promise<ClusterStats>")]
     pub fn cluster_stats<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ClusterStats>> {
         let engine = self.engine.clone();
-        env.spawn_future(async move {
-            let cluster = engine.cluster.get().cloned().ok_or(error::Error::NoCluster)?;
+        error::spawn(env, async move {
+            let Some(cluster) = engine.cluster.get().cloned() else {
+                let not = if engine.config.cluster.is_some() {
+                    ClusterError::NotStarted
+                } else {
+                    ClusterError::NotConfigured
+                };
+                return Err(not.into());
+            };
             let counts = cluster.counts(&engine).await?;
             Ok(ClusterStats {
                 nodes: counts.nodes,
@@ -293,16 +376,16 @@ impl NativeServer {
         self.engine.delete_room(&id)
     }
 
-    /// Joins a connection to a room: "joined", "already", or the reason it could not.
+    /// Joins a connection to a room: joined, already a member, or the reason it could not.
     #[napi]
-    pub fn join_room(&self, conn: u32, id: String) -> String {
+    pub fn join_room(&self, conn: u32, id: String) -> JoinResult {
         let Some(c) = self.conn(conn) else {
-            return JoinError::Closed.as_str().to_string();
+            return JoinResult::Closed;
         };
         match self.engine.join(&c, &id) {
-            Ok(true) => "joined".to_string(),
-            Ok(false) => "already".to_string(),
-            Err(e) => e.as_str().to_string(),
+            Ok(true) => JoinResult::Joined,
+            Ok(false) => JoinResult::Already,
+            Err(e) => e.into(),
         }
     }
 
@@ -338,16 +421,16 @@ impl NativeServer {
         self.engine.rooms.members(&id)
     }
 
-    /// Sends a `room_message` frame from `conn` to the other members; -1 when not a member.
+    /// Sends a `room_message` frame from `conn` to the other members; returns how many got it.
     #[napi]
-    pub fn send_to_room(&self, conn: u32, room: String, message_json: String) -> i32 {
-        let Some(c) = self.conn(conn) else { return -1 };
+    pub fn send_to_room(&self, conn: u32, room: String, message_json: String) -> Result<u32> {
+        let Some(c) = self.conn(conn) else { return Err(error::Error::from(SocketError::Closed).into()) };
         if !self.engine.rooms.is_member(conn, &room) {
-            return -1;
+            return Err(error::Error::from(SocketError::NotInRoom(room)).into());
         }
         let message: serde_json::Value =
             serde_json::from_str(&message_json).unwrap_or(serde_json::Value::Null);
-        self.engine.room_message_from(&c, &room, &message) as i32
+        Ok(self.engine.room_message_from(&c, &room, &message))
     }
 
     /// Sends text to a room or everyone, skipping `except`; the bytes are shared by all recipients.
@@ -381,19 +464,16 @@ impl NativeServer {
 
     /// Stores a metadata value (JSON text); `None` removes the key.
     #[napi]
-    pub fn set_metadata(&self, conn: u32, key: String, json: Option<String>) -> bool {
-        let Some(c) = self.conn(conn) else {
-            return false;
-        };
-        let Some(mut extra) = c.extra() else {
-            return false;
-        };
+    pub fn set_metadata(&self, conn: u32, key: String, json: Option<String>) -> Result<()> {
+        let closed = || napi::Error::from(error::Error::from(SocketError::Closed));
+        let c = self.conn(conn).ok_or_else(closed)?;
+        let mut extra = c.extra().ok_or_else(closed)?;
         let meta = &mut extra.get_or_insert_with(Default::default).metadata;
         match json {
             Some(v) => meta.insert(key, v),
             None => meta.remove(&key),
         };
-        true
+        Ok(())
     }
 
     /// A metadata value as JSON text (still readable in `onClose`).

@@ -101,7 +101,8 @@ impl Reader {
                 })
             } else {
                 // Read straight behind the incomplete frame, sized for the whole frame.
-                let want = Decoder::frame_len(&self.partial).unwrap_or(0).max(self.partial.len() + 4096);
+                // `needed` is checked against `maxPayload`: the peer's header cannot size it.
+                let want = self.decoder.needed(&self.partial).unwrap_or(0).max(self.partial.len() + 4096);
                 self.partial.reserve(want - self.partial.len());
                 let room = self.partial.capacity() - self.partial.len();
                 match read_once(stream, room, || stream.try_read_buf(&mut self.partial)) {
@@ -141,7 +142,7 @@ impl Reader {
 
     /// Keeps the start of an incomplete frame for the next read.
     fn keep(&mut self, bytes: &[u8]) {
-        let want = Decoder::frame_len(bytes).unwrap_or(0).max(bytes.len());
+        let want = self.decoder.needed(bytes).unwrap_or(0).max(bytes.len());
         self.partial.reserve_exact(want.min(bytes.len() + SCRATCH_BYTES));
         self.partial.extend_from_slice(bytes);
     }
@@ -149,8 +150,14 @@ impl Reader {
     /// Decodes and handles every complete frame in `buf`; returns the bytes used.
     fn decode(&mut self, engine: &Engine, conn: &Arc<Conn>, buf: &mut [u8]) -> Result<usize, ReadOutcome> {
         let mut stop = false;
+        // Whether decoding stopped because JS is behind: known from the check that stopped it,
+        // not from a second look at the queue, which JS may have drained in between.
+        let mut paused = false;
         let Reader { decoder, dispatch, .. } = self;
-        let mut go = || !engine.events.congested();
+        let mut go = || {
+            paused = engine.events.congested();
+            !paused
+        };
         let result = decoder.decode_while(
             buf,
             &mut |msg| {
@@ -163,7 +170,7 @@ impl Reader {
         match result {
             Ok(_) if stop => Err(ReadOutcome::Stop),
             Ok(used) => {
-                self.stalled = used < buf.len() && engine.events.congested();
+                self.stalled = paused && used < buf.len();
                 Ok(used)
             }
             Err(violation) => {
@@ -198,5 +205,99 @@ fn read_once(
     match result {
         Err(e) if e.kind() == ErrorKind::WouldBlock && short > 0 => Ok(short),
         other => other,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::config::{Config, NativeOptions};
+    use crate::engine::hooks;
+
+    /// An engine with these limits, a connection handle on a loopback pair whose path has an
+    /// `onMessage` hook, and the peer's end.
+    async fn setup(
+        max_payload: u32,
+        max_inbound_queue: u32,
+    ) -> (Engine, Arc<Conn>, Arc<TcpStream>, std::net::TcpStream) {
+        let options = NativeOptions {
+            max_payload: Some(max_payload),
+            max_inbound_queue: Some(max_inbound_queue),
+            ..NativeOptions::default()
+        };
+        let engine = Engine::new(Config::from_options(&options).expect("valid options"));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let stream = Arc::new(TcpStream::from_std(ours).unwrap());
+        let conn = Arc::new(Conn::new(1, [1; 16], "c".into(), hooks::MESSAGE, stream.clone(), 0, 0));
+        (engine, conn, stream, peer)
+    }
+
+    /// A masked client frame (key 0: the payload is sent as is) announcing `len` bytes in the
+    /// 64-bit form, followed by `payload`.
+    fn frame(opcode: u8, len: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x80 | opcode, 0x80 | 127];
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_header_left_unchecked_by_a_congestion_stop_never_sizes_a_reservation() {
+        // 2^64 - 1 (top bit set: a protocol error) and 2^62 (past `maxPayload`: too big).
+        for (announced, code, reason) in
+            [(u64::MAX, 1002, "Invalid frame length"), (1 << 62, 1009, "Message too big")]
+        {
+            let (engine, conn, stream, mut peer) = setup(1024, 100).await;
+            let mut reader = Reader::new(engine.config.max_payload, 0);
+            // A 200-byte message fills the inbound queue (limit 100): the decoder stops before
+            // the next frame, a header it has not checked.
+            let mut bytes = frame(2, 200, &[7; 200]);
+            bytes.extend_from_slice(&frame(2, announced, &[]));
+            assert!(reader.take_leftover(&engine, &conn, bytes));
+            assert!(engine.events.congested() && reader.stalled);
+            assert_eq!(reader.partial.len(), 14, "the unchecked header is kept");
+            // JS drains the queue; the reader then goes on reading behind the kept header (as it
+            // did when a drain between the stop and the reader's look at the queue hid the stall).
+            assert_eq!(engine.events.take().events.len(), 1);
+            reader.stalled = false;
+            peer.write_all(&[0]).unwrap();
+            stream.readable().await.unwrap();
+            assert!(matches!(reader.read(&engine, &conn, &stream), ReadOutcome::Stop));
+            assert_eq!(reader.dispatch.close, Some((code, reason.to_string())));
+            assert!(reader.partial.capacity() <= 1024 + 14, "reserved {}", reader.partial.capacity());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_congestion_stop_keeps_the_rest_and_resumes_where_it_stopped() {
+        let (engine, conn, _stream, _peer) = setup(1024, 100).await;
+        let mut reader = Reader::new(engine.config.max_payload, 0);
+        let mut bytes = Vec::new();
+        for i in 0..3u8 {
+            bytes.extend_from_slice(&frame(2, 150, &[i; 150]));
+        }
+        assert!(reader.take_leftover(&engine, &conn, bytes));
+        assert!(reader.stalled);
+        assert_eq!(reader.partial.len(), 2 * (14 + 150));
+        // While JS is behind, resuming decodes nothing more.
+        assert!(reader.resume(&engine, &conn));
+        assert!(reader.stalled);
+        assert_eq!(reader.partial.len(), 2 * (14 + 150));
+        // Each drain lets one more message through (each fills the queue again).
+        for left in [1, 0] {
+            assert_eq!(engine.events.take().events.len(), 1);
+            reader.stalled = false;
+            assert!(reader.resume(&engine, &conn));
+            assert_eq!(reader.partial.len(), left * (14 + 150));
+            assert_eq!(reader.stalled, left > 0, "stalled only while frames wait");
+        }
+        assert_eq!(reader.partial.capacity(), 0, "nothing kept between frames");
     }
 }

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::conn::ConnInfo;
 use crate::engine::{hooks, Admission, AdmissionError, Engine, Verdict};
-use crate::error::{Error, Result};
+use crate::error::{ListenError, Result};
 use crate::events::Event;
 use crate::handshake::{self, Head, Parsed};
 use crate::task;
@@ -18,8 +18,9 @@ use crate::task;
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
-    let listener = bind(&addr, engine.config.reuse_port).await.map_err(|e| Error::Bind(addr.clone(), e))?;
-    let port = listener.local_addr().map_err(|e| Error::Bind(addr, e))?.port();
+    let listener =
+        bind(&addr, engine.config.reuse_port).await.map_err(|e| ListenError::from_io(addr.clone(), e))?;
+    let port = listener.local_addr().map_err(|e| ListenError::from_io(addr, e))?.port();
     tokio::spawn(Engine::ticker(Arc::downgrade(&engine)));
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)
@@ -65,16 +66,34 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
 }
 
 /// Reads the upgrade request, answers it, and runs the connection on the same task.
-async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAddr) {
+async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
+    serve_attached(engine, stream, remote, Vec::with_capacity(1024), 0).await;
+}
+
+/// `serve_tcp` for a connection Node accepted (attach mode): `prefix` holds the bytes Node read
+/// (the request head rebuilt by JS, then the rest), read before the stream's. A non-zero
+/// `attach` is reported with the connection, or in an `UpgradeFailed` event when it is refused.
+pub async fn serve_attached(
+    engine: Arc<Engine>,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    prefix: Vec<u8>,
+    attach: u32,
+) {
+    let failed = |engine: &Engine| {
+        if attach != 0 {
+            engine.events.push(Event::UpgradeFailed { request: attach });
+        }
+    };
     let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
     // Slow or silent clients are dropped once the handshake timeout passes.
     // Both handshake steps are boxed: their state lives on the heap only while they run, so the
     // task that then carries the connection for its whole life stays small.
-    let read = Box::pin(read_head(&engine, &mut stream));
+    let read = Box::pin(read_head(&engine, &mut stream, prefix));
     let Ok(Some((head, leftover))) = tokio::time::timeout_at(deadline, read).await else {
-        return;
+        return failed(&engine);
     };
-    match Box::pin(accept(&engine, head, remote, deadline)).await {
+    match Box::pin(accept(&engine, head, remote, deadline, attach)).await {
         Ok((info, protocol, key, admission, upgrade_request)) => {
             let response = handshake::switching_protocols(&key, protocol.as_deref());
             let written = tokio::time::timeout_at(deadline, stream.write_all(&response)).await;
@@ -82,7 +101,7 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAdd
                 if upgrade_request != 0 {
                     engine.events.push(Event::UpgradeFailed { request: upgrade_request });
                 }
-                return;
+                return failed(&engine);
             }
             task::start(engine, info, stream, leftover, admission);
         }
@@ -92,23 +111,28 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, remote: SocketAdd
                 stream.shutdown().await
             })
             .await;
+            failed(&engine);
         }
     }
 }
 
-/// Reads until the request head is complete; answers a malformed or oversized head itself.
-/// Returns the head and the bytes the client sent after it.
-async fn read_head(engine: &Engine, stream: &mut TcpStream) -> Option<(Head, Vec<u8>)> {
+/// Reads until the request head is complete, starting with the bytes in `buf`; answers a
+/// malformed or oversized head itself. Returns the head and the bytes the client sent after it.
+async fn read_head(engine: &Engine, stream: &mut TcpStream, mut buf: Vec<u8>) -> Option<(Head, Vec<u8>)> {
     let max_bytes = engine.config.max_header_bytes;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // Bytes given up front may already hold the whole head: parse them before reading.
+    let mut read_first = buf.is_empty();
     loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.len().min(max_bytes));
+        if read_first {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.len().min(max_bytes).max(1024));
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
         }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
+        read_first = true;
         match handshake::parse(&buf, engine.config.max_headers, max_bytes) {
             Ok(Parsed::Partial) => continue,
             Ok(Parsed::Complete(head, len)) => return Some((head, buf[len..].to_vec())),
@@ -131,6 +155,7 @@ async fn accept(
     head: Head,
     remote: SocketAddr,
     deadline: tokio::time::Instant,
+    attach: u32,
 ) -> Result<Accepted, Vec<u8>> {
     let path = head.path.clone();
     if !engine.has_route(&path) {
@@ -219,8 +244,9 @@ async fn accept(
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
     let recovered = resumed.is_some();
-    info_json
-        .extend_from_slice(format!(",\"recovered\":{recovered},\"upgrade\":{upgrade_request}}}").as_bytes());
+    info_json.extend_from_slice(
+        format!(",\"recovered\":{recovered},\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes(),
+    );
     let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json), resumed };
     Ok((info, protocol, key, admission, upgrade_request))
 }

@@ -266,7 +266,7 @@ pub fn recover(engine: &Engine, conn: &Arc<Conn>, rooms: Vec<(String, String, u6
             recovered = replay.is_some();
             engine.reply(conn, protocol::room_joined_at(&room, joined.as_ref(), Some(recovered), &None));
             for entry in replay.into_iter().flatten().filter(|e| !e.skip.contains(&conn.uuid)) {
-                conn.send(engine, &OutFrame::text(&entry.frame));
+                conn.send(&engine.send, &OutFrame::text(&entry.frame));
             }
         });
         if let Err(e) = joined {

@@ -74,7 +74,7 @@ describe('connect', () => {
     const saved = g.WebSocket
     delete g.WebSocket
     try {
-      expect(() => new RNodeWebSocketClient(s.url)).toThrow(/options\.WebSocket/)
+      expect(() => new RNodeWebSocketClient(s.url)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
     } finally {
       if (saved !== undefined) g.WebSocket = saved
     }
@@ -162,6 +162,6 @@ describe('disconnect', () => {
     const c = client('leaver_2')
     const p = c.connect()
     c.disconnect()
-    await expect(p).rejects.toMatchObject({ code: 'DISCONNECTED' })
+    await expect(p).rejects.toMatchObject({ code: 'ERR_DISCONNECTED' })
   })
 })

@@ -71,14 +71,14 @@ describe('reconnect', () => {
     const errors: string[] = []
     c.on('error', (e) => errors.push(e.code))
     const reached = nextEvent(c, 'maxReconnectAttemptsReached', 5000)
-    await expect(c.connect()).rejects.toMatchObject({ code: 'MAX_RECONNECT_ATTEMPTS' })
+    await expect(c.connect()).rejects.toMatchObject({ code: 'ERR_MAX_RECONNECT_ATTEMPTS' })
     expect(await reached).toEqual([3])
     expect(seen).toEqual([
       [1, 20],
       [2, 40],
       [3, 80],
     ])
-    expect(errors).toEqual(['CONNECTION_FAILED', 'CONNECTION_FAILED', 'CONNECTION_FAILED', 'CONNECTION_FAILED'])
+    expect(errors).toEqual(['ERR_CONNECTION_FAILED', 'ERR_CONNECTION_FAILED', 'ERR_CONNECTION_FAILED', 'ERR_CONNECTION_FAILED'])
     expect(c.getStatus()).toBe('disconnected')
   })
 
@@ -88,7 +88,7 @@ describe('reconnect', () => {
     clients.push(c)
     let reconnecting = 0
     c.on('reconnecting', () => reconnecting++)
-    await expect(c.connect()).rejects.toMatchObject({ code: 'CONNECTION_FAILED' })
+    await expect(c.connect()).rejects.toMatchObject({ code: 'ERR_CONNECTION_FAILED' })
     expect(reconnecting).toBe(0)
   })
 

@@ -20,6 +20,8 @@ export type NativeOptions = generated.NativeOptions
 export type NativeRoomInfo = generated.RoomInfo
 /** The native server object. */
 export type NativeServer = generated.NativeServer
+/** `rateLimit`, validated by the facade. */
+export type NativeRateLimit = generated.RateLimitOptions
 
 /** What the addon exports. */
 export interface NativeBinding {
@@ -33,6 +35,8 @@ export interface NativeBinding {
   /** 0 sent, 1 buffered (over half of maxBackpressure), 2 dropped (also for a wrong argument). */
   sendText(handle: number, conn: number, data: string): number
   sendBinary(handle: number, conn: number, data: Uint8Array): number
+  /** The first `trustProxy` entry that is not an address or CIDR range, or null. */
+  checkTrustProxy(entries: string[]): string | null
 }
 
 function platformTriple(): string {

@@ -8,6 +8,8 @@ export type {
   BroadcastOptions,
   ClusterOptions,
   ClusterStats,
+  RateLimitOptions,
+  RouteOptions,
   HandlerResult,
   JsonValue,
   Limits,

@@ -5,8 +5,11 @@
 export declare class NativeServer {
   /** Throws `ERR_INVALID_OPTION` for an option the engine cannot use. */
   constructor(options?: NativeOptions | undefined | null)
-  /** Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits). */
-  addRoute(path: string, hooks: number): void
+  /**
+   * Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
+   * `rate_limit`: the path's own `rateLimit` (absent: the server's).
+   */
+  addRoute(path: string, hooks: number, rateLimit?: RateLimitOptions | undefined | null): void
   /**
    * Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
    * events are waiting for `pollEvents`. With `bind` false (attach mode), no port is bound:
@@ -41,6 +44,8 @@ export declare class NativeServer {
   dispose(): void
   /** Counters, including the events-per-batch debug figures. */
   stats(): NativeStats
+  /** The Prometheus text exposition (format 0.0.4) of this server. */
+  metrics(): string
   /**
    * Counts summed over every node of the cluster; rejects with `ERR_NO_CLUSTER` without one,
    * `ERR_NOT_LISTENING` before `listen`.
@@ -107,6 +112,9 @@ export interface Batch {
   text: string
   binary?: Buffer
 }
+
+/** The first `trustProxy` entry that is not an address or CIDR range (null: all valid). */
+export declare function checkTrustProxy(entries: Array<string>): string | null
 
 /** Counts over every node of a cluster. */
 export interface ClusterStats {
@@ -176,6 +184,8 @@ export interface Limits {
   maxConnections?: number
   maxConnectionsPerIp?: number
   maxInboundQueue: number
+  proxyHeaderTimeout: number
+  rateLimit?: RateLimitOptions
 }
 
 /** Where attach mode's slow path connects, and the secret its first line carries. */
@@ -214,6 +224,18 @@ export interface NativeOptions {
   clusterRedis?: string
   /** Key and channel prefix in Redis (default "rnode"). */
   clusterPrefix?: string
+  /** Path answering GET with the Prometheus exposition (`metricsPath`); absent: none. */
+  metricsPath?: string
+  /** Path answering GET with the health JSON (`healthPath`); absent: none. */
+  healthPath?: string
+  /** Addresses and CIDR ranges of trusted proxies (`trustProxy`). */
+  trustProxy?: Array<string>
+  /** `"x-forwarded-for"` (default) or `"forwarded"`: the header trusted proxies set. */
+  proxyHeader?: string
+  /** Every connection starts with a PROXY protocol v1 or v2 header (`proxyProtocol`). */
+  proxyProtocol?: boolean
+  /** Default per-connection rate limit (`rateLimit`), overridable per path. */
+  rateLimit?: RateLimitOptions
   /** Server-wide room history: messages kept per room (with `history_ttl`; off unless set). */
   historySize?: number
   /** Server-wide room history: how long a message is kept, ms. */
@@ -249,6 +271,8 @@ export interface NativeStats {
   clusterDropped: number
   /** Whether the cluster subscriber is connected to Redis. */
   clusterConnected: boolean
+  /** Inbound messages over a `rateLimit` (dropped, or closing their connection). */
+  rateLimited: number
 }
 
 /**
@@ -258,6 +282,18 @@ export interface NativeStats {
  * one syscall when the next `pollEvents()` (or `uncork()`) comes.
  */
 export declare function pollEvents(handle: number): Batch
+
+/** `rateLimit` as it arrives from JavaScript (the facade checked it). */
+export interface RateLimitOptions {
+  /** Messages (data frames, pings, pongs and protocol frames) per interval; 0: unlimited. */
+  messages?: number
+  /** Payload bytes per interval; 0: unlimited. */
+  bytes?: number
+  /** Interval in ms (default 1 000). */
+  interval?: number
+  /** `"close"` (default: close with 1008) or `"drop"` (drop the message). */
+  policy?: string
+}
 
 /** A room as `getRoom` reports it. */
 export interface RoomInfo {
@@ -280,6 +316,8 @@ export interface RoomSpec {
   maxConnections?: number
   /** JSON text of the metadata object. */
   metadata?: string
+  /** The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics. */
+  metrics?: boolean
   /** History: messages kept (history is on when this is set). */
   historySize?: number
   /** History: how long a message is kept, ms. */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { IncomingMessage } from 'node:http'
 import { Duplex } from 'node:stream'
 import { attach, detach, handOver, isAttachableServer, refuse, targetPath, type AttachableServer } from './attach'
-import { EventKind, Hook, native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
+import { EventKind, Hook, native, type NativeOptions, type NativeRateLimit, type NativeRoomInfo, type NativeServer } from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
@@ -15,6 +15,8 @@ import type {
   CloseOptions,
   JsonValue,
   Limits,
+  RateLimitOptions,
+  RouteOptions,
   UpgradeRequest,
   UpgradeResult,
   RoomInfo,
@@ -113,6 +115,39 @@ function checkHistory(name: string, value: unknown): { historySize: number; hist
   return out
 }
 
+/** `rateLimit` (server-wide or per path) checked and in the engine's shape. */
+function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError(`${name} must be an object: { messages?, bytes?, interval?, policy? }`)
+  }
+  const r = value as RateLimitOptions
+  const out: NativeRateLimit = {}
+  if (r.messages !== undefined) out.messages = checkInteger(`${name}.messages`, r.messages, 0, MAX_U32)
+  if (r.bytes !== undefined) out.bytes = checkInteger(`${name}.bytes`, r.bytes, 0, MAX_U32)
+  if (r.interval !== undefined) out.interval = checkInteger(`${name}.interval`, r.interval, 1, MAX_U32)
+  if (r.policy !== undefined) {
+    if (r.policy !== 'close' && r.policy !== 'drop') {
+      throw new TypeError(`${name}.policy must be 'close' or 'drop', got ${String(r.policy)}`)
+    }
+    out.policy = r.policy
+  }
+  if (!out.messages && !out.bytes) throw new RangeError(`${name} must limit messages or bytes (a positive number)`)
+  return out
+}
+
+/** An endpoint path (`metricsPath`, `healthPath`). */
+function checkPath(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !/^\/[\x21-\x7e]*$/.test(value) || value.includes('?') || value.includes('#')) {
+    throw new TypeError(`${name} must be a path starting with '/' (no query), got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean`)
+  return value
+}
+
 function toNativeOptions(input: number | ServerOptions | undefined): NativeOptions {
   if (input === undefined) return {}
   if (typeof input === 'number') return { port: checkInteger('port', input, 0, 65535) }
@@ -153,6 +188,27 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     if (typeof input.reusePort !== 'boolean') throw badOption('reusePort must be a boolean')
     out.reusePort = input.reusePort
   }
+  if (input.metricsPath !== undefined) out.metricsPath = checkPath('metricsPath', input.metricsPath)
+  if (input.healthPath !== undefined) out.healthPath = checkPath('healthPath', input.healthPath)
+  if (out.metricsPath !== undefined && out.metricsPath === out.healthPath) {
+    throw new TypeError('metricsPath and healthPath must differ')
+  }
+  if (input.trustProxy !== undefined) {
+    const list = checkStringList('trustProxy', input.trustProxy)
+    const bad = native.checkTrustProxy(list)
+    if (bad !== null) {
+      throw new TypeError(`trustProxy entries must be IP addresses or CIDR ranges (network address/prefix), got ${JSON.stringify(bad)}`)
+    }
+    out.trustProxy = list
+  }
+  if (input.proxyHeader !== undefined) {
+    if (input.proxyHeader !== 'x-forwarded-for' && input.proxyHeader !== 'forwarded') {
+      throw new TypeError(`proxyHeader must be 'x-forwarded-for' or 'forwarded', got ${String(input.proxyHeader)}`)
+    }
+    out.proxyHeader = input.proxyHeader
+  }
+  if (input.proxyProtocol !== undefined) out.proxyProtocol = checkBoolean('proxyProtocol', input.proxyProtocol)
+  if (input.rateLimit !== undefined) out.rateLimit = toNativeRateLimit('rateLimit', input.rateLimit)
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw badOption('cluster must be an object: { redis, prefix? }')
@@ -357,11 +413,16 @@ export class WsServer {
   /** The limits in force, defaults filled in. */
   get limits(): Limits {
     const l = this.#native.limits()
+    const r = l.rateLimit ?? undefined
     return {
       ...l,
       backpressurePolicy: l.backpressurePolicy === 'drop' ? 'drop' : 'close',
       maxConnections: l.maxConnections ?? undefined,
       maxConnectionsPerIp: l.maxConnectionsPerIp ?? undefined,
+      rateLimit:
+        r === undefined
+          ? undefined
+          : { messages: r.messages ?? 0, bytes: r.bytes ?? 0, interval: r.interval ?? 1000, policy: r.policy === 'drop' ? 'drop' : 'close' },
     }
   }
 
@@ -370,8 +431,11 @@ export class WsServer {
     return this.#port
   }
 
-  /** Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`). */
-  websocket(path: string, handlers: WebSocketHandlers = {}): this {
+  /**
+   * Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`);
+   * `options.rateLimit` replaces the server's `rateLimit` for this path's connections.
+   */
+  websocket(path: string, handlers: WebSocketHandlers = {}, options: RouteOptions = {}): this {
     if (typeof path !== 'string' || !path.startsWith('/')) {
       throw badArg(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
     }
@@ -380,13 +444,15 @@ export class WsServer {
       const fn: unknown = handlers[name]
       if (fn !== undefined && typeof fn !== 'function') throw badArg(`${name} must be a function, got ${typeof fn}`)
     }
+    if (typeof options !== 'object' || options === null) throw new TypeError('websocket() options must be an object')
+    const rateLimit = options.rateLimit === undefined ? null : toNativeRateLimit('rateLimit', options.rateLimit)
     this.#routes.set(path, { ...handlers })
     const hooks =
       (handlers.onMessage ? Hook.Message : 0) |
       (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
       (handlers.onLeaveRoom ? Hook.LeaveRoom : 0) |
       (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0)
-    this.#native.addRoute(path, hooks)
+    this.#native.addRoute(path, hooks, rateLimit)
     return this
   }
 
@@ -433,6 +499,14 @@ export class WsServer {
     return this.#closing
   }
 
+  /**
+   * This server's metrics in the Prometheus text exposition format (version 0.0.4): serve it
+   * with content type `text/plain; version=0.0.4`, or let `metricsPath` do it.
+   */
+  metrics(): string {
+    return this.#native.metrics()
+  }
+
   /** The open connection with this id, if any. */
   getConnection(id: string): Socket | undefined {
     return this.#byId.get(id)
@@ -462,6 +536,7 @@ export class WsServer {
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
       throw badOption('metadata must be an object')
     }
+    if (options.metrics !== undefined) checkBoolean('metrics', options.metrics)
     const history = options.history === undefined ? {} : checkHistory('history', options.history)
     if (options.history !== undefined && this.#clustered) {
       throw badOption('room history is not available with cluster yet')
@@ -472,6 +547,7 @@ export class WsServer {
       description: options.description,
       maxConnections: options.maxConnections,
       metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
+      metrics: options.metrics,
       ...history,
     })
     if (!created) throw codedError('ERR_ROOM_EXISTS', `a room with id ${JSON.stringify(id)} already exists`)
@@ -587,6 +663,7 @@ export class WsServer {
       totalRooms: s.totalRooms,
       connectionsByRoom: this.#native.roomCounts(),
       peakQueuedBytes: s.peakQueuedBytes,
+      rateLimited: s.rateLimited,
       ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
       ...(this.#sessionData ? { sessions: this.#native.sessionCount() } : {}),
       batching: {

@@ -15,6 +15,27 @@ export interface UpgradeRequest {
   protocols: string[]
 }
 
+/**
+ * A per-connection token bucket on inbound frames, applied in the engine before anything
+ * reaches JavaScript. Data messages, built-in protocol messages, pings and pongs count.
+ */
+export interface RateLimitOptions {
+  /** Messages per `interval`; 0 or absent: not limited. */
+  messages?: number
+  /** Payload bytes per `interval`; 0 or absent: not limited. */
+  bytes?: number
+  /** Interval in ms. Default 1 000. */
+  interval?: number
+  /** Over the limit: `'close'` closes with 1008 (default), `'drop'` drops the message and counts it. */
+  policy?: 'close' | 'drop'
+}
+
+/** Per-path options: `server.websocket(path, handlers, options)`. */
+export interface RouteOptions {
+  /** This path's rate limit, replacing the server's `rateLimit`. */
+  rateLimit?: RateLimitOptions
+}
+
 /** What `onUpgrade` may return: accept (optionally with a clientId and `socket.data`), or refuse. */
 export type UpgradeResult =
   | void
@@ -124,6 +145,22 @@ export interface ServerOptions {
    * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
+  /** Serve `server.metrics()` (Prometheus text) on GET of this path on the engine's port. Default: off. */
+  metricsPath?: string
+  /** Answer GET of this path with health JSON: 200 while serving, 503 once `close()` began. Default: off. */
+  healthPath?: string
+  /**
+   * Trusted proxies: addresses and CIDR ranges (`['10.0.0.0/8', '127.0.0.1', '::1']`). When the
+   * peer is one of them, the client address is the rightmost address of `proxyHeader` that is
+   * not; `maxConnectionsPerIp`, `onUpgrade` and `socket.remoteAddress` see it. Default: none.
+   */
+  trustProxy?: string[]
+  /** The header trusted proxies set: `'x-forwarded-for'` (default) or `'forwarded'` (RFC 7239). */
+  proxyHeader?: 'x-forwarded-for' | 'forwarded'
+  /** Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); others are dropped. Default false. */
+  proxyProtocol?: boolean
+  /** Default per-connection rate limit for every path (see `RouteOptions`). Default: none. */
+  rateLimit?: RateLimitOptions
   /**
    * History for every room that does not set its own in `createRoom` (rooms auto-created by a
    * join included): messages published to a room are kept, each with an `offset`. Default: off.
@@ -216,6 +253,9 @@ export interface Limits {
   maxConnections: number | undefined
   maxConnectionsPerIp: number | undefined
   maxInboundQueue: number
+  /** Time a `proxyProtocol` header may take to arrive (fixed; the handshake timeout when shorter). */
+  proxyHeaderTimeout: number
+  rateLimit: Required<RateLimitOptions> | undefined
 }
 
 /** JSON-compatible values, as room metadata and `room_message` payloads carry. */
@@ -229,6 +269,8 @@ export interface RoomOptions {
   /** Members allowed at once; joins past it get `room_join_error` with `full`. */
   maxConnections?: number
   metadata?: Record<string, JsonValue>
+  /** Give this room a `rnode_ws_room_members{room}` gauge in `metrics()` (opt in: one series per room). Default false. */
+  metrics?: boolean
   /** Keep this room's messages (overrides the server's `history` option). */
   history?: HistoryOptions
 }
@@ -279,6 +321,8 @@ export interface ServerStats {
   sessions?: number
   /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */
   peakQueuedBytes: number
+  /** Inbound messages over a `rateLimit` (dropped, or the one that closed its connection). */
+  rateLimited: number
   /** Debug: how many events JS received per engine wake-up (batching at work). */
   batching: { wakeups: number; batches: number; events: number; eventsPerBatch: number }
 }

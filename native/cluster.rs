@@ -144,6 +144,10 @@ pub struct Cluster {
     pub received: AtomicU64,
     /// Whether the subscriber is currently connected.
     pub connected: AtomicBool,
+    /// Publisher connections or PUBLISH pipelines that failed.
+    pub publish_errors: AtomicU64,
+    /// Subscriber connections that failed or were lost.
+    pub subscribe_errors: AtomicU64,
     stop: Notify,
     stopped: AtomicBool,
 }
@@ -187,6 +191,8 @@ impl Cluster {
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            publish_errors: AtomicU64::new(0),
+            subscribe_errors: AtomicU64::new(0),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
         }))
@@ -233,6 +239,11 @@ impl Cluster {
         }
     }
 
+    /// Envelopes waiting to be published.
+    pub fn queued(&self) -> usize {
+        OUTBOUND_CAPACITY.saturating_sub(self.outbound.capacity())
+    }
+
     /// Waits the current backoff and doubles it (capped); returns false when stopped meanwhile.
     async fn back_off(&self, backoff: &mut Duration) -> bool {
         let go_on = self.pause(*backoff).await;
@@ -260,6 +271,7 @@ impl Cluster {
             let mut conn = match self.client.get_multiplexed_async_connection().await {
                 Ok(c) => c,
                 Err(_) => {
+                    self.publish_errors.fetch_add(1, Ordering::Relaxed);
                     if !self.back_off(&mut backoff).await {
                         break;
                     }
@@ -289,6 +301,7 @@ impl Cluster {
                         batch.clear();
                     }
                     Err(e) => {
+                        self.publish_errors.fetch_add(1, Ordering::Relaxed);
                         // The batch is sent again after reconnecting (a PUBLISH that went through
                         // before the error is then delivered twice, as with a single retry).
                         log(&format!("publish failed ({e}); reconnecting"));
@@ -315,6 +328,7 @@ impl Cluster {
             let pubsub = match subscribed.await {
                 Ok(p) => p,
                 Err(_) => {
+                    self.subscribe_errors.fetch_add(1, Ordering::Relaxed);
                     if !self.back_off(&mut backoff).await {
                         break;
                     }
@@ -361,6 +375,7 @@ impl Cluster {
             if self.is_stopped() {
                 break;
             }
+            self.subscribe_errors.fetch_add(1, Ordering::Relaxed);
             log("lost the Redis subscription; local delivery goes on, reconnecting with backoff");
             if !self.pause(BACKOFF_MIN).await {
                 break;

@@ -5,6 +5,8 @@ use std::time::Duration;
 use napi_derive::napi;
 
 use crate::error::ConfigError;
+use crate::rate_limit::{Policy, RateLimit};
+use crate::trust_proxy::{ProxyHeader, TrustProxy};
 
 /// Default largest inbound message (and fragment sum): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 1024 * 1024;
@@ -24,6 +26,40 @@ pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
 pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Longest time from TCP accept to a complete PROXY protocol header (`proxyProtocol`); the
+/// handshake timeout, when shorter, applies instead.
+pub const PROXY_HEADER_TIMEOUT_MS: u32 = 3_000;
+/// Largest PROXY protocol v2 header accepted, TLVs included (v1 lines are 107 bytes at most).
+pub const PROXY_V2_MAX_BYTES: usize = 1_024;
+/// Default `rateLimit.interval`.
+pub const DEFAULT_RATE_LIMIT_INTERVAL_MS: u32 = 1_000;
+
+/// `rateLimit` as it arrives from JavaScript (the facade checked it).
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct RateLimitOptions {
+    /// Messages (data frames, pings, pongs and protocol frames) per interval; 0: unlimited.
+    pub messages: Option<u32>,
+    /// Payload bytes per interval; 0: unlimited.
+    pub bytes: Option<u32>,
+    /// Interval in ms (default 1 000).
+    pub interval: Option<u32>,
+    /// `"close"` (default: close with 1008) or `"drop"` (drop the message).
+    pub policy: Option<String>,
+}
+
+impl RateLimitOptions {
+    /// The limit, or None when neither dimension is limited.
+    pub fn resolve(&self) -> Option<RateLimit> {
+        let limit = RateLimit {
+            messages: self.messages.unwrap_or(0),
+            bytes: self.bytes.unwrap_or(0),
+            interval_ms: self.interval.unwrap_or(DEFAULT_RATE_LIMIT_INTERVAL_MS).max(1),
+            policy: if self.policy.as_deref() == Some("drop") { Policy::Drop } else { Policy::Close },
+        };
+        (limit.messages > 0 || limit.bytes > 0).then_some(limit)
+    }
+}
 
 /// Default frame bytes one room's history keeps, unless `history.bytes` says otherwise: 1 MiB.
 pub const DEFAULT_HISTORY_BYTES: u32 = 1024 * 1024;
@@ -68,6 +104,18 @@ pub struct NativeOptions {
     pub cluster_redis: Option<String>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// Path answering GET with the Prometheus exposition (`metricsPath`); absent: none.
+    pub metrics_path: Option<String>,
+    /// Path answering GET with the health JSON (`healthPath`); absent: none.
+    pub health_path: Option<String>,
+    /// Addresses and CIDR ranges of trusted proxies (`trustProxy`).
+    pub trust_proxy: Option<Vec<String>>,
+    /// `"x-forwarded-for"` (default) or `"forwarded"`: the header trusted proxies set.
+    pub proxy_header: Option<String>,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (`proxyProtocol`).
+    pub proxy_protocol: Option<bool>,
+    /// Default per-connection rate limit (`rateLimit`), overridable per path.
+    pub rate_limit: Option<RateLimitOptions>,
     /// Server-wide room history: messages kept per room (with `history_ttl`; off unless set).
     pub history_size: Option<u32>,
     /// Server-wide room history: how long a message is kept, ms.
@@ -102,6 +150,12 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
     pub max_inbound_queue: usize,
+    pub metrics_path: Option<String>,
+    pub health_path: Option<String>,
+    pub trust_proxy: TrustProxy,
+    pub proxy_header: ProxyHeader,
+    pub proxy_protocol: bool,
+    pub rate_limit: Option<RateLimit>,
     /// History every room gets unless `createRoom` gives its own.
     pub history: Option<crate::history::HistoryLimits>,
     /// How long a disconnected session is kept; None: no recovery.
@@ -171,6 +225,17 @@ impl Config {
             reuse_port: o.reuse_port.unwrap_or(false),
             max_inbound_queue: positive("maxInboundQueue", o.max_inbound_queue)?
                 .unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
+            metrics_path: o.metrics_path.clone(),
+            health_path: o.health_path.clone(),
+            // The facade checked every entry (`checkTrustProxy`); one that fails here trusts nothing.
+            trust_proxy: TrustProxy::parse(o.trust_proxy.as_deref().unwrap_or_default()).unwrap_or_default(),
+            proxy_header: if o.proxy_header.as_deref() == Some("forwarded") {
+                ProxyHeader::Forwarded
+            } else {
+                ProxyHeader::XForwardedFor
+            },
+            proxy_protocol: o.proxy_protocol.unwrap_or(false),
+            rate_limit: o.rate_limit.as_ref().and_then(RateLimitOptions::resolve),
             history: match (o.history_size, o.history_ttl) {
                 (Some(size), Some(ttl)) => Some(crate::history::HistoryLimits {
                     size: size.min(MAX_HISTORY_SIZE) as usize,
@@ -210,6 +275,8 @@ pub struct Limits {
     pub max_connections: Option<u32>,
     pub max_connections_per_ip: Option<u32>,
     pub max_inbound_queue: u32,
+    pub proxy_header_timeout: u32,
+    pub rate_limit: Option<RateLimitOptions>,
 }
 
 impl From<&Config> for Limits {
@@ -228,6 +295,13 @@ impl From<&Config> for Limits {
             max_connections: c.max_connections.map(|n| n as u32),
             max_connections_per_ip: c.max_connections_per_ip,
             max_inbound_queue: c.max_inbound_queue as u32,
+            proxy_header_timeout: PROXY_HEADER_TIMEOUT_MS,
+            rate_limit: c.rate_limit.map(|r| RateLimitOptions {
+                messages: Some(r.messages),
+                bytes: Some(r.bytes),
+                interval: Some(r.interval_ms),
+                policy: Some(if r.policy == Policy::Drop { "drop" } else { "close" }.to_string()),
+            }),
         }
     }
 }
@@ -268,5 +342,48 @@ mod tests {
         assert_eq!(name(NativeOptions { max_payload: Some(0), ..Default::default() }), Some("maxPayload"));
         let url = NativeOptions { cluster_redis: Some("redis://[::1".into()), ..Default::default() };
         assert_eq!(name(url), Some("cluster.redis"));
+    }
+
+    #[test]
+    fn operations_options_default_custom_and_odd_values() {
+        let c = Config::from_options(&NativeOptions::default()).expect("defaults are valid");
+        assert_eq!(
+            (c.metrics_path, c.health_path, c.proxy_protocol, c.rate_limit),
+            (None, None, false, None)
+        );
+        assert!(c.trust_proxy.is_empty());
+        assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into()]),
+            proxy_header: Some("forwarded".into()),
+            rate_limit: Some(RateLimitOptions {
+                messages: Some(5),
+                policy: Some("drop".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert!(c.trust_proxy.trusts("10.1.2.3".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())));
+        assert_eq!(c.proxy_header, ProxyHeader::Forwarded);
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                messages: 5,
+                bytes: 0,
+                interval_ms: DEFAULT_RATE_LIMIT_INTERVAL_MS,
+                policy: Policy::Drop
+            })
+        );
+        // Nothing limited: no limit at all. An entry the facade would have refused trusts nothing.
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into(), "10.1.0.0/8".into()]),
+            rate_limit: Some(RateLimitOptions { messages: Some(0), bytes: Some(0), ..Default::default() }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert_eq!(c.rate_limit, None);
+        assert!(c.trust_proxy.is_empty());
     }
 }

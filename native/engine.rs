@@ -15,8 +15,10 @@ use crate::conn::{Conn, SendContext};
 use crate::cork;
 use crate::events::{Event, EventQueue};
 use crate::fanout::{self, FanoutTarget, Skip};
+use crate::metrics::{self, frame_type, ClusterFigures, Figures, Metrics};
 use crate::outbox::{OutFrame, SendStatus};
 use crate::protocol;
+use crate::rate_limit::RateLimit;
 use crate::rooms::{JoinError, Rooms};
 use crate::sessions::Sessions;
 
@@ -108,6 +110,13 @@ pub enum AdmissionError {
     TooManyFromIp,
 }
 
+/// A registered WebSocket path.
+struct Route {
+    /// Which JS hooks its handlers define (`hooks` bits).
+    hooks: u32,
+    rate_limit: Option<RateLimit>,
+}
+
 /// A client's `join_room` waiting for the `onJoinRoom` hook's decision.
 struct PendingJoin {
     conn: Arc<Conn>,
@@ -115,37 +124,48 @@ struct PendingJoin {
     request_id: Option<serde_json::Value>,
 }
 
-/// Message and byte counters, read by `getStats()`.
+/// Message and byte counters, read by `getStats()` and the metrics. Each is kept per data
+/// frame type (index 0 text, 1 binary), so the metrics split them at no extra cost.
 #[derive(Default)]
 pub struct Stats {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub messages_in: [AtomicU64; 2],
+    pub messages_out: [AtomicU64; 2],
+    pub bytes_in: [AtomicU64; 2],
+    pub bytes_out: [AtomicU64; 2],
     pub dropped: AtomicU64,
 }
 
+/// Sum of a text/binary pair.
+pub fn both(pair: &[AtomicU64; 2]) -> u64 {
+    pair[0].load(Ordering::Relaxed) + pair[1].load(Ordering::Relaxed)
+}
+
 impl Stats {
-    pub fn count_in(&self, bytes: usize) {
-        self.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    pub fn count_in(&self, binary: bool, bytes: usize) {
+        self.messages_in[usize::from(binary)].fetch_add(1, Ordering::Relaxed);
+        self.bytes_in[usize::from(binary)].fetch_add(bytes as u64, Ordering::Relaxed);
     }
-    pub fn count_out(&self, bytes: usize) {
-        self.count_out_n(1, bytes);
+    pub fn count_out(&self, binary: bool, bytes: usize) {
+        self.count_out_n(1, binary, bytes);
     }
     /// `n` messages of `bytes` each, counted at once (a fan-out).
-    pub fn count_out_n(&self, n: u32, bytes: usize) {
+    pub fn count_out_n(&self, n: u32, binary: bool, bytes: usize) {
         if n > 0 {
-            self.messages_out.fetch_add(u64::from(n), Ordering::Relaxed);
-            self.bytes_out.fetch_add(u64::from(n) * bytes as u64, Ordering::Relaxed);
+            self.messages_out[usize::from(binary)].fetch_add(u64::from(n), Ordering::Relaxed);
+            self.bytes_out[usize::from(binary)].fetch_add(u64::from(n) * bytes as u64, Ordering::Relaxed);
         }
+    }
+    /// Takes back messages counted as sent that a recipient did not take after all.
+    pub fn uncount_out(&self, binary: bool, n: u64, bytes: u64) {
+        self.messages_out[usize::from(binary)].fetch_sub(n, Ordering::Relaxed);
+        self.bytes_out[usize::from(binary)].fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
 /// One server's state, shared by the accept loop, every connection task and the JS-facing methods.
 pub struct Engine {
     pub config: Config,
-    routes: RwLock<HashMap<String, u32>>,
+    routes: RwLock<HashMap<String, Route>>,
     /// Live connections by internal id.
     pub conns: IdMap<Arc<Conn>>,
     /// Bumped each time a connection is added to or removed from `conns` (see `send_all`).
@@ -169,10 +189,14 @@ pub struct Engine {
     per_ip: DashMap<IpAddr, u32>,
     pub events: EventQueue,
     pub stats: Arc<Stats>,
+    /// Counters kept only for `metrics()`.
+    pub metrics: Metrics,
     /// What sends need: the counters and the send-buffer policy.
     pub send: SendContext,
     shutting_down: AtomicBool,
-    /// Woken when the accept loop must stop.
+    /// Set once `close()` has drained every connection: the listener closes.
+    listener_closed: AtomicBool,
+    /// Woken when the accept loop must look at `stops_accepting`.
     pub stop_accepting: Notify,
     /// Connection tasks that have not reported their close yet (shutdown waits for zero).
     pub live_tasks: AtomicUsize,
@@ -208,8 +232,10 @@ impl Engine {
             per_ip: DashMap::new(),
             events,
             stats,
+            metrics: Metrics::new(),
             send,
             shutting_down: AtomicBool::new(false),
+            listener_closed: AtomicBool::new(false),
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
@@ -249,9 +275,11 @@ impl Engine {
             if ping {
                 next_ping = now + ping_ms;
             }
+            let mut pinged = 0;
             for entry in engine.conns.iter() {
-                entry.value().tick(now, idle_ms, ping);
+                pinged += u64::from(entry.value().tick(now, idle_ms, ping));
             }
+            engine.metrics.control_out(frame_type::PING, pinged, 0);
             if now >= next_sweep {
                 next_sweep = now + SWEEP_MS;
                 if let Some(sessions) = &engine.sessions {
@@ -265,15 +293,22 @@ impl Engine {
     }
 
     /// Registers (or re-registers) a WebSocket path with the hooks its handlers define.
-    pub fn add_route(&self, path: &str, hooks: u32) {
+    /// `rate_limit`: the path's own limit; None: the server's `rateLimit`.
+    pub fn add_route(&self, path: &str, hooks: u32, rate_limit: Option<RateLimit>) {
         if let Ok(mut routes) = self.routes.write() {
-            routes.insert(path.to_string(), hooks);
+            routes
+                .insert(path.to_string(), Route { hooks, rate_limit: rate_limit.or(self.config.rate_limit) });
         }
+    }
+
+    /// The rate limit of a path's connections.
+    pub fn route_rate_limit(&self, path: &str) -> Option<RateLimit> {
+        self.routes.read().ok().and_then(|r| r.get(path).and_then(|r| r.rate_limit))
     }
 
     /// The hook bits of a path.
     pub fn route_hooks(&self, path: &str) -> u32 {
-        self.routes.read().ok().and_then(|r| r.get(path).copied()).unwrap_or(0)
+        self.routes.read().ok().and_then(|r| r.get(path).map(|r| r.hooks)).unwrap_or(0)
     }
 
     /// Whether a path has handlers.
@@ -430,26 +465,29 @@ impl Engine {
     /// corked thread it joins one shared buffer for all recipients. Returns how many local
     /// connections accepted it.
     pub fn broadcast(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        let start = std::time::Instant::now();
         self.publish(&msg, room, except.to_vec());
-        self.deliver_local(msg, room, except)
+        let delivered = self.deliver_local(msg, room, except);
+        self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+        delivered
     }
 
     /// A text broadcast to a room: to a room with history it goes as a `room_message` frame
     /// carrying the text and its offset, and is stored; otherwise as the text itself.
     pub fn broadcast_text(&self, text: &str, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         if let Some(id) = room {
+            let start = std::time::Instant::now();
             let published =
                 self.rooms.publish(&self.send, self.mono_ms(), id, Skip::Uuids(except), except, |offset| {
                     protocol::room_message_at(id, &serde_json::Value::String(text.to_string()), None, offset)
                 });
             if let Some((n, msg)) = published {
                 self.publish(&msg, room, except.to_vec());
+                self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
                 return n;
             }
         }
-        let msg = OutFrame::text(text);
-        self.publish(&msg, room, except.to_vec());
-        self.deliver_local(msg, room, except)
+        self.broadcast(OutFrame::text(text), room, except)
     }
 
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
@@ -483,7 +521,7 @@ impl Engine {
                 delivered += 1;
             }
         }
-        self.stats.count_out_n(delivered, msg.payload_len());
+        self.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
@@ -510,7 +548,7 @@ impl Engine {
                 }
             }
         }
-        self.stats.count_out_n(delivered, msg.payload_len());
+        self.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
@@ -534,7 +572,25 @@ impl Engine {
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
     }
 
-    /// Stops accepting and asks every connection to close with 1001.
+    /// Whether the accept loop must end: once shutdown begins, or, with a `healthPath` or
+    /// `metricsPath`, once it is over, so a load balancer reads 503 during the drain instead of
+    /// a refused connection (upgrades meanwhile get 503).
+    pub fn stops_accepting(&self) -> bool {
+        if self.config.health_path.is_some() || self.config.metrics_path.is_some() {
+            self.listener_closed.load(Ordering::Acquire)
+        } else {
+            self.is_shutting_down()
+        }
+    }
+
+    /// Shutdown is over: the listener closes.
+    pub fn close_listener(&self) {
+        self.listener_closed.store(true, Ordering::Release);
+        self.stop_accepting.notify_waiters();
+        self.stop_accepting.notify_one();
+    }
+
+    /// Stops accepting (see `stops_accepting`) and asks every connection to close with 1001.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.stop_accepting.notify_waiters();
@@ -542,5 +598,57 @@ impl Engine {
         for entry in self.conns.iter() {
             entry.value().close(1001, "Server shutting down");
         }
+    }
+}
+
+/// What operators read: the metrics exposition and the health answer.
+impl Engine {
+    /// The Prometheus exposition of this server (`metrics()`, `metricsPath`).
+    pub fn metrics_text(&self) -> String {
+        let s = &self.stats;
+        let pair = |n: &[AtomicU64; 2], b: &[AtomicU64; 2], i: usize| {
+            (n[i].load(Ordering::Relaxed), b[i].load(Ordering::Relaxed))
+        };
+        let (queued_events, queued_bytes) = self.events.depth();
+        let figures = Figures {
+            connections: self.conns.len() as u64,
+            text_in: pair(&s.messages_in, &s.bytes_in, 0),
+            binary_in: pair(&s.messages_in, &s.bytes_in, 1),
+            text_out: pair(&s.messages_out, &s.bytes_out, 0),
+            binary_out: pair(&s.messages_out, &s.bytes_out, 1),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            rooms: self.rooms.len() as u64,
+            memberships: self.rooms.memberships(),
+            room_members: self.rooms.metric_counts(),
+            queued_events: queued_events as u64,
+            queued_bytes: queued_bytes as u64,
+            cluster: self.cluster.get().map(|c| ClusterFigures {
+                connected: c.connected.load(Ordering::Relaxed),
+                publish_errors: c.publish_errors.load(Ordering::Relaxed),
+                subscribe_errors: c.subscribe_errors.load(Ordering::Relaxed),
+                queued: c.queued() as u64,
+                dropped: c.dropped.load(Ordering::Relaxed),
+                received: c.received.load(Ordering::Relaxed),
+            }),
+            rss_bytes: metrics::rss_bytes(),
+        };
+        self.metrics.render(&figures)
+    }
+
+    /// The `healthPath` answer: 200 while serving, 503 once `close()` has begun; in cluster
+    /// mode the body says whether the Redis subscriber is connected.
+    pub fn health(&self) -> (u16, String) {
+        let draining = self.is_shutting_down();
+        let mut body = format!(
+            "{{\"status\":\"{}\",\"connections\":{}",
+            if draining { "draining" } else { "ok" },
+            self.conns.len()
+        );
+        if let Some(c) = self.cluster.get() {
+            let up = c.connected.load(Ordering::Relaxed);
+            body.push_str(&format!(",\"redis\":\"{}\"", if up { "up" } else { "down" }));
+        }
+        body.push('}');
+        (if draining { 503 } else { 200 }, body)
     }
 }

@@ -337,6 +337,12 @@ impl EventQueue {
         }
     }
 
+    /// Events and message bytes waiting for JS right now.
+    pub fn depth(&self) -> (usize, usize) {
+        let events = self.queue.lock().map(|q| q.events.len()).unwrap_or(0);
+        (events, self.bytes.load(Ordering::Acquire))
+    }
+
     /// Whether JS is so far behind that connections should stop reading for now.
     pub fn congested(&self) -> bool {
         self.bytes.load(Ordering::Acquire) >= self.max_bytes

@@ -65,13 +65,16 @@ fn engine(handle: u32) -> Option<Arc<Engine>> {
 }
 
 /// Sends the frame `fill` appends to `conn` (see `Conn::send_with`).
-fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
+/// The result is counted in the metrics' `send()` results.
+fn send_with(handle: u32, conn: u32, binary: bool, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
     let Some(engine) = engine(handle) else { return SendStatus::Dropped as u32 };
     let Some(conn) = engine.conns.get(&conn).map(|c| c.value().clone()) else {
+        engine.metrics.send_result(SendStatus::Dropped as usize);
         return SendStatus::Dropped as u32;
     };
     ENCODE.with_borrow_mut(|scratch| {
-        let status = conn.send_with(&engine.send, scratch, fill);
+        let status = conn.send_with(&engine.send, scratch, binary, fill);
+        engine.metrics.send_result(status as usize);
         if scratch.capacity() > ENCODE_KEEP {
             *scratch = Vec::new();
         }
@@ -191,7 +194,7 @@ unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info
     let status = match unsafe { args3(env, info) } {
         // SAFETY: `data` is a live handle of this call.
         Some((handle, conn, data)) => {
-            send_with(handle, conn, |buf| unsafe { append_js_text(buf, env, data) })
+            send_with(handle, conn, false, |buf| unsafe { append_js_text(buf, env, data) })
         }
         None => SendStatus::Dropped as u32,
     };
@@ -230,7 +233,7 @@ unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_in
                     // array stays alive (and unmoved) for the duration of this call.
                     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
                 };
-                send_with(handle, conn, |buf| {
+                send_with(handle, conn, true, |buf| {
                     frame::encode_into(buf, opcode::BINARY, bytes);
                     Some(bytes.len())
                 })
@@ -282,6 +285,7 @@ pub fn poll_events(handle: u32) -> Batch {
     };
     let taken = engine.events.take();
     if !taken.is_empty() {
+        engine.metrics.batch_events.observe(taken.events.len() as u64);
         cork::cork();
     }
     engine.events.encode(taken)

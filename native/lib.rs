@@ -19,15 +19,19 @@ pub mod handles;
 mod handshake;
 mod history;
 mod loopback;
+mod metrics;
 mod napi_stubs;
 mod outbox;
 mod protocol;
+mod proxy_protocol;
+mod rate_limit;
 mod reader;
 mod rooms;
 mod runtime;
 mod server;
 mod sessions;
 mod task;
+mod trust_proxy;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -71,6 +75,8 @@ pub struct NativeStats {
     pub cluster_dropped: f64,
     /// Whether the cluster subscriber is connected to Redis.
     pub cluster_connected: bool,
+    /// Inbound messages over a `rateLimit` (dropped, or closing their connection).
+    pub rate_limited: f64,
 }
 
 /// Where attach mode's slow path connects, and the secret its first line carries.
@@ -124,8 +130,9 @@ impl NativeServer {
 
     /// Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
     #[napi]
-    pub fn add_route(&self, path: String, hooks: u32) {
-        self.engine.add_route(&path, hooks);
+    /// `rate_limit`: the path's own `rateLimit` (absent: the server's).
+    pub fn add_route(&self, path: String, hooks: u32, rate_limit: Option<config::RateLimitOptions>) {
+        self.engine.add_route(&path, hooks, rate_limit.as_ref().and_then(config::RateLimitOptions::resolve));
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
@@ -261,6 +268,7 @@ impl NativeServer {
                     break;
                 }
             }
+            engine.close_listener();
             if let Some(c) = engine.cluster.get() {
                 c.stop().await;
             }
@@ -289,10 +297,10 @@ impl NativeServer {
         let q = &self.engine.events;
         NativeStats {
             total_connections: self.engine.conns.len() as u32,
-            messages_in: s.messages_in.load(Relaxed) as f64,
-            messages_out: s.messages_out.load(Relaxed) as f64,
-            bytes_in: s.bytes_in.load(Relaxed) as f64,
-            bytes_out: s.bytes_out.load(Relaxed) as f64,
+            messages_in: engine::both(&s.messages_in) as f64,
+            messages_out: engine::both(&s.messages_out) as f64,
+            bytes_in: engine::both(&s.bytes_in) as f64,
+            bytes_out: engine::both(&s.bytes_out) as f64,
             dropped_messages: s.dropped.load(Relaxed) as f64,
             wakeups: q.wakes.load(Relaxed) as f64,
             batches: q.batches.load(Relaxed) as f64,
@@ -307,7 +315,14 @@ impl NativeServer {
                 .unwrap_or(0.0),
             cluster_dropped: self.engine.cluster.get().map(|c| c.dropped.load(Relaxed) as f64).unwrap_or(0.0),
             cluster_connected: self.engine.cluster.get().is_some_and(|c| c.connected.load(Relaxed)),
+            rate_limited: self.engine.metrics.rate_limited() as f64,
         }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of this server.
+    #[napi]
+    pub fn metrics(&self) -> String {
+        self.engine.metrics_text()
     }
 
     /// Counts summed over every node of the cluster; rejects with `ERR_NO_CLUSTER` without one,
@@ -531,6 +546,12 @@ impl NativeServer {
     pub fn resolve_join(&self, request: u32, allowed: bool) {
         self.engine.resolve_join(request, allowed);
     }
+}
+
+/// The first `trustProxy` entry that is not an address or CIDR range (null: all valid).
+#[napi]
+pub fn check_trust_proxy(entries: Vec<String>) -> Option<String> {
+    trust_proxy::TrustProxy::parse(&entries).err()
 }
 
 /// Socket ids (UUID strings, possibly of sockets on other cluster nodes) as bytes; the facade

@@ -32,6 +32,8 @@ pub struct RoomSpec {
     pub max_connections: Option<u32>,
     /// JSON text of the metadata object.
     pub metadata: Option<String>,
+    /// The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics.
+    pub metrics: Option<bool>,
     /// History: messages kept (history is on when this is set).
     pub history_size: Option<u32>,
     /// History: how long a message is kept, ms.
@@ -330,7 +332,7 @@ impl Rooms {
             }
         }
         drop(room);
-        ctx.stats.count_out_n(delivered, msg.payload_len());
+        ctx.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
@@ -386,7 +388,7 @@ impl Rooms {
             }
         }
         drop(room);
-        ctx.stats.count_out_n(delivered, msg.payload_len());
+        ctx.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         Some((delivered, msg))
     }
 
@@ -445,6 +447,23 @@ impl Rooms {
     }
 
     /// (room id, member count) for every room.
+    /// Member counts of the rooms created with `metrics: true`.
+    pub fn metric_counts(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .map
+            .iter()
+            .filter(|r| r.spec.metrics == Some(true))
+            .map(|r| (r.key().clone(), r.members.len() as u32))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Memberships summed over every room (no allocation: a scrape with many rooms stays cheap).
+    pub fn memberships(&self) -> u64 {
+        self.map.iter().map(|r| r.members.len() as u64).sum()
+    }
+
     pub fn counts(&self) -> Vec<(String, u32)> {
         self.map.iter().map(|r| (r.key().clone(), r.members.len() as u32)).collect()
     }
@@ -521,8 +540,8 @@ mod tests {
         assert_eq!(rooms.fan_out(&ctx, "r", &msg, Skip::Conn(2)), 2);
         assert_eq!(rooms.fan_out(&ctx, "r", &msg, Skip::Uuids(&[[1; 16], [3; 16]])), 1);
         assert_eq!(rooms.fan_out(&ctx, "missing", &msg, Skip::Conn(0)), 0);
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 3);
-        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 6);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 3);
+        assert_eq!(crate::engine::both(&ctx.stats.bytes_out), 6);
         let frame = &msg.bytes[..];
         assert_eq!(read_some(&mut peers[0]), frame);
         assert_eq!(read_some(&mut peers[1]), frame);
@@ -549,6 +568,6 @@ mod tests {
         let shared = [&one.bytes[..], &two.bytes[..]].concat();
         assert_eq!(read_some(&mut pa), shared);
         assert_eq!(read_some(&mut pb), [&shared[..], &direct.bytes[..]].concat());
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 5);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 5);
     }
 }

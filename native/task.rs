@@ -11,6 +11,7 @@ use crate::clock;
 use crate::conn::{attn, Conn, ConnInfo};
 use crate::engine::{Admission, Engine};
 use crate::events::Event;
+use crate::metrics::frame_type;
 use crate::reader::{ReadOutcome, Reader};
 
 /// How often a connection paused by a full event queue looks again.
@@ -47,11 +48,15 @@ impl Drop for TaskEnd {
         conn.mark_closing();
         let session = engine.unregister(conn, reader.dispatch.close.as_ref());
         drop(self.admission.take());
+        if conn.close_queued() {
+            engine.metrics.control_out(frame_type::CLOSE, 1, 0);
+        }
         // Close the socket: the outbox lets its handle go (the task's has gone, or goes with
         // the task).
         conn.shut_down();
         let (code, reason) =
             reader.dispatch.close.take().or(conn.requested_close()).unwrap_or((1006, String::new()));
+        engine.metrics.closed(code);
         engine.events.push(Event::Close { conn: conn.id, code, reason });
         // Kept only now, so JS sees this close before the connect of whoever resumes it.
         crate::sessions::keep(engine, session);
@@ -86,7 +91,7 @@ pub fn start(
         conn.close(1001, "Server shutting down");
     }
 
-    let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms());
+    let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms(), engine.route_rate_limit(&path));
     let reading = leftover.is_empty() || reader.take_leftover(&engine, &conn, leftover);
     // Its own task, holding only what the connection's life needs: the handshake's state is
     // gone by now, so an idle connection costs one small task.
@@ -305,7 +310,7 @@ mod tests {
             engine: engine.clone(),
             conn,
             admission: Some(admission),
-            reader: Reader::new(1024, 0),
+            reader: Reader::new(1024, 0, None),
         };
         // Every idle connection carries this state: the guard, the stream and the loop's locals.
         let task = drive(end, stream, true);

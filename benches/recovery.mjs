@@ -34,6 +34,9 @@ async function serverMain() {
       process.send({ published: true })
     } else if (m.count) {
       process.send({ connections: server.getStats().totalConnections })
+    } else if (m.cpu) {
+      const u = process.cpuUsage()
+      process.send({ cpuMs: (u.user + u.system) / 1000 })
     }
   })
   process.send({ port })
@@ -99,7 +102,8 @@ async function clientsMain(mode, port, file, n, missed) {
     })
   }))
   const ms = Number(process.hrtime.bigint() - t0) / 1e6
-  process.send({ ms, failed, wrong })
+  const u = process.cpuUsage()
+  process.send({ ms, failed, wrong, clientCpuMs: (u.user + u.system) / 1000 })
   process.exit(0)
 }
 
@@ -146,10 +150,14 @@ async function main() {
   await once(server, 'published')
   // The two published before the drop may or may not have reached the first clients; the offsets
   // they recorded at join time predate them, so each recovers those two plus the missed ones.
+  server.send({ cpu: true })
+  const { cpuMs: before } = await once(server, 'cpuMs')
   const second = start(['--clients', 'second', String(port), file, String(n), String(missed + 2)], 1)
   const result = await once(second, 'ms')
+  server.send({ cpu: true })
+  const { cpuMs: after } = await once(server, 'cpuMs')
   // joinMs: the same clients' first connect and join, for scale (the client side's own cost is in both).
-  console.log(JSON.stringify({ sessions: n, missedPerRoom: missed + 2, joinMs: Math.round(joinMs), recoverMs: Math.round(result.ms), failed: result.failed, wrongCount: result.wrong }))
+  console.log(JSON.stringify({ sessions: n, missedPerRoom: missed + 2, joinMs: Math.round(joinMs), recoverMs: Math.round(result.ms), failed: result.failed, wrongCount: result.wrong, serverCpuMs: Math.round(after - before), clientCpuMs: Math.round(result.clientCpuMs) }))
   server.kill('SIGTERM')
 }
 

@@ -282,6 +282,7 @@ async function main() {
     }
     const clusterRows = p.scale_out.filter((l) => l.scenario === 'cluster')
     const attachRows = p.scale_out.filter((l) => l.scenario.startsWith('attach'))
+    const historyRows = p.scale_out.filter((l) => l.scenario === 'history')
     if (clusterRows.length) {
       md.push(
         pin === 'pinned'
@@ -299,6 +300,12 @@ async function main() {
       )
       md.push('')
       md.push(baselineTable(attachRows))
+      md.push('')
+    }
+    if (historyRows.length) {
+      md.push('Room history (issue 19): the broadcast with the room keeping its last 1,000 messages against the same server without history, interleaved in one run.')
+      md.push('')
+      md.push(baselineTable(historyRows))
       md.push('')
     }
     const steals = p.runs.filter((x) => x.report).map((x) => Math.max(x.report.cpu0_steal ?? 0, x.report.cpu1_steal ?? 0))

@@ -64,6 +64,13 @@ export declare class NativeServer {
   createRoom(spec: RoomSpec): boolean
   getRoom(id: string): RoomInfo | null
   getAllRooms(): Array<RoomInfo>
+  /**
+   * A room's kept messages after `since` (at most `limit`); None without such a room or
+   * history. The facade checked `since` and `limit`.
+   */
+  history(id: string, since?: number | undefined | null, limit?: number | undefined | null): HistoryPage | null
+  /** Disconnected sessions kept on this node. */
+  sessionCount(): number
   /** Deletes a room; its members get `room_left`. */
   deleteRoom(id: string): boolean
   /** Joins a connection to a room: joined, already a member, or the reason it could not. */
@@ -138,6 +145,17 @@ export declare const enum EventKind {
   Ping = 9,
   /** A pong frame from the peer (payload as hex text), for paths with `onPong`. */
   Pong = 10,
+}
+
+/** A room's history as `server.history` reports it. */
+export interface HistoryPage {
+  epoch: string
+  /** Offset of the newest message published to the room. */
+  offset: number
+  /** The kept messages after `since`, oldest first: their `room_message` frame texts. */
+  frames: Array<string>
+  /** Wall-clock ms each was stored, in the same order. */
+  times: Array<number>
 }
 
 /**
@@ -231,6 +249,16 @@ export interface NativeOptions {
   proxyProtocol?: boolean
   /** Default per-connection rate limit (`rateLimit`), overridable per path. */
   rateLimit?: RateLimitOptions
+  /** Server-wide room history: messages kept per room (with `history_ttl`; off unless set). */
+  historySize?: number
+  /** Server-wide room history: how long a message is kept, ms. */
+  historyTtl?: number
+  /** Server-wide room history: frame bytes kept per room. */
+  historyBytes?: number
+  /** Session recovery on (off unless set). */
+  recovery?: boolean
+  /** Session recovery: how long a disconnected session is kept, ms. */
+  recoveryMaxDisconnection?: number
 }
 
 /** Counters for `getStats()` and the batching debug figures. */
@@ -303,6 +331,12 @@ export interface RoomSpec {
   metadata?: string
   /** The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics. */
   metrics?: boolean
+  /** History: messages kept (history is on when this is set). */
+  historySize?: number
+  /** History: how long a message is kept, ms. */
+  historyTtl?: number
+  /** History: frame bytes kept (default `config::DEFAULT_HISTORY_BYTES`). */
+  historyBytes?: number
 }
 
 /**

@@ -7,6 +7,10 @@ import { codedError, codedRangeError, codedTypeError, type CodedError } from './
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
+  HistoryEntry,
+  HistoryOptions,
+  HistoryQuery,
+  HistoryResult,
   ClusterStats,
   CloseOptions,
   JsonValue,
@@ -86,6 +90,34 @@ function checkStringList(name: string, value: unknown): string[] {
 }
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/
+/** Most messages one room's history may keep (native/config.rs MAX_HISTORY_SIZE). */
+const MAX_HISTORY_SIZE = 1_000_000
+/** Most messages `history()` returns per call (native/config.rs MAX_HISTORY_PAGE). */
+const MAX_HISTORY_PAGE = 10_000
+/** Largest offset: JSON numbers are exact up to 2^53. */
+const MAX_OFFSET = Number.MAX_SAFE_INTEGER
+
+/** An integer argument of a method: `ERR_INVALID_ARG` when it is not one, or out of range. */
+function checkArg(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw badArg(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`)
+  }
+  return value
+}
+
+/** A `history` option: `{ size, ttl, bytes? }`, each a positive integer. */
+function checkHistory(name: string, value: unknown): { historySize: number; historyTtl: number; historyBytes?: number } {
+  if (typeof value !== 'object' || value === null) {
+    throw badOption(`${name} must be an object: { size, ttl, bytes? }`)
+  }
+  const h = value as Partial<Record<keyof HistoryOptions, unknown>>
+  const out: { historySize: number; historyTtl: number; historyBytes?: number } = {
+    historySize: checkInteger(`${name}.size`, h.size, 1, MAX_HISTORY_SIZE),
+    historyTtl: checkInteger(`${name}.ttl`, h.ttl, 1, MAX_U32),
+  }
+  if (h.bytes !== undefined) out.historyBytes = checkInteger(`${name}.bytes`, h.bytes, 1, MAX_U32)
+  return out
+}
 
 /** `rateLimit` (server-wide or per path) checked and in the engine's shape. */
 function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
@@ -196,6 +228,22 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
       out.clusterPrefix = prefix
     }
   }
+  if (input.history !== undefined) Object.assign(out, checkHistory('history', input.history))
+  if (input.recovery !== undefined) {
+    const r: unknown = input.recovery
+    if (typeof r !== 'object' || r === null) {
+      throw badOption('recovery must be an object: { maxDisconnection? }')
+    }
+    out.recovery = true
+    const { maxDisconnection } = r as { maxDisconnection?: unknown }
+    if (maxDisconnection !== undefined) {
+      out.recoveryMaxDisconnection = checkInteger('recovery.maxDisconnection', maxDisconnection, 1, MAX_U32)
+    }
+  }
+  if (out.clusterRedis !== undefined && (out.historySize !== undefined || out.recovery === true)) {
+    // Offsets and sessions are per node so far: across nodes they would disagree (docs/recovery.md).
+    throw badOption('history and recovery are not available with cluster yet')
+  }
   return out
 }
 
@@ -282,6 +330,10 @@ export class WsServer {
   readonly #byId = new Map<string, Socket>()
   /** `socket.data` chosen by `onUpgrade`, until the connection's connect event arrives. */
   readonly #upgradeData = new Map<number, unknown>()
+  /** With `recovery`: `socket.data` of dropped sockets by socket id, until their session expires. */
+  readonly #sessionData: Map<string, { data: unknown; expires: number }> | undefined
+  readonly #maxDisconnection: number
+  #nextSessionSweep = 0
   readonly #selectProtocol: ((offered: string[], req: UpgradeRequest) => string | false) | undefined
   #state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle'
   #port: number | undefined
@@ -306,6 +358,8 @@ export class WsServer {
     this.#clustered = options.clusterRedis !== undefined
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
+    this.#maxDisconnection = options.recoveryMaxDisconnection ?? 120_000
+    this.#sessionData = options.recovery === true ? new Map() : undefined
     this.#native = new native.NativeServer(options)
     this.#handle = this.#native.handle
     if (mode.kind !== 'port') this.#startAttached(mode)
@@ -489,6 +543,10 @@ export class WsServer {
       throw badOption('metadata must be an object')
     }
     if (options.metrics !== undefined) checkBoolean('metrics', options.metrics)
+    const history = options.history === undefined ? {} : checkHistory('history', options.history)
+    if (options.history !== undefined && this.#clustered) {
+      throw badOption('room history is not available with cluster yet')
+    }
     const created = this.#native.createRoom({
       id,
       name,
@@ -496,6 +554,7 @@ export class WsServer {
       maxConnections: options.maxConnections,
       metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
       metrics: options.metrics,
+      ...history,
     })
     if (!created) throw codedError('ERR_ROOM_EXISTS', `a room with id ${JSON.stringify(id)} already exists`)
     return id
@@ -523,6 +582,29 @@ export class WsServer {
   /** Every room. */
   getAllRooms(): RoomInfo[] {
     return this.#native.getAllRooms().map(toRoomInfo)
+  }
+
+  /**
+   * The kept messages of a room with history, oldest first: those after `since` (an offset), at
+   * most `limit`. Undefined when the room does not exist or keeps no history. Direct sends
+   * (`socket.send`) and binary broadcasts are never kept.
+   */
+  history(roomId: string, options: HistoryQuery = {}): HistoryResult | undefined {
+    checkRoomId(roomId)
+    if (typeof options !== 'object' || options === null) {
+      throw badArg('history() options must be an object: { since?, limit? }')
+    }
+    const since = options.since === undefined ? null : checkArg('since', options.since, 0, MAX_OFFSET)
+    const limit = options.limit === undefined ? null : checkArg('limit', options.limit, 1, MAX_HISTORY_PAGE)
+    const page = this.#native.history(roomId, since, limit)
+    if (!page) return undefined
+    const messages = page.frames.map((frame, i): HistoryEntry => {
+      const f = JSON.parse(frame) as { offset: number; message: JsonValue; from_client_id?: string }
+      const entry: HistoryEntry = { offset: f.offset, message: f.message, timestamp: new Date(page.times[i] ?? 0) }
+      if (f.from_client_id !== undefined) entry.fromClientId = f.from_client_id
+      return entry
+    })
+    return { epoch: page.epoch, offset: page.offset, messages }
   }
 
   /** Deletes a room; its members get `room_left`. Returns whether it existed. */
@@ -589,6 +671,7 @@ export class WsServer {
       peakQueuedBytes: s.peakQueuedBytes,
       rateLimited: s.rateLimited,
       ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
+      ...(this.#sessionData ? { sessions: this.#native.sessionCount() } : {}),
       batching: {
         wakeups: s.wakeups,
         batches: s.batches,
@@ -692,10 +775,13 @@ export class WsServer {
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
     const socket = new Socket(this.#native, this.#handle, conn, info, this.#route(info.path) ?? {})
-    if (info.upgrade !== 0) {
+    if (info.upgrade !== 0 && this.#upgradeData.has(info.upgrade)) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
+    } else if (info.recovered && this.#sessionData) {
+      socket.data = this.#sessionData.get(info.id)?.data
     }
+    this.#sessionData?.delete(info.id)
     this.#sockets.set(conn, socket)
     this.#byId.set(socket.id, socket)
     const attaching = info.attach === 0 ? undefined : this.#attaching.get(info.attach)
@@ -719,6 +805,21 @@ export class WsServer {
     socket.markClosed()
     this.#call(socket, 'onClose', code, reason)
     this.#native.forget(conn)
+    if (this.#sessionData) this.#keepSessionData(socket, code)
+  }
+
+  /** The engine keeps a session unless the client closed cleanly; its `data` waits here. */
+  #keepSessionData(socket: Socket, code: number): void {
+    const store = this.#sessionData
+    if (!store) return
+    const now = Date.now()
+    if (now >= this.#nextSessionSweep) {
+      this.#nextSessionSweep = now + 1000
+      for (const [id, kept] of store) if (kept.expires <= now) store.delete(id)
+    }
+    if (code !== 1000 && socket.data !== undefined) {
+      store.set(socket.id, { data: socket.data, expires: now + this.#maxDisconnection })
+    }
   }
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */

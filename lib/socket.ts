@@ -19,6 +19,8 @@ export interface ConnectionInfo {
   upgrade: number
   /** Id of the attach-mode hand-over this connection came through (0: own port). */
   attach: number
+  /** It took back a disconnected session (`recovery`). */
+  recovered: boolean
 }
 
 /** Largest ping/pong payload (RFC 6455 §5.5). */
@@ -61,6 +63,12 @@ export class Socket {
   readonly headers: Readonly<Record<string, string>>
   /** The negotiated subprotocol, or '' when none. */
   readonly protocol: string
+  /**
+   * With `recovery`: this connection took back the session of one that dropped (same `id`,
+   * `clientId`, `data` and metadata; its rooms are rejoined, missed messages replayed, when the
+   * client sends `recover`).
+   */
+  readonly recovered: boolean
   /** Application data: whatever you store here is visible to every handler. */
   data: unknown = undefined
   /** @internal engine handle */
@@ -92,6 +100,7 @@ export class Socket {
     this.protocol = info.protocol
     this.headers = Object.freeze(info.headers)
     this.#rawQuery = info.query
+    this.recovered = info.recovered === true
   }
 
   /** Query parameters of the upgrade request (parsed on first use). */

@@ -166,6 +166,61 @@ export interface ServerOptions {
   proxyProtocol?: boolean
   /** Default per-connection rate limit for every path (see `RouteOptions`). Default: none. */
   rateLimit?: RateLimitOptions
+  /**
+   * History for every room that does not set its own in `createRoom` (rooms auto-created by a
+   * join included): messages published to a room are kept, each with an `offset`. Default: off.
+   */
+  history?: HistoryOptions
+  /**
+   * Session recovery: a client that drops without a clean close gets its socket id, clientId,
+   * rooms, `socket.data` and metadata back, and the room messages it missed, if it comes back
+   * within `maxDisconnection` ms. Default: off. See docs/recovery.md.
+   */
+  recovery?: RecoveryOptions
+}
+
+/** Room history limits; a message past any of them pushes the oldest out. */
+export interface HistoryOptions {
+  /** Messages kept per room, 1 to 1 000 000. */
+  size: number
+  /** How long a message is kept, ms. */
+  ttl: number
+  /** Frame bytes kept per room. Default 1 MiB. */
+  bytes?: number
+}
+
+/** `recovery` option of `new WsServer()`. */
+export interface RecoveryOptions {
+  /** How long a disconnected session is kept, ms. Default 120 000. */
+  maxDisconnection?: number
+}
+
+/** Options for `server.history(roomId, options)`. */
+export interface HistoryQuery {
+  /** Only messages after this offset. Default: every kept message. */
+  since?: number
+  /** At most this many (the oldest first), up to 10 000. Default 10 000. */
+  limit?: number
+}
+
+/** One kept message. */
+export interface HistoryEntry {
+  offset: number
+  /** The message: JSON from `sendToRoom` or a client, the text of a `broadcast`. */
+  message: JsonValue
+  /** The sender's clientId; absent for `server.broadcast`. */
+  fromClientId?: string
+  /** When it was published. */
+  timestamp: Date
+}
+
+/** A room's history as `server.history()` returns it. */
+export interface HistoryResult {
+  /** Names this room's sequence of offsets; a new epoch means older offsets mean nothing. */
+  epoch: string
+  /** Offset of the newest message published to the room (0: none yet). */
+  offset: number
+  messages: HistoryEntry[]
 }
 
 /** `cluster` option of `new WsServer()`. */
@@ -221,6 +276,8 @@ export interface RoomOptions {
   metadata?: Record<string, JsonValue>
   /** Give this room a `rnode_ws_room_members{room}` gauge in `metrics()` (opt in: one series per room). Default false. */
   metrics?: boolean
+  /** Keep this room's messages (overrides the server's `history` option). */
+  history?: HistoryOptions
 }
 
 /** A room as `getRoom()` reports it. */
@@ -265,6 +322,8 @@ export interface ServerStats {
   connectionsByRoom: Record<string, number>
   /** Scale-out: envelopes received from other nodes, dropped while Redis was away, link state. */
   cluster?: { received: number; dropped: number; connected: boolean }
+  /** With `recovery`: disconnected sessions waiting for their client on this node. */
+  sessions?: number
   /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */
   peakQueuedBytes: number
   /** Inbound messages over a `rateLimit` (dropped, or the one that closed its connection). */

@@ -61,6 +61,17 @@ impl RateLimitOptions {
     }
 }
 
+/// Default frame bytes one room's history keeps, unless `history.bytes` says otherwise: 1 MiB.
+pub const DEFAULT_HISTORY_BYTES: u32 = 1024 * 1024;
+/// Most messages one room's history may keep (`history.size`).
+pub const MAX_HISTORY_SIZE: u32 = 1_000_000;
+/// Default time a disconnected session is kept for its client to come back (`recovery: {}`).
+pub const DEFAULT_MAX_DISCONNECTION_MS: u32 = 120_000;
+/// Most disconnected sessions one node keeps at once; past it, new ones are not kept.
+pub const MAX_SESSIONS: usize = 100_000;
+/// Most messages `server.history` returns per call.
+pub const MAX_HISTORY_PAGE: u32 = 10_000;
+
 /// Options as they arrive from JavaScript; every field is optional.
 #[napi(object)]
 #[derive(Default, Clone)]
@@ -105,6 +116,16 @@ pub struct NativeOptions {
     pub proxy_protocol: Option<bool>,
     /// Default per-connection rate limit (`rateLimit`), overridable per path.
     pub rate_limit: Option<RateLimitOptions>,
+    /// Server-wide room history: messages kept per room (with `history_ttl`; off unless set).
+    pub history_size: Option<u32>,
+    /// Server-wide room history: how long a message is kept, ms.
+    pub history_ttl: Option<u32>,
+    /// Server-wide room history: frame bytes kept per room.
+    pub history_bytes: Option<u32>,
+    /// Session recovery on (off unless set).
+    pub recovery: Option<bool>,
+    /// Session recovery: how long a disconnected session is kept, ms.
+    pub recovery_max_disconnection: Option<u32>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -135,6 +156,10 @@ pub struct Config {
     pub proxy_header: ProxyHeader,
     pub proxy_protocol: bool,
     pub rate_limit: Option<RateLimit>,
+    /// History every room gets unless `createRoom` gives its own.
+    pub history: Option<crate::history::HistoryLimits>,
+    /// How long a disconnected session is kept; None: no recovery.
+    pub max_disconnection: Option<Duration>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -211,6 +236,16 @@ impl Config {
             },
             proxy_protocol: o.proxy_protocol.unwrap_or(false),
             rate_limit: o.rate_limit.as_ref().and_then(RateLimitOptions::resolve),
+            history: match (o.history_size, o.history_ttl) {
+                (Some(size), Some(ttl)) => Some(crate::history::HistoryLimits {
+                    size: size.min(MAX_HISTORY_SIZE) as usize,
+                    ttl_ms: u64::from(ttl),
+                    bytes: o.history_bytes.unwrap_or(DEFAULT_HISTORY_BYTES) as usize,
+                }),
+                _ => None,
+            },
+            max_disconnection: (o.recovery == Some(true))
+                .then(|| ms(o.recovery_max_disconnection, DEFAULT_MAX_DISCONNECTION_MS)),
             cluster,
         })
     }

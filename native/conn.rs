@@ -67,6 +67,8 @@ pub struct ConnInfo {
     pub path: String,
     /// JSON object handed to JS with the connect event.
     pub info_json: String,
+    /// The session this connection took back (`?session=`), with `recovery`.
+    pub resumed: Option<crate::sessions::Session>,
 }
 
 /// Everything the rest of the engine may know about one live connection.
@@ -110,6 +112,11 @@ pub struct Extra {
     pub rooms: HashSet<String>,
     /// `setMetadata` values, as JSON text.
     pub metadata: HashMap<String, String>,
+    /// The session token this connection was given (with `recovery`); None once the
+    /// application closed it, so its session is not kept.
+    pub session: Option<crate::sessions::Token>,
+    /// Rooms of a resumed session waiting for the client's `recover` request.
+    pub pending_rooms: Vec<String>,
 }
 
 impl Conn {
@@ -432,8 +439,11 @@ impl Conn {
     }
 
     /// Rooms this connection is in.
+    /// Rooms of a resumed session still waiting for `recover` are listed too.
     pub fn rooms(&self) -> Vec<String> {
-        self.extra().and_then(|e| e.as_ref().map(|e| e.rooms.iter().cloned().collect())).unwrap_or_default()
+        self.extra()
+            .and_then(|e| e.as_ref().map(|e| e.rooms.iter().chain(e.pending_rooms.iter()).cloned().collect()))
+            .unwrap_or_default()
     }
 }
 

@@ -171,9 +171,9 @@ pub fn on_text(engine: &Engine, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
                 engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
                 return;
             }
-            let frame = protocol::room_message(&room, &message, &conn.client_id);
-            engine.room_message_from(conn, &room, frame);
+            engine.room_message_from(conn, &room, &message);
         }
+        Request::Recover { rooms } => crate::sessions::recover(engine, conn, rooms, &rid),
         Request::Ping { timestamp } => {
             conn.last_ping.store(clock::wall_ms(), Ordering::Relaxed);
             engine.reply(conn, protocol::pong(&timestamp, &rid));

@@ -20,6 +20,7 @@ use crate::outbox::{OutFrame, SendStatus};
 use crate::protocol;
 use crate::rate_limit::RateLimit;
 use crate::rooms::{JoinError, Rooms};
+use crate::sessions::Sessions;
 
 /// Hashes the u32 connection ids: they are sequential, so one multiply spreads them well and
 /// costs far less than SipHash, which showed in the echo profile (two lookups per message).
@@ -47,6 +48,9 @@ pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// The route that takes every path without a route of its own.
 pub const ANY_PATH: &str = "*";
+
+/// How often expired sessions and emptied auto-created rooms with history are swept, ms.
+const SWEEP_MS: u64 = 1_000;
 
 /// Bits telling which JS hooks a path registered (`addRoute`); without one, its events never
 /// cross into JS.
@@ -177,6 +181,8 @@ pub struct Engine {
     next_id: AtomicU32,
     /// The room registry.
     pub rooms: Rooms,
+    /// Disconnected sessions, when `recovery` is on.
+    pub sessions: Option<Sessions>,
     pending_joins: DashMap<u32, PendingJoin>,
     next_request: AtomicU32,
     /// The Redis link when `cluster` is configured (set by `listen`).
@@ -208,8 +214,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config) -> Self {
-        let rooms = Rooms::new(config.auto_create_rooms);
+        let rooms = Rooms::new(config.auto_create_rooms, config.history);
         let events = EventQueue::new(config.max_inbound_queue);
+        let sessions = config
+            .max_disconnection
+            .map(|d| Sessions::new(d.as_millis() as u64, crate::config::MAX_SESSIONS));
         let stats = Arc::<Stats>::default();
         let send = SendContext::new(&config, stats.clone());
         Engine {
@@ -220,6 +229,7 @@ impl Engine {
             retired: IdMap::default(),
             next_id: AtomicU32::new(1),
             rooms,
+            sessions,
             pending_joins: DashMap::new(),
             next_request: AtomicU32::new(1),
             cluster: std::sync::OnceLock::new(),
@@ -259,6 +269,7 @@ impl Engine {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first server ping goes out one interval after listening.
         let mut next_ping = start + ping_ms;
+        let mut next_sweep = start + SWEEP_MS;
         loop {
             interval.tick().await;
             let Some(engine) = engine.upgrade() else { return };
@@ -275,6 +286,15 @@ impl Engine {
                 pinged += u64::from(entry.value().tick(now, idle_ms, ping));
             }
             engine.metrics.control_out(frame_type::PING, pinged, 0);
+            if now >= next_sweep {
+                next_sweep = now + SWEEP_MS;
+                if let Some(sessions) = &engine.sessions {
+                    sessions.sweep(now);
+                }
+                if engine.config.history.is_some() {
+                    engine.rooms.sweep(now);
+                }
+            }
         }
     }
 
@@ -363,10 +383,31 @@ impl Engine {
 
     /// Joins and answers the client with `room_joined` or `room_join_error`.
     pub fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
-        match self.rooms.join(conn, room) {
-            Ok(_) => self.reply(conn, protocol::room_joined(room, rid)),
-            Err(e) => self.reply(conn, protocol::room_join_error(room, e.as_str(), rid)),
-        };
+        if let Err(e) = self.join_telling(conn, room, rid, true) {
+            self.reply(conn, protocol::room_join_error(room, e.as_str(), rid));
+        }
+    }
+
+    /// Joins; `room_joined` (with the room's epoch and offset when it keeps history) is queued
+    /// under the room's lock, so it comes before every message published after the join.
+    fn join_telling(
+        &self,
+        conn: &Arc<Conn>,
+        room: &str,
+        rid: &Option<serde_json::Value>,
+        tell_again: bool,
+    ) -> Result<bool, JoinError> {
+        let mut told = false;
+        let (joined, _) = self.rooms.join_with(conn, room, |_, at, newly| {
+            if at.is_some() && (newly || tell_again) {
+                self.reply(conn, protocol::room_joined_at(room, at.as_ref(), None, rid));
+                told = true;
+            }
+        })?;
+        if !told && (joined || tell_again) {
+            self.reply(conn, protocol::room_joined(room, rid));
+        }
+        Ok(joined)
     }
 
     /// The `onJoinRoom` hook decided on a pending client join.
@@ -386,11 +427,7 @@ impl Engine {
 
     /// A join decided by the application (`socket.joinRoom`): the client is told with `room_joined`.
     pub fn join(&self, conn: &Arc<Conn>, room: &str) -> Result<bool, JoinError> {
-        let joined = self.rooms.join(conn, room)?;
-        if joined {
-            self.reply(conn, protocol::room_joined(room, &None));
-        }
-        Ok(joined)
+        self.join_telling(conn, room, &None, false)
     }
 
     /// Leaves a room and tells `onLeaveRoom` when registered.
@@ -417,10 +454,21 @@ impl Engine {
     }
 
     /// A `room_message` frame from a member to the room's other members, on every node.
-    pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
-        let msg = OutFrame::text(&frame);
+    /// A room with history gives the message its offset and stores it (`Rooms::publish`).
+    pub fn room_message_from(&self, sender: &Conn, room: &str, message: &serde_json::Value) -> u32 {
+        let skip = Skip::Conn(sender.id);
+        let from = Some(sender.client_id.as_str());
+        let published =
+            self.rooms.publish(&self.send, self.mono_ms(), room, skip, &[sender.uuid], |offset| {
+                protocol::room_message_at(room, message, from, offset)
+            });
+        if let Some((n, msg)) = published {
+            self.publish(&msg, Some(room), vec![sender.uuid]);
+            return n;
+        }
+        let msg = OutFrame::text(&protocol::room_message(room, message, &sender.client_id));
         self.publish(&msg, Some(room), vec![sender.uuid]);
-        self.rooms.fan_out(&self.send, room, &msg, Skip::Conn(sender.id))
+        self.rooms.fan_out(&self.send, room, &msg, skip)
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
@@ -433,6 +481,24 @@ impl Engine {
         let delivered = self.deliver_local(msg, room, except);
         self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
         delivered
+    }
+
+    /// A text broadcast to a room: to a room with history it goes as a `room_message` frame
+    /// carrying the text and its offset, and is stored; otherwise as the text itself.
+    pub fn broadcast_text(&self, text: &str, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        if let Some(id) = room {
+            let start = std::time::Instant::now();
+            let published =
+                self.rooms.publish(&self.send, self.mono_ms(), id, Skip::Uuids(except), except, |offset| {
+                    protocol::room_message_at(id, &serde_json::Value::String(text.to_string()), None, offset)
+                });
+            if let Some((n, msg)) = published {
+                self.publish(&msg, room, except.to_vec());
+                self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+                return n;
+            }
+        }
+        self.broadcast(OutFrame::text(text), room, except)
     }
 
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
@@ -498,7 +564,18 @@ impl Engine {
     }
 
     /// Removes a connection from every registry; after this nothing can reach it.
-    pub fn unregister(&self, conn: &Arc<Conn>) {
+    /// Returns the session it leaves behind (with `recovery`), to keep once its close is reported.
+    pub fn unregister(
+        &self,
+        conn: &Arc<Conn>,
+        close: Option<&(u16, String)>,
+    ) -> Option<(crate::sessions::Token, crate::sessions::Session)> {
+        let session = crate::sessions::on_close(self, conn, close);
+        self.unlist(conn);
+        session
+    }
+
+    fn unlist(&self, conn: &Arc<Conn>) {
         self.conns.remove(&conn.id);
         self.conns_version.fetch_add(1, Ordering::AcqRel);
         self.retired.insert(conn.id, conn.clone());

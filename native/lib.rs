@@ -17,6 +17,7 @@ mod fanout;
 mod frame;
 pub mod handles;
 mod handshake;
+mod history;
 mod loopback;
 mod metrics;
 mod napi_stubs;
@@ -28,6 +29,7 @@ mod reader;
 mod rooms;
 mod runtime;
 mod server;
+mod sessions;
 mod task;
 mod trust_proxy;
 
@@ -228,6 +230,7 @@ impl NativeServer {
     pub fn close_connection(&self, conn: u32, code: u32, reason: String) -> bool {
         match self.engine.conns.get(&conn) {
             Some(c) => {
+                sessions::forget(&self.engine, &c);
                 c.close(code as u16, &reason);
                 true
             }
@@ -394,6 +397,21 @@ impl NativeServer {
         self.engine.rooms.all()
     }
 
+    /// A room's kept messages after `since` (at most `limit`); None without such a room or
+    /// history. The facade checked `since` and `limit`.
+    #[napi]
+    pub fn history(&self, id: String, since: Option<f64>, limit: Option<u32>) -> Option<rooms::HistoryPage> {
+        let limit = limit.unwrap_or(config::MAX_HISTORY_PAGE).min(config::MAX_HISTORY_PAGE) as usize;
+        let since = since.filter(|s| *s >= 0.0).map(|s| s as u64);
+        self.engine.rooms.history(&id, since, limit, self.engine.mono_ms())
+    }
+
+    /// Disconnected sessions kept on this node.
+    #[napi]
+    pub fn session_count(&self) -> u32 {
+        self.engine.sessions.as_ref().map(|s| s.len() as u32).unwrap_or(0)
+    }
+
     /// Deletes a room; its members get `room_left`.
     #[napi]
     pub fn delete_room(&self, id: String) -> bool {
@@ -454,14 +472,13 @@ impl NativeServer {
         }
         let message: serde_json::Value =
             serde_json::from_str(&message_json).unwrap_or(serde_json::Value::Null);
-        let frame = protocol::room_message(&room, &message, &c.client_id);
-        Ok(self.engine.room_message_from(&c, &room, frame))
+        Ok(self.engine.room_message_from(&c, &room, &message))
     }
 
     /// Sends text to a room or everyone, skipping `except`; the bytes are shared by all recipients.
     #[napi]
     pub fn broadcast_text(&self, text: String, room: Option<String>, except: Option<Vec<String>>) -> u32 {
-        self.engine.broadcast(OutFrame::text(&text), room.as_deref(), &socket_uuids(except))
+        self.engine.broadcast_text(&text, room.as_deref(), &socket_uuids(except))
     }
 
     /// Binary version of `broadcastText`; the bytes are copied once.

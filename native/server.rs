@@ -265,11 +265,13 @@ async fn accept(
     };
     let offered = handshake::offered_protocols(&head);
     let mut protocol = offered.iter().find(|p| engine.config.protocols.contains(p)).cloned();
-    let uuid = fast_uuid();
-    let mut client_id = match query_param(&head.query, "clientId") {
-        Some(id) if valid_client_id(id) => id.to_string(),
-        _ => format!("client_{}", &uuid.simple().to_string()[..8]),
+    let mut uuid = fast_uuid();
+    let asked_client_id = query_param(&head.query, "clientId").filter(|id| valid_client_id(id));
+    let mut client_id = match asked_client_id {
+        Some(id) => id.to_string(),
+        None => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
+    let mut chosen_client_id = asked_client_id.is_some();
     let request_info = request_json(&head, remote, &offered);
 
     let mut upgrade_request = 0;
@@ -287,6 +289,7 @@ async fn accept(
             Ok(Ok(Verdict::Accept { client_id: id, protocol: chosen })) => {
                 if let Some(id) = id {
                     client_id = id;
+                    chosen_client_id = true;
                 }
                 if chosen.is_some() {
                     protocol = chosen;
@@ -301,6 +304,21 @@ async fn accept(
         }
     }
 
+    // A session token takes its session back when the client it belongs to presents it: a
+    // clientId chosen by the request or `onUpgrade` must match the session's.
+    let token = query_param(&head.query, "session").and_then(crate::sessions::parse_token);
+    let resumed = match token {
+        Some(token) => {
+            let chosen = chosen_client_id.then_some(client_id.as_str());
+            crate::sessions::resume(engine, &token, chosen).await
+        }
+        None => None,
+    };
+    if let Some(s) = &resumed {
+        client_id = s.client_id.clone();
+        uuid = uuid::Uuid::from_bytes(s.uuid);
+    }
+
     let mut info_json = request_info;
     info_json.extend_from_slice(b",\"id\":");
     json_str(&mut info_json, &uuid.to_string());
@@ -308,8 +326,11 @@ async fn accept(
     json_str(&mut info_json, &client_id);
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
-    info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes());
-    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json) };
+    let recovered = resumed.is_some();
+    info_json.extend_from_slice(
+        format!(",\"recovered\":{recovered},\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes(),
+    );
+    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json), resumed };
     Ok((info, protocol, key, admission, upgrade_request))
 }
 

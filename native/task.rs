@@ -46,7 +46,7 @@ impl Drop for TaskEnd {
         let TaskEnd { engine, conn, reader, .. } = self;
         // No new sends, broadcasts or joins reach it from here on.
         conn.mark_closing();
-        engine.unregister(conn);
+        let session = engine.unregister(conn, reader.dispatch.close.as_ref());
         drop(self.admission.take());
         if conn.close_queued() {
             engine.metrics.control_out(frame_type::CLOSE, 1, 0);
@@ -58,6 +58,8 @@ impl Drop for TaskEnd {
             reader.dispatch.close.take().or(conn.requested_close()).unwrap_or((1006, String::new()));
         engine.metrics.closed(code);
         engine.events.push(Event::Close { conn: conn.id, code, reason });
+        // Kept only now, so JS sees this close before the connect of whoever resumes it.
+        crate::sessions::keep(engine, session);
         engine.live_tasks.fetch_sub(1, Ordering::AcqRel);
         engine.conn_gone.notify_waiters();
     }
@@ -76,13 +78,14 @@ pub fn start(
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
-    let ConnInfo { uuid, client_id, path, info_json } = info;
+    let ConnInfo { uuid, client_id, path, info_json, resumed } = info;
     let hooks = engine.route_hooks(&path);
     let conn =
         Arc::new(Conn::new(id, uuid, client_id, hooks, stream.clone(), engine.mono_ms(), clock::wall_ms()));
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
     engine.conns_version.fetch_add(1, Ordering::AcqRel);
+    crate::sessions::on_open(&engine, &conn, resumed);
     engine.events.push(Event::Connect { conn: id, info: info_json });
     if engine.is_shutting_down() {
         conn.close(1001, "Server shutting down");
@@ -246,8 +249,13 @@ mod tests {
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let admission = engine.admit(IP).unwrap();
         assert_eq!(engine.admit(IP).err(), Some(AdmissionError::TooManyFromIp));
-        let info =
-            ConnInfo { uuid: [9; 16], client_id: "c".into(), path: "/ws".into(), info_json: "{}".into() };
+        let info = ConnInfo {
+            uuid: [9; 16],
+            client_id: "c".into(),
+            path: "/ws".into(),
+            info_json: "{}".into(),
+            resumed: None,
+        };
         start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission);
         let conn = engine.conns.iter().next().map(|e| e.value().clone()).unwrap();
         assert_eq!(engine.rooms.join(&conn, "r"), Ok(true));

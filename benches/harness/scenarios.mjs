@@ -11,6 +11,8 @@ export function servers(benches) {
     rnode: { label: 'rnode-ws', cmd: ['node', join(benches, 'servers/rnode.mjs')], ours: true },
     // benches/servers/ws.mjs unchanged but for its import: @rnode/ws/compat instead of ws.
     'rnode-compat': { label: 'rnode-ws/compat (ws API)', cmd: ['node', join(benches, 'servers/ws.mjs'), '--compat'], ours: true },
+    // The same server with history on the broadcast room (issue 19).
+    'rnode-history': { label: 'rnode-ws, room history on', cmd: ['node', join(benches, 'servers/rnode.mjs'), '--history'], ours: true },
     // Attach mode (issue 16): on a plain Node http server's port, fast path (descriptor
     // adoption) and forced slow path (loopback pump); on an https server (slow path, TLS in
     // Node); ws attached the same ways.
@@ -106,6 +108,23 @@ export function scenarios({ quick, benches }) {
       ],
     },
     ...attachScenarios(connectN, benches),
+    {
+      // History (issue 19): the broadcast above with the room keeping its last 1,000 messages;
+      // each message is numbered and stored, and members get it wrapped as a room_message with
+      // its offset (a longer frame than the bare 32 B).
+      id: 'history',
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],
+      runs: ['rnode', 'rnode-history'],
+      baseline: 'rnode',
+      variants: {
+        rnode: { server: 'rnode', label: 'rnode-ws, history off', short: 'history off', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+        'rnode-history': { server: 'rnode-history', label: 'rnode-ws, history on', short: 'history on', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+      },
+      rows: [
+        { id: 'history-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight, server.broadcast from JS, room history off/on (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'history-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
     {
       id: 'connect',
       loadgen: ['--mode', 'connect', '--path', '/echo', '--conns', String(connectN), '--concurrency', '64'],

@@ -10,6 +10,8 @@ server.websocket('/sub', {})
 server.websocket('/pub', { onMessage: (_socket, message) => server.broadcast(message, { room: 'bench' }) })
 
 const { port } = await server.listen()
-server.createRoom('bench', { id: 'bench' })
+// --history: the room keeps its last 1,000 messages (each broadcast is numbered and stored).
+const history = process.argv.includes('--history') ? { size: 1000, ttl: 60_000 } : undefined
+server.createRoom('bench', { id: 'bench', history })
 console.log(`LISTENING ${port}`)
 process.on('SIGTERM', () => server.close({ timeout: 1000 }).then(() => process.exit(0)))

@@ -100,5 +100,12 @@ export interface ClientEvents {
   /** The server refused the token; the client does not retry with the same token. */
   authError: (error: RNodeClientError) => void
   statusChange: (status: ConnectionStatus) => void
+  /**
+   * The server took this client's session back after a reconnect (server option `recovery`):
+   * `rooms` got every message missed while away, each once and in order.
+   */
+  recovered: (rooms: string[]) => void
+  /** A room's missed messages could not all be replayed (history trimmed or lost): resync it. */
+  recoveryFailed: (roomId: string) => void
   error: (error: RNodeClientError) => void
 }

@@ -24,6 +24,8 @@ export interface NativeOptions {
   maxInboundQueue?: number
   clusterRedis?: string
   clusterPrefix?: string
+  clusterChannels?: string
+  clusterUnsubscribeLinger?: number
 }
 
 /** Counts over every node of a cluster. */
@@ -94,6 +96,9 @@ export interface NativeStats {
   clusterReceived: number
   clusterDropped: number
   clusterConnected: boolean
+  clusterInboundMessages: number
+  clusterInboundBytes: number
+  clusterRoomChannels: number
 }
 
 /** The native server object. */

@@ -127,7 +127,12 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw new TypeError('cluster must be an object: { redis, prefix? }')
-    const { redis, prefix } = c as { redis?: unknown; prefix?: unknown }
+    const { redis, prefix, channels, unsubscribeLinger } = c as {
+      redis?: unknown
+      prefix?: unknown
+      channels?: unknown
+      unsubscribeLinger?: unknown
+    }
     if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) {
       throw new TypeError(`cluster.redis must be a redis:// URL, got ${JSON.stringify(redis)}`)
     }
@@ -137,6 +142,15 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
         throw new TypeError('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
       }
       out.clusterPrefix = prefix
+    }
+    if (channels !== undefined) {
+      if (channels !== 'room' && channels !== 'single') {
+        throw new TypeError(`cluster.channels must be 'room' or 'single', got ${JSON.stringify(channels)}`)
+      }
+      out.clusterChannels = channels
+    }
+    if (unsubscribeLinger !== undefined) {
+      out.clusterUnsubscribeLinger = checkInteger('cluster.unsubscribeLinger', unsubscribeLinger, 0, MAX_U32)
     }
   }
   return out
@@ -404,7 +418,18 @@ export class WsServer {
       totalRooms: s.totalRooms,
       connectionsByRoom: this.#native.roomCounts(),
       peakQueuedBytes: s.peakQueuedBytes,
-      ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
+      ...(this.#clustered
+        ? {
+            cluster: {
+              received: s.clusterReceived,
+              dropped: s.clusterDropped,
+              connected: s.clusterConnected,
+              inboundMessages: s.clusterInboundMessages,
+              inboundBytes: s.clusterInboundBytes,
+              roomChannels: s.clusterRoomChannels,
+            },
+          }
+        : {}),
       batching: {
         wakeups: s.wakeups,
         batches: s.batches,

@@ -106,6 +106,15 @@ export interface ClusterOptions {
   redis: string
   /** Prefix of the Redis channel and keys; servers with the same prefix form one cluster. Default `'rnode'`. */
   prefix?: string
+  /**
+   * `'room'` (default): a Redis channel per room, which a node subscribes to while it has
+   * members in the room, so a node receives only its own rooms' traffic. `'single'`: one
+   * channel for everything, every node receives every message. All nodes of a cluster must
+   * use the same value.
+   */
+  channels?: 'room' | 'single'
+  /** Milliseconds a room channel stays subscribed after the node's last member left. Default 3000. */
+  unsubscribeLinger?: number
 }
 
 /** `{ scope: 'cluster' }` asks for counts over every node (a Promise, read from Redis). */
@@ -191,7 +200,16 @@ export interface ServerStats {
   totalRooms: number
   connectionsByRoom: Record<string, number>
   /** Scale-out: envelopes received from other nodes, dropped while Redis was away, link state. */
-  cluster?: { received: number; dropped: number; connected: boolean }
+  cluster?: {
+    received: number
+    dropped: number
+    connected: boolean
+    /** Pub/sub messages Redis sent this node (its own echoes included), and their bytes. */
+    inboundMessages: number
+    inboundBytes: number
+    /** Room channels this node is subscribed to. */
+    roomChannels: number
+  }
   /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */
   peakQueuedBytes: number
   /** Debug: how many events JS received per engine wake-up (batching at work). */

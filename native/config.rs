@@ -22,6 +22,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
 pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Default time a room's Redis channel stays subscribed after its last local member left, so
+/// a member leaving and another joining soon after cost no UNSUBSCRIBE/SUBSCRIBE pair.
+pub const DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS: u32 = 3_000;
 
 /// Options as they arrive from JavaScript; every field is optional.
 #[napi(object)]
@@ -55,6 +58,10 @@ pub struct NativeOptions {
     pub cluster_redis: Option<String>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// `"room"` (default: a channel per room) or `"single"` (one channel for everything).
+    pub cluster_channels: Option<String>,
+    /// Milliseconds a room channel stays subscribed after its last local member left.
+    pub cluster_unsubscribe_linger: Option<u32>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -110,6 +117,11 @@ impl Config {
             cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
                 redis_url,
                 prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
+                mode: match o.cluster_channels.as_deref() {
+                    Some("single") => crate::cluster::ChannelMode::Single,
+                    _ => crate::cluster::ChannelMode::Room,
+                },
+                unsubscribe_linger: ms(o.cluster_unsubscribe_linger, DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS),
             }),
         }
     }

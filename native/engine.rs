@@ -316,7 +316,7 @@ impl Engine {
             }
             Request::Leave { room } => {
                 if self.leave(conn, &room) {
-                    self.reply(conn, protocol::room_left(&room, &rid));
+                    self.reply_about(conn, &room, protocol::room_left(&room, &rid));
                 } else {
                     self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
                 }
@@ -341,12 +341,46 @@ impl Engine {
         conn.send(self, &OutFrame::text(&text))
     }
 
+    /// Sends a reply about a room; with a cluster it waits behind a `room_joined` that waits
+    /// for the room's subscription, so the client sees them in order.
+    pub fn reply_about(&self, conn: &Arc<Conn>, room: &str, text: String) {
+        let text = match self.cluster.get() {
+            Some(cluster) => cluster.in_order(room, conn, text),
+            None => Some(text),
+        };
+        if let Some(text) = text {
+            self.reply(conn, text);
+        }
+    }
+
+    /// A connection became a member: with a cluster, `room_joined` goes out once this node
+    /// receives the room's messages from the other nodes (see `cluster::channels`).
+    fn joined(&self, conn: &Arc<Conn>, room: &str, text: String) {
+        let text = match self.cluster.get() {
+            Some(cluster) => cluster.member_joined(room, conn, text),
+            None => Some(text),
+        };
+        if let Some(text) = text {
+            self.reply(conn, text);
+        }
+    }
+
+    /// `n` local members left a room (the cluster unsubscribes once none is left).
+    fn members_left(&self, room: &str, n: u32) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.members_left(room, n);
+        }
+    }
+
     /// Joins and answers the client with `room_joined` or `room_join_error`.
     fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
         match self.rooms.join(conn, room) {
-            Ok(_) => self.reply(conn, protocol::room_joined(room, rid)),
-            Err(e) => self.reply(conn, protocol::room_join_error(room, e.as_str(), rid)),
-        };
+            Ok(true) => self.joined(conn, room, protocol::room_joined(room, rid)),
+            Ok(false) => self.reply_about(conn, room, protocol::room_joined(room, rid)),
+            Err(e) => {
+                self.reply(conn, protocol::room_join_error(room, e.as_str(), rid));
+            }
+        }
     }
 
     /// The `onJoinRoom` hook decided on a pending client join.
@@ -368,7 +402,7 @@ impl Engine {
     pub fn join(&self, conn: &Arc<Conn>, room: &str) -> Result<bool, JoinError> {
         let joined = self.rooms.join(conn, room)?;
         if joined {
-            self.reply(conn, protocol::room_joined(room, &None));
+            self.joined(conn, room, protocol::room_joined(room, &None));
         }
         Ok(joined)
     }
@@ -376,6 +410,9 @@ impl Engine {
     /// Leaves a room and tells `onLeaveRoom` when registered.
     pub fn leave(&self, conn: &Arc<Conn>, room: &str) -> bool {
         let left = self.rooms.leave(conn, room);
+        if left {
+            self.members_left(room, 1);
+        }
         if left && conn.hooks & hooks::LEAVE_ROOM != 0 {
             self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
         }
@@ -387,8 +424,9 @@ impl Engine {
         let Some(members) = self.rooms.delete(room) else {
             return false;
         };
+        self.members_left(room, members.len() as u32);
         for conn in members {
-            self.reply(&conn, protocol::room_left(room, &None));
+            self.reply_about(&conn, room, protocol::room_left(room, &None));
             if conn.hooks & hooks::LEAVE_ROOM != 0 {
                 self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
             }
@@ -479,7 +517,9 @@ impl Engine {
         self.conns.remove(&conn.id);
         self.conns_version.fetch_add(1, Ordering::AcqRel);
         self.retired.insert(conn.id, conn.clone());
-        self.rooms.leave_all(conn);
+        for room in self.rooms.leave_all(conn) {
+            self.members_left(&room, 1);
+        }
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
     }
 

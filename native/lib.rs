@@ -89,6 +89,12 @@ pub struct NativeStats {
     pub cluster_dropped: f64,
     /// Whether the cluster subscriber is connected to Redis.
     pub cluster_connected: bool,
+    /// Pub/sub messages Redis sent this node's subscriber (its own echoes included).
+    pub cluster_inbound_messages: f64,
+    /// Their bytes: channel names and payloads.
+    pub cluster_inbound_bytes: f64,
+    /// Room channels this node is subscribed to (or about to be).
+    pub cluster_room_channels: u32,
 }
 
 /// Counts over every node of a cluster.
@@ -237,6 +243,7 @@ impl NativeServer {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.engine.stats;
         let q = &self.engine.events;
+        let cluster = self.engine.cluster.get();
         NativeStats {
             total_connections: self.engine.conns.len() as u32,
             messages_in: s.messages_in.load(Relaxed) as f64,
@@ -257,6 +264,9 @@ impl NativeServer {
                 .unwrap_or(0.0),
             cluster_dropped: self.engine.cluster.get().map(|c| c.dropped.load(Relaxed) as f64).unwrap_or(0.0),
             cluster_connected: self.engine.cluster.get().is_some_and(|c| c.connected.load(Relaxed)),
+            cluster_inbound_messages: cluster.map(|c| c.inbound_messages.load(Relaxed) as f64).unwrap_or(0.0),
+            cluster_inbound_bytes: cluster.map(|c| c.inbound_bytes.load(Relaxed) as f64).unwrap_or(0.0),
+            cluster_room_channels: cluster.map(|c| c.room_channels()).unwrap_or(0),
         }
     }
 
@@ -329,7 +339,7 @@ impl NativeServer {
             .filter(|room| {
                 let left = self.engine.leave(&c, room);
                 if left {
-                    self.engine.reply(&c, protocol::room_left(room, &None));
+                    self.engine.reply_about(&c, room, protocol::room_left(room, &None));
                 }
                 left
             })

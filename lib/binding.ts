@@ -26,6 +26,7 @@ export interface NativeOptions {
   clusterPrefix?: string
   clusterChannels?: string
   clusterUnsubscribeLinger?: number
+  presenceFields?: string[]
 }
 
 /** Counts over every node of a cluster. */
@@ -59,6 +60,14 @@ export interface NativeRoomSpec {
   maxConnections?: number
   /** JSON text */
   metadata?: string
+  presenceEvents?: boolean
+}
+
+/** A member connection as presence shows it. */
+export interface NativePresenceEntry {
+  clientId: string
+  /** JSON object text */
+  fields: string
 }
 
 /** A room as the engine reports it. */
@@ -134,6 +143,8 @@ export interface NativeServer {
   heartbeat(conn: number): number[]
   limits(): NativeLimits
   clusterStats(): Promise<NativeClusterStats>
+  presence(room: string): NativePresenceEntry[]
+  clusterPresence(room: string): Promise<NativePresenceEntry[]>
 }
 
 /** What the addon exports. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
+import { native, type NativeOptions, type NativePresenceEntry, type NativeRoomInfo, type NativeServer } from './binding'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
@@ -7,6 +7,8 @@ import type {
   CloseOptions,
   JsonValue,
   Limits,
+  PresenceMember,
+  PresenceStats,
   UpgradeRequest,
   UpgradeResult,
   RoomInfo,
@@ -123,6 +125,11 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   if (input.reusePort !== undefined) {
     if (typeof input.reusePort !== 'boolean') throw new TypeError('reusePort must be a boolean')
     out.reusePort = input.reusePort
+  }
+  if (input.presence !== undefined) {
+    const p: unknown = input.presence
+    if (typeof p !== 'object' || p === null) throw new TypeError('presence must be an object: { fields }')
+    out.presenceFields = checkStringList('presence.fields', (p as { fields?: unknown }).fields ?? [])
   }
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
@@ -321,7 +328,11 @@ export class WsServer {
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
       throw new TypeError('metadata must be an object')
     }
+    if (options.presenceEvents !== undefined && typeof options.presenceEvents !== 'boolean') {
+      throw new TypeError('presenceEvents must be a boolean')
+    }
     const created = this.#native.createRoom({
+      presenceEvents: options.presenceEvents,
       id,
       name,
       description: options.description,
@@ -360,6 +371,36 @@ export class WsServer {
   deleteRoom(roomId: string): boolean {
     checkRoomId(roomId)
     return this.#native.deleteRoom(roomId)
+  }
+
+  /**
+   * Who is in a room: one entry per member connection, with its client id and the public
+   * metadata fields (`presence.fields`). This node only, synchronously; with
+   * `{ scope: 'cluster' }`, a Promise of the members on every node (needs `cluster` and, for
+   * the other nodes' members, the `presence` option).
+   */
+  presence(roomId: string, options?: { scope: 'local' }): PresenceMember[]
+  presence(roomId: string, options: { scope: 'cluster' }): Promise<PresenceMember[]>
+  presence(roomId: string, options?: ScopeOptions): PresenceMember[] | Promise<PresenceMember[]> {
+    checkRoomId(roomId)
+    const toMember = (e: NativePresenceEntry): PresenceMember => ({
+      clientId: e.clientId,
+      fields: JSON.parse(e.fields) as Record<string, JsonValue>,
+    })
+    if (options?.scope !== 'cluster') return this.#native.presence(roomId).map(toMember)
+    return this.#native.clusterPresence(roomId).then((list) => list.map(toMember))
+  }
+
+  /** Member connections and distinct client ids of a room (`{ scope: 'cluster' }`: every node). */
+  presenceStats(roomId: string, options?: { scope: 'local' }): PresenceStats
+  presenceStats(roomId: string, options: { scope: 'cluster' }): Promise<PresenceStats>
+  presenceStats(roomId: string, options?: ScopeOptions): PresenceStats | Promise<PresenceStats> {
+    const count = (members: PresenceMember[]): PresenceStats => ({
+      connections: members.length,
+      clients: new Set(members.map((m) => m.clientId)).size,
+    })
+    if (options?.scope !== 'cluster') return count(this.presence(roomId))
+    return this.presence(roomId, { scope: 'cluster' }).then(count)
   }
 
   /**

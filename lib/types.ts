@@ -98,6 +98,12 @@ export interface ServerOptions {
    * members. `listen()` rejects when Redis cannot be reached.
    */
   cluster?: ClusterOptions
+  /**
+   * Presence: which metadata keys `server.presence()`, the clients' `presence` request and
+   * presence events show. With `cluster`, setting it also keeps every member in Redis (with a
+   * TTL each node refreshes), so `presence(room, { scope: 'cluster' })` sees every node.
+   */
+  presence?: PresenceOptions
 }
 
 /** `cluster` option of `new WsServer()`. */
@@ -157,6 +163,31 @@ export interface RoomOptions {
   /** Members allowed at once; joins past it get `room_join_error` with `full`. */
   maxConnections?: number
   metadata?: Record<string, JsonValue>
+  /**
+   * Members get `{ type: 'presence_join' | 'presence_leave', room_id, client_id, fields }`
+   * frames when another member joins or leaves (on any node that created the room with this
+   * option). Default false.
+   */
+  presenceEvents?: boolean
+}
+
+/** `presence` option of `new WsServer()`. */
+export interface PresenceOptions {
+  /** Metadata keys (`socket.setMetadata`) presence shows; the others stay private. */
+  fields: string[]
+}
+
+/** One member connection as `server.presence()` shows it. */
+export interface PresenceMember {
+  clientId: string
+  /** The member's public metadata fields (those it has). */
+  fields: Record<string, JsonValue>
+}
+
+/** `server.presenceStats()`: member connections and distinct client ids. */
+export interface PresenceStats {
+  connections: number
+  clients: number
 }
 
 /** A room as `getRoom()` reports it. */

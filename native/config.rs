@@ -62,6 +62,9 @@ pub struct NativeOptions {
     pub cluster_channels: Option<String>,
     /// Milliseconds a room channel stays subscribed after its last local member left.
     pub cluster_unsubscribe_linger: Option<u32>,
+    /// Metadata keys presence shows; present (even empty): members are written to Redis for
+    /// cluster presence.
+    pub presence_fields: Option<Vec<String>>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -86,6 +89,8 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
     pub max_inbound_queue: usize,
+    /// Metadata keys presence shows (`presence.fields`).
+    pub presence_fields: Vec<String>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -113,6 +118,7 @@ impl Config {
             max_connections_per_ip: o.max_connections_per_ip,
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
+            presence_fields: o.presence_fields.clone().unwrap_or_default(),
             max_inbound_queue: o.max_inbound_queue.unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
             cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
                 redis_url,
@@ -122,6 +128,7 @@ impl Config {
                     _ => crate::cluster::ChannelMode::Room,
                 },
                 unsubscribe_linger: ms(o.cluster_unsubscribe_linger, DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS),
+                presence: o.presence_fields.is_some(),
             }),
         }
     }

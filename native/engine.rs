@@ -8,10 +8,11 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use crate::cluster::{Cluster, Envelope};
+use crate::cluster::{member_name, Cluster, Envelope, PresenceOp};
 use crate::config::Config;
 use crate::connection::{self, Conn, FanoutTarget, OutFrame, SendStatus, Skip};
 use crate::events::{Event, EventQueue};
+use crate::presence;
 use crate::protocol::{self, Request};
 use crate::rooms::{JoinError, Rooms};
 
@@ -329,6 +330,19 @@ impl Engine {
                 let frame = protocol::room_message(&room, &message, &conn.client_id);
                 self.room_message_from(conn, &room, frame);
             }
+            Request::Presence { room } => {
+                if !self.rooms.is_member(conn.id, &room) {
+                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
+                    return;
+                }
+                match self.cluster.get().filter(|c| c.has_presence()) {
+                    Some(cluster) => cluster.reply_presence(conn.clone(), room, rid),
+                    None => {
+                        let entries = self.presence(&room);
+                        self.reply(conn, presence::reply(&room, &entries, &rid));
+                    }
+                }
+            }
             Request::Ping { timestamp } => {
                 conn.last_ping.store(crate::connection::epoch_ms(), Ordering::Relaxed);
                 self.reply(conn, protocol::pong(&timestamp, &rid));
@@ -356,12 +370,56 @@ impl Engine {
     /// A connection became a member: with a cluster, `room_joined` goes out once this node
     /// receives the room's messages from the other nodes (see `cluster::channels`).
     fn joined(&self, conn: &Arc<Conn>, room: &str, text: String) {
+        self.presence_changed(conn, room, true);
         let text = match self.cluster.get() {
             Some(cluster) => cluster.member_joined(room, conn, text),
             None => Some(text),
         };
         if let Some(text) = text {
             self.reply(conn, text);
+        }
+    }
+
+    /// This node's members of a room, as presence shows them.
+    pub fn presence(&self, room: &str) -> Vec<presence::PresenceEntry> {
+        let fields = &self.config.presence_fields;
+        self.rooms.member_conns(room).iter().map(|c| presence::entry(c, fields)).collect()
+    }
+
+    /// A member joined or left: the cluster's presence keys, and the room's presence events
+    /// (to the other members, on every node).
+    fn presence_changed(&self, conn: &Arc<Conn>, room: &str, joined: bool) {
+        let events = self.rooms.presence_events(room);
+        let cluster = self.cluster.get().filter(|c| c.has_presence());
+        if !events && cluster.is_none() {
+            return;
+        }
+        let entry = presence::entry(conn, &self.config.presence_fields);
+        if let Some(cluster) = cluster {
+            let (room, member) = (room.to_string(), member_name(&conn.uuid));
+            cluster.presence_op(if joined {
+                PresenceOp::Join { room, member, value: cluster.presence_value(&entry) }
+            } else {
+                PresenceOp::Leave { room, member }
+            });
+        }
+        if events {
+            let kind = if joined { "presence_join" } else { "presence_leave" };
+            self.broadcast(OutFrame::text(&presence::event(kind, room, &entry)), Some(room), &[conn.uuid]);
+        }
+    }
+
+    /// A metadata value changed: a public field is rewritten in the cluster's presence keys
+    /// at once rather than at the next refresh.
+    pub fn metadata_changed(&self, conn: &Arc<Conn>, key: &str) {
+        let Some(cluster) = self.cluster.get().filter(|c| c.has_presence()) else { return };
+        if !self.config.presence_fields.iter().any(|f| f == key) {
+            return;
+        }
+        let value = cluster.presence_value(&presence::entry(conn, &self.config.presence_fields));
+        for room in conn.rooms() {
+            let member = member_name(&conn.uuid);
+            cluster.presence_op(PresenceOp::Join { room, member, value: value.clone() });
         }
     }
 
@@ -412,6 +470,7 @@ impl Engine {
         let left = self.rooms.leave(conn, room);
         if left {
             self.members_left(room, 1);
+            self.presence_changed(conn, room, false);
         }
         if left && conn.hooks & hooks::LEAVE_ROOM != 0 {
             self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
@@ -425,6 +484,14 @@ impl Engine {
             return false;
         };
         self.members_left(room, members.len() as u32);
+        if let Some(cluster) = self.cluster.get() {
+            for conn in &members {
+                cluster.presence_op(PresenceOp::Leave {
+                    room: room.to_string(),
+                    member: member_name(&conn.uuid),
+                });
+            }
+        }
         for conn in members {
             self.reply_about(&conn, room, protocol::room_left(room, &None));
             if conn.hooks & hooks::LEAVE_ROOM != 0 {
@@ -519,6 +586,7 @@ impl Engine {
         self.retired.insert(conn.id, conn.clone());
         for room in self.rooms.leave_all(conn) {
             self.members_left(&room, 1);
+            self.presence_changed(conn, &room, false);
         }
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
     }

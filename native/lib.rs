@@ -12,6 +12,7 @@ mod events;
 pub mod fast;
 mod frame;
 mod handshake;
+mod presence;
 mod protocol;
 mod rooms;
 mod server;
@@ -285,6 +286,30 @@ impl NativeServer {
         })
     }
 
+    /// This node's members of a room: client ids and public fields.
+    #[napi]
+    pub fn presence(&self, room: String) -> Vec<presence::PresenceEntry> {
+        self.engine.presence(&room)
+    }
+
+    /// The room's members on every node (rejects without a cluster; without the `presence`
+    /// option only this node's members are known).
+    #[napi(ts_return_type = "Promise<PresenceEntry[]>")]
+    pub fn cluster_presence<'env>(
+        &self,
+        env: &'env Env,
+        room: String,
+    ) -> Result<PromiseRaw<'env, Vec<presence::PresenceEntry>>> {
+        let engine = self.engine.clone();
+        env.spawn_future(async move {
+            let cluster = engine.cluster.get().cloned().ok_or(error::Error::NoCluster)?;
+            if !cluster.has_presence() {
+                return Ok(engine.presence(&room));
+            }
+            Ok(cluster.presence(&engine, &room).await?)
+        })
+    }
+
     /// Member count of every room.
     #[napi]
     pub fn room_counts(&self) -> HashMap<String, u32> {
@@ -411,9 +436,11 @@ impl NativeServer {
         };
         let meta = &mut extra.get_or_insert_with(Default::default).metadata;
         match json {
-            Some(v) => meta.insert(key, v),
+            Some(v) => meta.insert(key.clone(), v),
             None => meta.remove(&key),
         };
+        drop(extra);
+        self.engine.metadata_changed(&c, &key);
         true
     }
 

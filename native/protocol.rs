@@ -5,10 +5,23 @@ use serde_json::{json, Map, Value};
 /// A client request of the built-in protocol.
 #[derive(Debug, PartialEq)]
 pub enum Request {
-    Join { room: String },
-    Leave { room: String },
-    RoomMessage { room: String, message: Value },
-    Ping { timestamp: Value },
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    RoomMessage {
+        room: String,
+        message: Value,
+    },
+    Ping {
+        timestamp: Value,
+    },
+    /// Who is in a room (the asker must be a member).
+    Presence {
+        room: String,
+    },
 }
 
 /// A parsed protocol frame: the request (or why it is malformed) and the `request_id` to echo.
@@ -18,7 +31,7 @@ pub struct Parsed {
     pub request_id: Option<Value>,
 }
 
-const TYPES: [&str; 4] = ["join_room", "leave_room", "room_message", "ping"];
+const TYPES: [&str; 5] = ["join_room", "leave_room", "room_message", "ping", "presence"];
 
 /// Cheap test before any JSON parsing: protocol frames are objects naming a `type`.
 fn looks_like_protocol(text: &str) -> bool {
@@ -57,6 +70,7 @@ pub fn parse(text: &str) -> Option<Parsed> {
             Some(message) => Ok(Request::RoomMessage { room, message: message.clone() }),
             None => Err("message is required".to_string()),
         }),
+        "presence" => room_field(&obj).map(|room| Request::Presence { room }),
         _ => Ok(Request::Ping { timestamp: obj.get("timestamp").cloned().unwrap_or(Value::Null) }),
     };
     Some(Parsed { request, request_id })
@@ -117,6 +131,8 @@ mod tests {
         assert!(p.request.is_err());
         let p = parse(r#"{"type":"room_message","room_id":"a"}"#).expect("protocol");
         assert!(p.request.is_err());
+        let p = parse(r#"{"type":"presence","room_id":"a"}"#).expect("protocol");
+        assert_eq!(p.request, Ok(Request::Presence { room: "a".into() }));
     }
 
     #[test]

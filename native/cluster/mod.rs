@@ -11,6 +11,7 @@
 
 mod channels;
 mod envelope;
+mod presence;
 mod publisher;
 mod report;
 mod subscriber;
@@ -27,6 +28,7 @@ use crate::error::{Error, Result};
 
 use channels::{Channels, Reply, Work};
 pub use envelope::Envelope;
+pub use presence::{member_name, PresenceOp};
 
 /// Envelopes waiting for Redis, at most.
 pub const OUTBOUND_CAPACITY: usize = 16 * 1024;
@@ -50,6 +52,8 @@ pub struct ClusterConfig {
     pub mode: ChannelMode,
     /// How long a room channel stays subscribed after its last local member left.
     pub unsubscribe_linger: Duration,
+    /// Whether members are written to Redis for cluster presence (`presence` option).
+    pub presence: bool,
 }
 
 /// An encoded envelope and the channel it goes on.
@@ -76,6 +80,9 @@ pub struct Cluster {
     /// The runtime the tasks run on (joins and leaves also come from the JS thread).
     runtime: OnceLock<tokio::runtime::Handle>,
     engine: OnceLock<Weak<Engine>>,
+    /// Membership changes for the presence keys (with the `presence` option).
+    presence: Option<mpsc::UnboundedSender<PresenceOp>>,
+    presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceOp>>>,
     /// Envelopes dropped because the outbound queue was full (or could not be encoded).
     pub dropped: AtomicU64,
     /// Envelopes received from other nodes and delivered here.
@@ -120,6 +127,12 @@ impl Cluster {
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (presence, presence_rx) = if config.presence {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         Ok(Arc::new(Cluster {
             node_id: *uuid::Uuid::new_v4().as_bytes(),
             config,
@@ -131,6 +144,8 @@ impl Cluster {
             commands_rx: Mutex::new(Some(commands_rx)),
             runtime: OnceLock::new(),
             engine: OnceLock::new(),
+            presence,
+            presence_rx: Mutex::new(presence_rx),
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
             inbound_messages: AtomicU64::new(0),
@@ -152,6 +167,10 @@ impl Cluster {
         let commands = self.commands_rx.lock().ok().and_then(|mut r| r.take());
         if let Some(commands) = commands {
             tokio::spawn(self.clone().subscribe_loop(engine.clone(), commands));
+        }
+        let presence = self.presence_rx.lock().ok().and_then(|mut r| r.take());
+        if let Some(ops) = presence {
+            tokio::spawn(self.clone().presence_loop(engine.clone(), ops));
         }
         tokio::spawn(self.clone().report_loop(engine));
     }
@@ -250,6 +269,28 @@ impl Cluster {
             if cluster.table().linger_ended(&room, generation, members) {
                 let _ = cluster.commands.send(room);
             }
+        });
+    }
+
+    /// Whether members are written to Redis for cluster presence.
+    pub fn has_presence(&self) -> bool {
+        self.presence.is_some()
+    }
+
+    /// Answers a client's `presence` request with the cluster's view, once Redis answered
+    /// (this node's view if Redis fails).
+    pub fn reply_presence(&self, conn: Arc<Conn>, room: String, request_id: Option<serde_json::Value>) {
+        let (Some(runtime), Some(engine)) = (self.runtime.get(), self.engine.get().cloned()) else {
+            return;
+        };
+        runtime.spawn(async move {
+            let Some(engine) = engine.upgrade() else { return };
+            let Some(cluster) = engine.cluster.get() else { return };
+            let entries = match cluster.presence(&engine, &room).await {
+                Ok(entries) => entries,
+                Err(_) => engine.presence(&room),
+            };
+            engine.reply(&conn, crate::presence::reply(&room, &entries, &request_id));
         });
     }
 

@@ -2,9 +2,10 @@
 // joining (which may subscribe) loses and doubles nothing. Real redis-server and node processes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
+import { Emitter } from '../lib/emitter'
 import { WsServer } from '../lib/index'
 import { connect, waitFor } from './helpers'
-import { collect, Node, Redis, request, SKIP_REDIS } from './redis'
+import { collect, Node, Redis, request, SKIP_REDIS, slowLink } from './redis'
 
 type Stats = { cluster: { inboundMessages: number; inboundBytes: number; roomChannels: number; connected: boolean } }
 type Msg = { p?: number | string; r?: string; i?: number; m?: number; type?: string }
@@ -174,13 +175,17 @@ describe.skipIf(SKIP_REDIS)('subscribe and unsubscribe while messages flow', () 
 
     const total = 4000
     const streaming = publisher.call<number>('stream', { room, count: total, tag: 's', perTick: 2 })
+    // Markers go straight to Redis from this process the moment room_joined arrives: the
+    // tightest race against the churn node's SUBSCRIBE there is.
+    const emitter = new Emitter({ redis: redis.url, prefix })
+    await emitter.broadcast('warm-up', { room: 'elsewhere' })
     let markers = 0
     const rounds = async (c: Churner, who: number): Promise<void> => {
       for (let k = 0; k < 12; k++) {
         await c.join(room)
         // Published only once room_joined is here: it must arrive, once.
         const marker = who * 100 + k
-        await publisher.call('broadcast', { message: JSON.stringify({ m: marker }), room })
+        await emitter.broadcast(JSON.stringify({ m: marker }), { room })
         markers++
         await waitFor(() => c.sessions.at(-1)!.some((x) => x.m === marker), 5000, `marker ${marker}`)
         await c.leave(room)
@@ -191,6 +196,7 @@ describe.skipIf(SKIP_REDIS)('subscribe and unsubscribe while messages flow', () 
     }
     await Promise.all(churners.map((c, who) => rounds(c, who)))
     expect(await streaming).toBe(total)
+    await emitter.close()
 
     for (const c of churners) {
       for (const session of c.sessions) {
@@ -216,6 +222,37 @@ describe.skipIf(SKIP_REDIS)('subscribe and unsubscribe while messages flow', () 
     expect(held).toBe(0)
     for (const ws of [steady, ...churners.map((c) => c.ws)]) ws.close()
   }, 60_000)
+})
+
+describe.skipIf(SKIP_REDIS)('room_joined waits for the subscription', () => {
+  it('over a slow link to Redis, a message published the moment room_joined arrives still reaches the member', async () => {
+    const redis = await Redis.start()
+    // The node's commands reach Redis 40 ms late (and its replies come back 40 ms late); the
+    // emitter's PUBLISH goes straight to Redis. Answering room_joined before the SUBSCRIBE is
+    // confirmed would lose every marker below.
+    const link = await slowLink(redis.port, 40)
+    const prefix = `rw${process.pid}`
+    const node = await Node.start(`redis://127.0.0.1:${link.port}`, prefix, { LINGER: '0' })
+    const emitter = new Emitter({ redis: redis.url, prefix })
+    try {
+      const c = new Churner(await connect(node.url('slow')))
+      for (let k = 0; k < 5; k++) {
+        await c.join('slow-room')
+        await emitter.broadcast(JSON.stringify({ m: k }), { room: 'slow-room' })
+        await waitFor(() => c.sessions.at(-1)!.some((x) => x.m === k), 3000, `marker ${k}`)
+        await c.leave('slow-room')
+        // Unsubscribed (no linger) before the next round, so every join subscribes afresh.
+        await new Promise((r) => setTimeout(r, 150))
+      }
+      expect(c.sessions.map((s) => s.filter((x) => x.m !== undefined).length)).toEqual([1, 1, 1, 1, 1])
+      c.ws.close()
+    } finally {
+      await emitter.close()
+      node.kill()
+      link.close()
+      await redis.stop()
+    }
+  }, 30_000)
 })
 
 describe.skipIf(SKIP_REDIS)("cluster.channels: 'single' and option checks", () => {

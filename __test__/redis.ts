@@ -86,6 +86,30 @@ export class Redis {
   }
 }
 
+/** A TCP proxy to `port` that holds every chunk, both ways, `delayMs` before passing it on. */
+export async function slowLink(port: number, delayMs: number): Promise<{ port: number; close(): void }> {
+  const sockets = new Set<net.Socket>()
+  const pass = (from: net.Socket, to: net.Socket): void => {
+    from.on('data', (chunk) => setTimeout(() => to.write(chunk), delayMs))
+    from.on('close', () => setTimeout(() => to.destroy(), delayMs))
+    from.on('error', () => to.destroy())
+  }
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1')
+    for (const s of [client, upstream]) sockets.add(s)
+    pass(client, upstream)
+    pass(upstream, client)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => {
+      server.close()
+      for (const s of sockets) s.destroy()
+    },
+  }
+}
+
 /** One cluster node (`fixtures/cluster-node.mjs`) in its own process, driven over stdin. */
 export class Node {
   proc!: ChildProcess

@@ -154,6 +154,7 @@ impl NativeServer {
                 if let Some(config) = engine.config.cluster.clone() {
                     let cluster = cluster::Cluster::connect(config).await?;
                     cluster.start(engine.clone());
+                    cluster.wait_subscribed(Duration::from_secs(3)).await;
                     let _ = engine.cluster.set(cluster);
                 }
                 server::listen(engine.clone()).await

@@ -93,6 +93,8 @@ pub struct Cluster {
     pub inbound_bytes: AtomicU64,
     /// Whether the subscriber is currently connected.
     pub connected: AtomicBool,
+    /// Woken when the subscriber holds its channels after (re)connecting.
+    subscribed: Notify,
     stop: Notify,
     stopped: AtomicBool,
 }
@@ -151,6 +153,7 @@ impl Cluster {
             inbound_messages: AtomicU64::new(0),
             inbound_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            subscribed: Notify::new(),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
         }))
@@ -173,6 +176,16 @@ impl Cluster {
             tokio::spawn(self.clone().presence_loop(engine.clone(), ops));
         }
         tokio::spawn(self.clone().report_loop(engine));
+    }
+
+    /// Waits (at most `limit`) until the subscriber holds its channels, so that a server that
+    /// just started answers joins the way it will from then on (see `channels`).
+    pub async fn wait_subscribed(&self, limit: Duration) {
+        let subscribed = self.subscribed.notified();
+        if self.connected.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, subscribed).await;
     }
 
     /// Stops every task and removes this node's counts.

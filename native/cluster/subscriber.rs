@@ -89,6 +89,7 @@ impl Cluster {
         // Joins until now were answered at once; from here they wait for their SUBSCRIBE.
         self.table().set_connected(true);
         self.connected.store(true, Ordering::Release);
+        self.subscribed.notify_waiters();
         if *resubscribing {
             log("subscriber reconnected to Redis; cross-node delivery resumes");
         }

@@ -24,6 +24,8 @@ export interface NativeOptions {
   maxInboundQueue?: number
   clusterRedis?: string
   clusterPrefix?: string
+  clusterRedisNodes?: string[]
+  clusterSharded?: boolean
   clusterChannels?: string
   clusterUnsubscribeLinger?: number
   presenceFields?: string[]

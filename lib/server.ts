@@ -134,16 +134,23 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw new TypeError('cluster must be an object: { redis, prefix? }')
-    const { redis, prefix, channels, unsubscribeLinger } = c as {
+    const { redis, prefix, channels, unsubscribeLinger, sharded } = c as {
       redis?: unknown
+      sharded?: unknown
       prefix?: unknown
       channels?: unknown
       unsubscribeLinger?: unknown
     }
-    if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) {
-      throw new TypeError(`cluster.redis must be a redis:// URL, got ${JSON.stringify(redis)}`)
+    const urls = Array.isArray(redis) ? (redis as unknown[]) : [redis]
+    if (urls.length === 0 || urls.length > 64 || !urls.every((u) => typeof u === 'string' && /^rediss?:\/\//.test(u))) {
+      throw new TypeError(`cluster.redis must be a redis:// URL or a list of 1-64 of them, got ${JSON.stringify(redis)}`)
     }
-    out.clusterRedis = redis
+    out.clusterRedis = urls[0] as string
+    out.clusterRedisNodes = urls as string[]
+    if (sharded !== undefined) {
+      if (typeof sharded !== 'boolean') throw new TypeError('cluster.sharded must be a boolean')
+      out.clusterSharded = sharded
+    }
     if (prefix !== undefined) {
       if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
         throw new TypeError('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')

@@ -108,8 +108,17 @@ export interface ServerOptions {
 
 /** `cluster` option of `new WsServer()`. */
 export interface ClusterOptions {
-  /** Redis URL, e.g. `redis://127.0.0.1:6379`. */
-  redis: string
+  /**
+   * Redis URL, e.g. `redis://127.0.0.1:6379`; with `sharded`, a Redis Cluster's seed nodes
+   * (one URL or a list).
+   */
+  redis: string | string[]
+  /**
+   * A Redis Cluster (Redis 7+): room channels use sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`), so
+   * room traffic spreads over the shards; keys carry hash tags so no command crosses slots.
+   * Default false.
+   */
+  sharded?: boolean
   /** Prefix of the Redis channel and keys; servers with the same prefix form one cluster. Default `'rnode'`. */
   prefix?: string
   /**

@@ -56,6 +56,10 @@ pub struct NativeOptions {
     pub reuse_port: Option<bool>,
     /// Redis URL for scale-out; absent: a single node.
     pub cluster_redis: Option<String>,
+    /// Every Redis URL (`cluster.redis` as a list: a Redis Cluster's seed nodes).
+    pub cluster_redis_nodes: Option<Vec<String>>,
+    /// A Redis Cluster: sharded pub/sub and slot routing.
+    pub cluster_sharded: Option<bool>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
     /// `"room"` (default: a channel per room) or `"single"` (one channel for everything).
@@ -121,6 +125,8 @@ impl Config {
             presence_fields: o.presence_fields.clone().unwrap_or_default(),
             max_inbound_queue: o.max_inbound_queue.unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
             cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
+                redis_nodes: o.cluster_redis_nodes.clone().unwrap_or_else(|| vec![redis_url.clone()]),
+                sharded: o.cluster_sharded.unwrap_or(false),
                 redis_url,
                 prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
                 mode: match o.cluster_channels.as_deref() {

@@ -11,6 +11,7 @@
 
 mod channels;
 mod envelope;
+mod link;
 mod presence;
 mod publisher;
 mod report;
@@ -47,7 +48,12 @@ pub enum ChannelMode {
 /// Options from `cluster: { redis, prefix, channels, unsubscribeLinger }`.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
+    /// The first URL (named in errors).
     pub redis_url: String,
+    /// Every URL given (a Redis Cluster's seed nodes).
+    pub redis_nodes: Vec<String>,
+    /// A Redis Cluster: sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`) and slot routing.
+    pub sharded: bool,
     pub prefix: String,
     pub mode: ChannelMode,
     /// How long a room channel stays subscribed after its last local member left.
@@ -69,7 +75,7 @@ struct Waiting {
 pub struct Cluster {
     pub node_id: [u8; 16],
     config: ClusterConfig,
-    client: redis::Client,
+    link: link::Link,
     outbound: mpsc::Sender<Outbound>,
     outbound_rx: Mutex<Option<mpsc::Receiver<Outbound>>>,
     /// Room channels wanted, and replies waiting for their subscription.
@@ -95,6 +101,8 @@ pub struct Cluster {
     pub connected: AtomicBool,
     /// Woken when the subscriber holds its channels after (re)connecting.
     subscribed: Notify,
+    /// Redis Cluster: a shard connection dropped, subscribe everything again.
+    resubscribe: Notify,
     stop: Notify,
     stopped: AtomicBool,
 }
@@ -104,7 +112,8 @@ fn broadcast_channel(prefix: &str) -> String {
     format!("{prefix}:broadcast")
 }
 
-/// A room's channel.
+/// A room's channel. On a Redis Cluster its slot comes from the whole name, so the rooms
+/// spread over the shards.
 fn room_channel(prefix: &str, room: &str) -> String {
     format!("{prefix}:room:{room}")
 }
@@ -116,10 +125,10 @@ fn log(message: &str) {
 impl Cluster {
     /// Checks that Redis answers; the error names the URL so `listen()` can report it.
     pub async fn connect(config: ClusterConfig) -> Result<Arc<Cluster>> {
-        let client = redis::Client::open(config.redis_url.as_str())
+        let link = link::Link::open(&config.redis_nodes, config.sharded)
             .map_err(|e| Error::Redis(config.redis_url.clone(), e.to_string()))?;
         let probe = async {
-            let mut conn = client.get_multiplexed_async_connection().await?;
+            let mut conn = link.connection().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
         match tokio::time::timeout(Duration::from_secs(3), probe).await {
@@ -138,7 +147,7 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             node_id: *uuid::Uuid::new_v4().as_bytes(),
             config,
-            client,
+            link,
             outbound: tx,
             outbound_rx: Mutex::new(Some(rx)),
             channels: Mutex::new(Channels::default()),
@@ -154,6 +163,7 @@ impl Cluster {
             inbound_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             subscribed: Notify::new(),
+            resubscribe: Notify::new(),
             stop: Notify::new(),
             stopped: AtomicBool::new(false),
         }))

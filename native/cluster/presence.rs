@@ -27,6 +27,20 @@ const KEY_TTL_MS: i64 = 2 * ENTRY_TTL_MS as i64;
 /// Most operations in one pipeline.
 const MAX_OPS_PER_PIPELINE: usize = 1024;
 
+/// Pipelines by room: a room's keys share a slot, different rooms' may not.
+#[derive(Default)]
+struct Pipes(std::collections::HashMap<String, redis::Pipeline>);
+
+impl Pipes {
+    fn for_room(&mut self, room: &str) -> &mut redis::Pipeline {
+        self.0.entry(room.to_string()).or_insert_with(redis::pipe)
+    }
+
+    fn into_pipelines(self) -> Vec<redis::Pipeline> {
+        self.0.into_values().collect()
+    }
+}
+
 /// A membership change to write.
 pub enum PresenceOp {
     Join { room: String, member: String, value: String },
@@ -61,10 +75,12 @@ impl Cluster {
         }
     }
 
-    fn add_write(&self, pipe: &mut redis::Pipeline, room: &str, member: &str, value: &str, expiry: u64) {
+    fn add_write(&self, pipes: &mut Pipes, room: &str, member: &str, value: &str, expiry: u64) {
         let (entries, expiries) =
             (entries_key(&self.config.prefix, room), expiry_key(&self.config.prefix, room));
-        pipe.hset(&entries, member, value)
+        pipes
+            .for_room(room)
+            .hset(&entries, member, value)
             .ignore()
             .zadd(&expiries, member, expiry)
             .ignore()
@@ -85,7 +101,7 @@ impl Cluster {
         let mut tick = tokio::time::interval(REFRESH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.is_stopped() {
-            let mut pipe = redis::pipe();
+            let mut pipes = Pipes::default();
             tokio::select! {
                 op = ops.recv() => {
                     let Some(op) = op else { break };
@@ -95,10 +111,12 @@ impl Cluster {
                     while let Some(op) = next.take() {
                         match op {
                             PresenceOp::Join { room, member, value } => {
-                                self.add_write(&mut pipe, &room, &member, &value, expiry)
+                                self.add_write(&mut pipes, &room, &member, &value, expiry)
                             }
                             PresenceOp::Leave { room, member } => {
-                                pipe.hdel(entries_key(&self.config.prefix, &room), &member)
+                                pipes
+                                    .for_room(&room)
+                                    .hdel(entries_key(&self.config.prefix, &room), &member)
                                     .ignore()
                                     .zrem(expiry_key(&self.config.prefix, &room), &member)
                                     .ignore();
@@ -117,18 +135,18 @@ impl Cluster {
                         for member in engine.rooms.member_conns(&room) {
                             let entry = crate::presence::entry(&member, fields);
                             let value = self.presence_value(&entry);
-                            self.add_write(&mut pipe, &room, &member_name(&member.uuid), &value, expiry);
+                            self.add_write(&mut pipes, &room, &member_name(&member.uuid), &value, expiry);
                         }
                     }
                 }
                 _ = self.stop.notified() => break,
             }
             if conn.is_none() {
-                conn = self.client.get_multiplexed_async_connection().await.ok();
+                conn = self.link.connection().await.ok();
             }
-            if let Some(c) = conn.as_mut() {
+            if let Some(c) = conn.as_ref() {
                 // A lost write is repaired by the next refresh (joins) or by the expiry (leaves).
-                if pipe.query_async::<()>(c).await.is_err() {
+                if super::link::run_grouped(c, pipes.into_pipelines()).await.is_err() {
                     conn = None;
                 }
             }
@@ -139,7 +157,7 @@ impl Cluster {
     /// Redis (entries whose expiry passed are left out and cleaned up).
     pub async fn presence(&self, engine: &Engine, room: &str) -> Result<Vec<PresenceEntry>> {
         let redis_err = |e: redis::RedisError| Error::Redis(self.config.redis_url.clone(), e.to_string());
-        let mut conn = self.client.get_multiplexed_async_connection().await.map_err(redis_err)?;
+        let mut conn = self.link.connection().await.map_err(redis_err)?;
         let (entries, expiries) =
             (entries_key(&self.config.prefix, room), expiry_key(&self.config.prefix, room));
         let now = epoch_ms();
@@ -161,7 +179,8 @@ impl Cluster {
         let values: Vec<Option<String>> =
             redis::cmd("HMGET").arg(&entries).arg(&live).query_async(&mut conn).await.map_err(redis_err)?;
         for (member, value) in live.iter().zip(values) {
-            let Some(Value::Object(v)) = value.and_then(|v| serde_json::from_str(&v).ok()) else { continue };
+            let parsed = value.and_then(|v| serde_json::from_str::<Value>(&v).ok());
+            let Some(Value::Object(v)) = parsed else { continue };
             if local.contains(member) || v.get("node").and_then(Value::as_str) == Some(own.as_str()) {
                 continue;
             }

@@ -10,6 +10,30 @@ use super::{log, Cluster, Outbound, BACKOFF_MIN};
 const MAX_PUBLISH_BATCH: usize = 256;
 
 impl Cluster {
+    /// The batch as pipelines: one on one Redis; on a Redis Cluster one per channel (a
+    /// pipeline must stay within a slot), each in order, with SPUBLISH.
+    fn publish_groups(&self, batch: &[Outbound]) -> Vec<redis::Pipeline> {
+        if !self.link.sharded() {
+            let mut pipe = redis::pipe();
+            for (channel, envelope) in batch {
+                pipe.publish(channel, envelope.as_slice()).ignore();
+            }
+            return vec![pipe];
+        }
+        let mut groups: Vec<(&str, redis::Pipeline)> = Vec::new();
+        for (channel, envelope) in batch {
+            let i = match groups.iter().position(|(c, _)| *c == channel.as_str()) {
+                Some(i) => i,
+                None => {
+                    groups.push((channel.as_str(), redis::pipe()));
+                    groups.len() - 1
+                }
+            };
+            groups[i].1.cmd("SPUBLISH").arg(channel).arg(envelope.as_slice()).ignore();
+        }
+        groups.into_iter().map(|(_, p)| p).collect()
+    }
+
     /// Publishes queued envelopes in order. Whatever is queued when Redis is free goes as one
     /// pipeline (up to `MAX_PUBLISH_BATCH` PUBLISH commands, one round trip), so Redis forwards
     /// a JS batch's broadcasts together and the other nodes fan them out under one cork: one
@@ -19,7 +43,7 @@ impl Cluster {
         let mut backoff = BACKOFF_MIN;
         let mut batch: Vec<Outbound> = Vec::new();
         'outer: while !self.is_stopped() {
-            let mut conn = match self.client.get_multiplexed_async_connection().await {
+            let conn = match self.link.connection().await {
                 Ok(c) => c,
                 Err(_) => {
                     if !self.back_off(&mut backoff).await {
@@ -41,11 +65,7 @@ impl Cluster {
                         Err(_) => break,
                     }
                 }
-                let mut pipe = redis::pipe();
-                for (channel, envelope) in &batch {
-                    pipe.publish(channel, envelope.as_slice()).ignore();
-                }
-                match pipe.query_async::<()>(&mut conn).await {
+                match super::link::run_grouped(&conn, self.publish_groups(&batch)).await {
                     Ok(()) => {
                         backoff = BACKOFF_MIN;
                         batch.clear();

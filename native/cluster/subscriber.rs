@@ -35,12 +35,15 @@ impl Cluster {
         engine: Arc<Engine>,
         mut commands: mpsc::UnboundedReceiver<String>,
     ) {
+        if self.link.sharded() {
+            return self.sharded_loop(engine, commands).await;
+        }
         let mut backoff = BACKOFF_MIN;
         let mut resubscribing = false;
         while !self.is_stopped() {
-            let (sink, stream) = match self.client.get_async_pubsub().await {
-                Ok(p) => p.split(),
-                Err(_) => {
+            let (sink, stream) = match self.link.pubsub().await {
+                Some(Ok(p)) => p.split(),
+                _ => {
                     if !self.back_off(&mut backoff).await {
                         break;
                     }
@@ -146,11 +149,13 @@ impl Cluster {
             // Cork: the envelopes already here go out with one write per connection, not one
             // per envelope and connection.
             let corked = crate::connection::cork();
-            self.deliver(&engine, &msg);
+            self.deliver(&engine, msg.get_channel_name().len(), msg.get_payload_bytes());
             let mut ended = false;
             for _ in 0..MAX_ENVELOPES_PER_CORK {
                 match stream.next().now_or_never() {
-                    Some(Some(msg)) => self.deliver(&engine, &msg),
+                    Some(Some(msg)) => {
+                        self.deliver(&engine, msg.get_channel_name().len(), msg.get_payload_bytes())
+                    }
                     Some(None) => {
                         ended = true;
                         break;
@@ -168,10 +173,9 @@ impl Cluster {
         let _ = lost.send(());
     }
 
-    fn deliver(&self, engine: &Engine, msg: &redis::Msg) {
-        let data = msg.get_payload_bytes();
+    fn deliver(&self, engine: &Engine, channel_len: usize, data: &[u8]) {
         self.inbound_messages.fetch_add(1, Ordering::Relaxed);
-        let bytes = data.len().saturating_add(msg.get_channel_name().len());
+        let bytes = data.len().saturating_add(channel_len);
         self.inbound_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         let Some(envelope) = Envelope::decode(data) else {
             return;
@@ -184,6 +188,166 @@ impl Cluster {
         };
         self.received.fetch_add(1, Ordering::Relaxed);
         engine.deliver_local(frame, envelope.room.as_deref(), &envelope.except);
+    }
+}
+
+impl Cluster {
+    /// The subscriber on a Redis Cluster: sharded subscriptions (`SSUBSCRIBE`, one command per
+    /// channel, as channels live on different shards) on one cluster connection, which
+    /// reconnects and subscribes again by itself when a shard goes away and comes back.
+    async fn sharded_loop(
+        self: Arc<Self>,
+        engine: Arc<Engine>,
+        mut commands: mpsc::UnboundedReceiver<String>,
+    ) {
+        let (tx, pushes) = mpsc::unbounded_channel();
+        let mut backoff = BACKOFF_MIN;
+        let mut conn = loop {
+            match self.link.subscriber(tx.clone()).await {
+                Ok(c) => break c,
+                Err(_) => {
+                    if !self.back_off(&mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        };
+        let reader = tokio::spawn(self.clone().read_pushes(engine.clone(), pushes));
+        let prefix = &self.config.prefix;
+        while !confirm(conn.ssubscribe(broadcast_channel(prefix))).await {
+            if !self.back_off(&mut backoff).await {
+                reader.abort();
+                return;
+            }
+        }
+        let rooms = self.table().all();
+        let failed = self.ssubscribe_each(&mut conn, &rooms).await;
+        self.retry_later(failed);
+        self.table().set_connected(true);
+        let mut lost_shard = false;
+        self.connected.store(true, Ordering::Release);
+        self.subscribed.notify_waiters();
+        loop {
+            let room = tokio::select! {
+                room = commands.recv() => room,
+                _ = self.resubscribe.notified() => {
+                    // A shard's connection dropped: once it is back, every channel is
+                    // subscribed again (a no-op on the shards that stayed).
+                    if !lost_shard {
+                        log("a Redis Cluster shard connection dropped; subscribing again");
+                    }
+                    lost_shard = true;
+                    if !self.pause(Duration::from_millis(300)).await {
+                        break;
+                    }
+                    let all_back = confirm(conn.ssubscribe(broadcast_channel(prefix))).await && {
+                        let rooms = self.table().all();
+                        let failed = self.ssubscribe_each(&mut conn, &rooms).await;
+                        failed.is_empty()
+                    };
+                    if all_back {
+                        log("every Redis Cluster shard is back; cross-node delivery resumes");
+                        lost_shard = false;
+                    } else {
+                        self.resubscribe.notify_one();
+                    }
+                    continue;
+                }
+                _ = self.stop.notified() => break,
+            };
+            let Some(room) = room else { break };
+            let mut batch = HashSet::from([room]);
+            while let Ok(room) = commands.try_recv() {
+                batch.insert(room);
+            }
+            let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = {
+                let table = self.table();
+                batch.into_iter().partition(|room| table.wants(room))
+            };
+            let failed = self.ssubscribe_each(&mut conn, &subscribe).await;
+            // Answered either way: a join must not hang on a shard that is away; the failed
+            // rooms are tried again shortly.
+            let (replies, lingers) = self.table().subscribed(subscribe.iter().map(String::as_str));
+            send_all(&engine, replies);
+            for (room, generation) in lingers {
+                self.start_linger(room, generation);
+            }
+            self.retry_later(failed);
+            for room in unsubscribe {
+                let _ = confirm(conn.sunsubscribe(room_channel(prefix, &room))).await;
+            }
+        }
+        reader.abort();
+        self.connected.store(false, Ordering::Release);
+    }
+
+    /// SSUBSCRIBEs each room's channel, side by side (a shard that is away costs one timeout,
+    /// not one per room); returns the rooms that failed.
+    async fn ssubscribe_each(
+        &self,
+        conn: &mut redis::cluster_async::ClusterConnection,
+        rooms: &[String],
+    ) -> Vec<String> {
+        let runs = rooms.iter().map(|room| {
+            let mut c = conn.clone();
+            let channel = room_channel(&self.config.prefix, room);
+            async move { (room, confirm(c.ssubscribe(channel)).await) }
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(room, _)| room.clone())
+            .collect()
+    }
+
+    fn retry_later(&self, rooms: Vec<String>) {
+        if rooms.is_empty() {
+            return;
+        }
+        let commands = self.commands.clone();
+        if let Some(runtime) = self.runtime.get() {
+            runtime.spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for room in rooms {
+                    let _ = commands.send(room);
+                }
+            });
+        }
+    }
+
+    /// Delivers the sharded messages the cluster connection pushes.
+    async fn read_pushes(
+        self: Arc<Self>,
+        engine: Arc<Engine>,
+        mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
+    ) {
+        while let Some(push) = pushes.recv().await {
+            let corked = crate::connection::cork();
+            self.deliver_push(&engine, push);
+            for _ in 0..MAX_ENVELOPES_PER_CORK {
+                match pushes.try_recv() {
+                    Ok(push) => self.deliver_push(&engine, push),
+                    Err(_) => break,
+                }
+            }
+            if corked {
+                crate::connection::uncork();
+            }
+        }
+    }
+
+    fn deliver_push(&self, engine: &Engine, push: redis::PushInfo) {
+        if push.kind == redis::PushKind::Disconnection {
+            self.resubscribe.notify_one();
+            return;
+        }
+        if !matches!(push.kind, redis::PushKind::SMessage | redis::PushKind::Message) {
+            return;
+        }
+        if let [redis::Value::BulkString(channel), redis::Value::BulkString(payload)] = push.data.as_slice() {
+            self.deliver(engine, channel.len(), payload);
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use tokio::sync::mpsc;
 pub enum Link {
     Plain(redis::Client),
     /// Boxed: a cluster client is large, and a link exists once per server.
-    Cluster { client: Box<ClusterClient>, nodes: Vec<String> },
+    Cluster {
+        client: Box<ClusterClient>,
+        nodes: Vec<String>,
+    },
 }
 
 /// A connection of either kind.

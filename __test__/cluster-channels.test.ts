@@ -4,13 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { Emitter } from '../lib/emitter'
 import { WsServer } from '../lib/index'
-import { connect, waitFor } from './helpers'
-import { collect, Node, Redis, request, SKIP_REDIS, slowLink } from './redis'
+import { ClusterNode, collect, connect, Redis, request, SKIP_REDIS, slowLink, waitFor } from '../test-support/index'
 
 type Stats = { cluster: { inboundMessages: number; inboundBytes: number; roomChannels: number; connected: boolean } }
 type Msg = { p?: number | string; r?: string; i?: number; m?: number; type?: string }
 
-const inbound = async (nodes: Node[]): Promise<Array<{ messages: number; bytes: number }>> =>
+const inbound = async (nodes: ClusterNode[]): Promise<Array<{ messages: number; bytes: number }>> =>
   Promise.all(
     nodes.map(async (n) => {
       const s = (await n.call<Stats>('localStats')).cluster
@@ -20,12 +19,12 @@ const inbound = async (nodes: Node[]): Promise<Array<{ messages: number; bytes: 
 
 describe.skipIf(SKIP_REDIS)('per-room channels, four nodes', () => {
   let redis: Redis
-  let nodes: Node[] = []
+  let nodes: ClusterNode[] = []
   const prefix = `rc${process.pid}`
 
   beforeAll(async () => {
     redis = await Redis.start()
-    nodes = await Promise.all([0, 1, 2, 3].map(() => Node.start(redis.url, prefix)))
+    nodes = await Promise.all([0, 1, 2, 3].map(() => ClusterNode.start(redis.url, prefix)))
   }, 30_000)
   afterAll(async () => {
     for (const n of nodes) n.kill()
@@ -147,18 +146,18 @@ class Churner {
 
 describe.skipIf(SKIP_REDIS)('subscribe and unsubscribe while messages flow', () => {
   let redis: Redis
-  let publisher: Node
-  let steadyNode: Node
-  let churnNode: Node
+  let publisher: ClusterNode
+  let steadyNode: ClusterNode
+  let churnNode: ClusterNode
   const prefix = `rr${process.pid}`
 
   beforeAll(async () => {
     redis = await Redis.start()
     ;[publisher, steadyNode, churnNode] = await Promise.all([
-      Node.start(redis.url, prefix),
-      Node.start(redis.url, prefix),
+      ClusterNode.start(redis.url, prefix),
+      ClusterNode.start(redis.url, prefix),
       // A short linger, so that leaving really unsubscribes between some rounds.
-      Node.start(redis.url, prefix, { LINGER: '30' }),
+      ClusterNode.start(redis.url, prefix, { LINGER: '30' }),
     ])
   }, 30_000)
   afterAll(async () => {
@@ -232,7 +231,7 @@ describe.skipIf(SKIP_REDIS)('room_joined waits for the subscription', () => {
     // confirmed would lose every marker below.
     const link = await slowLink(redis.port, 40)
     const prefix = `rw${process.pid}`
-    const node = await Node.start(`redis://127.0.0.1:${link.port}`, prefix, { LINGER: '0' })
+    const node = await ClusterNode.start(`redis://127.0.0.1:${link.port}`, prefix, { LINGER: '0' })
     const emitter = new Emitter({ redis: redis.url, prefix })
     try {
       const c = new Churner(await connect(node.url('slow')))
@@ -266,7 +265,7 @@ describe.skipIf(SKIP_REDIS)("cluster.channels: 'single' and option checks", () =
 
   it("'single' sends every room message to every node, also one with no members", async () => {
     const prefix = `rs${process.pid}`
-    const [a, b, idle] = await Promise.all([0, 1, 2].map(() => Node.start(redis.url, prefix, { CHANNELS: 'single' })))
+    const [a, b, idle] = await Promise.all([0, 1, 2].map(() => ClusterNode.start(redis.url, prefix, { CHANNELS: 'single' })))
     try {
       const member = await connect(b!.url('single-member'))
       expect((await request(member, { type: 'join_room', room_id: 'x' })).type).toBe('room_joined')

@@ -3,8 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer } from '../lib/index'
-import { connect, serverPool, waitFor } from './helpers'
-import { collect, Node, Redis, request, SKIP_REDIS, type Frame } from './redis'
+import { ClusterNode, collect, connect, type ProtocolFrame as Frame, Redis, request, serverPool, SKIP_REDIS, waitFor } from '../test-support/index'
 
 const start = serverPool()
 const byClient = (a: { clientId: string }, b: { clientId: string }): number => a.clientId.localeCompare(b.clientId)
@@ -93,12 +92,12 @@ describe('presence on one server', () => {
 
 describe.skipIf(SKIP_REDIS)('presence across three nodes', () => {
   let redis: Redis
-  let nodes: Node[] = []
+  let nodes: ClusterNode[] = []
   const prefix = `pr${process.pid}`
 
   beforeAll(async () => {
     redis = await Redis.start()
-    nodes = await Promise.all([0, 1, 2].map(() => Node.start(redis.url, prefix, { PRESENCE_FIELDS: 'name' })))
+    nodes = await Promise.all([0, 1, 2].map(() => ClusterNode.start(redis.url, prefix, { PRESENCE_FIELDS: 'name' })))
   }, 30_000)
   afterAll(async () => {
     for (const n of nodes) n.kill()
@@ -162,6 +161,10 @@ describe.skipIf(SKIP_REDIS)('presence across three nodes', () => {
     await request(a, { type: 'join_room', room_id: 'events' })
     const got = collect(a)
     const b = await connect(nodes[1]!.url('eb'))
+    // The node's onConnect sets the public field; join once it ran, or the event has no fields.
+    for (let i = 0; i < 100 && (await nodes[1]!.call<string | null>('socketId', { clientId: 'eb' })) === null; i++) {
+      await new Promise((r) => setTimeout(r, 20))
+    }
     await request(b, { type: 'join_room', room_id: 'events' })
     b.close()
     await waitFor(() => got.length === 2, 5000, 'cross-node presence events')

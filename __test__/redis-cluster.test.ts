@@ -8,8 +8,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer } from '../lib/index'
-import { connect, waitFor } from './helpers'
-import { collect, freePort, Node, Redis, REDIS, request, SKIP_REDIS } from './redis'
+import { closedPort as freePort, ClusterNode, collect, connect, Redis, REDIS, request, SKIP_REDIS, waitFor } from '../test-support/index'
 
 const cli = (port: number, ...args: string[]): Promise<string> =>
   new Promise((resolve, reject) =>
@@ -33,7 +32,7 @@ async function clusterPort(): Promise<number> {
 describe.skipIf(SKIP_REDIS)('Redis Cluster with sharded pub/sub', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rnode-rc-'))
   const shards: Redis[] = []
-  let nodes: Node[] = []
+  let nodes: ClusterNode[] = []
   const prefix = `sc${process.pid}`
 
   beforeAll(async () => {
@@ -52,7 +51,7 @@ describe.skipIf(SKIP_REDIS)('Redis Cluster with sharded pub/sub', () => {
       }
     }
     const urls = shards.map((s) => s.url).join(',')
-    nodes = await Promise.all([0, 1, 2].map(() => Node.start(urls, prefix, { REDIS_URLS: urls, SHARDED: '1', PRESENCE_FIELDS: 'name' })))
+    nodes = await Promise.all([0, 1, 2].map(() => ClusterNode.start(urls, prefix, { REDIS_URLS: urls, SHARDED: '1', PRESENCE_FIELDS: 'name' })))
     for (const n of nodes) if (n.listenError) throw new Error(n.listenError)
   }, 40_000)
   afterAll(async () => {

@@ -200,7 +200,7 @@ async function main() {
     if (pins.length === 0) pins = ['unpinned']
   }
   const fdLimit = Number(tryText(() => sh('ulimit -n', { shell: '/bin/sh' }))) || 1024
-  const scenarioList = allScenarios({ quick: opts.quick }).filter((s) => !opts.only || opts.only.includes(s.id) || opts.only.includes(s.group))
+  const scenarioList = allScenarios({ quick: opts.quick, benches }).filter((s) => !opts.only || opts.only.includes(s.id) || opts.only.includes(s.group))
   for (const sc of scenarioList) {
     sc.runs = sc.runs.filter((r) => {
       const key = sc.variants?.[r]?.server ?? r
@@ -208,7 +208,7 @@ async function main() {
       const base = servers[key]?.cluster ? 'rnode' : key
       return available[key] && (!opts.servers || [key, r, base].some((k) => opts.servers.includes(k)))
     })
-    if (sc.id === 'connect') {
+    if (sc.loadgen.includes('connect')) {
       const i = sc.loadgen.indexOf('--conns')
       const want = Number(sc.loadgen[i + 1])
       if (want > fdLimit - 500) {
@@ -244,8 +244,8 @@ async function main() {
         for (const r of sc.runs) {
           const variant = sc.variants?.[r]
           const server = servers[variant?.server ?? r]
-          const longRun = sc.id === 'connect' ? 75000 : 0
-          const loadgenArgs = [loadgen, ...sc.loadgen, ...(variant?.extra ?? []), '--warmup-ms', String(opts.warmupMs), '--duration-ms', String(opts.durationMs)]
+          const longRun = sc.loadgen.includes('connect') ? 75000 : 0
+          const loadgenArgs = [...(sc.client ?? [loadgen]), ...sc.loadgen, ...(variant?.extra ?? []), '--warmup-ms', String(opts.warmupMs), '--duration-ms', String(opts.durationMs)]
           const outcome = await runOne({
             server,
             serverCpu: pin === 'pinned' ? 0 : null,
@@ -309,14 +309,25 @@ async function main() {
       md.push(markdownTable(lines, servers))
       md.push('')
     }
-    if (p.scale_out.length) {
+    const clusterRows = p.scale_out.filter((l) => l.scenario === 'cluster')
+    const attachRows = p.scale_out.filter((l) => l.scenario.startsWith('attach'))
+    if (clusterRows.length) {
       md.push(
         pin === 'pinned'
           ? 'Scale-out (issue 8): one rnode-ws node vs two nodes sharing a private Redis, subscribers alternating between the nodes, publisher on the first. Both nodes and Redis share CPU 0 with the single node\'s budget; the load generator is on CPU 1. The two-node run\'s server CPU below is both nodes plus Redis.'
           : 'Scale-out (issue 8): one rnode-ws node vs two nodes sharing a private Redis, subscribers alternating between the nodes, publisher on the first. No affinity: the nodes, Redis and the load generator share both cores. The two-node run\'s server CPU below is both nodes plus Redis.',
       )
       md.push('')
-      md.push(baselineTable(p.scale_out))
+      md.push(baselineTable(clusterRows))
+      md.push('')
+    }
+    if (attachRows.length) {
+      md.push(
+        'Attach mode (issue 16): rnode-ws on a Node http server\'s port (`{ server }`) against its own port, the forced slow path, ' +
+          'connections/s against ws `{ server }`, and wss:// on an https server (slow path; Node load generator `harness/tls-echo.mjs`) against ws on https.',
+      )
+      md.push('')
+      md.push(baselineTable(attachRows))
       md.push('')
     }
     const steals = p.runs.filter((x) => x.report).map((x) => Math.max(x.report.cpu0_steal ?? 0, x.report.cpu1_steal ?? 0))

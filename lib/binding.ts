@@ -1,165 +1,44 @@
 // Loads the native engine: a local build during development, else the prebuilt platform package.
-// The shape below mirrors the napi-generated `native-build/native.d.ts`, plus `sendText` and
-// `sendBinary`, which the engine registers by hand (native/fast.rs) and so are not in that file;
-// the tests exercise every member, so a drift shows up as a failing test rather than a silent
-// mismatch.
+// Its types are `native.d.ts`, which `npm run build:native` generates from the Rust `#[napi]`
+// items (commit it when it changes; binding.test.ts fails on a stale one). Only `sendText` and
+// `sendBinary` are declared here: the engine registers them by hand (native/handles.rs), so napi
+// does not know them. The enums' values are read from the addon at runtime; tsc compiles their
+// uses in the facade to the same numbers, from the declarations.
 
+import { codedError } from './errors'
+import type * as generated from './native'
+
+/** Event kinds in a batch header (native/events.rs). */
+export type EventKind = generated.EventKind
+/** What `joinRoom` reports (native/rooms.rs). */
+export type JoinResult = generated.JoinResult
+/** Bits telling the engine which handlers a path has (native/engine.rs). */
+export type Hook = generated.Hook
 /** Options understood by the engine (already validated by the facade). */
-export interface NativeOptions {
-  port?: number
-  host?: string
-  maxPayload?: number
-  maxBackpressure?: number
-  idleTimeout?: number
-  pingInterval?: number
-  handshakeTimeout?: number
-  closeTimeout?: number
-  backpressurePolicy?: string
-  autoCreateRooms?: boolean
-  allowedOrigins?: string[]
-  maxConnections?: number
-  maxConnectionsPerIp?: number
-  protocols?: string[]
-  reusePort?: boolean
-  maxInboundQueue?: number
-  clusterRedis?: string
-  clusterPrefix?: string
-  clusterRedisNodes?: string[]
-  clusterSharded?: boolean
-  clusterChannels?: string
-  clusterUnsubscribeLinger?: number
-  presenceFields?: string[]
-}
-
-/** Counts over every node of a cluster. */
-export interface NativeClusterStats {
-  nodes: number
-  totalConnections: number
-  connectionsByRoom: Record<string, number>
-}
-
-/** The limits in force. */
-export interface NativeLimits {
-  maxPayload: number
-  maxBackpressure: number
-  backpressurePolicy: string
-  idleTimeout: number
-  pingInterval: number
-  handshakeTimeout: number
-  closeTimeout: number
-  maxHeaderBytes: number
-  maxHeaders: number
-  maxConnections?: number | null
-  maxConnectionsPerIp?: number | null
-  maxInboundQueue: number
-}
-
-/** A room as `createRoom` describes it. */
-export interface NativeRoomSpec {
-  id: string
-  name: string
-  description?: string
-  maxConnections?: number
-  /** JSON text */
-  metadata?: string
-  presenceEvents?: boolean
-}
-
-/** A member connection as presence shows it. */
-export interface NativePresenceEntry {
-  clientId: string
-  /** JSON object text */
-  fields: string
-}
-
+export type NativeOptions = generated.NativeOptions
 /** A room as the engine reports it. */
-export interface NativeRoomInfo {
-  id: string
-  name: string
-  description?: string
-  maxConnections?: number
-  connectionsCount: number
-  /** JSON text */
-  metadata: string
-  createdAt: number
-}
-
-/** One drained batch: STRIDE u32 per event, one string with every text piece, one buffer. */
-export interface NativeBatch {
-  header: Uint32Array
-  text: string
-  binary?: Buffer
-}
-
-/** Engine counters. */
-export interface NativeStats {
-  totalConnections: number
-  messagesIn: number
-  messagesOut: number
-  bytesIn: number
-  bytesOut: number
-  droppedMessages: number
-  wakeups: number
-  batches: number
-  events: number
-  totalRooms: number
-  peakQueuedBytes: number
-  clusterReceived: number
-  clusterDropped: number
-  clusterConnected: boolean
-  clusterInboundMessages: number
-  clusterInboundBytes: number
-  clusterRoomChannels: number
-}
-
+export type NativeRoomInfo = generated.RoomInfo
 /** The native server object. */
-export interface NativeServer {
-  addRoute(path: string, hooks: number): void
-  listen(wake: (queued: number) => void): Promise<number>
-  /** This server's handle for the per-message functions of `NativeBinding`. */
-  readonly handle: number
-  closeConnection(conn: number, code: number, reason: string): boolean
-  bufferedAmount(conn: number): number
-  shutdown(timeoutMs: number): Promise<void>
-  dispose(): void
-  stats(): NativeStats
-  roomCounts(): Record<string, number>
-  createRoom(spec: NativeRoomSpec): boolean
-  getRoom(id: string): NativeRoomInfo | null
-  getAllRooms(): NativeRoomInfo[]
-  deleteRoom(id: string): boolean
-  joinRoom(conn: number, id: string): string
-  leaveRoom(conn: number, id?: string | null): number
-  roomsOf(conn: number): string[]
-  roomMembers(id: string): number[]
-  sendToRoom(conn: number, room: string, messageJson: string): number
-  broadcastText(text: string, room?: string | null, except?: string[] | null): number
-  broadcastBinary(data: Uint8Array, room?: string | null, except?: string[] | null): number
-  sendManyText(ids: number[], text: string): number
-  sendManyBinary(ids: number[], data: Uint8Array): number
-  setMetadata(conn: number, key: string, json?: string | null): boolean
-  getMetadata(conn: number, key: string): string | null
-  resolveJoin(request: number, allowed: boolean): void
-  forget(conn: number): void
-  resolveUpgrade(request: number, accept: boolean, status: number, message: string, clientId?: string | null, protocol?: string | null): void
-  heartbeat(conn: number): number[]
-  limits(): NativeLimits
-  clusterStats(): Promise<NativeClusterStats>
-  presence(room: string): NativePresenceEntry[]
-  clusterPresence(room: string): Promise<NativePresenceEntry[]>
-}
+export type NativeServer = generated.NativeServer
+/** `rateLimit`, validated by the facade. */
+export type NativeRateLimit = generated.RateLimitOptions
+/** A member connection as presence shows it. */
+export type NativePresenceEntry = generated.PresenceEntry
 
 /** What the addon exports. */
 export interface NativeBinding {
-  NativeServer: new (options?: NativeOptions) => NativeServer
+  NativeServer: typeof generated.NativeServer
+  EventKind: typeof generated.EventKind
+  JoinResult: typeof generated.JoinResult
+  Hook: typeof generated.Hook
   // Per-message calls are plain functions taking the server's handle: cheaper than methods.
-  /** Takes queued events; sends made until the next call (or `uncork`) are corked. */
-  pollEvents(handle: number): NativeBatch
-  /** Writes every send corked since the last `pollEvents`. */
-  uncork(): void
+  pollEvents: typeof generated.pollEvents
+  uncork: typeof generated.uncork
   /** 0 sent, 1 buffered (over half of maxBackpressure), 2 dropped (also for a wrong argument). */
   sendText(handle: number, conn: number, data: string): number
   sendBinary(handle: number, conn: number, data: Uint8Array): number
+  /** The first `trustProxy` entry that is not an address or CIDR range, or null. */
+  checkTrustProxy(entries: string[]): string | null
 }
 
 function platformTriple(): string {
@@ -184,7 +63,8 @@ function load(): NativeBinding {
       errors.push(`  ${candidate}: ${(err as Error).message.split('\n')[0]}`)
     }
   }
-  throw new Error(
+  throw codedError(
+    'ERR_NATIVE_ENGINE_MISSING',
     `@rnode/ws: no native engine for ${triple}. Install the package @rnode/ws-${triple} ` +
       `(npm installs it as an optional dependency), or build from source with \`npm run build:native\`.\n` +
       errors.join('\n'),
@@ -192,3 +72,4 @@ function load(): NativeBinding {
 }
 
 export const native: NativeBinding = load()
+export const { EventKind, JoinResult, Hook } = native

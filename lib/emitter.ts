@@ -3,6 +3,7 @@
 // same channels, so members on every node receive them.
 import { randomBytes } from 'node:crypto'
 import { encodeEnvelope } from './envelope'
+import { codedError, codedTypeError } from './errors'
 import { RespConnection } from './resp'
 
 export { RedisError } from './resp'
@@ -29,10 +30,6 @@ const PREFIX = /^[A-Za-z0-9_.:-]{1,64}$/
 /** Longest room id, in bytes (native `MAX_ROOM_ID_BYTES`). */
 const MAX_ROOM_ID_BYTES = 256
 
-function codedError<E extends Error>(err: E, code: string): E & { code: string } {
-  return Object.assign(err, { code })
-}
-
 /** Publishes broadcasts and room messages to a cluster's nodes through Redis. */
 export class Emitter {
   readonly #url: string
@@ -44,17 +41,17 @@ export class Emitter {
   #closed = false
 
   constructor(options: EmitterOptions) {
-    if (typeof options !== 'object' || options === null) throw codedError(new TypeError('new Emitter() takes { redis, prefix?, channels? }'), 'ERR_INVALID_OPTION')
+    if (typeof options !== 'object' || options === null) throw codedTypeError('ERR_INVALID_OPTION', 'new Emitter() takes { redis, prefix?, channels? }')
     if (typeof options.redis !== 'string' || !/^rediss?:\/\//.test(options.redis)) {
-      throw codedError(new TypeError(`redis must be a redis:// URL, got ${JSON.stringify(options.redis)}`), 'ERR_INVALID_OPTION')
+      throw codedTypeError('ERR_INVALID_OPTION', `redis must be a redis:// URL, got ${JSON.stringify(options.redis)}`)
     }
     const prefix = options.prefix ?? 'rnode'
     if (typeof prefix !== 'string' || !PREFIX.test(prefix)) {
-      throw codedError(new TypeError('prefix must be 1-64 characters of [A-Za-z0-9_.:-]'), 'ERR_INVALID_OPTION')
+      throw codedTypeError('ERR_INVALID_OPTION', 'prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
     }
     const channels = options.channels ?? 'room'
     if (channels !== 'room' && channels !== 'single') {
-      throw codedError(new TypeError(`channels must be 'room' or 'single', got ${JSON.stringify(channels)}`), 'ERR_INVALID_OPTION')
+      throw codedTypeError('ERR_INVALID_OPTION', `channels must be 'room' or 'single', got ${JSON.stringify(channels)}`)
     }
     this.#url = options.redis
     this.#prefix = prefix
@@ -68,13 +65,13 @@ export class Emitter {
    * the order they were sent.
    */
   async broadcast(message: string | Uint8Array, options: EmitterBroadcastOptions = {}): Promise<number> {
-    if (this.#closed) throw codedError(new Error('the emitter is closed'), 'ERR_EMITTER_CLOSED')
+    if (this.#closed) throw codedError('ERR_EMITTER_CLOSED', 'the emitter is closed')
     if (typeof message !== 'string' && !(message instanceof Uint8Array)) {
-      throw codedError(new TypeError('message must be a string or a Uint8Array'), 'ERR_INVALID_MESSAGE')
+      throw codedTypeError('ERR_INVALID_ARG', 'message must be a string or a Uint8Array')
     }
     const { room } = options
     if (room !== undefined && (typeof room !== 'string' || room.length === 0 || Buffer.byteLength(room) > MAX_ROOM_ID_BYTES)) {
-      throw codedError(new TypeError(`room must be a non-empty string of at most ${MAX_ROOM_ID_BYTES} bytes`), 'ERR_INVALID_ROOM_ID')
+      throw codedTypeError('ERR_INVALID_ROOM_ID', `room must be a non-empty string of at most ${MAX_ROOM_ID_BYTES} bytes`)
     }
     const except = options.except === undefined ? [] : typeof options.except === 'string' ? [options.except] : [...options.except]
     const envelope = encodeEnvelope({ origin: this.#origin, payload: message, room, except })

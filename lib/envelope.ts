@@ -1,6 +1,8 @@
 // The cluster envelope, as native/cluster/envelope.rs reads it: the emitter writes the same
 // bytes a node publishes.
 
+import { codedRangeError, codedTypeError } from './errors'
+
 /** Layout version (native `ENVELOPE_VERSION`). */
 export const ENVELOPE_VERSION = 2
 
@@ -23,7 +25,7 @@ export function encodeEnvelope(e: EnvelopeFields): Buffer {
   const binary = typeof e.payload !== 'string'
   const payload = typeof e.payload === 'string' ? Buffer.from(e.payload, 'utf8') : Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)
   const room = Buffer.from(e.room ?? '', 'utf8')
-  if (room.length > 0xffff) throw Object.assign(new RangeError('room id longer than 65535 bytes'), { code: 'ERR_CLUSTER_ROOM_TOO_LONG' })
+  if (room.length > 0xffff) throw codedRangeError('ERR_CLUSTER_ROOM_TOO_LONG', 'room id longer than 65535 bytes')
   const out = Buffer.allocUnsafe(1 + 16 + 1 + 1 + 2 + room.length + 4 + e.except.length * 16 + payload.length)
   let at = out.writeUInt8(ENVELOPE_VERSION, 0)
   at += Buffer.from(e.origin.buffer, e.origin.byteOffset, 16).copy(out, at)
@@ -33,7 +35,7 @@ export function encodeEnvelope(e: EnvelopeFields): Buffer {
   at += room.copy(out, at)
   at = out.writeUInt32BE(e.except.length, at)
   for (const id of e.except) {
-    if (!UUID.test(id)) throw Object.assign(new TypeError(`except items must be socket ids (UUIDs), got ${JSON.stringify(id)}`), { code: 'ERR_INVALID_SOCKET_ID' })
+    if (!UUID.test(id)) throw codedTypeError('ERR_INVALID_ARG', `except items must be socket ids (UUIDs), got ${JSON.stringify(id)}`)
     at += Buffer.from(id.replace(/-/g, ''), 'hex').copy(out, at)
   }
   payload.copy(out, at)

@@ -2,11 +2,14 @@
 export { WsServer } from './server'
 export { Socket } from './socket'
 export { isSendableCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes'
+export type { CodedError, ErrorCode } from './errors'
 export type {
   CloseOptions,
   BroadcastOptions,
   ClusterOptions,
   ClusterStats,
+  RateLimitOptions,
+  RouteOptions,
   HandlerResult,
   JsonValue,
   Limits,

@@ -4,12 +4,13 @@
 // free of dependencies.
 import net from 'node:net'
 import tls from 'node:tls'
+import type { ErrorCode } from './errors'
 
-/** An error Redis answered, or a broken connection; `.code` says which. */
+/** An error Redis answered (`ERR_REDIS_REFUSED`), a broken connection (`ERR_REDIS_UNREACHABLE`) or a bad URL. */
 export class RedisError extends Error {
   constructor(
     message: string,
-    readonly code: 'ERR_REDIS_REPLY' | 'ERR_REDIS_CONNECTION' | 'ERR_REDIS_URL',
+    readonly code: Extract<ErrorCode, 'ERR_REDIS_REFUSED' | 'ERR_REDIS_UNREACHABLE' | 'ERR_INVALID_OPTION'>,
   ) {
     super(message)
     this.name = 'RedisError'
@@ -47,10 +48,10 @@ export class RespConnection {
     try {
       parsed = new URL(url)
     } catch {
-      throw new RedisError(`not a Redis URL: ${JSON.stringify(url)}`, 'ERR_REDIS_URL')
+      throw new RedisError(`not a Redis URL: ${JSON.stringify(url)}`, 'ERR_INVALID_OPTION')
     }
     if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-      throw new RedisError(`not a redis:// or rediss:// URL: ${JSON.stringify(url)}`, 'ERR_REDIS_URL')
+      throw new RedisError(`not a redis:// or rediss:// URL: ${JSON.stringify(url)}`, 'ERR_INVALID_OPTION')
     }
     const host = parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1'
     const port = Number(parsed.port || 6379)
@@ -59,7 +60,7 @@ export class RespConnection {
     this.#socket.setNoDelay(true)
     this.ready = new Promise<void>((resolve, reject) => {
       this.#socket.once(secure ? 'secureConnect' : 'connect', () => resolve())
-      this.#socket.once('error', (err) => reject(new RedisError(`cannot reach Redis at ${host}:${port}: ${err.message}`, 'ERR_REDIS_CONNECTION')))
+      this.#socket.once('error', (err) => reject(new RedisError(`cannot reach Redis at ${host}:${port}: ${err.message}`, 'ERR_REDIS_UNREACHABLE')))
     }).then(async () => {
       const password = decodeURIComponent(parsed.password)
       const user = decodeURIComponent(parsed.username)
@@ -67,8 +68,8 @@ export class RespConnection {
     })
     this.ready.catch(() => {})
     this.#socket.on('data', (chunk: Buffer) => this.#read(chunk))
-    this.#socket.on('error', (err) => this.#fail(new RedisError(`Redis connection failed: ${err.message}`, 'ERR_REDIS_CONNECTION')))
-    this.#socket.on('close', () => this.#fail(new RedisError('Redis connection closed', 'ERR_REDIS_CONNECTION')))
+    this.#socket.on('error', (err) => this.#fail(new RedisError(`Redis connection failed: ${err.message}`, 'ERR_REDIS_UNREACHABLE')))
+    this.#socket.on('close', () => this.#fail(new RedisError('Redis connection closed', 'ERR_REDIS_UNREACHABLE')))
   }
 
   /** Whether the connection broke (a new one is needed). */
@@ -105,18 +106,18 @@ export class RespConnection {
     for (;;) {
       const end = this.#buffer.indexOf('\r\n')
       if (end < 0) {
-        if (this.#buffer.length > MAX_LINE) this.#fail(new RedisError('Redis reply line too long', 'ERR_REDIS_CONNECTION'))
+        if (this.#buffer.length > MAX_LINE) this.#fail(new RedisError('Redis reply line too long', 'ERR_REDIS_UNREACHABLE'))
         return
       }
       const line = this.#buffer.toString('utf8', 1, end)
       const kind = this.#buffer[0]
       this.#buffer = this.#buffer.subarray(end + 2)
       const pending = this.#pending.shift()
-      if (!pending) return this.#fail(new RedisError('reply without a command', 'ERR_REDIS_CONNECTION'))
+      if (!pending) return this.#fail(new RedisError('reply without a command', 'ERR_REDIS_UNREACHABLE'))
       if (kind === 0x2b /* + */) pending.resolve(line)
       else if (kind === 0x3a /* : */) pending.resolve(Number(line))
-      else if (kind === 0x2d /* - */) pending.reject(new RedisError(line, 'ERR_REDIS_REPLY'))
-      else return this.#fail(new RedisError(`unexpected Redis reply type ${String.fromCharCode(kind ?? 0)}`, 'ERR_REDIS_CONNECTION'))
+      else if (kind === 0x2d /* - */) pending.reject(new RedisError(line, 'ERR_REDIS_REFUSED'))
+      else return this.#fail(new RedisError(`unexpected Redis reply type ${String.fromCharCode(kind ?? 0)}`, 'ERR_REDIS_UNREACHABLE'))
     }
   }
 }

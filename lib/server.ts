@@ -1,5 +1,18 @@
 import { randomUUID } from 'node:crypto'
-import { native, type NativeOptions, type NativePresenceEntry, type NativeRoomInfo, type NativeServer } from './binding'
+import { IncomingMessage } from 'node:http'
+import { Duplex } from 'node:stream'
+import { attach, detach, handOver, isAttachableServer, refuse, targetPath, type AttachableServer } from './attach'
+import {
+  EventKind,
+  Hook,
+  native,
+  type NativeOptions,
+  type NativePresenceEntry,
+  type NativeRateLimit,
+  type NativeRoomInfo,
+  type NativeServer,
+} from './binding'
+import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
@@ -9,6 +22,8 @@ import type {
   Limits,
   PresenceMember,
   PresenceStats,
+  RateLimitOptions,
+  RouteOptions,
   UpgradeRequest,
   UpgradeResult,
   RoomInfo,
@@ -19,26 +34,6 @@ import type {
   WebSocketHandlers,
 } from './types'
 
-/** Event kinds in a native batch header (see native/events.rs). */
-const enum Kind {
-  Connect = 0,
-  Text = 1,
-  Binary = 2,
-  Close = 3,
-  Drain = 4,
-  JoinRequest = 5,
-  Leave = 6,
-  Upgrade = 7,
-  UpgradeFailed = 8,
-}
-
-/** Hook bits telling the engine which events to send (see native/engine.rs). */
-const enum Hook {
-  Message = 1,
-  JoinRoom = 2,
-  LeaveRoom = 4,
-  Upgrade = 8,
-}
 /** u32 slots per event in a batch header. */
 const STRIDE = 5
 /** Events handled before the drain loop lets the Node event loop run. */
@@ -69,33 +64,79 @@ function ownString(text: string, start: number, end: number): string {
   return (' ' + text.substring(start, end)).slice(1)
 }
 
+/** A `TypeError` for a bad option. */
+function badOption(message: string): CodedError<TypeError> {
+  return codedTypeError('ERR_INVALID_OPTION', message)
+}
+
+/** A `TypeError` for a bad method argument. */
+function badArg(message: string): CodedError<TypeError> {
+  return codedTypeError('ERR_INVALID_ARG', message)
+}
+
+/** The integer option `name`, or `ERR_INVALID_OPTION`. */
 function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
+    throw badOption(`${name} must be an integer, got ${typeof value === 'number' ? value : typeof value}`)
   }
-  if (value < min || value > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${value}`)
+  if (value < min || value > max) {
+    throw codedRangeError('ERR_INVALID_OPTION', `${name} must be between ${min} and ${max}, got ${value}`)
+  }
   return value
 }
 
 function checkStringList(name: string, value: unknown): string[] {
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0)) {
-    throw new TypeError(`${name} must be an array of non-empty strings`)
+    throw badOption(`${name} must be an array of non-empty strings`)
   }
   return [...(value as string[])]
 }
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/
 
+/** `rateLimit` (server-wide or per path) checked and in the engine's shape. */
+function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError(`${name} must be an object: { messages?, bytes?, interval?, policy? }`)
+  }
+  const r = value as RateLimitOptions
+  const out: NativeRateLimit = {}
+  if (r.messages !== undefined) out.messages = checkInteger(`${name}.messages`, r.messages, 0, MAX_U32)
+  if (r.bytes !== undefined) out.bytes = checkInteger(`${name}.bytes`, r.bytes, 0, MAX_U32)
+  if (r.interval !== undefined) out.interval = checkInteger(`${name}.interval`, r.interval, 1, MAX_U32)
+  if (r.policy !== undefined) {
+    if (r.policy !== 'close' && r.policy !== 'drop') {
+      throw new TypeError(`${name}.policy must be 'close' or 'drop', got ${String(r.policy)}`)
+    }
+    out.policy = r.policy
+  }
+  if (!out.messages && !out.bytes) throw new RangeError(`${name} must limit messages or bytes (a positive number)`)
+  return out
+}
+
+/** An endpoint path (`metricsPath`, `healthPath`). */
+function checkPath(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !/^\/[\x21-\x7e]*$/.test(value) || value.includes('?') || value.includes('#')) {
+    throw new TypeError(`${name} must be a path starting with '/' (no query), got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean`)
+  return value
+}
+
 function toNativeOptions(input: number | ServerOptions | undefined): NativeOptions {
   if (input === undefined) return {}
   if (typeof input === 'number') return { port: checkInteger('port', input, 0, 65535) }
   if (typeof input !== 'object' || input === null) {
-    throw new TypeError(`new WsServer() takes a port number or an options object, got ${input === null ? 'null' : typeof input}`)
+    throw badOption(`new WsServer() takes a port number or an options object, got ${input === null ? 'null' : typeof input}`)
   }
   const out: NativeOptions = {}
   if (input.port !== undefined) out.port = checkInteger('port', input.port, 0, 65535)
   if (input.host !== undefined) {
-    if (typeof input.host !== 'string' || input.host.length === 0) throw new TypeError('host must be a non-empty string')
+    if (typeof input.host !== 'string' || input.host.length === 0) throw badOption('host must be a non-empty string')
     out.host = input.host
   }
   for (const name of DURATION_OPTIONS) {
@@ -106,12 +147,12 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   }
   if (input.backpressurePolicy !== undefined) {
     if (input.backpressurePolicy !== 'close' && input.backpressurePolicy !== 'drop') {
-      throw new TypeError(`backpressurePolicy must be 'close' or 'drop', got ${String(input.backpressurePolicy)}`)
+      throw badOption(`backpressurePolicy must be 'close' or 'drop', got ${String(input.backpressurePolicy)}`)
     }
     out.backpressurePolicy = input.backpressurePolicy
   }
   if (input.autoCreateRooms !== undefined) {
-    if (typeof input.autoCreateRooms !== 'boolean') throw new TypeError('autoCreateRooms must be a boolean')
+    if (typeof input.autoCreateRooms !== 'boolean') throw badOption('autoCreateRooms must be a boolean')
     out.autoCreateRooms = input.autoCreateRooms
   }
   if (input.allowedOrigins !== undefined) out.allowedOrigins = checkStringList('allowedOrigins', input.allowedOrigins)
@@ -123,17 +164,38 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     out.protocols = checkStringList('protocols', input.protocols)
   }
   if (input.reusePort !== undefined) {
-    if (typeof input.reusePort !== 'boolean') throw new TypeError('reusePort must be a boolean')
+    if (typeof input.reusePort !== 'boolean') throw badOption('reusePort must be a boolean')
     out.reusePort = input.reusePort
   }
+  if (input.metricsPath !== undefined) out.metricsPath = checkPath('metricsPath', input.metricsPath)
+  if (input.healthPath !== undefined) out.healthPath = checkPath('healthPath', input.healthPath)
+  if (out.metricsPath !== undefined && out.metricsPath === out.healthPath) {
+    throw new TypeError('metricsPath and healthPath must differ')
+  }
+  if (input.trustProxy !== undefined) {
+    const list = checkStringList('trustProxy', input.trustProxy)
+    const bad = native.checkTrustProxy(list)
+    if (bad !== null) {
+      throw new TypeError(`trustProxy entries must be IP addresses or CIDR ranges (network address/prefix), got ${JSON.stringify(bad)}`)
+    }
+    out.trustProxy = list
+  }
+  if (input.proxyHeader !== undefined) {
+    if (input.proxyHeader !== 'x-forwarded-for' && input.proxyHeader !== 'forwarded') {
+      throw new TypeError(`proxyHeader must be 'x-forwarded-for' or 'forwarded', got ${String(input.proxyHeader)}`)
+    }
+    out.proxyHeader = input.proxyHeader
+  }
+  if (input.proxyProtocol !== undefined) out.proxyProtocol = checkBoolean('proxyProtocol', input.proxyProtocol)
+  if (input.rateLimit !== undefined) out.rateLimit = toNativeRateLimit('rateLimit', input.rateLimit)
   if (input.presence !== undefined) {
     const p: unknown = input.presence
-    if (typeof p !== 'object' || p === null) throw new TypeError('presence must be an object: { fields }')
+    if (typeof p !== 'object' || p === null) throw badOption('presence must be an object: { fields }')
     out.presenceFields = checkStringList('presence.fields', (p as { fields?: unknown }).fields ?? [])
   }
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
-    if (typeof c !== 'object' || c === null) throw new TypeError('cluster must be an object: { redis, prefix? }')
+    if (typeof c !== 'object' || c === null) throw badOption('cluster must be an object: { redis, prefix? }')
     const { redis, prefix, channels, unsubscribeLinger, sharded } = c as {
       redis?: unknown
       sharded?: unknown
@@ -143,23 +205,23 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     }
     const urls = Array.isArray(redis) ? (redis as unknown[]) : [redis]
     if (urls.length === 0 || urls.length > 64 || !urls.every((u) => typeof u === 'string' && /^rediss?:\/\//.test(u))) {
-      throw new TypeError(`cluster.redis must be a redis:// URL or a list of 1-64 of them, got ${JSON.stringify(redis)}`)
+      throw badOption(`cluster.redis must be a redis:// URL or a list of 1-64 of them, got ${JSON.stringify(redis)}`)
     }
     out.clusterRedis = urls[0] as string
     out.clusterRedisNodes = urls as string[]
     if (sharded !== undefined) {
-      if (typeof sharded !== 'boolean') throw new TypeError('cluster.sharded must be a boolean')
+      if (typeof sharded !== 'boolean') throw badOption('cluster.sharded must be a boolean')
       out.clusterSharded = sharded
     }
     if (prefix !== undefined) {
       if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
-        throw new TypeError('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
+        throw badOption('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
       }
       out.clusterPrefix = prefix
     }
     if (channels !== undefined) {
       if (channels !== 'room' && channels !== 'single') {
-        throw new TypeError(`cluster.channels must be 'room' or 'single', got ${JSON.stringify(channels)}`)
+        throw badOption(`cluster.channels must be 'room' or 'single', got ${JSON.stringify(channels)}`)
       }
       out.clusterChannels = channels
     }
@@ -168,6 +230,36 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     }
   }
   return out
+}
+
+/** How a server gets its connections: its own port, an http server's, or `handleUpgrade()`. */
+type Mode = { kind: 'port' } | { kind: 'server'; server: AttachableServer } | { kind: 'noServer' }
+
+const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort'] as const
+
+function invalidOption(message: string): TypeError {
+  return codedTypeError('ERR_INVALID_OPTION', message)
+}
+
+/** Reads `server`, `noServer` and `adopt`: the attach mode, if any, and whether to adopt. */
+function toMode(input: number | ServerOptions | undefined): { mode: Mode; adopt: boolean } {
+  if (typeof input !== 'object' || input === null) return { mode: { kind: 'port' }, adopt: true }
+  const { server, noServer, adopt } = input as { server?: unknown; noServer?: unknown; adopt?: unknown }
+  if (adopt !== undefined && typeof adopt !== 'boolean') throw invalidOption('adopt must be a boolean')
+  if (noServer !== undefined && typeof noServer !== 'boolean') throw invalidOption('noServer must be a boolean')
+  if (server !== undefined && !isAttachableServer(server)) {
+    throw invalidOption('server must be an http.Server or https.Server')
+  }
+  const attached = server !== undefined || noServer === true
+  if (server !== undefined && noServer === true) throw invalidOption('server and noServer cannot be used together')
+  if (attached) {
+    const clash = OWN_PORT_OPTIONS.find((name) => input[name] !== undefined)
+    if (clash) throw invalidOption(`${clash} cannot be used with ${server !== undefined ? 'server' : 'noServer'}`)
+  } else if (adopt !== undefined) {
+    throw invalidOption('adopt only applies with server or noServer')
+  }
+  const mode: Mode = isAttachableServer(server) ? { kind: 'server', server } : noServer === true ? { kind: 'noServer' } : { kind: 'port' }
+  return { mode, adopt: adopt ?? true }
 }
 
 function parseQuery(query: string): Record<string, string> {
@@ -182,11 +274,11 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 function exceptIds(except: BroadcastOptions['except']): string[] {
   if (except === undefined) return []
   const list = typeof except === 'string' || except instanceof Socket ? [except] : except
-  if (!Array.isArray(list)) throw new TypeError('except must be a socket id, a Socket, or a list of them')
+  if (!Array.isArray(list)) throw badOption('except must be a socket id, a Socket, or a list of them')
   return list.map((item: unknown) => {
     const id = item instanceof Socket ? item.id : item
     if (typeof id !== 'string' || !UUID.test(id)) {
-      throw new TypeError(`except items must be socket ids (UUIDs) or Socket objects, got ${JSON.stringify(id)}`)
+      throw badOption(`except items must be socket ids (UUIDs) or Socket objects, got ${JSON.stringify(id)}`)
     }
     return id
   })
@@ -205,8 +297,10 @@ function toRoomInfo(r: NativeRoomInfo): RoomInfo {
   return info
 }
 
-function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value))
+/** What `onError` receives when handler `name` threw `thrown` (or its promise rejected with it). */
+function handlerError(name: string, thrown: unknown): CodedError {
+  const detail = thrown instanceof Error ? thrown.message : String(thrown)
+  return codedError('ERR_HANDLER_FAILED', `${name} failed: ${detail}`, thrown)
 }
 
 /** A WebSocket server whose sockets, framing and fan-out run in Rust. */
@@ -225,26 +319,93 @@ export class WsServer {
   #state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle'
   #port: number | undefined
   #closing: Promise<void> | undefined
+  readonly #mode: Mode
+  readonly #adopt: boolean
+  /** Sockets handed over by `handleUpgrade()`, so a second call on one is refused. */
+  readonly #taken = new WeakSet<Duplex>()
+  /** `handleUpgrade()` callbacks by attach id, until the connect or upgrade-failed event. */
+  readonly #attaching = new Map<number, { req: IncomingMessage; cb: (socket: Socket, req: IncomingMessage) => void }>()
 
-  /** `new WsServer(3000)` or `new WsServer({ port, host, ...limits })`. */
+  /**
+   * `new WsServer(3000)`, `new WsServer({ port, host, ...limits })`, or in attach mode
+   * `new WsServer({ server: httpServer })` / `new WsServer({ noServer: true })`.
+   */
   constructor(portOrOptions?: number | ServerOptions) {
+    const { mode, adopt } = toMode(portOrOptions)
     const options = toNativeOptions(portOrOptions)
+    this.#mode = mode
+    this.#adopt = adopt
     this.#host = options.host ?? '0.0.0.0'
     this.#clustered = options.clusterRedis !== undefined
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
     this.#native = new native.NativeServer(options)
     this.#handle = this.#native.handle
+    if (mode.kind !== 'port') this.#startAttached(mode)
+  }
+
+  /** Attach mode: events flow at once, without a port; `{ server }` joins that server's dispatcher. */
+  #startAttached(mode: Mode): void {
+    this.#state = 'listening'
+    this.#native.listen(() => this.#drain(), false).catch((err: unknown) => {
+      // Only the cluster link can fail here; upgrades are refused from now on.
+      console.error('[rnode-ws] attach mode could not start:', err)
+      void this.close()
+    })
+    if (mode.kind === 'server') attach(mode.server, this)
+  }
+
+  /** Whether `handleUpgrade()` would take this request: a `websocket()` route has its path. */
+  shouldHandle(req: IncomingMessage): boolean {
+    return this.#state === 'listening' && this.#mode.kind !== 'port' && this.#routes.has(targetPath(req.url))
+  }
+
+  /**
+   * Attach mode: hands an upgrade request from an http server's `upgrade` event to the engine,
+   * which runs the same checks as on its own port and answers the 101 or the HTTP error itself.
+   * `cb` runs once the connection is open, before the route's `onConnect`; a refused upgrade
+   * never calls it. A socket that is already destroyed is ignored.
+   */
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    cb?: (socket: Socket, req: IncomingMessage) => void,
+  ): void {
+    if (this.#mode.kind === 'port') {
+      throw codedError('ERR_NOT_ATTACHED', 'handleUpgrade() needs a server made with { server } or { noServer: true }')
+    }
+    if (!(req instanceof IncomingMessage)) throw codedTypeError('ERR_INVALID_ARG', 'req must be an http.IncomingMessage')
+    if (!(socket instanceof Duplex)) throw codedTypeError('ERR_INVALID_ARG', 'socket must be a Duplex stream')
+    if (!Buffer.isBuffer(head)) throw codedTypeError('ERR_INVALID_ARG', 'head must be a Buffer')
+    if (cb !== undefined && typeof cb !== 'function') throw codedTypeError('ERR_INVALID_ARG', 'cb must be a function')
+    if (this.#taken.has(socket)) {
+      throw codedError('ERR_UPGRADE_TAKEN', 'handleUpgrade() was already called with this socket')
+    }
+    if (socket.destroyed) return
+    const response = (socket as { _httpMessage?: unknown })._httpMessage
+    if (socket.writableEnded || response !== undefined && response !== null) {
+      throw codedError('ERR_UPGRADE_ANSWERED', 'this request was already answered over HTTP')
+    }
+    this.#taken.add(socket)
+    if (this.#state !== 'listening') return refuse(socket, 503, 'Server shutting down')
+    const id = handOver(this.#native, req, socket, head, this.#adopt)
+    if (cb && id !== 0) this.#attaching.set(id, { req, cb })
   }
 
   /** The limits in force, defaults filled in. */
   get limits(): Limits {
     const l = this.#native.limits()
+    const r = l.rateLimit ?? undefined
     return {
       ...l,
       backpressurePolicy: l.backpressurePolicy === 'drop' ? 'drop' : 'close',
       maxConnections: l.maxConnections ?? undefined,
       maxConnectionsPerIp: l.maxConnectionsPerIp ?? undefined,
+      rateLimit:
+        r === undefined
+          ? undefined
+          : { messages: r.messages ?? 0, bytes: r.bytes ?? 0, interval: r.interval ?? 1000, policy: r.policy === 'drop' ? 'drop' : 'close' },
     }
   }
 
@@ -253,29 +414,42 @@ export class WsServer {
     return this.#port
   }
 
-  /** Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`). */
-  websocket(path: string, handlers: WebSocketHandlers = {}): this {
+  /**
+   * Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`);
+   * `options.rateLimit` replaces the server's `rateLimit` for this path's connections.
+   */
+  websocket(path: string, handlers: WebSocketHandlers = {}, options: RouteOptions = {}): this {
     if (typeof path !== 'string' || !path.startsWith('/')) {
-      throw new TypeError(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
+      throw badArg(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
     }
-    if (typeof handlers !== 'object' || handlers === null) throw new TypeError('websocket() handlers must be an object')
+    if (typeof handlers !== 'object' || handlers === null) throw badArg('websocket() handlers must be an object')
     for (const name of HANDLER_NAMES) {
       const fn: unknown = handlers[name]
-      if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`${name} must be a function, got ${typeof fn}`)
+      if (fn !== undefined && typeof fn !== 'function') throw badArg(`${name} must be a function, got ${typeof fn}`)
     }
+    if (typeof options !== 'object' || options === null) throw new TypeError('websocket() options must be an object')
+    const rateLimit = options.rateLimit === undefined ? null : toNativeRateLimit('rateLimit', options.rateLimit)
     this.#routes.set(path, { ...handlers })
     const hooks =
       (handlers.onMessage ? Hook.Message : 0) |
       (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
       (handlers.onLeaveRoom ? Hook.LeaveRoom : 0) |
       (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0)
-    this.#native.addRoute(path, hooks)
+    this.#native.addRoute(path, hooks, rateLimit)
     return this
   }
 
-  /** Binds and starts accepting. Resolves with the bound port (useful with port 0). */
+  /**
+   * Binds and starts accepting. Resolves with the bound port (useful with port 0). Rejects with
+   * `ERR_ADDR_IN_USE`, `ERR_ADDR_NOT_AVAILABLE`, `ERR_LISTEN_FAILED`, `ERR_REDIS_UNREACHABLE`,
+   * `ERR_REDIS_REFUSED`, `ERR_ALREADY_LISTENING` or `ERR_SERVER_CLOSED`.
+   */
   async listen(): Promise<{ port: number; host: string }> {
-    if (this.#state !== 'idle') throw new Error(`listen() called on a server that is ${this.#state}`)
+    if (this.#mode.kind !== 'port') {
+      throw codedError('ERR_ATTACHED', 'a server in attach mode (server or noServer) does not listen')
+    }
+    if (this.#state === 'listening') throw codedError('ERR_ALREADY_LISTENING', 'listen() was already called on this server')
+    if (this.#state !== 'idle') throw codedError('ERR_SERVER_CLOSED', `listen() called on a server that is ${this.#state}`)
     this.#state = 'listening'
     try {
       this.#port = await this.#native.listen(() => this.#drain())
@@ -295,15 +469,25 @@ export class WsServer {
     const timeout = options.timeout === undefined ? 5000 : checkInteger('timeout', options.timeout, 0, MAX_U32)
     const wasListening = this.#state === 'listening'
     this.#state = 'closing'
+    if (this.#mode.kind === 'server') detach(this.#mode.server, this)
     this.#closing = (async () => {
       if (wasListening) {
         await this.#native.shutdown(timeout)
         this.#drain()
       }
       this.#native.dispose()
+      this.#attaching.clear()
       this.#state = 'closed'
     })()
     return this.#closing
+  }
+
+  /**
+   * This server's metrics in the Prometheus text exposition format (version 0.0.4): serve it
+   * with content type `text/plain; version=0.0.4`, or let `metricsPath` do it.
+   */
+  metrics(): string {
+    return this.#native.metrics()
   }
 
   /** The open connection with this id, if any. */
@@ -325,19 +509,20 @@ export class WsServer {
 
   /** Creates a room and returns its id (generated when `options.id` is absent). */
   createRoom(name: string, options: RoomOptions = {}): string {
-    if (typeof name !== 'string') throw new TypeError(`createRoom() name must be a string, got ${typeof name}`)
+    if (typeof name !== 'string') throw badArg(`createRoom() name must be a string, got ${typeof name}`)
     const id = options.id ?? randomUUID()
     checkRoomId(id)
     if (options.maxConnections !== undefined) checkInteger('maxConnections', options.maxConnections, 1, MAX_U32)
     if (options.description !== undefined && typeof options.description !== 'string') {
-      throw new TypeError('description must be a string')
+      throw badOption('description must be a string')
     }
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
-      throw new TypeError('metadata must be an object')
+      throw badOption('metadata must be an object')
     }
     if (options.presenceEvents !== undefined && typeof options.presenceEvents !== 'boolean') {
-      throw new TypeError('presenceEvents must be a boolean')
+      throw badOption('presenceEvents must be a boolean')
     }
+    if (options.metrics !== undefined) checkBoolean('metrics', options.metrics)
     const created = this.#native.createRoom({
       presenceEvents: options.presenceEvents,
       id,
@@ -345,8 +530,9 @@ export class WsServer {
       description: options.description,
       maxConnections: options.maxConnections,
       metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
+      metrics: options.metrics,
     })
-    if (!created) throw new Error(`a room with id ${JSON.stringify(id)} already exists`)
+    if (!created) throw codedError('ERR_ROOM_EXISTS', `a room with id ${JSON.stringify(id)} already exists`)
     return id
   }
 
@@ -419,12 +605,12 @@ export class WsServer {
     const data = typeof message === 'string' || message instanceof Uint8Array ? message : undefined
     const bytes = message instanceof ArrayBuffer ? new Uint8Array(message) : data
     if (bytes === undefined) {
-      throw new TypeError('broadcast() takes a string, Buffer, Uint8Array or ArrayBuffer')
+      throw badArg('broadcast() takes a string, Buffer, Uint8Array or ArrayBuffer')
     }
     if (options.room !== undefined) checkRoomId(options.room)
     const except = exceptIds(options.except)
     if (options.filter) {
-      if (typeof options.filter !== 'function') throw new TypeError('filter must be a function')
+      if (typeof options.filter !== 'function') throw badOption('filter must be a function')
       const candidates = options.room === undefined ? this.#sockets.values() : this.getConnections(options.room)
       const ids: number[] = []
       for (const socket of candidates) {
@@ -466,6 +652,7 @@ export class WsServer {
       totalRooms: s.totalRooms,
       connectionsByRoom: this.#native.roomCounts(),
       peakQueuedBytes: s.peakQueuedBytes,
+      rateLimited: s.rateLimited,
       ...(this.#clustered
         ? {
             cluster: {
@@ -521,16 +708,16 @@ export class WsServer {
         const conn = h[i + 1]!
         const start = h[i + 2]!
         const end = h[i + 3]!
-        switch (h[i] as Kind) {
-          case Kind.Connect:
+        switch (h[i] as EventKind) {
+          case EventKind.Connect:
             this.#onConnect(conn, text.substring(start, end))
             break
-          case Kind.Text: {
+          case EventKind.Text: {
             const socket = this.#sockets.get(conn)
             if (socket !== undefined) this.#message(socket, text.substring(start, end))
             break
           }
-          case Kind.Binary: {
+          case EventKind.Binary: {
             const socket = this.#sockets.get(conn)
             // A copy, so user code may keep it without pinning the whole batch buffer.
             if (socket !== undefined) {
@@ -538,24 +725,25 @@ export class WsServer {
             }
             break
           }
-          case Kind.Close:
+          case EventKind.Close:
             this.#onClose(conn, h[i + 4]!, ownString(text, start, end))
             break
-          case Kind.Drain: {
+          case EventKind.Drain: {
             const socket = this.#sockets.get(conn)
             if (socket) this.#call(socket, 'onDrain')
             break
           }
-          case Kind.JoinRequest:
+          case EventKind.JoinRequest:
             this.#onJoinRequest(conn, h[i + 4]!, ownString(text, start, end))
             break
-          case Kind.Upgrade:
+          case EventKind.Upgrade:
             this.#onUpgrade(h[i + 4]!, text.substring(start, end))
             break
-          case Kind.UpgradeFailed:
+          case EventKind.UpgradeFailed:
             this.#upgradeData.delete(h[i + 4]!)
+            this.#attaching.delete(h[i + 4]!)
             break
-          case Kind.Leave: {
+          case EventKind.Leave: {
             const socket = this.#sockets.get(conn)
             if (socket) this.#call(socket, 'onLeaveRoom', ownString(text, start, end))
             break
@@ -574,6 +762,16 @@ export class WsServer {
     }
     this.#sockets.set(conn, socket)
     this.#byId.set(socket.id, socket)
+    const attaching = info.attach === 0 ? undefined : this.#attaching.get(info.attach)
+    if (attaching) {
+      this.#attaching.delete(info.attach)
+      try {
+        attaching.cb(socket, attaching.req)
+      } catch (err) {
+        this.#fail(socket, 'onConnect', err)
+        return
+      }
+    }
     this.#call(socket, 'onConnect')
   }
 
@@ -603,7 +801,7 @@ export class WsServer {
     const decide = (result: UpgradeResult): void => {
       if (result === false) return refuse(401, 'Unauthorized')
       if (result !== undefined && typeof result !== 'boolean' && typeof result !== 'object') {
-        throw new TypeError(`onUpgrade must return a boolean, an object or nothing, got ${typeof result}`)
+        throw codedTypeError('ERR_INVALID_HANDLER_RESULT', `onUpgrade must return a boolean, an object or nothing, got ${typeof result}`)
       }
       const verdict = typeof result === 'object' && result !== null ? result : {}
       if ('status' in verdict) {
@@ -611,13 +809,13 @@ export class WsServer {
         return refuse(status, typeof verdict.message === 'string' ? verdict.message : 'Upgrade refused')
       }
       if (verdict.clientId !== undefined && (typeof verdict.clientId !== 'string' || !CLIENT_ID.test(verdict.clientId))) {
-        throw new TypeError('onUpgrade clientId must be 1-64 characters of [A-Za-z0-9_.:-]')
+        throw codedTypeError('ERR_INVALID_HANDLER_RESULT', 'onUpgrade clientId must be 1-64 characters of [A-Za-z0-9_.:-]')
       }
       let protocol = typeof verdict.protocol === 'string' ? verdict.protocol : undefined
       if (protocol === undefined && this.#selectProtocol && req.protocols.length > 0) {
         const chosen = this.#selectProtocol(req.protocols, req)
         if (chosen !== false && !req.protocols.includes(chosen)) {
-          throw new TypeError(`protocol selector returned ${JSON.stringify(chosen)}, which the client did not offer`)
+          throw codedTypeError('ERR_INVALID_HANDLER_RESULT', `protocol selector returned ${JSON.stringify(chosen)}, which the client did not offer`)
         }
         protocol = chosen === false ? undefined : chosen
       }
@@ -657,7 +855,7 @@ export class WsServer {
     }
     const refuse = (err: unknown): void => {
       this.#native.resolveJoin(request, false)
-      this.#report(socket, 'onJoinRoom', toError(err))
+      this.#report(socket, 'onJoinRoom', handlerError('onJoinRoom', err))
     }
     try {
       const verdict = hook(socket, roomId)
@@ -697,11 +895,11 @@ export class WsServer {
 
   #fail(socket: Socket, name: HandlerName, err: unknown): void {
     if (socket.isOpen) socket.close(1011, 'Internal server error')
-    this.#report(socket, name, toError(err))
+    this.#report(socket, name, handlerError(name, err))
   }
 
   /** Hands an error to `onError`, or to stderr when there is none (or it is the one failing). */
-  #report(socket: Socket, name: HandlerName, error: Error): void {
+  #report(socket: Socket, name: HandlerName, error: CodedError): void {
     const onError = this.#routes.get(socket.path)?.onError
     if (onError && name !== 'onError') {
       try {

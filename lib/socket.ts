@@ -1,5 +1,6 @@
-import { native as binding, type NativeServer } from './binding'
+import { JoinResult, native as binding, type NativeServer } from './binding'
 import { checkClose } from './close-codes'
+import { codedError, codedTypeError } from './errors'
 import type { JsonValue, SendStatus, WebSocketHandlers } from './types'
 
 const STATUS: readonly SendStatus[] = ['sent', 'buffered', 'dropped']
@@ -16,18 +17,24 @@ export interface ConnectionInfo {
   protocol: string
   /** Id of the `onUpgrade` request this connection came through (0: none). */
   upgrade: number
+  /** Id of the attach-mode hand-over this connection came through (0: own port). */
+  attach: number
 }
 
 /** Longest room id in UTF-8 bytes (matches the engine). */
 export const MAX_ROOM_ID_BYTES = 256
 
-/** Throws `TypeError` for a room id the engine would refuse. */
+/** Throws `TypeError` with `ERR_INVALID_ROOM_ID` for a room id the engine would refuse. */
 export function checkRoomId(roomId: unknown): asserts roomId is string {
-  if (typeof roomId !== 'string') throw new TypeError(`room id must be a string, got ${typeof roomId}`)
+  if (typeof roomId !== 'string') throw codedTypeError('ERR_INVALID_ROOM_ID', `room id must be a string, got ${typeof roomId}`)
   const bytes = Buffer.byteLength(roomId)
   if (bytes === 0 || bytes > MAX_ROOM_ID_BYTES) {
-    throw new TypeError(`room id must be 1 to ${MAX_ROOM_ID_BYTES} bytes, got ${bytes}`)
+    throw codedTypeError('ERR_INVALID_ROOM_ID', `room id must be 1 to ${MAX_ROOM_ID_BYTES} bytes, got ${bytes}`)
   }
+}
+
+function closedError(socket: Socket): Error {
+  return codedError('ERR_SOCKET_CLOSED', `socket ${socket.id} is closed`)
 }
 
 function describe(value: unknown): string {
@@ -115,10 +122,13 @@ export class Socket {
     if (data instanceof ArrayBuffer) {
       return STATUS[binding.sendBinary(handle, this.conn, new Uint8Array(data))] ?? 'dropped'
     }
-    throw new TypeError(`socket.send() takes a string, Buffer, Uint8Array or ArrayBuffer, got ${describe(data)}`)
+    throw codedTypeError('ERR_INVALID_ARG', `socket.send() takes a string, Buffer, Uint8Array or ArrayBuffer, got ${describe(data)}`)
   }
 
-  /** Starts the close handshake. Throws `RangeError` for an invalid code or a reason over 123 bytes. */
+  /**
+   * Starts the close handshake (nothing happens once closed). Throws `ERR_INVALID_CLOSE_CODE` /
+   * `ERR_INVALID_CLOSE_REASON` for a code an application may not send or a reason over 123 bytes.
+   */
   close(code = 1000, reason = ''): void {
     checkClose(code, reason)
     if (this.#open) this.#native.closeConnection(this.conn, code, reason)
@@ -148,7 +158,7 @@ export class Socket {
   joinRoom(roomId: string): boolean {
     checkRoomId(roomId)
     const result = this.#native.joinRoom(this.conn, roomId)
-    return result === 'joined' || result === 'already'
+    return result === JoinResult.Joined || result === JoinResult.Already
   }
 
   /** Leaves one room, or every room without an argument. Returns whether it left any. */
@@ -159,22 +169,26 @@ export class Socket {
 
   /**
    * Sends a `room_message` (with this socket's `clientId` as `from_client_id`) to the room's other
-   * members. Returns how many received it; throws if this socket is not in the room.
+   * members. Returns how many received it; throws `ERR_NOT_IN_ROOM` if this socket is not in the
+   * room, `ERR_SOCKET_CLOSED` once it is closed.
    */
   sendToRoom(roomId: string, message: JsonValue): number {
     checkRoomId(roomId)
     const json = JSON.stringify(message)
-    if (json === undefined) throw new TypeError('sendToRoom() message must be JSON-serializable')
-    const n = this.#native.sendToRoom(this.conn, roomId, json)
-    if (n < 0) throw new Error(`socket ${this.id} is not in room ${roomId}`)
-    return n
+    if (json === undefined) throw codedTypeError('ERR_INVALID_ARG', 'sendToRoom() message must be JSON-serializable')
+    if (!this.#open) throw closedError(this)
+    return this.#native.sendToRoom(this.conn, roomId, json)
   }
 
-  /** Stores a JSON-serializable value under `key`, natively; `undefined` removes it. */
+  /**
+   * Stores a JSON-serializable value under `key`, natively; `undefined` removes it. Throws
+   * `ERR_SOCKET_CLOSED` once the socket is closed (values stored before stay readable).
+   */
   setMetadata(key: string, value: JsonValue | undefined): void {
-    if (typeof key !== 'string') throw new TypeError(`metadata key must be a string, got ${typeof key}`)
+    if (typeof key !== 'string') throw codedTypeError('ERR_INVALID_ARG', `metadata key must be a string, got ${typeof key}`)
     const json = value === undefined ? null : JSON.stringify(value)
-    if (json === undefined) throw new TypeError('metadata value must be JSON-serializable')
+    if (json === undefined) throw codedTypeError('ERR_INVALID_ARG', 'metadata value must be JSON-serializable')
+    if (!this.#open) throw closedError(this)
     this.#native.setMetadata(this.conn, key, json)
   }
 

@@ -1,3 +1,6 @@
+import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { CodedError } from './errors'
 import type { Socket } from './socket'
 
 /** The HTTP upgrade request as `onUpgrade` sees it. */
@@ -10,6 +13,27 @@ export interface UpgradeRequest {
   remoteAddress: string
   /** Subprotocols the client offered, in its order. */
   protocols: string[]
+}
+
+/**
+ * A per-connection token bucket on inbound frames, applied in the engine before anything
+ * reaches JavaScript. Data messages, built-in protocol messages, pings and pongs count.
+ */
+export interface RateLimitOptions {
+  /** Messages per `interval`; 0 or absent: not limited. */
+  messages?: number
+  /** Payload bytes per `interval`; 0 or absent: not limited. */
+  bytes?: number
+  /** Interval in ms. Default 1 000. */
+  interval?: number
+  /** Over the limit: `'close'` closes with 1008 (default), `'drop'` drops the message and counts it. */
+  policy?: 'close' | 'drop'
+}
+
+/** Per-path options: `server.websocket(path, handlers, options)`. */
+export interface RouteOptions {
+  /** This path's rate limit, replacing the server's `rateLimit`. */
+  rateLimit?: RateLimitOptions
 }
 
 /** What `onUpgrade` may return: accept (optionally with a clientId and `socket.data`), or refuse. */
@@ -34,10 +58,20 @@ export interface WebSocketHandlers {
   onConnect?: (socket: Socket) => HandlerResult
   /** A text (`string`) or binary (`Buffer`) message arrived. */
   onMessage?: (socket: Socket, message: string | Buffer) => HandlerResult
-  /** The connection is gone; `code` is the peer's close code, 1005 without one, 1006 if it dropped. */
+  /**
+   * The connection is gone. `code` and `reason` are the peer's close frame when one came (1005
+   * and `''` if it carried no code); else the code the engine failed the connection with (1002,
+   * 1007, 1008, 1009, or 1006 with `'Idle timeout'`); else the close we sent and the peer never
+   * answered (`socket.close()`, 1001 from `server.close()`); else 1006 (the TCP connection dropped).
+   */
   onClose?: (socket: Socket, code: number, reason: string) => HandlerResult
-  /** A handler threw (the connection is closed with 1011) or the engine reports a problem. */
-  onError?: (socket: Socket, error: Error) => HandlerResult
+  /**
+   * A handler of this socket threw or its promise rejected: `error.code` is `'ERR_HANDLER_FAILED'`
+   * and `error.cause` what was thrown. The connection is closed with 1011 (except for a refused
+   * `onJoinRoom`, which only refuses the join). Protocol violations and limits are not errors
+   * here: the engine closes the connection with a close code, which `onClose` reports.
+   */
+  onError?: (socket: Socket, error: CodedError) => HandlerResult
   /** The send buffer emptied after `send()` reported `'buffered'`. */
   onDrain?: (socket: Socket) => HandlerResult
   /**
@@ -51,6 +85,19 @@ export interface WebSocketHandlers {
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */
 export interface ServerOptions {
+  /**
+   * Attach mode: take WebSocket upgrades from this http or https server's port (its `upgrade`
+   * event) instead of binding a port. Paths without a `websocket()` route are left to the
+   * server's other `upgrade` listeners (404 when there is none). Not with `port`/`host`.
+   */
+  server?: HttpServer | HttpsServer
+  /** Attach mode without a server: the application calls `handleUpgrade()` itself. */
+  noServer?: boolean
+  /**
+   * Attach mode: take over plain TCP sockets' descriptors (Linux, macOS). `false` pumps every
+   * connection's bytes through the engine instead, as for TLS sockets and on Windows. Default true.
+   */
+  adopt?: boolean
   /** TCP port; 0 picks a free one (see `listen()`'s result). Default 0. */
   port?: number
   /** Interface to bind. Default `'0.0.0.0'`. */
@@ -95,7 +142,7 @@ export interface ServerOptions {
   reusePort?: boolean
   /**
    * Scale-out: servers sharing a Redis deliver broadcasts and room messages to each other's
-   * members. `listen()` rejects when Redis cannot be reached.
+   * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
   /**
@@ -104,6 +151,22 @@ export interface ServerOptions {
    * TTL each node refreshes), so `presence(room, { scope: 'cluster' })` sees every node.
    */
   presence?: PresenceOptions
+  /** Serve `server.metrics()` (Prometheus text) on GET of this path on the engine's port. Default: off. */
+  metricsPath?: string
+  /** Answer GET of this path with health JSON: 200 while serving, 503 once `close()` began. Default: off. */
+  healthPath?: string
+  /**
+   * Trusted proxies: addresses and CIDR ranges (`['10.0.0.0/8', '127.0.0.1', '::1']`). When the
+   * peer is one of them, the client address is the rightmost address of `proxyHeader` that is
+   * not; `maxConnectionsPerIp`, `onUpgrade` and `socket.remoteAddress` see it. Default: none.
+   */
+  trustProxy?: string[]
+  /** The header trusted proxies set: `'x-forwarded-for'` (default) or `'forwarded'` (RFC 7239). */
+  proxyHeader?: 'x-forwarded-for' | 'forwarded'
+  /** Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); others are dropped. Default false. */
+  proxyProtocol?: boolean
+  /** Default per-connection rate limit for every path (see `RouteOptions`). Default: none. */
+  rateLimit?: RateLimitOptions
 }
 
 /** `cluster` option of `new WsServer()`. */
@@ -159,6 +222,9 @@ export interface Limits {
   maxConnections: number | undefined
   maxConnectionsPerIp: number | undefined
   maxInboundQueue: number
+  /** Time a `proxyProtocol` header may take to arrive (fixed; the handshake timeout when shorter). */
+  proxyHeaderTimeout: number
+  rateLimit: Required<RateLimitOptions> | undefined
 }
 
 /** JSON-compatible values, as room metadata and `room_message` payloads carry. */
@@ -178,6 +244,8 @@ export interface RoomOptions {
    * option). Default false.
    */
   presenceEvents?: boolean
+  /** Give this room a `rnode_ws_room_members{room}` gauge in `metrics()` (opt in: one series per room). Default false. */
+  metrics?: boolean
 }
 
 /** `presence` option of `new WsServer()`. */
@@ -252,6 +320,8 @@ export interface ServerStats {
   }
   /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */
   peakQueuedBytes: number
+  /** Inbound messages over a `rateLimit` (dropped, or the one that closed its connection). */
+  rateLimited: number
   /** Debug: how many events JS received per engine wake-up (batching at work). */
   batching: { wakeups: number; batches: number; events: number; eventsPerBatch: number }
 }

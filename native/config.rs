@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use napi_derive::napi;
 
+use crate::error::ConfigError;
+use crate::rate_limit::{Policy, RateLimit};
+use crate::trust_proxy::{ProxyHeader, TrustProxy};
+
 /// Default largest inbound message (and fragment sum): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 1024 * 1024;
 /// Default per-connection send buffer before the backpressure policy applies: 1 MiB.
@@ -25,6 +29,40 @@ pub const DEFAULT_MAX_HEADERS: u32 = 100;
 /// Default time a room's Redis channel stays subscribed after its last local member left, so
 /// a member leaving and another joining soon after cost no UNSUBSCRIBE/SUBSCRIBE pair.
 pub const DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS: u32 = 3_000;
+/// Longest time from TCP accept to a complete PROXY protocol header (`proxyProtocol`); the
+/// handshake timeout, when shorter, applies instead.
+pub const PROXY_HEADER_TIMEOUT_MS: u32 = 3_000;
+/// Largest PROXY protocol v2 header accepted, TLVs included (v1 lines are 107 bytes at most).
+pub const PROXY_V2_MAX_BYTES: usize = 1_024;
+/// Default `rateLimit.interval`.
+pub const DEFAULT_RATE_LIMIT_INTERVAL_MS: u32 = 1_000;
+
+/// `rateLimit` as it arrives from JavaScript (the facade checked it).
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct RateLimitOptions {
+    /// Messages (data frames, pings, pongs and protocol frames) per interval; 0: unlimited.
+    pub messages: Option<u32>,
+    /// Payload bytes per interval; 0: unlimited.
+    pub bytes: Option<u32>,
+    /// Interval in ms (default 1 000).
+    pub interval: Option<u32>,
+    /// `"close"` (default: close with 1008) or `"drop"` (drop the message).
+    pub policy: Option<String>,
+}
+
+impl RateLimitOptions {
+    /// The limit, or None when neither dimension is limited.
+    pub fn resolve(&self) -> Option<RateLimit> {
+        let limit = RateLimit {
+            messages: self.messages.unwrap_or(0),
+            bytes: self.bytes.unwrap_or(0),
+            interval_ms: self.interval.unwrap_or(DEFAULT_RATE_LIMIT_INTERVAL_MS).max(1),
+            policy: if self.policy.as_deref() == Some("drop") { Policy::Drop } else { Policy::Close },
+        };
+        (limit.messages > 0 || limit.bytes > 0).then_some(limit)
+    }
+}
 
 /// Options as they arrive from JavaScript; every field is optional.
 #[napi(object)]
@@ -69,6 +107,18 @@ pub struct NativeOptions {
     /// Metadata keys presence shows; present (even empty): members are written to Redis for
     /// cluster presence.
     pub presence_fields: Option<Vec<String>>,
+    /// Path answering GET with the Prometheus exposition (`metricsPath`); absent: none.
+    pub metrics_path: Option<String>,
+    /// Path answering GET with the health JSON (`healthPath`); absent: none.
+    pub health_path: Option<String>,
+    /// Addresses and CIDR ranges of trusted proxies (`trustProxy`).
+    pub trust_proxy: Option<Vec<String>>,
+    /// `"x-forwarded-for"` (default) or `"forwarded"`: the header trusted proxies set.
+    pub proxy_header: Option<String>,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (`proxyProtocol`).
+    pub proxy_protocol: Option<bool>,
+    /// Default per-connection rate limit (`rateLimit`), overridable per path.
+    pub rate_limit: Option<RateLimitOptions>,
 }
 
 /// Resolved configuration with defaults filled in.
@@ -95,48 +145,112 @@ pub struct Config {
     pub max_inbound_queue: usize,
     /// Metadata keys presence shows (`presence.fields`).
     pub presence_fields: Vec<String>,
+    pub metrics_path: Option<String>,
+    pub health_path: Option<String>,
+    pub trust_proxy: TrustProxy,
+    pub proxy_header: ProxyHeader,
+    pub proxy_protocol: bool,
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
     Duration::from_millis(u64::from(value.unwrap_or(default)))
 }
 
+/// A limit that must be at least 1 when given.
+fn positive(name: &'static str, value: Option<u32>) -> Result<Option<u32>, ConfigError> {
+    match value {
+        Some(0) => Err(ConfigError { name, reason: "must be at least 1".into() }),
+        v => Ok(v),
+    }
+}
+
 impl Config {
-    /// Fills defaults in; range checks live in the TypeScript facade, which throws `TypeError`s.
-    pub fn from_options(o: &NativeOptions) -> Self {
-        Config {
-            port: o.port.unwrap_or(0).min(u32::from(u16::MAX)) as u16,
+    /// Fills defaults in. The facade range-checks every option first (and says which one is
+    /// wrong); this refuses what would otherwise be silently misread: a port past 65535, an
+    /// unknown backpressure policy, a zero limit, a Redis URL the client cannot parse.
+    pub fn from_options(o: &NativeOptions) -> Result<Self, ConfigError> {
+        let port = match o.port {
+            None => 0,
+            Some(p) => u16::try_from(p)
+                .map_err(|_| ConfigError { name: "port", reason: format!("must be 0-65535, got {p}") })?,
+        };
+        let drop_on_backpressure = match o.backpressure_policy.as_deref() {
+            None | Some("close") => false,
+            Some("drop") => true,
+            Some(other) => {
+                let reason = format!("must be 'close' or 'drop', got {other:?}");
+                return Err(ConfigError { name: "backpressurePolicy", reason });
+            }
+        };
+        let cluster = match &o.cluster_redis {
+            None => None,
+            Some(url) => {
+                let redis_nodes = o.cluster_redis_nodes.clone().unwrap_or_else(|| vec![url.clone()]);
+                for node in &redis_nodes {
+                    redis::IntoConnectionInfo::into_connection_info(node.as_str())
+                        .map_err(|e| ConfigError { name: "cluster.redis", reason: e.to_string() })?;
+                }
+                let mode = match o.cluster_channels.as_deref() {
+                    None | Some("room") => crate::cluster::ChannelMode::Room,
+                    Some("single") => crate::cluster::ChannelMode::Single,
+                    Some(other) => {
+                        let reason = format!("must be 'room' or 'single', got {other:?}");
+                        return Err(ConfigError { name: "cluster.channels", reason });
+                    }
+                };
+                Some(crate::cluster::ClusterConfig {
+                    redis_url: url.clone(),
+                    redis_nodes,
+                    sharded: o.cluster_sharded.unwrap_or(false),
+                    prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
+                    mode,
+                    unsubscribe_linger: ms(
+                        o.cluster_unsubscribe_linger,
+                        DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS,
+                    ),
+                    presence: o.presence_fields.is_some(),
+                })
+            }
+        };
+        Ok(Config {
+            port,
             host: o.host.clone().unwrap_or_else(|| "0.0.0.0".to_string()),
-            max_payload: o.max_payload.unwrap_or(DEFAULT_MAX_PAYLOAD) as usize,
-            max_backpressure: o.max_backpressure.unwrap_or(DEFAULT_MAX_BACKPRESSURE) as usize,
-            idle_timeout: ms(o.idle_timeout, DEFAULT_IDLE_TIMEOUT_MS),
-            ping_interval: ms(o.ping_interval, DEFAULT_PING_INTERVAL_MS),
-            handshake_timeout: ms(o.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT_MS),
-            close_timeout: ms(o.close_timeout, DEFAULT_CLOSE_TIMEOUT_MS),
+            max_payload: positive("maxPayload", o.max_payload)?.unwrap_or(DEFAULT_MAX_PAYLOAD) as usize,
+            max_backpressure: positive("maxBackpressure", o.max_backpressure)?
+                .unwrap_or(DEFAULT_MAX_BACKPRESSURE) as usize,
+            idle_timeout: ms(positive("idleTimeout", o.idle_timeout)?, DEFAULT_IDLE_TIMEOUT_MS),
+            ping_interval: ms(positive("pingInterval", o.ping_interval)?, DEFAULT_PING_INTERVAL_MS),
+            handshake_timeout: ms(
+                positive("handshakeTimeout", o.handshake_timeout)?,
+                DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            ),
+            close_timeout: ms(positive("closeTimeout", o.close_timeout)?, DEFAULT_CLOSE_TIMEOUT_MS),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES as usize,
             max_headers: DEFAULT_MAX_HEADERS as usize,
-            drop_on_backpressure: o.backpressure_policy.as_deref() == Some("drop"),
+            drop_on_backpressure,
             auto_create_rooms: o.auto_create_rooms.unwrap_or(true),
             allowed_origins: o.allowed_origins.clone(),
-            max_connections: o.max_connections.map(|n| n as usize),
-            max_connections_per_ip: o.max_connections_per_ip,
+            max_connections: positive("maxConnections", o.max_connections)?.map(|n| n as usize),
+            max_connections_per_ip: positive("maxConnectionsPerIp", o.max_connections_per_ip)?,
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
             presence_fields: o.presence_fields.clone().unwrap_or_default(),
-            max_inbound_queue: o.max_inbound_queue.unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
-            cluster: o.cluster_redis.clone().map(|redis_url| crate::cluster::ClusterConfig {
-                redis_nodes: o.cluster_redis_nodes.clone().unwrap_or_else(|| vec![redis_url.clone()]),
-                sharded: o.cluster_sharded.unwrap_or(false),
-                redis_url,
-                prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
-                mode: match o.cluster_channels.as_deref() {
-                    Some("single") => crate::cluster::ChannelMode::Single,
-                    _ => crate::cluster::ChannelMode::Room,
-                },
-                unsubscribe_linger: ms(o.cluster_unsubscribe_linger, DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS),
-                presence: o.presence_fields.is_some(),
-            }),
-        }
+            max_inbound_queue: positive("maxInboundQueue", o.max_inbound_queue)?
+                .unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
+            metrics_path: o.metrics_path.clone(),
+            health_path: o.health_path.clone(),
+            // The facade checked every entry (`checkTrustProxy`); one that fails here trusts nothing.
+            trust_proxy: TrustProxy::parse(o.trust_proxy.as_deref().unwrap_or_default()).unwrap_or_default(),
+            proxy_header: if o.proxy_header.as_deref() == Some("forwarded") {
+                ProxyHeader::Forwarded
+            } else {
+                ProxyHeader::XForwardedFor
+            },
+            proxy_protocol: o.proxy_protocol.unwrap_or(false),
+            rate_limit: o.rate_limit.as_ref().and_then(RateLimitOptions::resolve),
+            cluster,
+        })
     }
 }
 
@@ -164,6 +278,8 @@ pub struct Limits {
     pub max_connections: Option<u32>,
     pub max_connections_per_ip: Option<u32>,
     pub max_inbound_queue: u32,
+    pub proxy_header_timeout: u32,
+    pub rate_limit: Option<RateLimitOptions>,
 }
 
 impl From<&Config> for Limits {
@@ -182,6 +298,95 @@ impl From<&Config> for Limits {
             max_connections: c.max_connections.map(|n| n as u32),
             max_connections_per_ip: c.max_connections_per_ip,
             max_inbound_queue: c.max_inbound_queue as u32,
+            proxy_header_timeout: PROXY_HEADER_TIMEOUT_MS,
+            rate_limit: c.rate_limit.map(|r| RateLimitOptions {
+                messages: Some(r.messages),
+                bytes: Some(r.bytes),
+                interval: Some(r.interval_ms),
+                policy: Some(if r.policy == Policy::Drop { "drop" } else { "close" }.to_string()),
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = Config::from_options(&NativeOptions::default()).expect("defaults are valid");
+        assert_eq!(c.port, 0);
+        assert_eq!(c.max_payload, DEFAULT_MAX_PAYLOAD as usize);
+        assert!(!c.drop_on_backpressure);
+        assert!(c.cluster.is_none());
+    }
+
+    #[test]
+    fn custom_values_are_kept() {
+        let o = NativeOptions {
+            port: Some(65535),
+            backpressure_policy: Some("drop".into()),
+            cluster_redis: Some("redis://127.0.0.1:6379".into()),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert_eq!(c.port, 65535);
+        assert!(c.drop_on_backpressure);
+        assert_eq!(c.cluster.map(|c| c.prefix), Some("rnode".to_string()));
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        let name = |o: NativeOptions| Config::from_options(&o).err().map(|e| e.name);
+        assert_eq!(name(NativeOptions { port: Some(65536), ..Default::default() }), Some("port"));
+        let policy = NativeOptions { backpressure_policy: Some("explode".into()), ..Default::default() };
+        assert_eq!(name(policy), Some("backpressurePolicy"));
+        assert_eq!(name(NativeOptions { max_payload: Some(0), ..Default::default() }), Some("maxPayload"));
+        let url = NativeOptions { cluster_redis: Some("redis://[::1".into()), ..Default::default() };
+        assert_eq!(name(url), Some("cluster.redis"));
+    }
+
+    #[test]
+    fn operations_options_default_custom_and_odd_values() {
+        let c = Config::from_options(&NativeOptions::default()).expect("defaults are valid");
+        assert_eq!(
+            (c.metrics_path, c.health_path, c.proxy_protocol, c.rate_limit),
+            (None, None, false, None)
+        );
+        assert!(c.trust_proxy.is_empty());
+        assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into()]),
+            proxy_header: Some("forwarded".into()),
+            rate_limit: Some(RateLimitOptions {
+                messages: Some(5),
+                policy: Some("drop".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert!(c.trust_proxy.trusts("10.1.2.3".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())));
+        assert_eq!(c.proxy_header, ProxyHeader::Forwarded);
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                messages: 5,
+                bytes: 0,
+                interval_ms: DEFAULT_RATE_LIMIT_INTERVAL_MS,
+                policy: Policy::Drop
+            })
+        );
+        // Nothing limited: no limit at all. An entry the facade would have refused trusts nothing.
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into(), "10.1.0.0/8".into()]),
+            rate_limit: Some(RateLimitOptions { messages: Some(0), bytes: Some(0), ..Default::default() }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert_eq!(c.rate_limit, None);
+        assert!(c.trust_proxy.is_empty());
     }
 }

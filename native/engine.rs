@@ -8,12 +8,18 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
+use crate::clock::MonoClock;
 use crate::cluster::{member_name, Cluster, Envelope, PresenceOp};
 use crate::config::Config;
-use crate::connection::{self, Conn, FanoutTarget, OutFrame, SendStatus, Skip};
+use crate::conn::{Conn, SendContext};
+use crate::cork;
 use crate::events::{Event, EventQueue};
+use crate::fanout::{self, FanoutTarget, Skip};
+use crate::metrics::{self, frame_type, ClusterFigures, Figures, Metrics};
+use crate::outbox::{OutFrame, SendStatus};
 use crate::presence;
-use crate::protocol::{self, Request};
+use crate::protocol;
+use crate::rate_limit::RateLimit;
 use crate::rooms::{JoinError, Rooms};
 
 /// Hashes the u32 connection ids: they are sequential, so one multiply spreads them well and
@@ -40,13 +46,24 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by connection id.
 pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// Bits telling which JS hooks a path registered; without one, its events never cross into JS.
-pub mod hooks {
-    pub const MESSAGE: u32 = 1;
-    pub const JOIN_ROOM: u32 = 2;
-    pub const LEAVE_ROOM: u32 = 4;
+/// Bits telling which JS hooks a path registered (`addRoute`); without one, its events never
+/// cross into JS.
+#[napi_derive::napi]
+pub enum Hook {
+    Message = 1,
+    JoinRoom = 2,
+    LeaveRoom = 4,
     /// `onUpgrade` (or a subprotocol selector) must see the request before the 101.
-    pub const UPGRADE: u32 = 8;
+    Upgrade = 8,
+}
+
+/// The `Hook` bits as the masks the engine tests.
+pub mod hooks {
+    use super::Hook;
+    pub const MESSAGE: u32 = Hook::Message as u32;
+    pub const JOIN_ROOM: u32 = Hook::JoinRoom as u32;
+    pub const LEAVE_ROOM: u32 = Hook::LeaveRoom as u32;
+    pub const UPGRADE: u32 = Hook::Upgrade as u32;
 }
 
 /// The `onUpgrade` hook's answer.
@@ -90,6 +107,13 @@ pub enum AdmissionError {
     TooManyFromIp,
 }
 
+/// A registered WebSocket path.
+struct Route {
+    /// Which JS hooks its handlers define (`hooks` bits).
+    hooks: u32,
+    rate_limit: Option<RateLimit>,
+}
+
 /// A client's `join_room` waiting for the `onJoinRoom` hook's decision.
 struct PendingJoin {
     conn: Arc<Conn>,
@@ -97,37 +121,48 @@ struct PendingJoin {
     request_id: Option<serde_json::Value>,
 }
 
-/// Message and byte counters, read by `getStats()`.
+/// Message and byte counters, read by `getStats()` and the metrics. Each is kept per data
+/// frame type (index 0 text, 1 binary), so the metrics split them at no extra cost.
 #[derive(Default)]
 pub struct Stats {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub messages_in: [AtomicU64; 2],
+    pub messages_out: [AtomicU64; 2],
+    pub bytes_in: [AtomicU64; 2],
+    pub bytes_out: [AtomicU64; 2],
     pub dropped: AtomicU64,
 }
 
+/// Sum of a text/binary pair.
+pub fn both(pair: &[AtomicU64; 2]) -> u64 {
+    pair[0].load(Ordering::Relaxed) + pair[1].load(Ordering::Relaxed)
+}
+
 impl Stats {
-    pub fn count_in(&self, bytes: usize) {
-        self.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    pub fn count_in(&self, binary: bool, bytes: usize) {
+        self.messages_in[usize::from(binary)].fetch_add(1, Ordering::Relaxed);
+        self.bytes_in[usize::from(binary)].fetch_add(bytes as u64, Ordering::Relaxed);
     }
-    pub fn count_out(&self, bytes: usize) {
-        self.count_out_n(1, bytes);
+    pub fn count_out(&self, binary: bool, bytes: usize) {
+        self.count_out_n(1, binary, bytes);
     }
     /// `n` messages of `bytes` each, counted at once (a fan-out).
-    pub fn count_out_n(&self, n: u32, bytes: usize) {
+    pub fn count_out_n(&self, n: u32, binary: bool, bytes: usize) {
         if n > 0 {
-            self.messages_out.fetch_add(u64::from(n), Ordering::Relaxed);
-            self.bytes_out.fetch_add(u64::from(n) * bytes as u64, Ordering::Relaxed);
+            self.messages_out[usize::from(binary)].fetch_add(u64::from(n), Ordering::Relaxed);
+            self.bytes_out[usize::from(binary)].fetch_add(u64::from(n) * bytes as u64, Ordering::Relaxed);
         }
+    }
+    /// Takes back messages counted as sent that a recipient did not take after all.
+    pub fn uncount_out(&self, binary: bool, n: u64, bytes: u64) {
+        self.messages_out[usize::from(binary)].fetch_sub(n, Ordering::Relaxed);
+        self.bytes_out[usize::from(binary)].fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
 /// One server's state, shared by the accept loop, every connection task and the JS-facing methods.
 pub struct Engine {
     pub config: Config,
-    routes: RwLock<HashMap<String, u32>>,
+    routes: RwLock<HashMap<String, Route>>,
     /// Live connections by internal id.
     pub conns: IdMap<Arc<Conn>>,
     /// Bumped each time a connection is added to or removed from `conns` (see `send_all`).
@@ -149,21 +184,29 @@ pub struct Engine {
     per_ip: DashMap<IpAddr, u32>,
     pub events: EventQueue,
     pub stats: Arc<Stats>,
+    /// Counters kept only for `metrics()`.
+    pub metrics: Metrics,
+    /// What sends need: the counters and the send-buffer policy.
+    pub send: SendContext,
     shutting_down: AtomicBool,
-    /// Woken when the accept loop must stop.
+    /// Set once `close()` has drained every connection: the listener closes.
+    listener_closed: AtomicBool,
+    /// Woken when the accept loop must look at `stops_accepting`.
     pub stop_accepting: Notify,
     /// Connection tasks that have not reported their close yet (shutdown waits for zero).
     pub live_tasks: AtomicUsize,
     /// Woken each time a connection task ends (used by shutdown to wait).
     pub conn_gone: Notify,
-    /// Origin of `now_ms`.
-    epoch: std::time::Instant,
+    /// The monotonic clock of deadlines and rates (`mono_ms`).
+    clock: MonoClock,
 }
 
 impl Engine {
     pub fn new(config: Config) -> Self {
         let rooms = Rooms::new(config.auto_create_rooms);
         let events = EventQueue::new(config.max_inbound_queue);
+        let stats = Arc::<Stats>::default();
+        let send = SendContext::new(&config, stats.clone());
         Engine {
             config,
             routes: RwLock::new(HashMap::new()),
@@ -179,18 +222,22 @@ impl Engine {
             admitted: AtomicUsize::new(0),
             per_ip: DashMap::new(),
             events,
-            stats: Arc::default(),
+            stats,
+            metrics: Metrics::new(),
+            send,
             shutting_down: AtomicBool::new(false),
+            listener_closed: AtomicBool::new(false),
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
-            epoch: std::time::Instant::now(),
+            clock: MonoClock::new(),
         }
     }
 
-    /// Milliseconds since the engine was created (monotonic).
-    pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+    /// Milliseconds since the engine was created (monotonic): deadlines, idle times, rates.
+    #[inline]
+    pub fn mono_ms(&self) -> u64 {
+        self.clock.mono_ms()
     }
 
     /// Enforces every connection's timers from one task: idle timeout, server pings and close
@@ -199,7 +246,7 @@ impl Engine {
     pub async fn ticker(engine: std::sync::Weak<Engine>) {
         let Some((tick, ping_ms, idle_ms, start)) = engine.upgrade().map(|e| {
             let c = &e.config;
-            (c.tick(), c.ping_interval.as_millis() as u64, c.idle_timeout.as_millis() as u64, e.now_ms())
+            (c.tick(), c.ping_interval.as_millis() as u64, c.idle_timeout.as_millis() as u64, e.mono_ms())
         }) else {
             return;
         };
@@ -213,27 +260,36 @@ impl Engine {
             if engine.is_shutting_down() && engine.live_tasks.load(Ordering::Acquire) == 0 {
                 return;
             }
-            let now = engine.now_ms();
+            let now = engine.mono_ms();
             let ping = now >= next_ping;
             if ping {
                 next_ping = now + ping_ms;
             }
+            let mut pinged = 0;
             for entry in engine.conns.iter() {
-                entry.value().tick(now, idle_ms, ping);
+                pinged += u64::from(entry.value().tick(now, idle_ms, ping));
             }
+            engine.metrics.control_out(frame_type::PING, pinged, 0);
         }
     }
 
     /// Registers (or re-registers) a WebSocket path with the hooks its handlers define.
-    pub fn add_route(&self, path: &str, hooks: u32) {
+    /// `rate_limit`: the path's own limit; None: the server's `rateLimit`.
+    pub fn add_route(&self, path: &str, hooks: u32, rate_limit: Option<RateLimit>) {
         if let Ok(mut routes) = self.routes.write() {
-            routes.insert(path.to_string(), hooks);
+            routes
+                .insert(path.to_string(), Route { hooks, rate_limit: rate_limit.or(self.config.rate_limit) });
         }
+    }
+
+    /// The rate limit of a path's connections.
+    pub fn route_rate_limit(&self, path: &str) -> Option<RateLimit> {
+        self.routes.read().ok().and_then(|r| r.get(path).and_then(|r| r.rate_limit))
     }
 
     /// The hook bits of a path.
     pub fn route_hooks(&self, path: &str) -> u32 {
-        self.routes.read().ok().and_then(|r| r.get(path).copied()).unwrap_or(0)
+        self.routes.read().ok().and_then(|r| r.get(path).map(|r| r.hooks)).unwrap_or(0)
     }
 
     /// Whether a path has handlers.
@@ -281,78 +337,18 @@ impl Engine {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// A text frame arrived: the built-in protocol, handled here, or the application's.
-    /// `data` is valid UTF-8 (the frame decoder checked it); `ascii`: known to be all ASCII.
-    pub fn on_text(&self, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
-        // Protocol frames are JSON objects; anything else goes to JS without a second look.
-        let maybe_protocol = data.first() == Some(&b'{');
-        let parsed =
-            if maybe_protocol { std::str::from_utf8(data).ok().and_then(protocol::parse) } else { None };
-        let Some(parsed) = parsed else {
-            if conn.hooks & hooks::MESSAGE != 0 {
-                self.events.push_text(conn.id, data, ascii);
-            }
-            return;
-        };
-        let rid = parsed.request_id;
-        let request = match parsed.request {
-            Ok(request) => request,
-            Err(reason) => {
-                self.reply(conn, protocol::error(&reason, &rid));
-                return;
-            }
-        };
-        match request {
-            Request::Join { room } => {
-                if conn.hooks & hooks::JOIN_ROOM != 0 {
-                    let request = self.next_request_id();
-                    self.pending_joins.insert(
-                        request,
-                        PendingJoin { conn: conn.clone(), room: room.clone(), request_id: rid },
-                    );
-                    self.events.push(Event::JoinRequest { conn: conn.id, request, room });
-                } else {
-                    self.finish_join(conn, &room, &rid);
-                }
-            }
-            Request::Leave { room } => {
-                if self.leave(conn, &room) {
-                    self.reply_about(conn, &room, protocol::room_left(&room, &rid));
-                } else {
-                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
-                }
-            }
-            Request::RoomMessage { room, message } => {
-                if !self.rooms.is_member(conn.id, &room) {
-                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
-                    return;
-                }
-                let frame = protocol::room_message(&room, &message, &conn.client_id);
-                self.room_message_from(conn, &room, frame);
-            }
-            Request::Presence { room } => {
-                if !self.rooms.is_member(conn.id, &room) {
-                    self.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
-                    return;
-                }
-                match self.cluster.get().filter(|c| c.has_presence()) {
-                    Some(cluster) => cluster.reply_presence(conn.clone(), room, rid),
-                    None => {
-                        let entries = self.presence(&room);
-                        self.reply(conn, presence::reply(&room, &entries, &rid));
-                    }
-                }
-            }
-            Request::Ping { timestamp } => {
-                conn.last_ping.store(crate::connection::epoch_ms(), Ordering::Relaxed);
-                self.reply(conn, protocol::pong(&timestamp, &rid));
-            }
-        }
+    /// Holds a client's `join_room` for the `onJoinRoom` hook; returns the request id the
+    /// hook's decision comes back with (`resolve_join`).
+    pub fn defer_join(&self, conn: &Arc<Conn>, room: &str, request_id: Option<serde_json::Value>) -> u32 {
+        let request = self.next_request_id();
+        self.pending_joins
+            .insert(request, PendingJoin { conn: conn.clone(), room: room.to_string(), request_id });
+        request
     }
 
     /// Sends a built-in protocol message to one connection.
     pub fn reply(&self, conn: &Arc<Conn>, text: String) -> SendStatus {
-        conn.send(self, &OutFrame::text(&text))
+        conn.send(&self.send, &OutFrame::text(&text))
     }
 
     /// Sends a reply about a room; with a cluster it waits behind a `room_joined` that waits
@@ -431,7 +427,7 @@ impl Engine {
     }
 
     /// Joins and answers the client with `room_joined` or `room_join_error`.
-    fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
+    pub fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
         match self.rooms.join(conn, room) {
             Ok(true) => self.joined(conn, room, protocol::room_joined(room, rid)),
             Ok(false) => self.reply_about(conn, room, protocol::room_joined(room, rid)),
@@ -505,7 +501,7 @@ impl Engine {
     pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
         let msg = OutFrame::text(&frame);
         self.publish(&msg, Some(room), vec![sender.uuid]);
-        self.rooms.fan_out(self, room, &msg, Skip::Conn(sender.id))
+        self.rooms.fan_out(&self.send, room, &msg, Skip::Conn(sender.id))
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
@@ -513,20 +509,23 @@ impl Engine {
     /// corked thread it joins one shared buffer for all recipients. Returns how many local
     /// connections accepted it.
     pub fn broadcast(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        let start = std::time::Instant::now();
         self.publish(&msg, room, except.to_vec());
-        self.deliver_local(msg, room, except)
+        let delivered = self.deliver_local(msg, room, except);
+        self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+        delivered
     }
 
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
     pub fn deliver_local(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         match room {
-            Some(room) => self.rooms.fan_out(self, room, &msg, Skip::Uuids(except)),
+            Some(room) => self.rooms.fan_out(&self.send, room, &msg, Skip::Uuids(except)),
             None => self.send_all(&msg, Skip::Uuids(except)),
         }
     }
 
     fn send_all(&self, msg: &OutFrame, skip: Skip<'_>) -> u32 {
-        if connection::is_corked() {
+        if cork::is_corked() {
             // One shared buffer for every connection, as for a room (see `Rooms::fan_out`).
             let target = FanoutTarget {
                 registry: &self.conns as *const IdMap<Arc<Conn>> as usize,
@@ -534,7 +533,7 @@ impl Engine {
                 skip,
                 version: self.conns_version.load(Ordering::Acquire),
             };
-            return connection::fan_out_shared(target, msg, self, || {
+            return fanout::fan_out_shared(target, msg, &self.send, || {
                 let version = self.conns_version.load(Ordering::Acquire);
                 Some((self.conns.iter().map(|e| e.value().clone()).collect(), version))
             });
@@ -544,11 +543,11 @@ impl Engine {
             if skip.matches(entry.value()) {
                 continue;
             }
-            if entry.value().send_uncounted(self, msg) != SendStatus::Dropped {
+            if entry.value().send_uncounted(&self.send, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
-        self.stats.count_out_n(delivered, msg.payload_len());
+        self.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
@@ -570,12 +569,12 @@ impl Engine {
         let mut delivered = 0;
         for id in ids {
             if let Some(conn) = self.conns.get(id) {
-                if conn.send_uncounted(self, &msg) != SendStatus::Dropped {
+                if conn.send_uncounted(&self.send, &msg) != SendStatus::Dropped {
                     delivered += 1;
                 }
             }
         }
-        self.stats.count_out_n(delivered, msg.payload_len());
+        self.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
@@ -591,7 +590,25 @@ impl Engine {
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
     }
 
-    /// Stops accepting and asks every connection to close with 1001.
+    /// Whether the accept loop must end: once shutdown begins, or, with a `healthPath` or
+    /// `metricsPath`, once it is over, so a load balancer reads 503 during the drain instead of
+    /// a refused connection (upgrades meanwhile get 503).
+    pub fn stops_accepting(&self) -> bool {
+        if self.config.health_path.is_some() || self.config.metrics_path.is_some() {
+            self.listener_closed.load(Ordering::Acquire)
+        } else {
+            self.is_shutting_down()
+        }
+    }
+
+    /// Shutdown is over: the listener closes.
+    pub fn close_listener(&self) {
+        self.listener_closed.store(true, Ordering::Release);
+        self.stop_accepting.notify_waiters();
+        self.stop_accepting.notify_one();
+    }
+
+    /// Stops accepting (see `stops_accepting`) and asks every connection to close with 1001.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.stop_accepting.notify_waiters();
@@ -599,5 +616,57 @@ impl Engine {
         for entry in self.conns.iter() {
             entry.value().close(1001, "Server shutting down");
         }
+    }
+}
+
+/// What operators read: the metrics exposition and the health answer.
+impl Engine {
+    /// The Prometheus exposition of this server (`metrics()`, `metricsPath`).
+    pub fn metrics_text(&self) -> String {
+        let s = &self.stats;
+        let pair = |n: &[AtomicU64; 2], b: &[AtomicU64; 2], i: usize| {
+            (n[i].load(Ordering::Relaxed), b[i].load(Ordering::Relaxed))
+        };
+        let (queued_events, queued_bytes) = self.events.depth();
+        let figures = Figures {
+            connections: self.conns.len() as u64,
+            text_in: pair(&s.messages_in, &s.bytes_in, 0),
+            binary_in: pair(&s.messages_in, &s.bytes_in, 1),
+            text_out: pair(&s.messages_out, &s.bytes_out, 0),
+            binary_out: pair(&s.messages_out, &s.bytes_out, 1),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            rooms: self.rooms.len() as u64,
+            memberships: self.rooms.memberships(),
+            room_members: self.rooms.metric_counts(),
+            queued_events: queued_events as u64,
+            queued_bytes: queued_bytes as u64,
+            cluster: self.cluster.get().map(|c| ClusterFigures {
+                connected: c.connected.load(Ordering::Relaxed),
+                publish_errors: c.publish_errors.load(Ordering::Relaxed),
+                subscribe_errors: c.subscribe_errors.load(Ordering::Relaxed),
+                queued: c.queued() as u64,
+                dropped: c.dropped.load(Ordering::Relaxed),
+                received: c.received.load(Ordering::Relaxed),
+            }),
+            rss_bytes: metrics::rss_bytes(),
+        };
+        self.metrics.render(&figures)
+    }
+
+    /// The `healthPath` answer: 200 while serving, 503 once `close()` has begun; in cluster
+    /// mode the body says whether the Redis subscriber is connected.
+    pub fn health(&self) -> (u16, String) {
+        let draining = self.is_shutting_down();
+        let mut body = format!(
+            "{{\"status\":\"{}\",\"connections\":{}",
+            if draining { "draining" } else { "ok" },
+            self.conns.len()
+        );
+        if let Some(c) = self.cluster.get() {
+            let up = c.connected.load(Ordering::Relaxed);
+            body.push_str(&format!(",\"redis\":\"{}\"", if up { "up" } else { "down" }));
+        }
+        body.push('}');
+        (if draining { 503 } else { 200 }, body)
     }
 }

@@ -15,17 +15,18 @@ use napi_derive::napi;
 /// The JS wake-up callback: takes the number of queued events, never holds errors.
 pub type WakeFn = ThreadsafeFunction<u32, (), u32, Status, false>;
 
-/// Numeric event kinds as JS sees them in the batch header.
-pub mod kind {
-    pub const CONNECT: u32 = 0;
-    pub const TEXT: u32 = 1;
-    pub const BINARY: u32 = 2;
-    pub const CLOSE: u32 = 3;
-    pub const DRAIN: u32 = 4;
-    pub const JOIN_REQUEST: u32 = 5;
-    pub const LEAVE: u32 = 6;
-    pub const UPGRADE: u32 = 7;
-    pub const UPGRADE_FAILED: u32 = 8;
+/// Event kinds, the first slot of each event in the batch header; the facade switches on them.
+#[napi]
+pub enum EventKind {
+    Connect = 0,
+    Text = 1,
+    Binary = 2,
+    Close = 3,
+    Drain = 4,
+    JoinRequest = 5,
+    Leave = 6,
+    Upgrade = 7,
+    UpgradeFailed = 8,
 }
 
 /// Most events one `pollEvents()` call returns.
@@ -336,6 +337,12 @@ impl EventQueue {
         }
     }
 
+    /// Events and message bytes waiting for JS right now.
+    pub fn depth(&self) -> (usize, usize) {
+        let events = self.queue.lock().map(|q| q.events.len()).unwrap_or(0);
+        (events, self.bytes.load(Ordering::Acquire))
+    }
+
     /// Whether JS is so far behind that connections should stop reading for now.
     pub fn congested(&self) -> bool {
         self.bytes.load(Ordering::Acquire) >= self.max_bytes
@@ -480,28 +487,28 @@ impl EventQueue {
             let slot = match event {
                 Event::Connect { conn, info } => {
                     let (a, b) = push_text(&mut text, info.as_bytes());
-                    [kind::CONNECT, conn, a, b, 0]
+                    [EventKind::Connect as u32, conn, a, b, 0]
                 }
-                Event::Text { conn, start, end, .. } => [kind::TEXT, conn, start, end, 0],
-                Event::Binary { conn, start, end } => [kind::BINARY, conn, start, end, 0],
+                Event::Text { conn, start, end, .. } => [EventKind::Text as u32, conn, start, end, 0],
+                Event::Binary { conn, start, end } => [EventKind::Binary as u32, conn, start, end, 0],
                 Event::Close { conn, code, reason } => {
                     let (a, b) = push_text(&mut text, reason.as_bytes());
-                    [kind::CLOSE, conn, a, b, u32::from(code)]
+                    [EventKind::Close as u32, conn, a, b, u32::from(code)]
                 }
-                Event::Drain { conn } => [kind::DRAIN, conn, 0, 0, 0],
+                Event::Drain { conn } => [EventKind::Drain as u32, conn, 0, 0, 0],
                 Event::JoinRequest { conn, request, room } => {
                     let (a, b) = push_text(&mut text, room.as_bytes());
-                    [kind::JOIN_REQUEST, conn, a, b, request]
+                    [EventKind::JoinRequest as u32, conn, a, b, request]
                 }
                 Event::Leave { conn, room } => {
                     let (a, b) = push_text(&mut text, room.as_bytes());
-                    [kind::LEAVE, conn, a, b, 0]
+                    [EventKind::Leave as u32, conn, a, b, 0]
                 }
                 Event::Upgrade { request, info } => {
                     let (a, b) = push_text(&mut text, info.as_bytes());
-                    [kind::UPGRADE, 0, a, b, request]
+                    [EventKind::Upgrade as u32, 0, a, b, request]
                 }
-                Event::UpgradeFailed { request } => [kind::UPGRADE_FAILED, 0, 0, 0, request],
+                Event::UpgradeFailed { request } => [EventKind::UpgradeFailed as u32, 0, 0, 0, request],
             };
             header.extend_from_slice(&slot);
         }

@@ -35,6 +35,8 @@ const LEN_64: u8 = 127;
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// Largest close reason: a control payload less the 2-byte code.
 const MAX_CLOSE_REASON: usize = 123;
+/// Largest frame header: two bytes, a 64-bit length and the masking key.
+pub const MAX_HEADER: usize = 14;
 
 /// A complete inbound message or control frame. Payloads are borrowed from the buffer being
 /// decoded (or the decoder's fragment buffer): a receiver that keeps one copies it.
@@ -167,24 +169,22 @@ impl Decoder {
         result
     }
 
-    /// When the frame at the front of `buf` has a complete header, the total size of that
-    /// frame (header + payload), so the caller can reserve; None if the header is incomplete.
-    ///
-    /// The header is not checked (nor its length against `max_payload`; an absurd length
-    /// saturates at `usize::MAX`): call this on bytes `decode` left unconsumed, whose header it
-    /// has already accepted.
-    pub fn frame_len(buf: &[u8]) -> Option<usize> {
-        let second = *buf.get(1)?;
-        let key = if second & MASK != 0 { 4 } else { 0 };
-        let (len, size) = match second & LEN {
-            LEN_16 => (u64::from(u16::from_be_bytes(*buf.get(2..4)?.first_chunk()?)), 4 + key),
-            LEN_64 => (u64::from_be_bytes(*buf.get(2..10)?.first_chunk()?), 10 + key),
-            len => (u64::from(len), 2 + key),
-        };
-        if buf.len() < size {
+    /// The size of the whole frame at the front of `buf` (header and payload), once its header
+    /// is complete and has passed every check `decode` makes: what the caller may reserve to
+    /// receive the rest of it. Never more than `max_payload + MAX_HEADER`, whatever the peer
+    /// announced. None while the header is incomplete, when it fails a check (decoding reports
+    /// the violation), and after a close frame.
+    pub fn needed(&self, buf: &[u8]) -> Option<usize> {
+        if self.closed {
             return None;
         }
-        Some(usize::try_from(len).unwrap_or(usize::MAX).saturating_add(size))
+        match self.header(buf) {
+            Ok(Some(header)) => {
+                debug_assert!(header.size <= MAX_HEADER && header.len <= self.max_payload);
+                Some(header.size + header.len)
+            }
+            _ => None,
+        }
     }
 
     /// Whether a fragmented message is in progress (the decoder holds its earlier fragments).
@@ -326,6 +326,13 @@ impl Decoder {
             if self.empty_fragments > MAX_EMPTY_FRAGMENTS {
                 return Err(EMPTY_FRAGMENTS);
             }
+        }
+        // Grow as a Vec does (doubling), but never past `max_payload`, which bounds the sum of
+        // a message's fragments (`header` checked this one against it).
+        let need = self.fragments.len() + fragment.len();
+        if need > self.fragments.capacity() {
+            let grown = self.fragments.capacity().saturating_mul(2).min(self.max_payload).max(need);
+            self.fragments.reserve_exact(grown - self.fragments.len());
         }
         self.fragments.extend_from_slice(fragment);
         if self.fragmented == Fragmented::Text {
@@ -497,7 +504,7 @@ mod tests {
     }
 
     /// How a test frame spells its payload length.
-    #[derive(Clone, Copy)]
+    #[derive(Clone, Copy, Debug)]
     enum Len {
         /// The shortest form, as a sane client writes it.
         Min,
@@ -779,7 +786,7 @@ mod tests {
                 14
             };
             assert_eq!(frame.len(), expected_header + n);
-            assert_eq!(Decoder::frame_len(&frame), Some(frame.len()));
+            assert_eq!(Decoder::new(1 << 20).needed(&frame), Some(frame.len()));
             let (out, result) = decode_once(1 << 20, &frame);
             assert_eq!(result, Ok(frame.len()));
             assert_eq!(out, vec![binary(&payload)]);
@@ -794,24 +801,57 @@ mod tests {
     }
 
     #[test]
-    fn frame_len_needs_a_whole_header() {
-        assert_eq!(Decoder::frame_len(&[]), None);
+    fn needed_needs_a_whole_header() {
+        let d = Decoder::new(1 << 20);
+        assert_eq!(d.needed(&[]), None);
         let small = client(true, opcode::TEXT, b"abc");
         for cut in 1..6 {
-            assert_eq!(Decoder::frame_len(&small[..cut]), None);
+            assert_eq!(d.needed(&small[..cut]), None);
         }
-        assert_eq!(Decoder::frame_len(&small[..6]), Some(9));
+        assert_eq!(d.needed(&small[..6]), Some(9));
         let mid = client(true, opcode::BINARY, &[0; 300]);
-        assert_eq!(Decoder::frame_len(&mid[..7]), None);
-        assert_eq!(Decoder::frame_len(&mid[..8]), Some(308));
+        assert_eq!(d.needed(&mid[..7]), None);
+        assert_eq!(d.needed(&mid[..8]), Some(308));
         let big = client(true, opcode::BINARY, &[0; 70_000]);
-        assert_eq!(Decoder::frame_len(&big[..13]), None);
-        assert_eq!(Decoder::frame_len(&big[..14]), Some(70_014));
-        // Unmasked headers have no key; absurd lengths saturate.
-        assert_eq!(Decoder::frame_len(&[0x82, 0x05]), Some(7));
-        assert_eq!(Decoder::frame_len(&[0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), None);
-        let huge = [0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4];
-        assert_eq!(Decoder::frame_len(&huge), Some(usize::MAX));
+        assert_eq!(d.needed(&big[..13]), None);
+        assert_eq!(d.needed(&big[..14]), Some(70_014));
+    }
+
+    #[test]
+    fn needed_never_passes_max_payload_plus_a_header() {
+        let max = 1000;
+        let d = Decoder::new(max);
+        // At the limit: the whole frame.
+        let at_limit = client_len(true, opcode::BINARY, &[0; 1000], Len::Ext64);
+        assert_eq!(d.needed(&at_limit[..MAX_HEADER]), Some(max + MAX_HEADER));
+        // Announced lengths past the limit, up to 2^64 - 1, with or without the top bit: no size.
+        for len in [1001u64, 1 << 20, 1 << 62, (1 << 63) - 1, 1 << 63, u64::MAX] {
+            let mut header = vec![0x82, 0x80 | LEN_64];
+            header.extend_from_slice(&len.to_be_bytes());
+            header.extend_from_slice(&[1, 2, 3, 4]);
+            assert_eq!(d.needed(&header), None, "{len}");
+            assert!(decode_once(max, &header).1.is_err(), "decoding it is a violation: {len}");
+        }
+        // Headers that fail any other check: unmasked, reserved bits, a long control frame.
+        assert_eq!(d.needed(&[0x82, 0x05]), None);
+        assert_eq!(d.needed(&[0xC2, 0x85, 0, 0, 0, 0]), None);
+        assert_eq!(d.needed(&[0x89, 0x80 | LEN_16, 0, 200, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn needed_counts_what_a_fragmented_message_already_holds() {
+        let mut d = Decoder::new(100);
+        let first = client(false, opcode::BINARY, &[1; 60]);
+        let mut buf = first.clone();
+        assert_eq!(d.decode(&mut buf, &mut |_| {}), Ok(first.len()));
+        // 40 more bytes fit, 41 do not.
+        assert_eq!(d.needed(&client(true, opcode::CONTINUATION, &[2; 40])[..6]), Some(46));
+        assert_eq!(d.needed(&client(true, opcode::CONTINUATION, &[2; 41])[..6]), None);
+        // After a close frame nothing more is read.
+        let mut close = client(true, opcode::CLOSE, &[]);
+        let mut d = Decoder::new(100);
+        d.decode(&mut close, &mut |_| {}).unwrap();
+        assert_eq!(d.needed(&client(true, opcode::TEXT, b"x")), None);
     }
 
     #[test]
@@ -1318,6 +1358,166 @@ mod tests {
             let client_frame = mask_server_frame(&frame, [1, 2, 3, 4]);
             let expected = Msg::Close(Some((1000, reason[..kept].to_string())));
             assert_eq!(decode_once(200, &client_frame), (vec![expected], Ok(client_frame.len())));
+        }
+    }
+
+    /// Property tests: any stream of frames (valid or not, garbage included), split at any
+    /// points, decodes the same and stays within its limits.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// One item of a generated stream: a message or control frame as a client writes it
+        /// (possibly fragmented, any length form), or raw bytes.
+        #[derive(Debug, Clone)]
+        enum Item {
+            Text(String, Vec<usize>),
+            Binary(Vec<u8>, Vec<usize>),
+            Ping(Vec<u8>),
+            Pong(Vec<u8>),
+            Close(u16, String),
+            Raw(Vec<u8>),
+        }
+
+        fn len_form() -> impl Strategy<Value = Len> {
+            prop_oneof![Just(Len::Min), Just(Len::Ext16), Just(Len::Ext64)]
+        }
+
+        fn item() -> impl Strategy<Value = Item> {
+            prop_oneof![
+                4 => ("\\PC{0,40}", prop::collection::vec(0usize..64, 0..4)).prop_map(|(t, cuts)| Item::Text(t, cuts)),
+                4 => (prop::collection::vec(any::<u8>(), 0..300), prop::collection::vec(0usize..400, 0..4))
+                    .prop_map(|(b, cuts)| Item::Binary(b, cuts)),
+                1 => prop::collection::vec(any::<u8>(), 0..126).prop_map(Item::Ping),
+                1 => prop::collection::vec(any::<u8>(), 0..126).prop_map(Item::Pong),
+                1 => (prop_oneof![Just(1000u16), Just(1001), Just(3000), Just(4999), Just(1005), Just(999)], "\\PC{0,10}")
+                    .prop_map(|(c, r)| Item::Close(c, r)),
+                1 => prop::collection::vec(any::<u8>(), 1..16).prop_map(Item::Raw),
+            ]
+        }
+
+        /// The payload cut into fragments at `cuts` (sorted, deduplicated, within it).
+        fn fragments(payload: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+            let mut at: Vec<usize> = cuts.iter().map(|&c| c % (payload.len() + 1)).collect();
+            at.sort_unstable();
+            at.dedup();
+            let mut parts = Vec::new();
+            let mut start = 0;
+            for cut in at {
+                parts.push(payload[start..cut].to_vec());
+                start = cut;
+            }
+            parts.push(payload[start..].to_vec());
+            parts
+        }
+
+        fn encode_item(item: &Item, len: Len) -> Vec<u8> {
+            let message = |op: u8, payload: &[u8], cuts: &[usize]| {
+                let parts = fragments(payload, cuts);
+                let last = parts.len() - 1;
+                let mut out = Vec::new();
+                for (i, part) in parts.iter().enumerate() {
+                    let op = if i == 0 { op } else { opcode::CONTINUATION };
+                    out.extend(client_len(i == last, op, part, len));
+                }
+                out
+            };
+            match item {
+                Item::Text(t, cuts) => message(opcode::TEXT, t.as_bytes(), cuts),
+                Item::Binary(b, cuts) => message(opcode::BINARY, b, cuts),
+                Item::Ping(p) => client_len(true, opcode::PING, p, len),
+                Item::Pong(p) => client_len(true, opcode::PONG, p, len),
+                Item::Close(code, reason) => {
+                    let mut payload = code.to_be_bytes().to_vec();
+                    payload.extend_from_slice(reason.as_bytes());
+                    payload.truncate(125);
+                    client_len(true, opcode::CLOSE, &payload, len)
+                }
+                Item::Raw(bytes) => bytes.clone(),
+            }
+        }
+
+        fn stream() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec((item(), len_form()), 0..12)
+                .prop_map(|items| items.iter().flat_map(|(item, len)| encode_item(item, *len)).collect())
+        }
+
+        /// Sizes of the reads the stream arrives in: any cut points.
+        fn splits(total: usize, cuts: &[usize]) -> Vec<usize> {
+            let at: std::collections::BTreeSet<usize> =
+                cuts.iter().map(|&c| c % (total + 1)).chain([total]).collect();
+            let mut prev = 0;
+            at.into_iter().map(|c| c - std::mem::replace(&mut prev, c)).collect()
+        }
+
+        /// What a whole feed produced: the messages, the violation, and the bytes left over.
+        type Outcome = (Vec<Msg>, Option<Violation>, usize);
+
+        /// Feeds the stream in reads of `sizes` as the reader does (unconsumed bytes kept, the
+        /// next read appended), checking the limits after every call.
+        fn feed_checked(max: usize, stream: &[u8], sizes: &[usize]) -> Outcome {
+            let mut decoder = Decoder::new(max);
+            let (mut pending, mut out, mut at) = (Vec::new(), Vec::new(), 0);
+            for &size in sizes {
+                pending.extend_from_slice(&stream[at..at + size]);
+                at += size;
+                let result = decoder.decode(&mut pending, &mut |m| out.push(Msg::from(m)));
+                assert!(
+                    decoder.fragments.capacity() <= max,
+                    "fragments hold {}",
+                    decoder.fragments.capacity()
+                );
+                match result {
+                    // The reader stops at a close frame: what follows it is never read.
+                    Ok(_) if matches!(out.last(), Some(Msg::Close(_))) => return (out, None, 0),
+                    Ok(used) => {
+                        assert!(used <= pending.len());
+                        pending.drain(..used);
+                    }
+                    Err(v) => return (out, Some(v), 0),
+                }
+                if let Some(needed) = decoder.needed(&pending) {
+                    assert!(needed <= max + MAX_HEADER, "needed {needed} with max {max}");
+                    assert!(needed > pending.len(), "a whole frame would have been decoded");
+                }
+            }
+            (out, None, pending.len())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_split_decodes_the_same_within_limits(
+                stream in stream(),
+                max in prop_oneof![Just(1usize << 20), 0usize..400],
+                cuts in prop::collection::vec(any::<usize>(), 0..24),
+            ) {
+                let whole = feed_checked(max, &stream, &[stream.len()]);
+                let split = feed_checked(max, &stream, &splits(stream.len(), &cuts));
+                prop_assert_eq!(&split, &whole);
+                let bytewise = feed_checked(max, &stream, &vec![1; stream.len()]);
+                prop_assert_eq!(&bytewise, &whole);
+            }
+
+            #[test]
+            fn any_bytes_never_panic_and_stay_within_limits(
+                bytes in prop::collection::vec(any::<u8>(), 0..200),
+                max in 0usize..300,
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let whole = feed_checked(max, &bytes, &[bytes.len()]);
+                prop_assert_eq!(feed_checked(max, &bytes, &splits(bytes.len(), &cuts)), whole);
+            }
+
+            #[test]
+            fn needed_is_bounded_for_any_header(bytes in prop::collection::vec(any::<u8>(), 0..20), max in 0usize..100_000) {
+                let decoder = Decoder::new(max);
+                if let Some(needed) = decoder.needed(&bytes) {
+                    prop_assert!(needed <= max + MAX_HEADER);
+                }
+            }
         }
     }
 }

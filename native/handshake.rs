@@ -1,8 +1,8 @@
 //! The HTTP/1.1 upgrade request (RFC 6455 §4.2.1): parsing its head, validating it, and the
 //! responses we write, all without an HTTP stack. Pure functions: the caller does the I/O.
 //!
-//! The checks and their order are those the server made when hyper parsed the request, so the
-//! status codes a client sees do not change: 405 (with `Allow: GET`), 505, 426 (with
+//! The checks run in a fixed order, so a request with several faults always gets the same
+//! status (the first that applies): 405 (with `Allow: GET`), 505, 426 (with
 //! `Upgrade: websocket`), 400 for `Connection`, 426 (with `Sec-WebSocket-Version: 13`), 400 for
 //! the key; 400 for a malformed head and 431 for too many or too large headers.
 
@@ -38,8 +38,8 @@ impl Head {
     }
 
     /// Whether any value of the header holds `token` in its comma-separated list (ASCII
-    /// case-insensitive). Values that are not visible ASCII are skipped, as hyper's
-    /// `HeaderValue::to_str` did.
+    /// case-insensitive). A value that is not visible ASCII is skipped whole: a token list is
+    /// visible ASCII, so such a value is malformed and counts as absent.
     fn has_token(&self, name: &str, token: &str) -> bool {
         self.all(name)
             .filter_map(visible_ascii)
@@ -98,9 +98,14 @@ pub enum Parsed {
 const STACK_HEADER_SLOTS: usize = 128;
 
 /// Parses the request head at the front of `buf`. Errors: malformed -> 400; more than
-/// `max_headers` headers -> 431 "Too many headers"; head still incomplete while `buf.len()`
-/// >= `max_bytes`, or complete but longer than `max_bytes` -> 431 "Request header too large".
+/// `max_headers` headers -> 431 "Too many headers"; no complete head within the first
+/// `max_bytes` -> 431 "Request header too large".
+///
+/// Only the first `max_bytes` are looked at, so the answer does not depend on how the bytes
+/// were split into reads: what lies past the limit (more headers, a malformed line) is never
+/// seen, whether it came in the same read or a later one.
 pub fn parse(buf: &[u8], max_headers: usize, max_bytes: usize) -> Result<Parsed, Rejection> {
+    let buf = &buf[..buf.len().min(max_bytes)];
     if max_headers <= STACK_HEADER_SLOTS {
         let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADER_SLOTS];
         parse_into(buf, &mut slots[..max_headers], max_bytes)
@@ -118,7 +123,6 @@ fn parse_into<'b>(
 ) -> Result<Parsed, Rejection> {
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Complete(len)) if len > max_bytes => return Err(TOO_LARGE),
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= max_bytes => return Err(TOO_LARGE),
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
@@ -136,7 +140,7 @@ fn parse_into<'b>(
     Ok(Parsed::Complete(head, len))
 }
 
-/// Splits a request target into path and raw query the way `http::Uri` did for hyper: a
+/// Splits a request target into path and raw query as an HTTP URI parser does: a
 /// fragment is dropped, the absolute form (`http://host/ws?q`) gives its path ("/" when empty),
 /// and a target that is not ASCII is malformed.
 fn split_target(target: &str) -> Result<(&str, &str), Rejection> {
@@ -263,8 +267,8 @@ fn valid_header_name(name: &str) -> bool {
 
 /// The whole 101 response: HTTP/1.1 101 Switching Protocols, Upgrade: websocket,
 /// Connection: Upgrade, Sec-WebSocket-Accept, and Sec-WebSocket-Protocol when Some. A protocol
-/// holding control characters (it may come from JS) is left out, as hyper's `HeaderValue`
-/// refused it, rather than let it break the head.
+/// holding control characters (it may come from JS) is left out rather than let it break the
+/// head (a CR or LF would end the header early).
 pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
     const START: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Accept: ";
@@ -285,6 +289,7 @@ Connection: Upgrade\r\nSec-WebSocket-Accept: ";
 /// The standard reason phrase of a status code.
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         402 => "Payment Required",
@@ -358,6 +363,28 @@ fn push_decimal(out: &mut Vec<u8>, n: usize) {
 /// characters (CR, LF and the rest) are dropped, so it stays one body line. A status outside
 /// 100-999 is written as 500, and an extra header that is not a valid name and value is left
 /// out, so nothing can break the head.
+/// A whole HTTP response with a body of its own type (the metrics and health endpoints).
+pub fn body_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let reason = reason_phrase(status);
+    let mut out = Vec::with_capacity(128 + content_type.len() + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(&mut out, usize::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: ");
+    push_decimal(&mut out, body.len());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// The status of a response `error_response` or `body_response` wrote.
+pub fn status_of(response: &[u8]) -> u16 {
+    response.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()).unwrap_or(500)
+}
+
 pub fn error_response(status: u16, message: &str, header: Option<(&str, &str)>) -> Vec<u8> {
     let status = if (100..=999).contains(&status) { status } else { 500 };
     let header = header.filter(|(n, v)| valid_header_name(n) && valid_header_value(v));
@@ -538,7 +565,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
             Ok(KEY)
         );
         assert_eq!(status(line, &[("Sec-WebSocket-Version", Some("13 "))]), 101);
-        // No Host check: hyper made none either.
+        // No Host check: nothing here depends on the host, so a request without one is served.
         assert_eq!(status(line, &[("Host", None)]), 101);
     }
 
@@ -758,5 +785,128 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
         assert_eq!(base64_decoded_len(""), None);
         assert_eq!(base64_decoded_len("AAAAAAAAAAAAAAAAAAAAAA=="), Some(16));
         assert_eq!(base64_decoded_len("AAAAAAAAAAAAAAAAAAAAAAA="), Some(17));
+    }
+
+    #[test]
+    fn what_lies_past_max_bytes_is_never_seen() {
+        // Found by `props::any_split_of_a_request_parses_the_same`: with max_headers 3 and
+        // max_bytes 16 this head was "Too many headers" in one read and "too large" when split.
+        let mut req = b"GET % HTTP/1.1\r\n".to_vec();
+        for _ in 0..8 {
+            req.extend_from_slice(b"Host: \r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&req, 3, 16).err(), Some(TOO_LARGE));
+        for end in 1..16 {
+            assert!(matches!(parse(&req[..end], 3, 16), Ok(Parsed::Partial)), "{end}");
+        }
+        // A malformed line past the limit is not seen either; within it, it is.
+        let bad = b"GET /ws HTTP/1.1\r\nHost: a\r\n\x01\r\n\r\n";
+        assert_eq!(parse(bad, 10, 20).err(), Some(TOO_LARGE));
+        assert_eq!(parse(bad, 10, 100).err(), Some(MALFORMED));
+        // A head that ends exactly at the limit is complete.
+        let exact = b"GET /ws HTTP/1.1\r\n\r\nrest";
+        assert!(matches!(parse(exact, 10, 20), Ok(Parsed::Complete(_, 20))));
+        assert_eq!(parse(exact, 10, 19).err(), Some(TOO_LARGE));
+    }
+
+    /// Property tests: the request head parses the same whatever reads it arrives in.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// `parse`'s answer, comparable.
+        #[derive(Debug, PartialEq)]
+        enum Outcome {
+            Partial,
+            Complete(Head, usize),
+            Rejected(Rejection),
+        }
+
+        /// Parses the request as `read_head` does: after each read, until it is not partial.
+        fn read_in(bytes: &[u8], sizes: &[usize], max_headers: usize, max_bytes: usize) -> Outcome {
+            let mut buf = Vec::new();
+            let mut at = 0;
+            for &size in sizes {
+                buf.extend_from_slice(&bytes[at..at + size]);
+                at += size;
+                match parse(&buf, max_headers, max_bytes) {
+                    Ok(Parsed::Partial) => {}
+                    Ok(Parsed::Complete(head, len)) => {
+                        assert!(len <= buf.len() && len <= max_bytes);
+                        return Outcome::Complete(head, len);
+                    }
+                    Err(rejection) => return Outcome::Rejected(rejection),
+                }
+            }
+            Outcome::Partial
+        }
+
+        fn splits(total: usize, cuts: &[usize]) -> Vec<usize> {
+            let at: std::collections::BTreeSet<usize> =
+                cuts.iter().map(|&c| c % (total + 1)).chain([total]).collect();
+            let mut prev = 0;
+            at.into_iter().map(|c| c - std::mem::replace(&mut prev, c)).collect()
+        }
+
+        /// Requests near the valid ones: known and odd methods, targets, versions, header
+        /// names and values, either line ending, then bytes of the WebSocket stream.
+        fn request() -> impl Strategy<Value = Vec<u8>> {
+            let method = prop_oneof![Just("GET"), Just("POST"), Just("get"), Just("G T")];
+            let target = "[/a-z0-9?=&#%:.*]{0,24}";
+            let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/2"), Just("")];
+            let name = prop_oneof![
+                Just("Host"),
+                Just("Upgrade"),
+                Just("Connection"),
+                Just("Sec-WebSocket-Key"),
+                Just("Sec-WebSocket-Version"),
+                Just("Origin"),
+                Just("X-A"),
+                Just("Bad Name"),
+            ];
+            let header = (name, "[ -~]{0,24}");
+            let eol = prop_oneof![3 => Just("\r\n"), 1 => Just("\n")];
+            (
+                method,
+                target,
+                version,
+                prop::collection::vec(header, 0..10),
+                eol,
+                prop::collection::vec(any::<u8>(), 0..16),
+            )
+                .prop_map(|(method, target, version, headers, eol, tail)| {
+                    let mut out = format!("{method} {target} {version}{eol}");
+                    for (name, value) in headers {
+                        out.push_str(&format!("{name}: {value}{eol}"));
+                    }
+                    out.push_str(eol);
+                    let mut out = out.into_bytes();
+                    out.extend(tail);
+                    out
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_split_of_a_request_parses_the_same(
+                bytes in prop_oneof![3 => request(), 1 => prop::collection::vec(any::<u8>(), 0..300)],
+                max_headers in 1usize..12,
+                max_bytes in 16usize..400,
+                cuts in prop::collection::vec(any::<usize>(), 0..24),
+            ) {
+                let whole = read_in(&bytes, &[bytes.len()], max_headers, max_bytes);
+                prop_assert_eq!(&read_in(&bytes, &splits(bytes.len(), &cuts), max_headers, max_bytes), &whole);
+                prop_assert_eq!(&read_in(&bytes, &vec![1; bytes.len()], max_headers, max_bytes), &whole);
+                if let Outcome::Complete(head, _) = &whole {
+                    // Checking the head never panics either.
+                    let _ = validate(head);
+                    let _ = offered_protocols(head);
+                }
+            }
+        }
     }
 }

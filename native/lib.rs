@@ -3,68 +3,52 @@
 //! This file is the napi surface and nothing more; each concept lives in its own module.
 #![deny(clippy::unwrap_used)]
 
+mod adopt;
+mod clock;
 mod cluster;
 mod config;
-mod connection;
+mod conn;
+mod cork;
+mod dispatch;
 mod engine;
 mod error;
 mod events;
-pub mod fast;
+mod fanout;
 mod frame;
+pub mod handles;
 mod handshake;
+mod loopback;
+mod metrics;
+mod napi_stubs;
+mod outbox;
 mod presence;
 mod protocol;
+mod proxy_protocol;
+mod rate_limit;
+mod reader;
 mod rooms;
+mod runtime;
 mod server;
+mod task;
+mod trust_proxy;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Function, PromiseRaw, Uint8ArraySlice};
-use napi::{Env, Result};
+use napi::bindgen_prelude::{Buffer, Function, PromiseRaw, Uint8ArraySlice};
+use napi::Env;
 use napi_derive::napi;
 
 use crate::config::{Config, NativeOptions};
-use crate::connection::OutFrame;
 use crate::engine::Engine;
-use crate::rooms::{JoinError, RoomInfo, RoomSpec};
+use crate::error::{ClusterError, Code, ListenError, SocketError};
+use crate::outbox::OutFrame;
+use crate::rooms::{JoinResult, RoomInfo, RoomSpec};
 
-/// The tokio runtime every server of this process runs on. Its workers share the machine with
-/// the JS thread, which does the application's work: one worker per core but one (at least
-/// one). On the 2-core benchmark machine, two workers were slower than one unpinned (connects
-/// 11k/s vs 13-14k/s, p99 at 50k msgs/s 6-11 ms vs 5-6 ms). `TOKIO_WORKER_THREADS` overrides it.
-#[napi_derive::module_init]
-fn init_runtime() {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all().thread_name("rnode-ws");
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("RNODE_SCHED_BATCH").is_none_or(|v| v != "0") {
-        builder.on_thread_start(batch_policy);
-    }
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        builder.worker_threads(cores.saturating_sub(1).max(1));
-    }
-    if let Ok(runtime) = builder.build() {
-        napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
-    }
-}
-
-/// Puts the calling worker thread under `SCHED_BATCH`: same CPU share, but a socket becoming
-/// ready no longer preempts the JS thread when both share a core. JS then finishes its batch
-/// (and its corked writes) before the worker reads again, so the worker reads more per turn and
-/// the two threads switch about 5x less often. Pinned to one core: echo 4 KiB +15%, echo 32 B
-/// +27%, broadcast +19% (medians of 5-7 interleaved runs); unpinned: no change, the worker has
-/// a core of its own. `RNODE_SCHED_BATCH=0` keeps the normal policy. A failure (a sandbox that
-/// forbids the call) leaves the thread as it was.
-#[cfg(target_os = "linux")]
-fn batch_policy() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param (priority 0, as
-    // SCHED_BATCH requires). Nothing depends on the result.
-    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-}
+/// What the napi functions return: an error is thrown (or rejected) with `.code` set.
+type Result<T> = napi::Result<T, Code>;
 
 /// Counters for `getStats()` and the batching debug figures.
 #[napi(object)]
@@ -96,6 +80,15 @@ pub struct NativeStats {
     pub cluster_inbound_bytes: f64,
     /// Room channels this node is subscribed to (or about to be).
     pub cluster_room_channels: u32,
+    /// Inbound messages over a `rateLimit` (dropped, or closing their connection).
+    pub rate_limited: f64,
+}
+
+/// Where attach mode's slow path connects, and the secret its first line carries.
+#[napi(object)]
+pub struct LoopbackInfo {
+    pub port: u32,
+    pub secret: String,
 }
 
 /// Counts over every node of a cluster.
@@ -111,43 +104,72 @@ pub struct ClusterStats {
 pub struct NativeServer {
     engine: Arc<Engine>,
     handle: u32,
+    /// `listen()` was called (a second call is refused).
+    listened: AtomicBool,
+    /// Attach mode's slow path (`loopback.rs`), bound on first use.
+    loopback: loopback::LoopbackSlot,
 }
 
 /// A server collected without `close()` (never listened, say) leaves the fast-call table, so
 /// its engine is freed with it. Runs on the JS thread that created it (napi finalizer).
 impl Drop for NativeServer {
     fn drop(&mut self) {
-        fast::unregister(self.handle, &self.engine);
+        handles::unregister(self.handle, &self.engine);
     }
 }
 
 #[napi]
 impl NativeServer {
+    /// Throws `ERR_INVALID_OPTION` for an option the engine cannot use.
     #[napi(constructor)]
-    pub fn new(options: Option<NativeOptions>) -> Self {
-        let config = Config::from_options(&options.unwrap_or_default());
+    pub fn new(options: Option<NativeOptions>) -> Result<Self> {
+        let config = Config::from_options(&options.unwrap_or_default()).map_err(error::Error::from)?;
         let engine = Arc::new(Engine::new(config));
-        NativeServer { handle: fast::register(engine.clone()), engine }
+        Ok(NativeServer {
+            handle: handles::register(engine.clone()),
+            engine,
+            listened: AtomicBool::new(false),
+            loopback: Default::default(),
+        })
     }
 
-    /// Registers a WebSocket path; `hooks` says which JS handlers it has (engine::hooks bits).
+    /// Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
     #[napi]
-    pub fn add_route(&self, path: String, hooks: u32) {
-        self.engine.add_route(&path, hooks);
+    /// `rate_limit`: the path's own `rateLimit` (absent: the server's).
+    pub fn add_route(&self, path: String, hooks: u32, rate_limit: Option<config::RateLimitOptions>) {
+        self.engine.add_route(&path, hooks, rate_limit.as_ref().and_then(config::RateLimitOptions::resolve));
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
-    /// events are waiting for `pollEvents`.
+    /// events are waiting for `pollEvents`. With `bind` false (attach mode), no port is bound:
+    /// connections come from `adopt` and the loopback listener, and the wake-up callback does
+    /// not hold the event loop open (the app's http server does). Resolves with the port, or 0.
+    /// Throws `ERR_ALREADY_LISTENING` on a second call; rejects with a bind or Redis code.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn listen<'env>(
         &self,
         env: &'env Env,
         wake: Function<'env, u32, ()>,
+        bind: Option<bool>,
     ) -> Result<PromiseRaw<'env, u32>> {
-        let tsfn = wake.build_threadsafe_function::<u32>().callee_handled::<false>().build()?;
+        if self.listened.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(error::Error::from(ListenError::AlreadyListening).into());
+        }
+        let bind = bind.unwrap_or(true);
+        let mut tsfn = wake
+            .build_threadsafe_function::<u32>()
+            .callee_handled::<false>()
+            .build()
+            .map_err(error::internal)?;
+        if !bind {
+            // napi_unref_threadsafe_function: the one handle stays usable but no longer keeps
+            // the loop alive. (The deprecation points at clone-counting, which does not unref.)
+            #[allow(deprecated)]
+            tsfn.unref(env).map_err(error::internal)?;
+        }
         self.engine.events.set_wake(tsfn);
         let engine = self.engine.clone();
-        env.spawn_future(async move {
+        error::spawn(env, async move {
             let waker = engine.clone();
             tokio::spawn(async move { waker.events.wake_loop().await });
             let port = async {
@@ -156,6 +178,10 @@ impl NativeServer {
                     cluster.start(engine.clone());
                     cluster.wait_subscribed(Duration::from_secs(3)).await;
                     let _ = engine.cluster.set(cluster);
+                }
+                if !bind {
+                    adopt::start(&engine);
+                    return Ok(0);
                 }
                 server::listen(engine.clone()).await
             }
@@ -168,6 +194,34 @@ impl NativeServer {
             }
             Ok(u32::from(port?))
         })
+    }
+
+    /// Attach mode, fast path: takes over the TCP connection behind Node's descriptor `fd` (a
+    /// duplicate; Node closes its own), reading `prefix` (rebuilt request head, `head`, bytes
+    /// Node had buffered) before the socket. Returns the attach id the connect or upgrade-failed
+    /// event carries.
+    #[napi]
+    pub fn adopt(&self, fd: i32, prefix: Buffer) -> Result<u32> {
+        let attach = self.engine.next_request_id();
+        adopt::adopt(self.engine.clone(), fd, prefix.to_vec(), attach)
+            .map_err(|e| error::Error::from(error::AttachError::Adopt(e)))?;
+        Ok(attach)
+    }
+
+    /// Attach mode, slow path: the loopback listener's port and secret (started on first call).
+    #[napi]
+    pub fn loopback(&self) -> Result<LoopbackInfo> {
+        let lb = self
+            .loopback
+            .get_or_start(&self.engine)
+            .map_err(|e| error::Error::from(error::AttachError::Loopback(e)))?;
+        Ok(LoopbackInfo { port: u32::from(lb.port), secret: lb.secret })
+    }
+
+    /// A fresh attach id for a slow-path connection's preamble.
+    #[napi]
+    pub fn attach_id(&self) -> u32 {
+        self.engine.next_request_id()
     }
 
     /// This server's handle for the per-message functions (`sendText`, `pollEvents`...).
@@ -204,7 +258,7 @@ impl NativeServer {
     pub fn shutdown<'env>(&self, env: &'env Env, timeout_ms: u32) -> Result<PromiseRaw<'env, ()>> {
         let engine = self.engine.clone();
         engine.begin_shutdown();
-        env.spawn_future(async move {
+        error::spawn(env, async move {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms));
             let live = |e: &Engine| e.live_tasks.load(std::sync::atomic::Ordering::Acquire);
             while live(&engine) > 0 {
@@ -219,6 +273,7 @@ impl NativeServer {
                     break;
                 }
             }
+            engine.close_listener();
             if let Some(c) = engine.cluster.get() {
                 c.stop().await;
             }
@@ -234,7 +289,7 @@ impl NativeServer {
     /// Releases the JS callback so the addon no longer keeps the event loop alive.
     #[napi]
     pub fn dispose(&self) {
-        fast::unregister(self.handle, &self.engine);
+        handles::unregister(self.handle, &self.engine);
         self.engine.events.clear_wake();
         self.engine.retired.clear();
     }
@@ -248,10 +303,10 @@ impl NativeServer {
         let cluster = self.engine.cluster.get();
         NativeStats {
             total_connections: self.engine.conns.len() as u32,
-            messages_in: s.messages_in.load(Relaxed) as f64,
-            messages_out: s.messages_out.load(Relaxed) as f64,
-            bytes_in: s.bytes_in.load(Relaxed) as f64,
-            bytes_out: s.bytes_out.load(Relaxed) as f64,
+            messages_in: engine::both(&s.messages_in) as f64,
+            messages_out: engine::both(&s.messages_out) as f64,
+            bytes_in: engine::both(&s.bytes_in) as f64,
+            bytes_out: engine::both(&s.bytes_out) as f64,
             dropped_messages: s.dropped.load(Relaxed) as f64,
             wakeups: q.wakes.load(Relaxed) as f64,
             batches: q.batches.load(Relaxed) as f64,
@@ -269,15 +324,30 @@ impl NativeServer {
             cluster_inbound_messages: cluster.map(|c| c.inbound_messages.load(Relaxed) as f64).unwrap_or(0.0),
             cluster_inbound_bytes: cluster.map(|c| c.inbound_bytes.load(Relaxed) as f64).unwrap_or(0.0),
             cluster_room_channels: cluster.map(|c| c.room_channels()).unwrap_or(0),
+            rate_limited: self.engine.metrics.rate_limited() as f64,
         }
     }
 
-    /// Counts summed over every node of the cluster (rejects without a cluster).
+    /// The Prometheus text exposition (format 0.0.4) of this server.
+    #[napi]
+    pub fn metrics(&self) -> String {
+        self.engine.metrics_text()
+    }
+
+    /// Counts summed over every node of the cluster; rejects with `ERR_NO_CLUSTER` without one,
+    /// `ERR_NOT_LISTENING` before `listen`.
     #[napi(ts_return_type = "Promise<ClusterStats>")]
     pub fn cluster_stats<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ClusterStats>> {
         let engine = self.engine.clone();
-        env.spawn_future(async move {
-            let cluster = engine.cluster.get().cloned().ok_or(error::Error::NoCluster)?;
+        error::spawn(env, async move {
+            let Some(cluster) = engine.cluster.get().cloned() else {
+                let not = if engine.config.cluster.is_some() {
+                    ClusterError::NotStarted
+                } else {
+                    ClusterError::NotConfigured
+                };
+                return Err(not.into());
+            };
             let counts = cluster.counts(&engine).await?;
             Ok(ClusterStats {
                 nodes: counts.nodes,
@@ -302,12 +372,12 @@ impl NativeServer {
         room: String,
     ) -> Result<PromiseRaw<'env, Vec<presence::PresenceEntry>>> {
         let engine = self.engine.clone();
-        env.spawn_future(async move {
-            let cluster = engine.cluster.get().cloned().ok_or(error::Error::NoCluster)?;
+        error::spawn(env, async move {
+            let cluster = engine.cluster.get().cloned().ok_or(ClusterError::NotConfigured)?;
             if !cluster.has_presence() {
                 return Ok(engine.presence(&room));
             }
-            Ok(cluster.presence(&engine, &room).await?)
+            cluster.presence(&engine, &room).await
         })
     }
 
@@ -339,16 +409,16 @@ impl NativeServer {
         self.engine.delete_room(&id)
     }
 
-    /// Joins a connection to a room: "joined", "already", or the reason it could not.
+    /// Joins a connection to a room: joined, already a member, or the reason it could not.
     #[napi]
-    pub fn join_room(&self, conn: u32, id: String) -> String {
+    pub fn join_room(&self, conn: u32, id: String) -> JoinResult {
         let Some(c) = self.conn(conn) else {
-            return JoinError::Closed.as_str().to_string();
+            return JoinResult::Closed;
         };
         match self.engine.join(&c, &id) {
-            Ok(true) => "joined".to_string(),
-            Ok(false) => "already".to_string(),
-            Err(e) => e.as_str().to_string(),
+            Ok(true) => JoinResult::Joined,
+            Ok(false) => JoinResult::Already,
+            Err(e) => e.into(),
         }
     }
 
@@ -384,17 +454,17 @@ impl NativeServer {
         self.engine.rooms.members(&id)
     }
 
-    /// Sends a `room_message` frame from `conn` to the other members; -1 when not a member.
+    /// Sends a `room_message` frame from `conn` to the other members; returns how many got it.
     #[napi]
-    pub fn send_to_room(&self, conn: u32, room: String, message_json: String) -> i32 {
-        let Some(c) = self.conn(conn) else { return -1 };
+    pub fn send_to_room(&self, conn: u32, room: String, message_json: String) -> Result<u32> {
+        let Some(c) = self.conn(conn) else { return Err(error::Error::from(SocketError::Closed).into()) };
         if !self.engine.rooms.is_member(conn, &room) {
-            return -1;
+            return Err(error::Error::from(SocketError::NotInRoom(room)).into());
         }
         let message: serde_json::Value =
             serde_json::from_str(&message_json).unwrap_or(serde_json::Value::Null);
         let frame = protocol::room_message(&room, &message, &c.client_id);
-        self.engine.room_message_from(&c, &room, frame) as i32
+        Ok(self.engine.room_message_from(&c, &room, frame))
     }
 
     /// Sends text to a room or everyone, skipping `except`; the bytes are shared by all recipients.
@@ -428,13 +498,10 @@ impl NativeServer {
 
     /// Stores a metadata value (JSON text); `None` removes the key.
     #[napi]
-    pub fn set_metadata(&self, conn: u32, key: String, json: Option<String>) -> bool {
-        let Some(c) = self.conn(conn) else {
-            return false;
-        };
-        let Some(mut extra) = c.extra() else {
-            return false;
-        };
+    pub fn set_metadata(&self, conn: u32, key: String, json: Option<String>) -> Result<()> {
+        let closed = || napi::Error::from(error::Error::from(SocketError::Closed));
+        let c = self.conn(conn).ok_or_else(closed)?;
+        let mut extra = c.extra().ok_or_else(closed)?;
         let meta = &mut extra.get_or_insert_with(Default::default).metadata;
         match json {
             Some(v) => meta.insert(key.clone(), v),
@@ -442,7 +509,7 @@ impl NativeServer {
         };
         drop(extra);
         self.engine.metadata_changed(&c, &key);
-        true
+        Ok(())
     }
 
     /// A metadata value as JSON text (still readable in `onClose`).
@@ -502,6 +569,12 @@ impl NativeServer {
     }
 }
 
+/// The first `trustProxy` entry that is not an address or CIDR range (null: all valid).
+#[napi]
+pub fn check_trust_proxy(entries: Vec<String>) -> Option<String> {
+    trust_proxy::TrustProxy::parse(&entries).err()
+}
+
 /// Socket ids (UUID strings, possibly of sockets on other cluster nodes) as bytes; the facade
 /// has already rejected anything that is not a UUID.
 fn socket_uuids(ids: Option<Vec<String>>) -> Vec<[u8; 16]> {
@@ -513,7 +586,7 @@ fn socket_uuids(ids: Option<Vec<String>>) -> Vec<[u8; 16]> {
 }
 
 impl NativeServer {
-    fn conn(&self, conn: u32) -> Option<Arc<connection::Conn>> {
+    fn conn(&self, conn: u32) -> Option<Arc<conn::Conn>> {
         self.engine.conns.get(&conn).map(|c| c.value().clone())
     }
 }

@@ -5,7 +5,7 @@
 use napi_derive::napi;
 use serde_json::{json, Map, Value};
 
-use crate::connection::Conn;
+use crate::conn::Conn;
 
 /// One member connection as presence shows it.
 #[napi(object)]

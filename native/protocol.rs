@@ -1,4 +1,4 @@
-//! The built-in room protocol: JSON text frames handled natively (see DESIGN.md).
+//! The built-in room protocol: JSON text frames handled natively (documented in docs/protocol.md).
 
 use serde_json::{json, Map, Value};
 

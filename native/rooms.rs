@@ -12,8 +12,11 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use napi_derive::napi;
 
-use crate::connection::{self, Conn, FanoutTarget, OutFrame, SendStatus, Skip};
-use crate::engine::Engine;
+use crate::clock;
+use crate::conn::{Conn, SendContext};
+use crate::cork;
+use crate::fanout::{self, FanoutTarget, Skip};
+use crate::outbox::{OutFrame, SendStatus};
 
 /// Longest room id, in bytes.
 pub const MAX_ROOM_ID_BYTES: usize = 256;
@@ -30,6 +33,8 @@ pub struct RoomSpec {
     pub metadata: Option<String>,
     /// Members get `presence_join` / `presence_leave` frames.
     pub presence_events: Option<bool>,
+    /// The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics.
+    pub metrics: Option<bool>,
 }
 
 /// A room as `getRoom` reports it.
@@ -57,6 +62,30 @@ pub enum JoinError {
     Invalid,
     /// The connection is closing.
     Closed,
+}
+
+/// What `socket.joinRoom()` got, as the facade reads it (a number at runtime).
+#[napi]
+#[derive(Debug, PartialEq, Eq)]
+pub enum JoinResult {
+    Joined,
+    /// Already a member: nothing changed.
+    Already,
+    Full,
+    NotFound,
+    Invalid,
+    Closed,
+}
+
+impl From<JoinError> for JoinResult {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::Full => JoinResult::Full,
+            JoinError::NotFound => JoinResult::NotFound,
+            JoinError::Invalid => JoinResult::Invalid,
+            JoinError::Closed => JoinResult::Closed,
+        }
+    }
 }
 
 impl JoinError {
@@ -93,10 +122,6 @@ impl Room {
     }
 }
 
-fn now_ms() -> f64 {
-    crate::connection::epoch_ms() as f64
-}
-
 /// Whether a room id is acceptable.
 pub fn valid_room_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ROOM_ID_BYTES
@@ -107,7 +132,7 @@ pub struct Rooms {
     map: DashMap<String, Room>,
     auto_create: bool,
     /// Bumped by every membership change: a corked thread's pending shared fan-out is only
-    /// extended while it is unchanged (see `connection::SharedFanout`).
+    /// extended while it is unchanged (see `fanout::SharedFanout`).
     version: AtomicU64,
 }
 
@@ -121,7 +146,12 @@ impl Rooms {
         match self.map.entry(spec.id.clone()) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
-                v.insert(Room { spec, created_at: now_ms(), auto_created: false, members: HashMap::new() });
+                v.insert(Room {
+                    spec,
+                    created_at: clock::wall_ms() as f64,
+                    auto_created: false,
+                    members: HashMap::new(),
+                });
                 true
             }
         }
@@ -162,7 +192,12 @@ impl Rooms {
                     return Err(JoinError::NotFound);
                 }
                 let spec = RoomSpec { id: id.to_string(), name: id.to_string(), ..RoomSpec::default() };
-                v.insert(Room { spec, created_at: now_ms(), auto_created: true, members: HashMap::new() })
+                v.insert(Room {
+                    spec,
+                    created_at: clock::wall_ms() as f64,
+                    auto_created: true,
+                    members: HashMap::new(),
+                })
             }
         };
         if let Some(max) = room.spec.max_connections {
@@ -224,9 +259,9 @@ impl Rooms {
     /// On a corked thread the message joins that thread's shared fan-out to the room (one buffer
     /// for every member, written when the thread uncorks); otherwise each member gets it now,
     /// under the room's read lock.
-    pub fn fan_out(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
-        if connection::is_corked() {
-            return self.fan_out_shared(engine, id, msg, skip);
+    pub fn fan_out(&self, ctx: &SendContext, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
+        if cork::is_corked() {
+            return self.fan_out_shared(ctx, id, msg, skip);
         }
         let Some(room) = self.map.get(id) else {
             return 0;
@@ -236,23 +271,23 @@ impl Rooms {
             if skip.matches(conn) {
                 continue;
             }
-            if conn.send_uncounted(engine, msg) != SendStatus::Dropped {
+            if conn.send_uncounted(ctx, msg) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
         drop(room);
-        engine.stats.count_out_n(delivered, msg.payload_len());
+        ctx.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
-    fn fan_out_shared(&self, engine: &Engine, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
+    fn fan_out_shared(&self, ctx: &SendContext, id: &str, msg: &OutFrame, skip: Skip<'_>) -> u32 {
         let target = FanoutTarget {
             registry: self as *const Rooms as usize,
             room: id,
             skip,
             version: self.version.load(Ordering::Acquire),
         };
-        connection::fan_out_shared(target, msg, engine, || {
+        fanout::fan_out_shared(target, msg, ctx, || {
             let room = self.map.get(id)?;
             let version = self.version.load(Ordering::Acquire);
             Some((room.members.values().cloned().collect(), version))
@@ -287,7 +322,127 @@ impl Rooms {
     }
 
     /// (room id, member count) for every room.
+    /// Member counts of the rooms created with `metrics: true`.
+    pub fn metric_counts(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .map
+            .iter()
+            .filter(|r| r.spec.metrics == Some(true))
+            .map(|r| (r.key().clone(), r.members.len() as u32))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Memberships summed over every room (no allocation: a scrape with many rooms stays cheap).
+    pub fn memberships(&self) -> u64 {
+        self.map.iter().map(|r| r.members.len() as u64).sum()
+    }
+
     pub fn counts(&self) -> Vec<(String, u32)> {
         self.map.iter().map(|r| (r.key().clone(), r.members.len() as u32)).collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::conn::fixture::{conn, context, read_some};
+    use crate::cork::CorkScope;
+
+    fn spec(id: &str, max: Option<u32>) -> RoomSpec {
+        RoomSpec { id: id.into(), name: id.into(), max_connections: max, ..RoomSpec::default() }
+    }
+
+    #[tokio::test]
+    async fn join_and_leave_keep_both_sides_in_step() {
+        let rooms = Rooms::new(true);
+        let (a, _pa) = conn(1).await;
+        assert_eq!(rooms.join(&a, "r"), Ok(true));
+        assert_eq!(rooms.join(&a, "r"), Ok(false), "already a member");
+        assert!(rooms.is_member(1, "r"));
+        assert_eq!(a.rooms(), vec!["r".to_string()]);
+        assert_eq!(rooms.info("r").map(|i| i.connections_count), Some(1));
+        assert!(rooms.leave(&a, "r"));
+        assert!(!rooms.leave(&a, "r"));
+        assert_eq!(rooms.len(), 0, "an auto-created room goes with its last member");
+        // Created rooms stay; leave_all empties a connection's set.
+        assert!(rooms.create(spec("kept", None)));
+        assert!(!rooms.create(spec("kept", None)), "the id is taken");
+        rooms.join(&a, "kept").unwrap();
+        rooms.join(&a, "other").unwrap();
+        let mut left = rooms.leave_all(&a);
+        left.sort();
+        assert_eq!(left, ["kept", "other"]);
+        assert!(a.rooms().is_empty());
+        assert_eq!(rooms.counts(), vec![("kept".to_string(), 0)]);
+    }
+
+    #[tokio::test]
+    async fn joins_are_refused_for_a_full_missing_or_bad_room_and_a_closing_connection() {
+        let rooms = Rooms::new(false);
+        let (a, _pa) = conn(1).await;
+        let (b, _pb) = conn(2).await;
+        assert_eq!(rooms.join(&a, "nope"), Err(JoinError::NotFound));
+        assert_eq!(rooms.join(&a, ""), Err(JoinError::Invalid));
+        assert_eq!(rooms.join(&a, &"x".repeat(MAX_ROOM_ID_BYTES + 1)), Err(JoinError::Invalid));
+        rooms.create(spec("one", Some(1)));
+        assert_eq!(rooms.join(&a, "one"), Ok(true));
+        assert_eq!(rooms.join(&b, "one"), Err(JoinError::Full));
+        b.abort();
+        rooms.create(spec("two", None));
+        assert_eq!(rooms.join(&b, "two"), Err(JoinError::Closed));
+        // Deleting a room detaches its members.
+        let members = rooms.delete("one").unwrap();
+        assert_eq!(members.len(), 1);
+        assert!(a.rooms().is_empty());
+    }
+
+    #[tokio::test]
+    async fn fan_out_skips_and_counts_once_for_every_recipient() {
+        let rooms = Rooms::new(true);
+        let ctx = context(1 << 20, true);
+        let mut peers = Vec::new();
+        let mut conns = Vec::new();
+        for id in 1..=3 {
+            let (c, p) = conn(id).await;
+            rooms.join(&c, "r").unwrap();
+            conns.push(c);
+            peers.push(p);
+        }
+        let msg = OutFrame::text("hi");
+        assert_eq!(rooms.fan_out(&ctx, "r", &msg, Skip::Conn(2)), 2);
+        assert_eq!(rooms.fan_out(&ctx, "r", &msg, Skip::Uuids(&[[1; 16], [3; 16]])), 1);
+        assert_eq!(rooms.fan_out(&ctx, "missing", &msg, Skip::Conn(0)), 0);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 3);
+        assert_eq!(crate::engine::both(&ctx.stats.bytes_out), 6);
+        let frame = &msg.bytes[..];
+        assert_eq!(read_some(&mut peers[0]), frame);
+        assert_eq!(read_some(&mut peers[1]), frame);
+        assert_eq!(read_some(&mut peers[2]), frame);
+    }
+
+    #[tokio::test]
+    async fn corked_fan_outs_share_one_buffer_and_keep_each_members_order() {
+        let rooms = Rooms::new(true);
+        let ctx = context(1 << 20, true);
+        let (a, mut pa) = conn(1).await;
+        let (b, mut pb) = conn(2).await;
+        rooms.join(&a, "r").unwrap();
+        rooms.join(&b, "r").unwrap();
+        let (one, two, direct) = (OutFrame::text("one"), OutFrame::text("two"), OutFrame::text("direct"));
+        {
+            let _cork = CorkScope::begin();
+            assert_eq!(rooms.fan_out(&ctx, "r", &one, Skip::Conn(0)), 2);
+            assert_eq!(rooms.fan_out(&ctx, "r", &two, Skip::Conn(0)), 2);
+            // A direct send delivers the pending fan-out first: `b` gets one, two, direct.
+            assert_eq!(b.send(&ctx, &direct), SendStatus::Sent);
+            assert!(read_some(&mut pa).is_empty(), "nothing leaves while corked");
+        }
+        let shared = [&one.bytes[..], &two.bytes[..]].concat();
+        assert_eq!(read_some(&mut pa), shared);
+        assert_eq!(read_some(&mut pb), [&shared[..], &direct.bytes[..]].concat());
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 5);
     }
 }

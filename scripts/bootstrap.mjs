@@ -33,7 +33,7 @@ function oldest(...paths) {
   return t
 }
 
-if (!existsSync(join(root, 'node_modules/.package-lock.json'))) {
+if (oldest('node_modules/.package-lock.json') < newest('package-lock.json')) {
   console.log('[bootstrap] installing dependencies: npm ci')
   run('npm ci --no-audit --no-fund')
 }

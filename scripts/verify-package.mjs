@@ -191,6 +191,8 @@ try {
   const unwanted = shipped.filter((p) => /^(native|target|native-build|__test__|benches|client|scripts|npm)\/|\.rs$|\.node$|^Cargo\./.test(p))
   if (unwanted.length) fail(`root tarball ships files users do not need: ${unwanted.join(', ')}`)
   if (!shipped.includes('dist/index.js')) fail('root tarball lacks dist/index.js')
+  // dist/binding.d.ts imports the engine's generated declarations.
+  if (!shipped.includes('dist/native.d.ts')) fail('root tarball lacks dist/native.d.ts')
   if (!platformTgz.files.some((f) => f.path === binaryName)) fail(`${platformTgz.filename} lacks ${binaryName}`)
 
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'rnode-ws-verify', private: true }, null, 2))

@@ -9,6 +9,14 @@ export function servers(benches) {
     uws: { label: 'uWebSockets.js', cmd: ['node', join(benches, 'servers/uws.mjs')] },
     bun: { label: 'Bun', cmd: [bun, join(benches, 'servers/bun.mjs')] },
     rnode: { label: 'rnode-ws', cmd: ['node', join(benches, 'servers/rnode.mjs')], ours: true },
+    // Attach mode (issue 16): on a plain Node http server's port, fast path (descriptor
+    // adoption) and forced slow path (loopback pump); on an https server (slow path, TLS in
+    // Node); ws attached the same ways.
+    'rnode-attach': { label: 'rnode-ws { server } (fast path)', cmd: ['node', join(benches, 'servers/rnode-attach.mjs')], ours: true },
+    'rnode-attach-pump': { label: 'rnode-ws { server, adopt: false } (slow path)', cmd: ['node', join(benches, 'servers/rnode-attach.mjs'), '--pump'], ours: true },
+    'ws-attach': { label: 'ws { server }', cmd: ['node', join(benches, 'servers/ws-attach.mjs')] },
+    'rnode-https': { label: 'rnode-ws on https (slow path)', cmd: ['node', join(benches, 'servers/rnode-https.mjs')], ours: true },
+    'ws-https': { label: 'ws on https', cmd: ['node', join(benches, 'servers/ws-https.mjs')] },
     // Two rnode-ws nodes sharing a room through a private redis-server the runner starts.
     'rnode-cluster': { label: 'rnode-ws, 2 nodes + Redis', cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')], ours: true, cluster: { nodes: 2 } },
     // Four nodes, 40 rooms, 10 per node: the one-channel layout and per-room channels.
@@ -36,7 +44,7 @@ export const COMPETITORS = ['ws', 'uws', 'bun']
  * run go into the table: `metric` from the loadgen report, `better` direction. A scenario with
  * `baseline` compares our own runs with each other (its own table) instead of with competitors.
  */
-export function scenarios({ quick }) {
+export function scenarios({ quick, benches }) {
   const connectN = quick ? 2000 : 10000
   return [
     {
@@ -104,6 +112,7 @@ export function scenarios({ quick }) {
         { id: 'cluster-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
       ],
     },
+    ...attachScenarios(connectN, benches),
     {
       // Cluster at scale (issue 20): 4,000 subscribers in 40 rooms over four nodes, each node
       // with members in 10 rooms, one publisher (on the first node) to random rooms. The
@@ -126,6 +135,58 @@ export function scenarios({ quick }) {
       rows: [
         { id: 'connect-rss', title: `${connectN.toLocaleString('en-US')} idle connections: server RSS per connection (bytes)`, metric: 'rss_per_conn', better: 'lower', target: 'rss' },
         { id: 'connect-rate', title: 'connections accepted per second', metric: 'rate', better: 'higher', target: 'connect' },
+      ],
+    },
+  ]
+}
+
+const JOIN = ['--join-frame', '{"type":"join_room","room_id":"bench"}']
+
+/**
+ * Attach mode (issue 16), each compared with a baseline run in its own table: the fast path
+ * against our own port (echo, broadcast), connection rate against ws attached to the same kind
+ * of http server, the forced slow path against the fast path, and the slow path on an https
+ * server against ws on one (TLS needs the Node load generator, harness/tls-echo.mjs).
+ */
+function attachScenarios(connectN, benches) {
+  const echo = (size, inflight) => ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', String(inflight), '--size', String(size)]
+  const own = { server: 'rnode', label: 'rnode-ws, own port' }
+  return [
+    ...[
+      ['attach-echo-32', 32, 64, 'echo, 100 conns, 32 B, 64 in flight (msgs/s)'],
+      ['attach-echo-4k', 4096, 10, 'echo, 100 conns, 4 KiB, 10 in flight (msgs/s)'],
+    ].map(([id, size, inflight, title]) => ({
+      id,
+      loadgen: echo(size, inflight),
+      runs: ['rnode', 'rnode-attach', 'rnode-attach-pump'],
+      baseline: 'rnode',
+      variants: { rnode: own },
+      rows: [{ id: `${id}-rate`, title, metric: 'rate', better: 'higher' }],
+    })),
+    {
+      id: 'attach-broadcast',
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],
+      runs: ['rnode', 'rnode-attach'],
+      baseline: 'rnode',
+      variants: { rnode: { ...own, extra: JOIN }, 'rnode-attach': { server: 'rnode-attach', label: 'rnode-ws { server } (fast path)', extra: JOIN } },
+      rows: [{ id: 'attach-broadcast-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight, from JS (deliveries/s)', metric: 'rate', better: 'higher' }],
+    },
+    {
+      id: 'attach-connect',
+      loadgen: ['--mode', 'connect', '--path', '/echo', '--conns', String(connectN), '--concurrency', '64'],
+      runs: ['ws-attach', 'rnode-attach'],
+      baseline: 'ws-attach',
+      rows: [{ id: 'attach-connect-rate', title: 'connections accepted per second, both attached to a Node http server', metric: 'rate', better: 'higher' }],
+    },
+    {
+      id: 'attach-https',
+      client: ['node', join(benches, 'harness/tls-echo.mjs')],
+      loadgen: echo(32, 10),
+      runs: ['ws-https', 'rnode-https'],
+      baseline: 'ws-https',
+      rows: [
+        { id: 'attach-https-rate', title: 'wss:// echo on an https server, 100 conns, 32 B, 10 in flight (msgs/s)', metric: 'rate', better: 'higher' },
+        { id: 'attach-https-cpu', title: 'same: server CPU (cores)', metric: 'server_cpu', better: 'lower' },
       ],
     },
   ]

@@ -1,4 +1,4 @@
-// The seed's chat example: a client joins `general-chat` and talks to a second client.
+// A chat example: a client joins `general-chat` and talks to a second client.
 // Runs on its own: `node client/examples/chat.mjs` (starts a server on a free port, then exits).
 import WebSocket from 'ws'
 import { WsServer } from '../../dist/index.js'

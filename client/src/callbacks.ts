@@ -30,7 +30,7 @@ export interface CallbackClientOptions extends ClientOptions {
   onError?: (error: RNodeClientError) => void
 }
 
-/** The seed's callback style: `createWebSocketClient({ url, clientId, onConnect, onMessage, ... })`. */
+/** The callback style: `createWebSocketClient({ url, clientId, onConnect, onMessage, ... })`. */
 export function createWebSocketClient(options: CallbackClientOptions): RNodeWebSocketClient {
   const { url, clientId, ...rest } = options
   const c = new RNodeWebSocketClient(url, clientId, rest)

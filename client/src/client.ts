@@ -1,6 +1,6 @@
 import { backoffDelay } from './backoff'
 import { Emitter } from './emitter'
-import { RNodeClientError } from './errors'
+import { RNodeClientError, withCode } from './errors'
 import { Room } from './room'
 import type {
   ClientEvents,
@@ -115,7 +115,9 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     }
     this.o = o
     const Socket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
-    if (!Socket) throw new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. from 'ws')")
+    if (!Socket) {
+      throw withCode(new TypeError("no WebSocket implementation: pass options.WebSocket (e.g. from 'ws')"), 'ERR_INVALID_OPTION')
+    }
     this.Socket = Socket
   }
 
@@ -167,7 +169,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
         ws.close()
       }
     }
-    const err = new RNodeClientError('DISCONNECTED', 'disconnect() was called')
+    const err = new RNodeClientError('ERR_DISCONNECTED', 'disconnect() was called')
     for (const room of this.rooms.values()) room.setJoined(false)
     this.rooms.clear()
     this.rejectAll(err)
@@ -177,7 +179,9 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
 
   /** Joins a room; resolves on `room_joined`, rejects on `room_join_error` or after `requestTimeout`. */
   joinRoom(roomId: string): Promise<Room> {
-    if (typeof roomId !== 'string' || roomId === '') return Promise.reject(new TypeError('roomId must be a non-empty string'))
+    if (typeof roomId !== 'string' || roomId === '') {
+      return Promise.reject(withCode(new TypeError('roomId must be a non-empty string'), 'ERR_INVALID_ROOM_ID'))
+    }
     let room = this.rooms.get(roomId)
     if (room?.isJoinedToRoom()) return Promise.resolve(room)
     if (!room) {
@@ -214,7 +218,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
    */
   presence(roomId: string): Promise<PresenceMember[]> {
     if (!this.rooms.get(roomId)?.isJoinedToRoom() || this.ws?.readyState !== OPEN) {
-      return Promise.reject(new RNodeClientError('NOT_JOINED', `not in room ${roomId}`, { roomId }))
+      return Promise.reject(new RNodeClientError('ERR_NOT_JOINED', `not in room ${roomId}`, { roomId }))
     }
     const rid = `p${++this.seq}`
     const p = this.wait(this.presenceWaiters, rid, `presence of ${roomId}`)
@@ -225,8 +229,8 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
   /** Sends to a joined room (queued while offline or until the join is confirmed). */
   sendToRoom(roomId: string, message: OutgoingMessage): Promise<void> {
     const room = this.rooms.get(roomId)
-    if (!room) return Promise.reject(new RNodeClientError('NOT_JOINED', `not in room ${roomId}`, { roomId }))
-    if (isBinary(message)) return Promise.reject(new TypeError('room messages are text or JSON, not bytes'))
+    if (!room) return Promise.reject(new RNodeClientError('ERR_NOT_JOINED', `not in room ${roomId}`, { roomId }))
+    if (isBinary(message)) return Promise.reject(withCode(new TypeError('room messages are text or JSON, not bytes'), 'ERR_INVALID_ARG'))
     const text = asText(message)
     room.record({ roomId, message: text, fromClientId: this.clientId, timestamp: Date.now() }, false)
     this.deliver({ frame: JSON.stringify({ type: 'room_message', room_id: roomId, message: text }), original: message, roomId })
@@ -256,12 +260,12 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
       token = typeof auth === 'function' ? await auth() : auth
     } catch (err) {
       if (gen !== this.gen) return
-      this.emit('error', new RNodeClientError('AUTH_FAILED', `auth() failed: ${String(err)}`))
+      this.emit('error', new RNodeClientError('ERR_AUTH_FAILED', `auth() failed: ${String(err)}`))
       return this.retry()
     }
     if (gen !== this.gen) return
     if (token !== undefined && token === this.refusedToken) {
-      return this.stop(new RNodeClientError('AUTH_FAILED', 'the server refused this token; not retrying with it'))
+      return this.stop(new RNodeClientError('ERR_AUTH_FAILED', 'the server refused this token; not retrying with it'))
     }
     this.tokenSent = token
     let ws: WebSocketLike
@@ -271,7 +275,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
       if (token !== undefined) u.searchParams.set(this.o.authParam, token)
       ws = new this.Socket(u.toString())
     } catch (err) {
-      return this.stop(new RNodeClientError('CONNECTION_FAILED', `cannot open ${this.url}: ${String(err)}`))
+      return this.stop(new RNodeClientError('ERR_CONNECTION_FAILED', `cannot open ${this.url}: ${String(err)}`))
     }
     this.ws = ws
     ws.binaryType = 'arraybuffer'
@@ -323,7 +327,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     }
     if (authRefused) {
       this.refusedToken = token
-      const err = new RNodeClientError('AUTH_FAILED', `the server refused the connection (${httpStatus ?? code})`, {
+      const err = new RNodeClientError('ERR_AUTH_FAILED', `the server refused the connection (${httpStatus ?? code})`, {
         status: httpStatus,
         closeCode: code,
       })
@@ -334,23 +338,23 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     }
     const detail = { closeCode: code, reason }
     if (!wasOpen) {
-      this.emit('error', new RNodeClientError('CONNECTION_FAILED', `connection failed (${this.lastError || code})`, detail))
+      this.emit('error', new RNodeClientError('ERR_CONNECTION_FAILED', `connection failed (${this.lastError || code})`, detail))
     }
     if (this.o.finalCloseCodes.includes(code)) {
-      return this.stop(new RNodeClientError('DISCONNECTED', `the server closed the connection for good (${code})`, detail))
+      return this.stop(new RNodeClientError('ERR_DISCONNECTED', `the server closed the connection for good (${code})`, detail))
     }
     if (!this.o.autoReconnect) {
-      return this.stop(new RNodeClientError(wasOpen ? 'DISCONNECTED' : 'CONNECTION_FAILED', `connection closed (${code})`, detail))
+      return this.stop(new RNodeClientError(wasOpen ? 'ERR_DISCONNECTED' : 'ERR_CONNECTION_FAILED', `connection closed (${code})`, detail))
     }
     this.retry()
   }
 
   /** Schedules the next reconnect, or gives up after `maxReconnectAttempts`. */
   private retry(): void {
-    if (!this.o.autoReconnect) return this.stop(new RNodeClientError('CONNECTION_FAILED', 'connection failed'))
+    if (!this.o.autoReconnect) return this.stop(new RNodeClientError('ERR_CONNECTION_FAILED', 'connection failed'))
     if (this.attempts >= this.o.maxReconnectAttempts) {
       this.emit('maxReconnectAttemptsReached', this.attempts)
-      return this.stop(new RNodeClientError('MAX_RECONNECT_ATTEMPTS', `gave up after ${this.attempts} reconnect attempts`))
+      return this.stop(new RNodeClientError('ERR_MAX_RECONNECT_ATTEMPTS', `gave up after ${this.attempts} reconnect attempts`))
     }
     const attempt = ++this.attempts
     const delay = backoffDelay(attempt, this.o)
@@ -421,7 +425,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     this.sendNow({ type: 'ping', timestamp: this.lastPingAt })
     this.pongTimer = setTimeout(() => {
       const ws = this.ws
-      this.emit('error', new RNodeClientError('PONG_TIMEOUT', `no pong within ${this.o.pongTimeout} ms`))
+      this.emit('error', new RNodeClientError('ERR_PONG_TIMEOUT', `no pong within ${this.o.pongTimeout} ms`))
       this.abandon()
       if (ws) {
         const terminate = (ws as { terminate?: () => void }).terminate
@@ -535,10 +539,10 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
         const joining = this.joinRequests.get(rid)
         if (joining !== undefined) return this.onJoinError(joining, String(f.error), rid)
         if (this.presenceWaiters.has(rid)) {
-          const e = new RNodeClientError('SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) })
+          const e = new RNodeClientError('ERR_SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) })
           return this.settle(this.presenceWaiters, rid, (w) => w.reject(e))
         }
-        this.emit('error', new RNodeClientError('SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) }))
+        this.emit('error', new RNodeClientError('ERR_SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) }))
         return
       }
       default:
@@ -558,7 +562,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
 
   private onJoinError(roomId: string, reason: string, requestId: unknown): void {
     if (typeof requestId === 'string') this.joinRequests.delete(requestId)
-    const err = new RNodeClientError('ROOM_JOIN_FAILED', `cannot join room ${roomId}: ${reason}`, { roomId, reason })
+    const err = new RNodeClientError('ERR_ROOM_JOIN_FAILED', `cannot join room ${roomId}: ${reason}`, { roomId, reason })
     if (this.rooms.has(roomId)) this.forget(roomId, err)
     this.emit('roomJoinError', roomId, err)
     this.rejoined(roomId)
@@ -580,7 +584,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     const room = this.rooms.get(roomId)
     this.rooms.delete(roomId)
     room?.setJoined(false)
-    const e = err ?? new RNodeClientError('NOT_JOINED', `left room ${roomId} before joining`, { roomId })
+    const e = err ?? new RNodeClientError('ERR_NOT_JOINED', `left room ${roomId} before joining`, { roomId })
     this.settle(this.joinWaiters, roomId, (w) => w.reject(e))
     this.dropQueued(roomId)
   }
@@ -602,7 +606,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
       const timer = setTimeout(() => {
         const i = list.indexOf(w)
         if (i >= 0) list.splice(i, 1)
-        reject(new RNodeClientError('TIMEOUT', `${what}: no answer within ${this.o.requestTimeout} ms`, { roomId: key }))
+        reject(new RNodeClientError('ERR_TIMEOUT', `${what}: no answer within ${this.o.requestTimeout} ms`, { roomId: key }))
         onTimeout?.()
       }, this.o.requestTimeout)
       list.push(w)

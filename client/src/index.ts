@@ -6,7 +6,7 @@ export { Emitter } from './emitter'
 export { RNodeClientError } from './errors'
 export { backoffDelay } from './backoff'
 export type { CallbackClientOptions, WebSocketEvent } from './callbacks'
-export type { ClientErrorCode } from './errors'
+export type { ArgumentErrorCode, ClientErrorCode } from './errors'
 export type { RoomEvents } from './room'
 export type { BackoffOptions } from './backoff'
 export type {

@@ -1,4 +1,5 @@
 import { Emitter } from './emitter'
+import { withCode } from './errors'
 import type { OutgoingMessage, RoomMessage } from './types'
 
 /** What a room needs from its client. */
@@ -70,7 +71,9 @@ export class Room extends Emitter<RoomEvents> {
   }
 
   setMaxHistorySize(size: number): void {
-    if (!Number.isInteger(size) || size < 0) throw new RangeError(`history size must be an integer >= 0, got ${size}`)
+    if (!Number.isInteger(size) || size < 0) {
+      throw withCode(new RangeError(`history size must be an integer >= 0, got ${size}`), 'ERR_INVALID_ARG')
+    }
     this.maxHistorySize = size
     this.trim()
   }

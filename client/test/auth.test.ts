@@ -2,7 +2,8 @@
 // (re)connect; refusals by HTTP status (before the upgrade) or by close code (after it).
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeClientError, RNodeWebSocketClient } from '../src/index'
-import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {
@@ -97,8 +98,8 @@ describe('auth', () => {
     c.on('authError', (e) => errors.push(e))
     let reconnecting = 0
     c.on('reconnecting', () => reconnecting++)
-    await expect(c.connect()).rejects.toMatchObject({ code: 'AUTH_FAILED' })
-    expect(errors.map((e) => [e.code, e.status])).toEqual([['AUTH_FAILED', 401]])
+    await expect(c.connect()).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED' })
+    expect(errors.map((e) => [e.code, e.status])).toEqual([['ERR_AUTH_FAILED', 401]])
     await sleep(300) // several reconnect delays
     expect(upgrades()).toBe(1)
     expect(reconnecting).toBe(0)
@@ -110,7 +111,7 @@ describe('auth', () => {
     const c = track(makeClient(url, 'auth_6', { auth: () => (calls++, 'same') }))
     let authErrors = 0
     c.on('authError', () => authErrors++)
-    await expect(c.connect()).rejects.toMatchObject({ code: 'AUTH_FAILED' })
+    await expect(c.connect()).rejects.toMatchObject({ code: 'ERR_AUTH_FAILED' })
     expect(calls).toBe(2)
     expect(upgrades()).toBe(1)
     expect(authErrors).toBe(1)

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import WebSocket from 'ws'
 import { RNodeWebSocketClient, backoffDelay, type WebSocketConstructor } from '../src/index'
-import { closedPort } from './helpers'
+import { closedPort } from '../../test-support/index'
 
 afterEach(() => {
   vi.useRealTimers()
@@ -70,7 +70,7 @@ describe('reconnect timing (fake timers)', () => {
     }
     expect(await gaveUp).toBe(4)
     vi.useRealTimers()
-    expect(await done).toBe('MAX_RECONNECT_ATTEMPTS')
+    expect(await done).toBe('ERR_MAX_RECONNECT_ATTEMPTS')
     expect(attempts).toBe(5)
     expect(c.getStatus()).toBe('disconnected')
   })

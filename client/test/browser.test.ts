@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RNodeWebSocketClient } from '../src/index'
-import { ensureBuilt, makeClient, nextEvent, startServer, type Started } from './helpers'
+import { startServer, type Started } from '../../test-support/index'
+import { ensureBuilt, makeClient, nextEvent } from './harness'
 
 // CHROMIUM_PATH points elsewhere (e.g. Google Chrome on GitHub's runners); RNODE_SKIP_BROWSER=1
 // skips the suite where no Chromium can be had (the macOS and Windows CI jobs).

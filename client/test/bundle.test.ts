@@ -9,7 +9,8 @@ import { gzipSync } from 'node:zlib'
 import WebSocket from 'ws'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type * as ClientModule from '../src/index'
-import { ensureBuilt, startServer, type Started } from './helpers'
+import { startServer, type Started } from '../../test-support/index'
+import { ensureBuilt } from './harness'
 
 const dist = join(__dirname, '..', 'dist')
 const read = (f: string): string => readFileSync(join(dist, f), 'utf8')

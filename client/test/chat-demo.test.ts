@@ -1,11 +1,13 @@
 // The `npm start` chat demo (examples/chat) in headless Chromium: two tabs pick names, join a
-// room, see each other join, chat, and keep chatting after the server process restarts.
+// room, see each other join, chat, and keep chatting after the server process restarts. The
+// page and its WebSocket share one port.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { closedPort, ensureBuilt } from './helpers'
+import { closedPort } from '../../test-support/index'
+import { ensureBuilt } from './harness'
 
 // CHROMIUM_PATH points elsewhere (e.g. Google Chrome on GitHub's runners); RNODE_SKIP_BROWSER=1
 // skips the suite where no Chromium can be had (the macOS and Windows CI jobs).
@@ -14,7 +16,7 @@ const SKIP_BROWSER = process.env.RNODE_SKIP_BROWSER === '1'
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync']
 const script = join(__dirname, '..', '..', 'examples', 'chat', 'server.mjs')
 
-let ports: { PORT: string; WS_PORT: string }
+let ports: { PORT: string }
 let proc: ChildProcess | undefined
 let browser: Browser
 
@@ -64,7 +66,7 @@ beforeAll(async () => {
   if (SKIP_BROWSER) return
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`)
   await ensureBuilt()
-  ports = { PORT: String(await closedPort()), WS_PORT: String(await closedPort()) }
+  ports = { PORT: String(await closedPort()) }
   proc = await startDemo()
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true, timeout: 30_000 })
 }, 60_000)
@@ -90,6 +92,8 @@ describe.skipIf(SKIP_BROWSER)('chat demo', () => {
     await alice.waitForSelector('#status.connected', { timeout: 10_000 })
     await bob.waitForSelector('#status.connected', { timeout: 10_000 })
 
+    // The page and its WebSocket share one port (attach mode).
+    expect(await alice.evaluate('url')).toBe(`ws://127.0.0.1:${ports.PORT}/ws`)
     await bob.fill('#text', 'still here')
     await bob.click('#send')
     await alice.waitForSelector('#log >> text=still here', { timeout: 5000 })

@@ -4,7 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Socket } from '../../lib/index'
 import { RNodeWebSocketClient, createWebSocketClient, type WebSocketEvent } from '../src/index'
 import WebSocket from 'ws'
-import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 let s: Started
 const received: Array<{ clientId: string; message: string | Buffer }> = []
@@ -73,7 +74,7 @@ describe('connect', () => {
     const saved = g.WebSocket
     delete g.WebSocket
     try {
-      expect(() => new RNodeWebSocketClient(s.url)).toThrow(/options\.WebSocket/)
+      expect(() => new RNodeWebSocketClient(s.url)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }))
     } finally {
       if (saved !== undefined) g.WebSocket = saved
     }
@@ -161,6 +162,6 @@ describe('disconnect', () => {
     const c = client('leaver_2')
     const p = c.connect()
     c.disconnect()
-    await expect(p).rejects.toMatchObject({ code: 'DISCONNECTED' })
+    await expect(p).rejects.toMatchObject({ code: 'ERR_DISCONNECTED' })
   })
 })

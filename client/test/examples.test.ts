@@ -1,8 +1,8 @@
-// The seed's examples in client/examples run to completion against a real server.
+// The examples in client/examples run to completion against a real server.
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { ensureBuilt } from './helpers'
+import { ensureBuilt } from './harness'
 
 beforeAll(() => ensureBuilt(), 60_000)
 

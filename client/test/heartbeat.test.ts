@@ -2,7 +2,8 @@
 // that stops forwarding stands in for a dead network.
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeClientError, RNodeWebSocketClient } from '../src/index'
-import { makeClient, nextEvent, sleep, startProxy, startServer, type Proxy, type Started } from './helpers'
+import { sleep, startProxy, startServer, type Proxy, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const cleanup: Array<() => Promise<void> | void> = []
 afterEach(async () => {
@@ -44,7 +45,7 @@ describe('heartbeat', () => {
     expect(proxy.connections).toBe(1)
   })
 
-  it('a missing pong closes the connection (PONG_TIMEOUT) and the client reconnects', async () => {
+  it('a missing pong closes the connection (ERR_PONG_TIMEOUT) and the client reconnects', async () => {
     const { proxy } = await setup()
     const c = track(makeClient(proxy.url, 'hb_dead', { pingInterval: 60, pongTimeout: 250 }))
     await c.connect()
@@ -53,7 +54,7 @@ describe('heartbeat', () => {
     proxy.freeze()
     const frozenAt = Date.now()
     const [err] = await nextEvent(c, 'error', 3000)
-    expect(err.code).toBe('PONG_TIMEOUT')
+    expect(err.code).toBe('ERR_PONG_TIMEOUT')
     const waited = Date.now() - frozenAt
     expect(waited).toBeGreaterThanOrEqual(200)
     expect(waited).toBeLessThan(1500)

@@ -1,7 +1,8 @@
 // client.presence(roomId) and the presenceJoin / presenceLeave events against the real engine.
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeWebSocketClient } from '../src/index'
-import { makeClient, nextEvent, startServer, waitFor, type Started } from './helpers'
+import { startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const clients: RNodeWebSocketClient[] = []
 const servers: Started[] = []
@@ -30,7 +31,7 @@ async function connected(s: Started, id: string): Promise<RNodeWebSocketClient> 
 }
 
 describe('presence', () => {
-  it('presence(roomId) lists the members with their public fields; not joined: NOT_JOINED', async () => {
+  it('presence(roomId) lists the members with their public fields; not joined: ERR_NOT_JOINED', async () => {
     const s = await serverWithPresence()
     const a = await connected(s, 'ann')
     const b = await connected(s, 'bob')
@@ -41,7 +42,7 @@ describe('presence', () => {
       { clientId: 'ann', fields: { name: 'N-ann' } },
       { clientId: 'bob', fields: { name: 'N-bob' } },
     ])
-    await expect(a.presence('elsewhere')).rejects.toMatchObject({ code: 'NOT_JOINED' })
+    await expect(a.presence('elsewhere')).rejects.toMatchObject({ code: 'ERR_NOT_JOINED' })
   })
 
   it('presenceJoin and presenceLeave tell the other members', async () => {

@@ -2,7 +2,8 @@
 // bounded offline queue, final close codes and maxReconnectAttempts.
 import { afterEach, describe, expect, it } from 'vitest'
 import type { RNodeWebSocketClient } from '../src/index'
-import { closedPort, makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { closedPort, sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const clients: RNodeWebSocketClient[] = []
 const servers: Started[] = []
@@ -18,8 +19,7 @@ async function recordingServer(port = 0): Promise<{ s: Started; got: string[] }>
     {
       onMessage: (_socket, m) => void got.push(String(m)),
     },
-    {},
-    port,
+    { port },
   )
   servers.push(s)
   return { s, got }
@@ -71,14 +71,14 @@ describe('reconnect', () => {
     const errors: string[] = []
     c.on('error', (e) => errors.push(e.code))
     const reached = nextEvent(c, 'maxReconnectAttemptsReached', 5000)
-    await expect(c.connect()).rejects.toMatchObject({ code: 'MAX_RECONNECT_ATTEMPTS' })
+    await expect(c.connect()).rejects.toMatchObject({ code: 'ERR_MAX_RECONNECT_ATTEMPTS' })
     expect(await reached).toEqual([3])
     expect(seen).toEqual([
       [1, 20],
       [2, 40],
       [3, 80],
     ])
-    expect(errors).toEqual(['CONNECTION_FAILED', 'CONNECTION_FAILED', 'CONNECTION_FAILED', 'CONNECTION_FAILED'])
+    expect(errors).toEqual(['ERR_CONNECTION_FAILED', 'ERR_CONNECTION_FAILED', 'ERR_CONNECTION_FAILED', 'ERR_CONNECTION_FAILED'])
     expect(c.getStatus()).toBe('disconnected')
   })
 
@@ -88,7 +88,7 @@ describe('reconnect', () => {
     clients.push(c)
     let reconnecting = 0
     c.on('reconnecting', () => reconnecting++)
-    await expect(c.connect()).rejects.toMatchObject({ code: 'CONNECTION_FAILED' })
+    await expect(c.connect()).rejects.toMatchObject({ code: 'ERR_CONNECTION_FAILED' })
     expect(reconnecting).toBe(0)
   })
 

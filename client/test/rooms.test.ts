@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { ServerOptions, WebSocketHandlers } from '../../lib/index'
 import { createWebSocketClient, type RNodeWebSocketClient, type WebSocketEvent } from '../src/index'
-import { makeClient, nextEvent, sleep, startServer, waitFor, type Started } from './helpers'
+import { sleep, startServer, waitFor, type Started } from '../../test-support/index'
+import { makeClient, nextEvent } from './harness'
 
 const clients: RNodeWebSocketClient[] = []
 const servers: Started[] = []
@@ -15,7 +16,7 @@ afterEach(async () => {
 })
 
 async function server(handlers: WebSocketHandlers = {}, options: ServerOptions = {}, port = 0): Promise<Started> {
-  const s = await startServer(handlers, options, port)
+  const s = await startServer(handlers, { ...options, port })
   servers.push(s)
   return s
 }
@@ -108,6 +109,7 @@ describe('join and room messages', () => {
     room.clearMessageHistory()
     expect(room.getMessageHistory()).toEqual([])
     expect(() => room.setMaxHistorySize(-1)).toThrow(RangeError)
+    expect(() => room.setMaxHistorySize(-1)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
   })
 
   it('leaveRoom resolves on room_left and the member is gone on the server', async () => {
@@ -121,7 +123,7 @@ describe('join and room messages', () => {
     expect(room.isJoinedToRoom()).toBe(false)
     expect(a.getRoom('general')).toBeUndefined()
     expect(s.server.getConnections('general')).toEqual([])
-    await expect(a.sendToRoom('general', 'x')).rejects.toMatchObject({ code: 'NOT_JOINED' })
+    await expect(a.sendToRoom('general', 'x')).rejects.toMatchObject({ code: 'ERR_NOT_JOINED' })
     await a.leaveRoom() // every room
     expect(a.getAllRooms()).toEqual([])
     expect(s.server.getConnections('other')).toEqual([])
@@ -129,14 +131,14 @@ describe('join and room messages', () => {
 })
 
 describe('join errors', () => {
-  it('full: rejects with ROOM_JOIN_FAILED/full and emits roomJoinError', async () => {
+  it('full: rejects with ERR_ROOM_JOIN_FAILED/full and emits roomJoinError', async () => {
     const s = await server()
     s.server.createRoom('Small', { id: 'small', maxConnections: 1 })
     const a = await connected(s, 'alice')
     await a.joinRoom('small')
     const b = await connected(s, 'bob')
     const event = nextEvent(b, 'roomJoinError')
-    await expect(b.joinRoom('small')).rejects.toMatchObject({ code: 'ROOM_JOIN_FAILED', reason: 'full', roomId: 'small' })
+    await expect(b.joinRoom('small')).rejects.toMatchObject({ code: 'ERR_ROOM_JOIN_FAILED', reason: 'full', roomId: 'small' })
     const [id, err] = await event
     expect([id, err.reason]).toEqual(['small', 'full'])
     expect(b.getRoom('small')).toBeUndefined()
@@ -145,30 +147,32 @@ describe('join errors', () => {
   it('denied by onJoinRoom returning false', async () => {
     const s = await server({ onJoinRoom: (_socket, roomId) => roomId !== 'secret' })
     const a = await connected(s, 'alice')
-    await expect(a.joinRoom('secret')).rejects.toMatchObject({ code: 'ROOM_JOIN_FAILED', reason: 'denied' })
-    await expect(a.joinRoom('public')).resolves.toBeDefined()
+    await expect(a.joinRoom('secret')).rejects.toMatchObject({ code: 'ERR_ROOM_JOIN_FAILED', reason: 'denied' })
+    const room = await a.joinRoom('public')
+    expect([room.id, room.isJoinedToRoom()]).toEqual(['public', true])
+    expect(s.server.getRoom('public')?.connectionsCount).toBe(1)
   })
 
   it('not_found when the server does not create rooms on join', async () => {
     const s = await server({}, { autoCreateRooms: false })
     const a = await connected(s, 'alice')
-    await expect(a.joinRoom('nowhere')).rejects.toMatchObject({ code: 'ROOM_JOIN_FAILED', reason: 'not_found' })
+    await expect(a.joinRoom('nowhere')).rejects.toMatchObject({ code: 'ERR_ROOM_JOIN_FAILED', reason: 'not_found' })
   })
 
   it('an invalid room id (over 256 bytes) is refused by the server', async () => {
     const s = await server()
     const a = await connected(s, 'alice')
     const err = await a.joinRoom('x'.repeat(300)).catch((e: unknown) => e)
-    expect(err).toMatchObject({ code: 'ROOM_JOIN_FAILED' })
+    expect(err).toMatchObject({ code: 'ERR_ROOM_JOIN_FAILED' })
     expect(a.getAllRooms()).toEqual([])
     expect(a.getStatus()).toBe('connected')
   })
 
-  it('no answer within requestTimeout rejects with TIMEOUT', async () => {
+  it('no answer within requestTimeout rejects with ERR_TIMEOUT', async () => {
     const s = await server({ onJoinRoom: () => new Promise<boolean>(() => undefined) })
     const a = await connected(s, 'alice', { requestTimeout: 200 })
     const t0 = Date.now()
-    await expect(a.joinRoom('slow')).rejects.toMatchObject({ code: 'TIMEOUT' })
+    await expect(a.joinRoom('slow')).rejects.toMatchObject({ code: 'ERR_TIMEOUT' })
     expect(Date.now() - t0).toBeGreaterThanOrEqual(180)
     expect(a.getRoom('slow')).toBeUndefined()
   })

@@ -1,6 +1,6 @@
-// `npm start`: the chat demo. A page on http://localhost:3000 (PORT) talks to the WebSocket
-// server on ws://localhost:3001/ws (WS_PORT) through the client's IIFE build. Open it in two
-// tabs, pick names, join rooms, chat; stop and start this script: the tabs reconnect by themselves.
+// `npm start`: the chat demo. One port (PORT, default 3000) serves the page and, through attach
+// mode, its WebSocket on /ws; the page uses the client's IIFE build. Open it in two tabs, pick
+// names, join rooms, chat; stop and start this script: the tabs reconnect by themselves.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
@@ -11,24 +11,12 @@ import { WsServer } from '../../dist/index.js'
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
 const PORT = Number(process.env.PORT ?? 3000)
-const WS_PORT = Number(process.env.WS_PORT ?? PORT + 1)
 const HOST = process.env.HOST ?? '127.0.0.1'
 
 // The page loads the client's browser build; build it when src/ changed.
 execFileSync(process.execPath, [join(root, 'client', 'scripts', 'build.mjs'), '--if-stale'], { stdio: 'inherit' })
 const clientScript = readFileSync(join(root, 'client', 'dist', 'rnode-websocket.iife.min.js'))
-const page = readFileSync(join(here, 'index.html'), 'utf8').replace('__WS_PORT__', String(WS_PORT))
-
-const server = new WsServer({ port: WS_PORT, host: HOST })
-// Who is in a room: the page asks with client.presence() and follows presence events.
-server.websocket('/ws', {
-  onConnect: (socket) => console.log(`+ ${socket.clientId}`),
-  onClose: (socket, code) => console.log(`- ${socket.clientId} (${code})`),
-})
-server.createRoom('General', { id: 'general', description: 'Anything goes', presenceEvents: true })
-server.createRoom('Random', { id: 'random', description: 'Off topic', presenceEvents: true })
-server.createRoom('Pairs', { id: 'pairs', description: 'Two people at most', maxConnections: 2, presenceEvents: true })
-await server.listen()
+const page = readFileSync(join(here, 'index.html'), 'utf8')
 
 const web = http.createServer((req, res) => {
   const path = new URL(req.url ?? '/', 'http://x').pathname
@@ -40,16 +28,27 @@ const web = http.createServer((req, res) => {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
   }
 })
+// WebSocket upgrades on /ws go to the engine; everything else is the page server's.
+const server = new WsServer({ server: web })
+// Who is in a room: the page asks with client.presence() and follows presence events.
+server.websocket('/ws', {
+  onConnect: (socket) => console.log(`+ ${socket.clientId}`),
+  onClose: (socket, code) => console.log(`- ${socket.clientId} (${code})`),
+})
+server.createRoom('General', { id: 'general', description: 'Anything goes', presenceEvents: true })
+server.createRoom('Random', { id: 'random', description: 'Off topic', presenceEvents: true })
+server.createRoom('Pairs', { id: 'pairs', description: 'Two people at most', maxConnections: 2, presenceEvents: true })
+
 await new Promise((resolve) => web.listen(PORT, HOST, resolve))
-console.log(`chat demo: open http://localhost:${PORT} in two tabs (WebSocket on ws://localhost:${WS_PORT}/ws)`)
+console.log(`chat demo: open http://localhost:${PORT} in two tabs (WebSocket on ws://localhost:${PORT}/ws, same port)`)
 
 let stopping = false
 async function stop() {
   if (stopping) return
   stopping = true
+  await server.close()
   web.close()
   web.closeAllConnections?.()
-  await server.close()
   process.exit(0)
 }
 process.on('SIGINT', stop)

@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 
+use crate::error::EnvelopeError;
+
 /// Layout version; a node ignores envelopes of another version.
 pub const ENVELOPE_VERSION: u8 = 2;
 
@@ -19,27 +21,6 @@ pub struct Envelope {
     /// Socket UUIDs to skip.
     pub except: Vec<[u8; 16]>,
     pub payload: Bytes,
-}
-
-/// Why an envelope could not be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum EnvelopeError {
-    /// The room id does not fit its u16 length field.
-    #[error("room id longer than 65535 bytes")]
-    RoomTooLong,
-    /// The except list does not fit its u32 count field.
-    #[error("except list longer than 4294967295 ids")]
-    TooManyExcept,
-}
-
-impl EnvelopeError {
-    /// The stable code JS sees.
-    pub fn code(self) -> &'static str {
-        match self {
-            EnvelopeError::RoomTooLong => "ERR_CLUSTER_ROOM_TOO_LONG",
-            EnvelopeError::TooManyExcept => "ERR_CLUSTER_EXCEPT_TOO_LONG",
-        }
-    }
 }
 
 impl Envelope {
@@ -102,11 +83,11 @@ impl Envelope {
     }
 
     /// The WebSocket message to deliver; `None` when a text payload is not UTF-8.
-    pub fn message(&self) -> Option<crate::connection::OutFrame> {
+    pub fn message(&self) -> Option<crate::outbox::OutFrame> {
         if self.binary {
-            Some(crate::connection::OutFrame::binary(&self.payload))
+            Some(crate::outbox::OutFrame::binary(&self.payload))
         } else {
-            std::str::from_utf8(&self.payload).ok().map(crate::connection::OutFrame::text)
+            std::str::from_utf8(&self.payload).ok().map(crate::outbox::OutFrame::text)
         }
     }
 }
@@ -157,7 +138,8 @@ mod tests {
     fn a_room_id_too_long_for_its_field_is_refused_with_a_code() {
         let e = Envelope { room: Some("r".repeat(70_000)), ..sample(vec![]) };
         assert_eq!(e.encode(), Err(EnvelopeError::RoomTooLong));
-        assert_eq!(EnvelopeError::RoomTooLong.code(), "ERR_CLUSTER_ROOM_TOO_LONG");
+        let code = crate::error::Error::from(EnvelopeError::RoomTooLong).code();
+        assert_eq!(code.as_ref(), "ERR_CLUSTER_ROOM_TOO_LONG");
     }
 
     #[test]
@@ -179,6 +161,9 @@ mod tests {
         let mut e = sample(vec![]).encode()?;
         let at = FIXED_BYTES - 4 + "général".len();
         e[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(Envelope::decode(&e), None);
+        // Some bytes after the count do not make it believable either.
+        e.extend_from_slice(&[1; 32]);
         assert_eq!(Envelope::decode(&e), None);
         Ok(())
     }

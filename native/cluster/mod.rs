@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::connection::Conn;
+use crate::conn::Conn;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{ClusterError, Result};
 
 use channels::{Channels, Reply, Work};
 pub use envelope::Envelope;
@@ -99,6 +99,10 @@ pub struct Cluster {
     pub inbound_bytes: AtomicU64,
     /// Whether the subscriber is currently connected.
     pub connected: AtomicBool,
+    /// Publisher connections or PUBLISH pipelines that failed.
+    pub publish_errors: AtomicU64,
+    /// Subscriber connections that failed or were lost.
+    pub subscribe_errors: AtomicU64,
     /// Woken when the subscriber holds its channels after (re)connecting.
     subscribed: Notify,
     /// Redis Cluster: a shard connection dropped, subscribe everything again.
@@ -125,16 +129,19 @@ fn log(message: &str) {
 impl Cluster {
     /// Checks that Redis answers; the error names the URL so `listen()` can report it.
     pub async fn connect(config: ClusterConfig) -> Result<Arc<Cluster>> {
+        let url = config.redis_url.as_str();
         let link = link::Link::open(&config.redis_nodes, config.sharded)
-            .map_err(|e| Error::Redis(config.redis_url.clone(), e.to_string()))?;
+            .map_err(|e| ClusterError::InvalidUrl(url.to_string(), e.to_string()))?;
         let probe = async {
             let mut conn = link.connection().await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await
         };
         match tokio::time::timeout(Duration::from_secs(3), probe).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Error::Redis(config.redis_url.clone(), e.to_string())),
-            Err(_) => return Err(Error::Redis(config.redis_url.clone(), "timed out".into())),
+            Ok(Err(e)) => return Err(ClusterError::from_redis(url, &e).into()),
+            Err(_) => {
+                return Err(ClusterError::Unreachable(url.to_string(), "no answer within 3 s".into()).into())
+            }
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -162,6 +169,8 @@ impl Cluster {
             inbound_messages: AtomicU64::new(0),
             inbound_bytes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            publish_errors: AtomicU64::new(0),
+            subscribe_errors: AtomicU64::new(0),
             subscribed: Notify::new(),
             resubscribe: Notify::new(),
             stop: Notify::new(),
@@ -315,6 +324,11 @@ impl Cluster {
             };
             engine.reply(&conn, crate::presence::reply(&room, &entries, &request_id));
         });
+    }
+
+    /// Envelopes waiting to be published.
+    pub fn queued(&self) -> usize {
+        OUTBOUND_CAPACITY.saturating_sub(self.outbound.capacity())
     }
 
     /// Room channels this node holds (or is about to).

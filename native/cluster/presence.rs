@@ -13,9 +13,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::Cluster;
-use crate::connection::epoch_ms;
+use crate::clock::wall_ms;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{ClusterError, Result};
 use crate::presence::PresenceEntry;
 
 /// How often a node pushes its members' expiry forward.
@@ -105,7 +105,7 @@ impl Cluster {
             tokio::select! {
                 op = ops.recv() => {
                     let Some(op) = op else { break };
-                    let expiry = epoch_ms().saturating_add(ENTRY_TTL_MS);
+                    let expiry = wall_ms().saturating_add(ENTRY_TTL_MS);
                     let mut next = Some(op);
                     let mut n = 0;
                     while let Some(op) = next.take() {
@@ -129,7 +129,7 @@ impl Cluster {
                     }
                 }
                 _ = tick.tick() => {
-                    let expiry = epoch_ms().saturating_add(ENTRY_TTL_MS);
+                    let expiry = wall_ms().saturating_add(ENTRY_TTL_MS);
                     let fields = &engine.config.presence_fields;
                     for (room, _) in engine.rooms.counts() {
                         for member in engine.rooms.member_conns(&room) {
@@ -156,11 +156,11 @@ impl Cluster {
     /// The room's members on every node: this node's from its registry, the others' from
     /// Redis (entries whose expiry passed are left out and cleaned up).
     pub async fn presence(&self, engine: &Engine, room: &str) -> Result<Vec<PresenceEntry>> {
-        let redis_err = |e: redis::RedisError| Error::Redis(self.config.redis_url.clone(), e.to_string());
+        let redis_err = |e: redis::RedisError| ClusterError::from_redis(&self.config.redis_url, &e);
         let mut conn = self.link.connection().await.map_err(redis_err)?;
         let (entries, expiries) =
             (entries_key(&self.config.prefix, room), expiry_key(&self.config.prefix, room));
-        let now = epoch_ms();
+        let now = wall_ms();
         let live: Vec<String> = conn.zrangebyscore(&expiries, now, "+inf").await.map_err(redis_err)?;
         let expired: Vec<String> = conn.zrangebyscore(&expiries, "-inf", now).await.map_err(redis_err)?;
         if !expired.is_empty() {

@@ -1,5 +1,6 @@
 //! The publisher: queued envelopes go to Redis in order, pipelined.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -46,6 +47,7 @@ impl Cluster {
             let conn = match self.link.connection().await {
                 Ok(c) => c,
                 Err(_) => {
+                    self.publish_errors.fetch_add(1, Ordering::Relaxed);
                     if !self.back_off(&mut backoff).await {
                         break;
                     }
@@ -71,6 +73,7 @@ impl Cluster {
                         batch.clear();
                     }
                     Err(e) => {
+                        self.publish_errors.fetch_add(1, Ordering::Relaxed);
                         // The batch is sent again after reconnecting (a PUBLISH that went through
                         // before the error is then delivered twice, as with a single retry).
                         log(&format!("publish failed ({e}); reconnecting"));

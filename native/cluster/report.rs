@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 
 use super::Cluster;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{ClusterError, Result};
 
 /// How often a node writes its counts.
 const REPORT_EVERY: Duration = Duration::from_millis(1000);
@@ -51,7 +51,7 @@ impl Cluster {
                 for (room, n) in engine.rooms.counts() {
                     fields.push((format!("room:{room}"), n));
                 }
-                let expiry = crate::connection::epoch_ms().saturating_add(REPORT_TTL_MS as u64);
+                let expiry = crate::clock::wall_ms().saturating_add(REPORT_TTL_MS as u64);
                 let mut pipe = redis::pipe();
                 pipe.atomic()
                     .del(&key)
@@ -91,9 +91,9 @@ impl Cluster {
 
     /// Sums the counts every live node reported; this node's own numbers are taken live.
     pub async fn counts(&self, engine: &Engine) -> Result<ClusterCounts> {
-        let redis_err = |e: redis::RedisError| Error::Redis(self.config.redis_url.clone(), e.to_string());
+        let redis_err = |e: redis::RedisError| ClusterError::from_redis(&self.config.redis_url, &e);
         let mut conn = self.link.connection().await.map_err(redis_err)?;
-        let now = crate::connection::epoch_ms();
+        let now = crate::clock::wall_ms();
         let nodes_key = nodes_key(&self.config.prefix);
         let own = uuid::Uuid::from_bytes(self.node_id).simple().to_string();
         let live: Vec<String> = conn.zrangebyscore(&nodes_key, now, "+inf").await.map_err(redis_err)?;

@@ -44,6 +44,7 @@ impl Cluster {
             let (sink, stream) = match self.link.pubsub().await {
                 Some(Ok(p)) => p.split(),
                 _ => {
+                    self.subscribe_errors.fetch_add(1, Ordering::Relaxed);
                     if !self.back_off(&mut backoff).await {
                         break;
                     }
@@ -60,7 +61,9 @@ impl Cluster {
             match ended {
                 Ended::Stopped => break,
                 Ended::Lost if self.is_stopped() => break,
-                Ended::Lost => {}
+                Ended::Lost => {
+                    self.subscribe_errors.fetch_add(1, Ordering::Relaxed);
+                }
             }
             if resubscribing {
                 log("lost the Redis subscription; local delivery goes on, reconnecting with backoff");
@@ -148,7 +151,7 @@ impl Cluster {
         while let Some(msg) = stream.next().await {
             // Cork: the envelopes already here go out with one write per connection, not one
             // per envelope and connection.
-            let corked = crate::connection::cork();
+            let cork = crate::cork::CorkScope::begin();
             self.deliver(&engine, msg.get_channel_name().len(), msg.get_payload_bytes());
             let mut ended = false;
             for _ in 0..MAX_ENVELOPES_PER_CORK {
@@ -163,9 +166,7 @@ impl Cluster {
                     None => break,
                 }
             }
-            if corked {
-                crate::connection::uncork();
-            }
+            drop(cork);
             if ended {
                 break;
             }
@@ -206,6 +207,7 @@ impl Cluster {
             match self.link.subscriber(tx.clone()).await {
                 Ok(c) => break c,
                 Err(_) => {
+                    self.subscribe_errors.fetch_add(1, Ordering::Relaxed);
                     if !self.back_off(&mut backoff).await {
                         return;
                     }
@@ -234,6 +236,7 @@ impl Cluster {
                     // A shard's connection dropped: once it is back, every channel is
                     // subscribed again (a no-op on the shards that stayed).
                     if !lost_shard {
+                        self.subscribe_errors.fetch_add(1, Ordering::Relaxed);
                         log("a Redis Cluster shard connection dropped; subscribing again");
                     }
                     lost_shard = true;
@@ -323,7 +326,7 @@ impl Cluster {
         mut pushes: mpsc::UnboundedReceiver<redis::PushInfo>,
     ) {
         while let Some(push) = pushes.recv().await {
-            let corked = crate::connection::cork();
+            let cork = crate::cork::CorkScope::begin();
             self.deliver_push(&engine, push);
             for _ in 0..MAX_ENVELOPES_PER_CORK {
                 match pushes.try_recv() {
@@ -331,9 +334,7 @@ impl Cluster {
                     Err(_) => break,
                 }
             }
-            if corked {
-                crate::connection::uncork();
-            }
+            drop(cork);
         }
     }
 

@@ -1,7 +1,8 @@
-//! The calls JS makes once per message, as plain functions rather than `NativeServer` methods.
+//! The server handle table and the calls JS makes once per message, registered by hand as
+//! plain functions rather than `NativeServer` methods.
 //!
 //! A class method pays on every call for unwrapping `this` (a private-property lookup and a
-//! type-tag check) and for napi-rs's borrow bookkeeping: about 15% of the 32 B echo benchmark.
+//! type-tag check) and for napi-rs's borrow bookkeeping, a cost paid once per message.
 //! These functions take the server's numeric handle instead, looked up in a per-thread table
 //! (a server is only ever called from the JS thread that created it).
 //!
@@ -16,10 +17,11 @@ use napi::bindgen_prelude::{FromNapiValue, JsObjectValue, Object, Unknown};
 use napi::{sys, Env, Error, Result};
 use napi_derive::napi;
 
-use crate::connection::{self, SendStatus};
+use crate::cork;
 use crate::engine::Engine;
 use crate::events::Batch;
 use crate::frame::{self, opcode};
+use crate::outbox::SendStatus;
 
 thread_local! {
     /// Servers created on this thread, by handle (index); None once disposed.
@@ -63,13 +65,16 @@ fn engine(handle: u32) -> Option<Arc<Engine>> {
 }
 
 /// Sends the frame `fill` appends to `conn` (see `Conn::send_with`).
-fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
+/// The result is counted in the metrics' `send()` results.
+fn send_with(handle: u32, conn: u32, binary: bool, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
     let Some(engine) = engine(handle) else { return SendStatus::Dropped as u32 };
     let Some(conn) = engine.conns.get(&conn).map(|c| c.value().clone()) else {
+        engine.metrics.send_result(SendStatus::Dropped as usize);
         return SendStatus::Dropped as u32;
     };
     ENCODE.with_borrow_mut(|scratch| {
-        let status = conn.send_with(&engine, scratch, fill);
+        let status = conn.send_with(&engine.send, scratch, binary, fill);
+        engine.metrics.send_result(status as usize);
         if scratch.capacity() > ENCODE_KEEP {
             *scratch = Vec::new();
         }
@@ -143,7 +148,7 @@ unsafe fn append_js_text(out: &mut Vec<u8>, env: sys::napi_env, value: sys::napi
 }
 
 // `sendText` and `sendBinary` are plain napi callbacks, not `#[napi]` functions: napi-rs wraps
-// every `#[napi]` call in its borrow-tracking scope, which cost about 8% of the 32 B echo. They
+// every `#[napi]` call in its borrow-tracking scope, a cost paid on every message sent. They
 // take (handle, conn, data) and return the `SendStatus` number; a wrong argument (the facade
 // checks them first) counts as a dropped send, never a crash.
 
@@ -189,7 +194,7 @@ unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info
     let status = match unsafe { args3(env, info) } {
         // SAFETY: `data` is a live handle of this call.
         Some((handle, conn, data)) => {
-            send_with(handle, conn, |buf| unsafe { append_js_text(buf, env, data) })
+            send_with(handle, conn, false, |buf| unsafe { append_js_text(buf, env, data) })
         }
         None => SendStatus::Dropped as u32,
     };
@@ -228,7 +233,7 @@ unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_in
                     // array stays alive (and unmoved) for the duration of this call.
                     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
                 };
-                send_with(handle, conn, |buf| {
+                send_with(handle, conn, true, |buf| {
                     frame::encode_into(buf, opcode::BINARY, bytes);
                     Some(bytes.len())
                 })
@@ -274,13 +279,14 @@ pub fn fast_exports(mut exports: Object, env: Env) -> Result<()> {
 /// one syscall when the next `pollEvents()` (or `uncork()`) comes.
 #[napi]
 pub fn poll_events(handle: u32) -> Batch {
-    connection::uncork();
+    cork::uncork();
     let Some(engine) = engine(handle) else {
         return crate::events::EventQueue::empty_batch();
     };
     let taken = engine.events.take();
     if !taken.is_empty() {
-        connection::cork();
+        engine.metrics.batch_events.observe(taken.events.len() as u64);
+        cork::cork();
     }
     engine.events.encode(taken)
 }
@@ -289,5 +295,5 @@ pub fn poll_events(handle: u32) -> Batch {
 /// handling events (the queue is drained, or it yields to the event loop).
 #[napi]
 pub fn uncork() {
-    connection::uncork();
+    cork::uncork();
 }

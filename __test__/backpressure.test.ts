@@ -1,11 +1,9 @@
-// Flow control and shutdown: bounded send buffers, policies, drain, flush on close(), churn.
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
+// The send buffer: bounded per connection (maxBackpressure), backpressurePolicy, onDrain, and
+// slow room members under batched broadcasts.
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { SendStatus, ServerOptions, Socket, WsServer } from '../lib/index'
-import { RawPeer } from './frames'
-import { closed, connect, serverPool, startServer, waitFor } from './helpers'
+import { connect, RawPeer, serverPool, sleep, waitFor } from '../test-support/index'
 
 const server = serverPool()
 
@@ -22,12 +20,12 @@ async function pump(socket: Socket, stop: (status: SendStatus) => boolean, maxBu
       maxBuffered.value = Math.max(maxBuffered.value, socket.bufferedAmount)
       if (stop(status)) return statuses
     }
-    await new Promise((r) => setTimeout(r, 2))
+    await sleep(2)
   }
   return statuses
 }
 
-describe('slow consumers (HARDENING row 27)', () => {
+describe('slow consumers (docs/hardening.md row 27)', () => {
   it('default policy: the buffer stays bounded, then the slow reader is closed with 1008; others are unaffected', async () => {
     const codes = new Map<string, number>()
     const { url, port, server: srv } = await server(
@@ -166,165 +164,4 @@ describe('slow room members under batched broadcasts (one shared buffer per batc
     fast.close()
     slow.destroy()
   }, 30_000)
-})
-
-describe('inbound queue', () => {
-  it('a blocked JS thread: connections stop reading past maxInboundQueue, nothing is lost, order kept', async () => {
-    const got: string[] = []
-    let blocked = false
-    const { url, server: srv } = await server(
-      {
-        onMessage: (_s, m) => {
-          if (!blocked) {
-            blocked = true
-            // Hold the JS thread for a while, as a slow synchronous handler would.
-            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500)
-          }
-          got.push((m as string).slice(0, 8))
-        },
-      },
-      { maxInboundQueue: 64 * 1024 },
-    )
-    const ws = await connect(url)
-    const chunk = 'x'.repeat(10 * 1024)
-    for (let i = 0; i < 300; i++) ws.send(`${String(i).padStart(8, '0')}${chunk}`)
-    await waitFor(() => got.length === 300, 15_000, '300 messages')
-    expect(got).toEqual(Array.from({ length: 300 }, (_, i) => String(i).padStart(8, '0')))
-    // 3 MB were sent while JS was blocked; at most the limit plus one message per connection waited.
-    expect(srv.getStats().peakQueuedBytes).toBeLessThanOrEqual(64 * 1024 + chunk.length + 8)
-    expect(srv.getStats().peakQueuedBytes).toBeGreaterThan(0)
-    ws.close()
-  })
-})
-
-describe('paused reading', () => {
-  it('a connection paused for a blocked JS thread is not closed by the idle timeout', async () => {
-    let blocked = false
-    let got = 0
-    const codes: number[] = []
-    const { url } = await server(
-      {
-        onMessage: () => {
-          got++
-          if (!blocked) {
-            blocked = true
-            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1200)
-          }
-        },
-        onClose: (_s, code) => void codes.push(code),
-      },
-      { maxInboundQueue: 1024, idleTimeout: 400, pingInterval: 100 },
-    )
-    const ws = await connect(url)
-    // Enough to fill the inbound queue while JS is blocked, so the connection stops reading.
-    for (let i = 0; i < 100; i++) ws.send('x'.repeat(100))
-    await waitFor(() => got === 100, 10_000, 'all messages')
-    expect(codes).toEqual([])
-    expect(ws.readyState).toBe(WebSocket.OPEN)
-    ws.close()
-  })
-})
-
-describe('fairness', () => {
-  it('a large backlog is handled over several event-loop turns, so Node timers still run', async () => {
-    const total = 40_000
-    let received = 0
-    let atTimer = -1
-    const { port } = await server({
-      onMessage: () => {
-        if (received++ === 0) {
-          // A timer due at once, then the JS thread blocked while the backlog piles up.
-          setTimeout(() => (atTimer = received), 0)
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500)
-        }
-      },
-    })
-    const script = `
-      const WebSocket = require('ws')
-      const ws = new WebSocket('ws://127.0.0.1:${port}/ws')
-      ws.on('open', () => { for (let i = 0; i < ${total}; i++) ws.send('m' + i) })
-      setTimeout(() => process.exit(0), 20000)
-    `
-    const child = spawn(process.execPath, ['-e', script], { cwd: join(__dirname, '..'), stdio: 'ignore' })
-    try {
-      await waitFor(() => received === total, 20_000, `${total} messages`)
-      // The timer ran between two drain turns, well before the whole backlog was handled.
-      expect(atTimer).toBeGreaterThan(0)
-      expect(atTimer).toBeLessThan(total)
-    } finally {
-      child.kill()
-    }
-  }, 30_000)
-})
-
-describe('graceful shutdown', () => {
-  it('everything send() accepted before close() reaches a reading client before the 1001', async () => {
-    let socket: Socket | undefined
-    const s = await startServer({ onConnect: (x) => void (socket = x) })
-    const ws = await connect(s.url)
-    await waitFor(() => socket !== undefined)
-    const got: string[] = []
-    ws.on('message', (m) => got.push(String(m)))
-    const c = closed(ws)
-    for (let i = 0; i < 2000; i++) expect(socket!.send(`m${i}`)).not.toBe('dropped')
-    await s.server.close({ timeout: 3000 })
-    expect((await c).code).toBe(1001)
-    expect(got.length).toBe(2000)
-    expect(got[0]).toBe('m0')
-    expect(got[1999]).toBe('m1999')
-  })
-
-  it('close({ timeout }) drops peers that never answer the close frame', async () => {
-    const s = await startServer({}, { closeTimeout: 60_000 })
-    const peer = await RawPeer.connect(s.port)
-    await waitFor(() => s.server.getConnections().length === 1)
-    const started = Date.now()
-    await s.server.close({ timeout: 300 })
-    expect(Date.now() - started).toBeLessThan(2500)
-    await peer.waitEnd(2000)
-  })
-})
-
-describe('churn', () => {
-  it('thousands of connect/disconnect cycles: server memory returns to its baseline', async () => {
-    const script = `
-      const { WsServer } = require('./dist/index.js')
-      const server = new WsServer({ host: '127.0.0.1', port: 0 })
-      server.websocket('/ws', { onMessage: (s, m) => s.send(m) })
-      server.listen().then(({ port }) => console.log('port=' + port))
-      process.stdin.on('data', () => { global.gc && global.gc(); console.log('rss=' + process.memoryUsage().rss) })
-    `
-    const child = spawn(process.execPath, ['--expose-gc', '-e', script], { cwd: join(__dirname, '..'), stdio: ['pipe', 'pipe', 'inherit'] })
-    let out = ''
-    child.stdout.on('data', (d) => (out += d))
-    try {
-      await waitFor(() => /port=\d+/.test(out), 10_000, 'child server')
-      const port = Number(/port=(\d+)/.exec(out)![1])
-      const rss = async (): Promise<number> => {
-        const n = (out.match(/rss=/g) ?? []).length
-        child.stdin.write('x')
-        await waitFor(() => (out.match(/rss=/g) ?? []).length > n, 5000, 'rss report')
-        return Number([...out.matchAll(/rss=(\d+)/g)].at(-1)![1])
-      }
-      const cycle = async (n: number): Promise<void> => {
-        for (let i = 0; i < n; i += 100) {
-          await Promise.all(
-            Array.from({ length: 100 }, async () => {
-              const ws = await connect(`ws://127.0.0.1:${port}/ws`)
-              const c = closed(ws)
-              ws.close()
-              await c
-            }),
-          )
-        }
-      }
-      await cycle(1000)
-      const baseline = await rss()
-      await cycle(3000)
-      const after = await rss()
-      expect(after - baseline).toBeLessThan(16 * 1024 * 1024)
-    } finally {
-      child.kill()
-    }
-  }, 60_000)
 })

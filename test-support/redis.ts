@@ -1,10 +1,10 @@
-// Cluster test plumbing: private redis-server processes and cluster nodes in child processes.
+// Scale-out test plumbing: private redis-server processes, and cluster nodes in child processes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import WebSocket from 'ws'
+import { closedPort } from './servers'
 
 export const REDIS = [
   process.env.REDIS_SERVER ?? '',
@@ -17,15 +17,6 @@ const REDIS_CLI = REDIS?.replace(/redis-server$/, 'redis-cli')
 // Outside CI a missing redis-server skips them; in CI it fails them (.ci/run installs it).
 export const SKIP_REDIS = process.env.RNODE_SKIP_REDIS === '1' || (!REDIS && !process.env.CI)
 const root = join(__dirname, '..')
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 /** Resolves once something accepts TCP connections on the port (fails after `timeoutMs`). */
 export async function waitForPort(port: number, timeoutMs = 5000): Promise<void> {
@@ -52,7 +43,7 @@ export class Redis {
     readonly extraArgs: string[] = [],
   ) {}
   static async start(extraArgs: string[] = []): Promise<Redis> {
-    const r = new Redis(await freePort(), extraArgs)
+    const r = new Redis(await closedPort(), extraArgs)
     await r.start()
     return r
   }
@@ -60,10 +51,13 @@ export class Redis {
     return `redis://127.0.0.1:${this.port}`
   }
   async start(): Promise<void> {
-    this.proc = spawn(REDIS!, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs], {
+    if (!REDIS) throw new Error('redis-server is missing')
+    this.proc = spawn(REDIS, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs], {
       stdio: 'ignore',
     })
-    await waitForPort(this.port)
+    await waitForPort(this.port).catch(() => {
+      throw new Error('redis-server did not start')
+    })
   }
   async stop(): Promise<void> {
     const p = this.proc
@@ -76,7 +70,8 @@ export class Redis {
   /** Runs one command through redis-cli; resolves with its raw output. */
   cli(...args: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-      execFile(REDIS_CLI!, ['-p', String(this.port), ...args], (err, stdout) => (err ? reject(err) : resolve(stdout)))
+      if (!REDIS_CLI) return reject(new Error('redis-cli is missing'))
+      execFile(REDIS_CLI, ['-p', String(this.port), ...args], (err, stdout) => (err ? reject(err) : resolve(stdout)))
     })
   }
   /** One numeric field of `INFO`. */
@@ -84,6 +79,16 @@ export class Redis {
     const m = new RegExp(`^${field}:(\\d+)`, 'm').exec(await this.cli('INFO'))
     return m ? Number(m[1]) : NaN
   }
+}
+
+/**
+ * Starts a private redis-server; undefined where none is installed (or RNODE_SKIP_REDIS=1),
+ * except in CI, where a missing one fails the test (.ci/run installs it).
+ */
+export async function startRedis(extraArgs: string[] = []): Promise<Redis | undefined> {
+  if (SKIP_REDIS) return undefined
+  if (!REDIS) throw new Error('redis-server is missing')
+  return Redis.start(extraArgs)
 }
 
 /** A TCP proxy to `port` that holds every chunk, both ways, `delayMs` before passing it on. */
@@ -111,15 +116,15 @@ export async function slowLink(port: number, delayMs: number): Promise<{ port: n
 }
 
 /** One cluster node (`fixtures/cluster-node.mjs`) in its own process, driven over stdin. */
-export class Node {
+export class ClusterNode {
   proc!: ChildProcess
   port = 0
   #next = 1
   #pending = new Map<number, (v: { result?: unknown; error?: string }) => void>()
   listenError: string | undefined
-  static async start(redisUrl: string, prefix: string, env: Record<string, string> = {}): Promise<Node> {
-    const node = new Node()
-    node.proc = spawn(process.execPath, [join(__dirname, 'fixtures', 'cluster-node.mjs')], {
+  static async start(redisUrl: string, prefix: string, env: Record<string, string> = {}): Promise<ClusterNode> {
+    const node = new ClusterNode()
+    node.proc = spawn(process.execPath, [join(root, '__test__', 'fixtures', 'cluster-node.mjs')], {
       cwd: root,
       env: { ...process.env, REDIS_URL: redisUrl, PREFIX: prefix, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -161,21 +166,4 @@ export class Node {
   kill(): void {
     this.proc.kill('SIGKILL')
   }
-}
-
-export type Frame = Record<string, unknown>
-
-/** Sends a frame and resolves with the next frame the client receives. */
-export function request(ws: WebSocket, frame: Frame): Promise<Frame> {
-  return new Promise((resolve) => {
-    ws.once('message', (m) => resolve(JSON.parse(String(m)) as Frame))
-    ws.send(JSON.stringify(frame))
-  })
-}
-
-/** Collects every message a client receives. */
-export function collect(ws: WebSocket): Array<string | Buffer> {
-  const got: Array<string | Buffer> = []
-  ws.on('message', (m, isBinary) => got.push(isBinary ? (m as Buffer) : String(m)))
-  return got
 }

@@ -1,9 +1,8 @@
 // healthPath: 200 while serving, 503 while close() drains, and Redis reachability in cluster mode.
 import { describe, expect, it } from 'vitest'
 import { WsServer } from '../lib/index'
-import { RawPeer } from '../test-support/index'
+import { RawPeer, startRedis } from '../test-support/index'
 import { rawExchange, serverPool, statusOf, upgradeRequest } from '../test-support/index'
-import { startRedis } from './redis'
 
 const start = serverPool()
 

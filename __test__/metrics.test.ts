@@ -5,9 +5,8 @@ import net from 'node:net'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { WsServer } from '../lib/index'
-import { closed, connect, messages, nextMessage, rawExchange, serverPool, statusOf, upgradeRequest, waitFor } from '../test-support/index'
+import { closed, connect, messages, nextMessage, rawExchange, serverPool, startRedis, statusOf, upgradeRequest, waitFor } from '../test-support/index'
 import { parseExposition, prometheusPython, sample, type Family } from './prometheus'
-import { startRedis } from './redis'
 
 const start = serverPool()
 

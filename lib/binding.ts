@@ -22,6 +22,8 @@ export type NativeRoomInfo = generated.RoomInfo
 export type NativeServer = generated.NativeServer
 /** `rateLimit`, validated by the facade. */
 export type NativeRateLimit = generated.RateLimitOptions
+/** A member connection as presence shows it. */
+export type NativePresenceEntry = generated.PresenceEntry
 
 /** What the addon exports. */
 export interface NativeBinding {

@@ -58,6 +58,13 @@ export declare class NativeServer {
    * `ERR_NOT_LISTENING` before `listen`.
    */
   clusterStats(): Promise<ClusterStats>
+  /** This node's members of a room: client ids and public fields. */
+  presence(room: string): Array<PresenceEntry>
+  /**
+   * The room's members on every node (rejects without a cluster; without the `presence`
+   * option only this node's members are known).
+   */
+  clusterPresence(room: string): Promise<PresenceEntry[]>
   /** Member count of every room. */
   roomCounts(): Record<string, number>
   /** Creates a room; false when the id is taken. */
@@ -235,8 +242,21 @@ export interface NativeOptions {
   reusePort?: boolean
   /** Redis URL for scale-out; absent: a single node. */
   clusterRedis?: string
+  /** Every Redis URL (`cluster.redis` as a list: a Redis Cluster's seed nodes). */
+  clusterRedisNodes?: Array<string>
+  /** A Redis Cluster: sharded pub/sub and slot routing. */
+  clusterSharded?: boolean
   /** Key and channel prefix in Redis (default "rnode"). */
   clusterPrefix?: string
+  /** `"room"` (default: a channel per room) or `"single"` (one channel for everything). */
+  clusterChannels?: string
+  /** Milliseconds a room channel stays subscribed after its last local member left. */
+  clusterUnsubscribeLinger?: number
+  /**
+   * Metadata keys presence shows; present (even empty): members are written to Redis for
+   * cluster presence.
+   */
+  presenceFields?: Array<string>
   /** Path answering GET with the Prometheus exposition (`metricsPath`); absent: none. */
   metricsPath?: string
   /** Path answering GET with the health JSON (`healthPath`); absent: none. */
@@ -284,6 +304,12 @@ export interface NativeStats {
   clusterDropped: number
   /** Whether the cluster subscriber is connected to Redis. */
   clusterConnected: boolean
+  /** Pub/sub messages Redis sent this node's subscriber (its own echoes included). */
+  clusterInboundMessages: number
+  /** Their bytes: channel names and payloads. */
+  clusterInboundBytes: number
+  /** Room channels this node is subscribed to (or about to be). */
+  clusterRoomChannels: number
   /** Inbound messages over a `rateLimit` (dropped, or closing their connection). */
   rateLimited: number
 }
@@ -295,6 +321,13 @@ export interface NativeStats {
  * one syscall when the next `pollEvents()` (or `uncork()`) comes.
  */
 export declare function pollEvents(handle: number): Batch
+
+/** One member connection as presence shows it. */
+export interface PresenceEntry {
+  clientId: string
+  /** JSON object text of the public fields the connection has. */
+  fields: string
+}
 
 /** `rateLimit` as it arrives from JavaScript (the facade checked it). */
 export interface RateLimitOptions {
@@ -329,6 +362,8 @@ export interface RoomSpec {
   maxConnections?: number
   /** JSON text of the metadata object. */
   metadata?: string
+  /** Members get `presence_join` / `presence_leave` frames. */
+  presenceEvents?: boolean
   /** The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics. */
   metrics?: boolean
   /** History: messages kept (history is on when this is set). */

@@ -2,7 +2,16 @@ import { randomUUID } from 'node:crypto'
 import { IncomingMessage } from 'node:http'
 import { Duplex } from 'node:stream'
 import { attach, detach, handOver, isAttachableServer, refuse, targetPath, type AttachableServer } from './attach'
-import { EventKind, Hook, native, type NativeOptions, type NativeRateLimit, type NativeRoomInfo, type NativeServer } from './binding'
+import {
+  EventKind,
+  Hook,
+  native,
+  type NativeOptions,
+  type NativePresenceEntry,
+  type NativeRateLimit,
+  type NativeRoomInfo,
+  type NativeServer,
+} from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
@@ -15,6 +24,8 @@ import type {
   CloseOptions,
   JsonValue,
   Limits,
+  PresenceMember,
+  PresenceStats,
   RateLimitOptions,
   RouteOptions,
   UpgradeRequest,
@@ -213,19 +224,45 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   }
   if (input.proxyProtocol !== undefined) out.proxyProtocol = checkBoolean('proxyProtocol', input.proxyProtocol)
   if (input.rateLimit !== undefined) out.rateLimit = toNativeRateLimit('rateLimit', input.rateLimit)
+  if (input.presence !== undefined) {
+    const p: unknown = input.presence
+    if (typeof p !== 'object' || p === null) throw badOption('presence must be an object: { fields }')
+    out.presenceFields = checkStringList('presence.fields', (p as { fields?: unknown }).fields ?? [])
+  }
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw badOption('cluster must be an object: { redis, prefix? }')
-    const { redis, prefix } = c as { redis?: unknown; prefix?: unknown }
-    if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) {
-      throw badOption(`cluster.redis must be a redis:// URL, got ${JSON.stringify(redis)}`)
+    const { redis, prefix, channels, unsubscribeLinger, sharded } = c as {
+      redis?: unknown
+      sharded?: unknown
+      prefix?: unknown
+      channels?: unknown
+      unsubscribeLinger?: unknown
     }
-    out.clusterRedis = redis
+    const urls = Array.isArray(redis) ? (redis as unknown[]) : [redis]
+    if (urls.length === 0 || urls.length > 64 || !urls.every((u) => typeof u === 'string' && /^rediss?:\/\//.test(u))) {
+      throw badOption(`cluster.redis must be a redis:// URL or a list of 1-64 of them, got ${JSON.stringify(redis)}`)
+    }
+    out.clusterRedis = urls[0] as string
+    out.clusterRedisNodes = urls as string[]
+    if (sharded !== undefined) {
+      if (typeof sharded !== 'boolean') throw badOption('cluster.sharded must be a boolean')
+      out.clusterSharded = sharded
+    }
     if (prefix !== undefined) {
       if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
         throw badOption('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
       }
       out.clusterPrefix = prefix
+    }
+    if (channels !== undefined) {
+      if (channels !== 'room' && channels !== 'single') {
+        throw badOption(`cluster.channels must be 'room' or 'single', got ${JSON.stringify(channels)}`)
+      }
+      out.clusterChannels = channels
+    }
+    if (unsubscribeLinger !== undefined) {
+      out.clusterUnsubscribeLinger = checkInteger('cluster.unsubscribeLinger', unsubscribeLinger, 0, MAX_U32)
     }
   }
   if (input.history !== undefined) Object.assign(out, checkHistory('history', input.history))
@@ -542,12 +579,16 @@ export class WsServer {
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
       throw badOption('metadata must be an object')
     }
+    if (options.presenceEvents !== undefined && typeof options.presenceEvents !== 'boolean') {
+      throw badOption('presenceEvents must be a boolean')
+    }
     if (options.metrics !== undefined) checkBoolean('metrics', options.metrics)
     const history = options.history === undefined ? {} : checkHistory('history', options.history)
     if (options.history !== undefined && this.#clustered) {
       throw badOption('room history is not available with cluster yet')
     }
     const created = this.#native.createRoom({
+      presenceEvents: options.presenceEvents,
       id,
       name,
       description: options.description,
@@ -614,6 +655,36 @@ export class WsServer {
   }
 
   /**
+   * Who is in a room: one entry per member connection, with its client id and the public
+   * metadata fields (`presence.fields`). This node only, synchronously; with
+   * `{ scope: 'cluster' }`, a Promise of the members on every node (needs `cluster` and, for
+   * the other nodes' members, the `presence` option).
+   */
+  presence(roomId: string, options?: { scope: 'local' }): PresenceMember[]
+  presence(roomId: string, options: { scope: 'cluster' }): Promise<PresenceMember[]>
+  presence(roomId: string, options?: ScopeOptions): PresenceMember[] | Promise<PresenceMember[]> {
+    checkRoomId(roomId)
+    const toMember = (e: NativePresenceEntry): PresenceMember => ({
+      clientId: e.clientId,
+      fields: JSON.parse(e.fields) as Record<string, JsonValue>,
+    })
+    if (options?.scope !== 'cluster') return this.#native.presence(roomId).map(toMember)
+    return this.#native.clusterPresence(roomId).then((list) => list.map(toMember))
+  }
+
+  /** Member connections and distinct client ids of a room (`{ scope: 'cluster' }`: every node). */
+  presenceStats(roomId: string, options?: { scope: 'local' }): PresenceStats
+  presenceStats(roomId: string, options: { scope: 'cluster' }): Promise<PresenceStats>
+  presenceStats(roomId: string, options?: ScopeOptions): PresenceStats | Promise<PresenceStats> {
+    const count = (members: PresenceMember[]): PresenceStats => ({
+      connections: members.length,
+      clients: new Set(members.map((m) => m.clientId)).size,
+    })
+    if (options?.scope !== 'cluster') return count(this.presence(roomId))
+    return this.presence(roomId, { scope: 'cluster' }).then(count)
+  }
+
+  /**
    * Sends one message to a room or to everyone, skipping `except`. The engine serializes it once
    * and shares the bytes with every recipient. With `filter`, the predicate runs once per
    * candidate in JS and the chosen sockets go to the engine in one call. Returns the recipients.
@@ -670,7 +741,18 @@ export class WsServer {
       connectionsByRoom: this.#native.roomCounts(),
       peakQueuedBytes: s.peakQueuedBytes,
       rateLimited: s.rateLimited,
-      ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
+      ...(this.#clustered
+        ? {
+            cluster: {
+              received: s.clusterReceived,
+              dropped: s.clusterDropped,
+              connected: s.clusterConnected,
+              inboundMessages: s.clusterInboundMessages,
+              inboundBytes: s.clusterInboundBytes,
+              roomChannels: s.clusterRoomChannels,
+            },
+          }
+        : {}),
       ...(this.#sessionData ? { sessions: this.#native.sessionCount() } : {}),
       batching: {
         wakeups: s.wakeups,

@@ -150,6 +150,12 @@ export interface ServerOptions {
    * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
+  /**
+   * Presence: which metadata keys `server.presence()`, the clients' `presence` request and
+   * presence events show. With `cluster`, setting it also keeps every member in Redis (with a
+   * TTL each node refreshes), so `presence(room, { scope: 'cluster' })` sees every node.
+   */
+  presence?: PresenceOptions
   /** Serve `server.metrics()` (Prometheus text) on GET of this path on the engine's port. Default: off. */
   metricsPath?: string
   /** Answer GET of this path with health JSON: 200 while serving, 503 once `close()` began. Default: off. */
@@ -225,10 +231,28 @@ export interface HistoryResult {
 
 /** `cluster` option of `new WsServer()`. */
 export interface ClusterOptions {
-  /** Redis URL, e.g. `redis://127.0.0.1:6379`. */
-  redis: string
+  /**
+   * Redis URL, e.g. `redis://127.0.0.1:6379`; with `sharded`, a Redis Cluster's seed nodes
+   * (one URL or a list).
+   */
+  redis: string | string[]
+  /**
+   * A Redis Cluster (Redis 7+): room channels use sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`), so
+   * room traffic spreads over the shards; keys carry hash tags so no command crosses slots.
+   * Default false.
+   */
+  sharded?: boolean
   /** Prefix of the Redis channel and keys; servers with the same prefix form one cluster. Default `'rnode'`. */
   prefix?: string
+  /**
+   * `'room'` (default): a Redis channel per room, which a node subscribes to while it has
+   * members in the room, so a node receives only its own rooms' traffic. `'single'`: one
+   * channel for everything, every node receives every message. All nodes of a cluster must
+   * use the same value.
+   */
+  channels?: 'room' | 'single'
+  /** Milliseconds a room channel stays subscribed after the node's last member left. Default 3000. */
+  unsubscribeLinger?: number
 }
 
 /** `{ scope: 'cluster' }` asks for counts over every node (a Promise, read from Redis). */
@@ -274,10 +298,35 @@ export interface RoomOptions {
   /** Members allowed at once; joins past it get `room_join_error` with `full`. */
   maxConnections?: number
   metadata?: Record<string, JsonValue>
+  /**
+   * Members get `{ type: 'presence_join' | 'presence_leave', room_id, client_id, fields }`
+   * frames when another member joins or leaves (on any node that created the room with this
+   * option). Default false.
+   */
+  presenceEvents?: boolean
   /** Give this room a `rnode_ws_room_members{room}` gauge in `metrics()` (opt in: one series per room). Default false. */
   metrics?: boolean
   /** Keep this room's messages (overrides the server's `history` option). */
   history?: HistoryOptions
+}
+
+/** `presence` option of `new WsServer()`. */
+export interface PresenceOptions {
+  /** Metadata keys (`socket.setMetadata`) presence shows; the others stay private. */
+  fields: string[]
+}
+
+/** One member connection as `server.presence()` shows it. */
+export interface PresenceMember {
+  clientId: string
+  /** The member's public metadata fields (those it has). */
+  fields: Record<string, JsonValue>
+}
+
+/** `server.presenceStats()`: member connections and distinct client ids. */
+export interface PresenceStats {
+  connections: number
+  clients: number
 }
 
 /** A room as `getRoom()` reports it. */
@@ -321,7 +370,16 @@ export interface ServerStats {
   totalRooms: number
   connectionsByRoom: Record<string, number>
   /** Scale-out: envelopes received from other nodes, dropped while Redis was away, link state. */
-  cluster?: { received: number; dropped: number; connected: boolean }
+  cluster?: {
+    received: number
+    dropped: number
+    connected: boolean
+    /** Pub/sub messages Redis sent this node (its own echoes included), and their bytes. */
+    inboundMessages: number
+    inboundBytes: number
+    /** Room channels this node is subscribed to. */
+    roomChannels: number
+  }
   /** With `recovery`: disconnected sessions waiting for their client on this node. */
   sessions?: number
   /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */

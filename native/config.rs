@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
 pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Default time a room's Redis channel stays subscribed after its last local member left, so
+/// a member leaving and another joining soon after cost no UNSUBSCRIBE/SUBSCRIBE pair.
+pub const DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS: u32 = 3_000;
 /// Longest time from TCP accept to a complete PROXY protocol header (`proxyProtocol`); the
 /// handshake timeout, when shorter, applies instead.
 pub const PROXY_HEADER_TIMEOUT_MS: u32 = 3_000;
@@ -102,8 +105,19 @@ pub struct NativeOptions {
     pub reuse_port: Option<bool>,
     /// Redis URL for scale-out; absent: a single node.
     pub cluster_redis: Option<String>,
+    /// Every Redis URL (`cluster.redis` as a list: a Redis Cluster's seed nodes).
+    pub cluster_redis_nodes: Option<Vec<String>>,
+    /// A Redis Cluster: sharded pub/sub and slot routing.
+    pub cluster_sharded: Option<bool>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// `"room"` (default: a channel per room) or `"single"` (one channel for everything).
+    pub cluster_channels: Option<String>,
+    /// Milliseconds a room channel stays subscribed after its last local member left.
+    pub cluster_unsubscribe_linger: Option<u32>,
+    /// Metadata keys presence shows; present (even empty): members are written to Redis for
+    /// cluster presence.
+    pub presence_fields: Option<Vec<String>>,
     /// Path answering GET with the Prometheus exposition (`metricsPath`); absent: none.
     pub metrics_path: Option<String>,
     /// Path answering GET with the health JSON (`healthPath`); absent: none.
@@ -150,6 +164,8 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
     pub max_inbound_queue: usize,
+    /// Metadata keys presence shows (`presence.fields`).
+    pub presence_fields: Vec<String>,
     pub metrics_path: Option<String>,
     pub health_path: Option<String>,
     pub trust_proxy: TrustProxy,
@@ -195,10 +211,31 @@ impl Config {
         let cluster = match &o.cluster_redis {
             None => None,
             Some(url) => {
-                redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                    .map_err(|e| ConfigError { name: "cluster.redis", reason: e.to_string() })?;
-                let prefix = o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string());
-                Some(crate::cluster::ClusterConfig { redis_url: url.clone(), prefix })
+                let redis_nodes = o.cluster_redis_nodes.clone().unwrap_or_else(|| vec![url.clone()]);
+                for node in &redis_nodes {
+                    redis::IntoConnectionInfo::into_connection_info(node.as_str())
+                        .map_err(|e| ConfigError { name: "cluster.redis", reason: e.to_string() })?;
+                }
+                let mode = match o.cluster_channels.as_deref() {
+                    None | Some("room") => crate::cluster::ChannelMode::Room,
+                    Some("single") => crate::cluster::ChannelMode::Single,
+                    Some(other) => {
+                        let reason = format!("must be 'room' or 'single', got {other:?}");
+                        return Err(ConfigError { name: "cluster.channels", reason });
+                    }
+                };
+                Some(crate::cluster::ClusterConfig {
+                    redis_url: url.clone(),
+                    redis_nodes,
+                    sharded: o.cluster_sharded.unwrap_or(false),
+                    prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
+                    mode,
+                    unsubscribe_linger: ms(
+                        o.cluster_unsubscribe_linger,
+                        DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS,
+                    ),
+                    presence: o.presence_fields.is_some(),
+                })
             }
         };
         Ok(Config {
@@ -223,6 +260,7 @@ impl Config {
             max_connections_per_ip: positive("maxConnectionsPerIp", o.max_connections_per_ip)?,
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
+            presence_fields: o.presence_fields.clone().unwrap_or_default(),
             max_inbound_queue: positive("maxInboundQueue", o.max_inbound_queue)?
                 .unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
             metrics_path: o.metrics_path.clone(),

@@ -11,6 +11,7 @@ use crate::engine::{hooks, Engine};
 use crate::events::{hex, Event};
 use crate::frame::{self, opcode, Inbound, Violation};
 use crate::metrics::frame_type;
+use crate::presence;
 use crate::protocol::{self, Request};
 use crate::rate_limit::{Bucket, Policy, RateLimit};
 
@@ -161,7 +162,7 @@ pub fn on_text(engine: &Engine, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
         }
         Request::Leave { room } => {
             if engine.leave(conn, &room) {
-                engine.reply(conn, protocol::room_left(&room, &rid));
+                engine.reply_about(conn, &room, protocol::room_left(&room, &rid));
             } else {
                 engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
             }
@@ -174,6 +175,19 @@ pub fn on_text(engine: &Engine, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
             engine.room_message_from(conn, &room, &message);
         }
         Request::Recover { rooms } => crate::sessions::recover(engine, conn, rooms, &rid),
+        Request::Presence { room } => {
+            if !engine.rooms.is_member(conn.id, &room) {
+                engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
+                return;
+            }
+            match engine.cluster.get().filter(|c| c.has_presence()) {
+                Some(cluster) => cluster.reply_presence(conn.clone(), room, rid),
+                None => {
+                    let entries = engine.presence(&room);
+                    engine.reply(conn, presence::reply(&room, &entries, &rid));
+                }
+            }
+        }
         Request::Ping { timestamp } => {
             conn.last_ping.store(clock::wall_ms(), Ordering::Relaxed);
             engine.reply(conn, protocol::pong(&timestamp, &rid));

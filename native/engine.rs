@@ -9,7 +9,7 @@ use dashmap::DashMap;
 use tokio::sync::Notify;
 
 use crate::clock::MonoClock;
-use crate::cluster::{Cluster, Envelope};
+use crate::cluster::{member_name, Cluster, Envelope, PresenceOp};
 use crate::config::Config;
 use crate::conn::{Conn, SendContext};
 use crate::cork;
@@ -17,6 +17,7 @@ use crate::events::{Event, EventQueue};
 use crate::fanout::{self, FanoutTarget, Skip};
 use crate::metrics::{self, frame_type, ClusterFigures, Figures, Metrics};
 use crate::outbox::{OutFrame, SendStatus};
+use crate::presence;
 use crate::protocol;
 use crate::rate_limit::RateLimit;
 use crate::rooms::{JoinError, Rooms};
@@ -381,6 +382,81 @@ impl Engine {
         conn.send(&self.send, &OutFrame::text(&text))
     }
 
+    /// Sends a reply about a room; with a cluster it waits behind a `room_joined` that waits
+    /// for the room's subscription, so the client sees them in order.
+    pub fn reply_about(&self, conn: &Arc<Conn>, room: &str, text: String) {
+        let text = match self.cluster.get() {
+            Some(cluster) => cluster.in_order(room, conn, text),
+            None => Some(text),
+        };
+        if let Some(text) = text {
+            self.reply(conn, text);
+        }
+    }
+
+    /// A connection became a member: with a cluster, `room_joined` goes out once this node
+    /// receives the room's messages from the other nodes (see `cluster::channels`).
+    fn joined(&self, conn: &Arc<Conn>, room: &str, text: String) {
+        self.presence_changed(conn, room, true);
+        let text = match self.cluster.get() {
+            Some(cluster) => cluster.member_joined(room, conn, text),
+            None => Some(text),
+        };
+        if let Some(text) = text {
+            self.reply(conn, text);
+        }
+    }
+
+    /// This node's members of a room, as presence shows them.
+    pub fn presence(&self, room: &str) -> Vec<presence::PresenceEntry> {
+        let fields = &self.config.presence_fields;
+        self.rooms.member_conns(room).iter().map(|c| presence::entry(c, fields)).collect()
+    }
+
+    /// A member joined or left: the cluster's presence keys, and the room's presence events
+    /// (to the other members, on every node).
+    fn presence_changed(&self, conn: &Arc<Conn>, room: &str, joined: bool) {
+        let events = self.rooms.presence_events(room);
+        let cluster = self.cluster.get().filter(|c| c.has_presence());
+        if !events && cluster.is_none() {
+            return;
+        }
+        let entry = presence::entry(conn, &self.config.presence_fields);
+        if let Some(cluster) = cluster {
+            let (room, member) = (room.to_string(), member_name(&conn.uuid));
+            cluster.presence_op(if joined {
+                PresenceOp::Join { room, member, value: cluster.presence_value(&entry) }
+            } else {
+                PresenceOp::Leave { room, member }
+            });
+        }
+        if events {
+            let kind = if joined { "presence_join" } else { "presence_leave" };
+            self.broadcast(OutFrame::text(&presence::event(kind, room, &entry)), Some(room), &[conn.uuid]);
+        }
+    }
+
+    /// A metadata value changed: a public field is rewritten in the cluster's presence keys
+    /// at once rather than at the next refresh.
+    pub fn metadata_changed(&self, conn: &Arc<Conn>, key: &str) {
+        let Some(cluster) = self.cluster.get().filter(|c| c.has_presence()) else { return };
+        if !self.config.presence_fields.iter().any(|f| f == key) {
+            return;
+        }
+        let value = cluster.presence_value(&presence::entry(conn, &self.config.presence_fields));
+        for room in conn.rooms() {
+            let member = member_name(&conn.uuid);
+            cluster.presence_op(PresenceOp::Join { room, member, value: value.clone() });
+        }
+    }
+
+    /// `n` local members left a room (the cluster unsubscribes once none is left).
+    fn members_left(&self, room: &str, n: u32) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.members_left(room, n);
+        }
+    }
+
     /// Joins and answers the client with `room_joined` or `room_join_error`.
     pub fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
         if let Err(e) = self.join_telling(conn, room, rid, true) {
@@ -389,7 +465,8 @@ impl Engine {
     }
 
     /// Joins; `room_joined` (with the room's epoch and offset when it keeps history) is queued
-    /// under the room's lock, so it comes before every message published after the join.
+    /// under the room's lock, so it comes before every message published after the join. (History
+    /// is refused with a cluster, so that reply needs no subscription to wait for.)
     fn join_telling(
         &self,
         conn: &Arc<Conn>,
@@ -404,8 +481,12 @@ impl Engine {
                 told = true;
             }
         })?;
-        if !told && (joined || tell_again) {
-            self.reply(conn, protocol::room_joined(room, rid));
+        if joined && told {
+            self.presence_changed(conn, room, true);
+        } else if joined {
+            self.joined(conn, room, protocol::room_joined(room, rid));
+        } else if tell_again && !told {
+            self.reply_about(conn, room, protocol::room_joined(room, rid));
         }
         Ok(joined)
     }
@@ -433,6 +514,10 @@ impl Engine {
     /// Leaves a room and tells `onLeaveRoom` when registered.
     pub fn leave(&self, conn: &Arc<Conn>, room: &str) -> bool {
         let left = self.rooms.leave(conn, room);
+        if left {
+            self.members_left(room, 1);
+            self.presence_changed(conn, room, false);
+        }
         if left && conn.hooks & hooks::LEAVE_ROOM != 0 {
             self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
         }
@@ -444,8 +529,17 @@ impl Engine {
         let Some(members) = self.rooms.delete(room) else {
             return false;
         };
+        self.members_left(room, members.len() as u32);
+        if let Some(cluster) = self.cluster.get() {
+            for conn in &members {
+                cluster.presence_op(PresenceOp::Leave {
+                    room: room.to_string(),
+                    member: member_name(&conn.uuid),
+                });
+            }
+        }
         for conn in members {
-            self.reply(&conn, protocol::room_left(room, &None));
+            self.reply_about(&conn, room, protocol::room_left(room, &None));
             if conn.hooks & hooks::LEAVE_ROOM != 0 {
                 self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
             }
@@ -579,7 +673,10 @@ impl Engine {
         self.conns.remove(&conn.id);
         self.conns_version.fetch_add(1, Ordering::AcqRel);
         self.retired.insert(conn.id, conn.clone());
-        self.rooms.leave_all(conn);
+        for room in self.rooms.leave_all(conn) {
+            self.members_left(&room, 1);
+            self.presence_changed(conn, &room, false);
+        }
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
     }
 

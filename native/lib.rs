@@ -22,6 +22,7 @@ mod loopback;
 mod metrics;
 mod napi_stubs;
 mod outbox;
+mod presence;
 mod protocol;
 mod proxy_protocol;
 mod rate_limit;
@@ -76,6 +77,12 @@ pub struct NativeStats {
     pub cluster_dropped: f64,
     /// Whether the cluster subscriber is connected to Redis.
     pub cluster_connected: bool,
+    /// Pub/sub messages Redis sent this node's subscriber (its own echoes included).
+    pub cluster_inbound_messages: f64,
+    /// Their bytes: channel names and payloads.
+    pub cluster_inbound_bytes: f64,
+    /// Room channels this node is subscribed to (or about to be).
+    pub cluster_room_channels: u32,
     /// Inbound messages over a `rateLimit` (dropped, or closing their connection).
     pub rate_limited: f64,
 }
@@ -172,6 +179,7 @@ impl NativeServer {
                 if let Some(config) = engine.config.cluster.clone() {
                     let cluster = cluster::Cluster::connect(config).await?;
                     cluster.start(engine.clone());
+                    cluster.wait_subscribed(Duration::from_secs(3)).await;
                     let _ = engine.cluster.set(cluster);
                 }
                 if !bind {
@@ -322,6 +330,7 @@ impl NativeServer {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.engine.stats;
         let q = &self.engine.events;
+        let cluster = self.engine.cluster.get();
         NativeStats {
             total_connections: self.engine.conns.len() as u32,
             messages_in: engine::both(&s.messages_in) as f64,
@@ -342,6 +351,9 @@ impl NativeServer {
                 .unwrap_or(0.0),
             cluster_dropped: self.engine.cluster.get().map(|c| c.dropped.load(Relaxed) as f64).unwrap_or(0.0),
             cluster_connected: self.engine.cluster.get().is_some_and(|c| c.connected.load(Relaxed)),
+            cluster_inbound_messages: cluster.map(|c| c.inbound_messages.load(Relaxed) as f64).unwrap_or(0.0),
+            cluster_inbound_bytes: cluster.map(|c| c.inbound_bytes.load(Relaxed) as f64).unwrap_or(0.0),
+            cluster_room_channels: cluster.map(|c| c.room_channels()).unwrap_or(0),
             rate_limited: self.engine.metrics.rate_limited() as f64,
         }
     }
@@ -372,6 +384,30 @@ impl NativeServer {
                 total_connections: counts.connections,
                 connections_by_room: counts.rooms,
             })
+        })
+    }
+
+    /// This node's members of a room: client ids and public fields.
+    #[napi]
+    pub fn presence(&self, room: String) -> Vec<presence::PresenceEntry> {
+        self.engine.presence(&room)
+    }
+
+    /// The room's members on every node (rejects without a cluster; without the `presence`
+    /// option only this node's members are known).
+    #[napi(ts_return_type = "Promise<PresenceEntry[]>")]
+    pub fn cluster_presence<'env>(
+        &self,
+        env: &'env Env,
+        room: String,
+    ) -> Result<PromiseRaw<'env, Vec<presence::PresenceEntry>>> {
+        let engine = self.engine.clone();
+        error::spawn(env, async move {
+            let cluster = engine.cluster.get().cloned().ok_or(ClusterError::NotConfigured)?;
+            if !cluster.has_presence() {
+                return Ok(engine.presence(&room));
+            }
+            cluster.presence(&engine, &room).await
         })
     }
 
@@ -444,7 +480,7 @@ impl NativeServer {
             .filter(|room| {
                 let left = self.engine.leave(&c, room);
                 if left {
-                    self.engine.reply(&c, protocol::room_left(room, &None));
+                    self.engine.reply_about(&c, room, protocol::room_left(room, &None));
                 }
                 left
             })
@@ -512,9 +548,11 @@ impl NativeServer {
         let mut extra = c.extra().ok_or_else(closed)?;
         let meta = &mut extra.get_or_insert_with(Default::default).metadata;
         match json {
-            Some(v) => meta.insert(key, v),
+            Some(v) => meta.insert(key.clone(), v),
             None => meta.remove(&key),
         };
+        drop(extra);
+        self.engine.metadata_changed(&c, &key);
         Ok(())
     }
 

@@ -22,6 +22,10 @@ pub enum Request {
     Recover {
         rooms: Vec<(String, String, u64)>,
     },
+    /// Who is in a room (the asker must be a member).
+    Presence {
+        room: String,
+    },
 }
 
 /// A parsed protocol frame: the request (or why it is malformed) and the `request_id` to echo.
@@ -31,7 +35,7 @@ pub struct Parsed {
     pub request_id: Option<Value>,
 }
 
-const TYPES: [&str; 5] = ["join_room", "leave_room", "room_message", "ping", "recover"];
+const TYPES: [&str; 6] = ["join_room", "leave_room", "room_message", "ping", "recover", "presence"];
 
 /// Largest offset a client may name: JSON numbers are exact up to 2^53.
 pub const MAX_OFFSET: u64 = (1 << 53) - 1;
@@ -76,6 +80,7 @@ pub fn parse(text: &str) -> Option<Parsed> {
             None => Err("message is required".to_string()),
         }),
         "recover" => recover_rooms(&obj).map(|rooms| Request::Recover { rooms }),
+        "presence" => room_field(&obj).map(|room| Request::Presence { room }),
         _ => Ok(Request::Ping { timestamp: obj.get("timestamp").cloned().unwrap_or(Value::Null) }),
     };
     Some(Parsed { request, request_id })
@@ -218,6 +223,8 @@ mod tests {
         assert!(p.request.is_err());
         let p = parse(r#"{"type":"room_message","room_id":"a"}"#).expect("protocol");
         assert!(p.request.is_err());
+        let p = parse(r#"{"type":"presence","room_id":"a"}"#).expect("protocol");
+        assert_eq!(p.request, Ok(Request::Presence { room: "a".into() }));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct RoomSpec {
     pub max_connections: Option<u32>,
     /// JSON text of the metadata object.
     pub metadata: Option<String>,
+    /// Members get `presence_join` / `presence_leave` frames.
+    pub presence_events: Option<bool>,
     /// The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics.
     pub metrics: Option<bool>,
     /// History: messages kept (history is on when this is set).
@@ -435,6 +437,16 @@ impl Rooms {
 
     pub fn all(&self) -> Vec<RoomInfo> {
         self.map.iter().map(|r| r.info()).collect()
+    }
+
+    /// Whether the room sends presence events.
+    pub fn presence_events(&self, id: &str) -> bool {
+        self.map.get(id).is_some_and(|r| r.spec.presence_events == Some(true))
+    }
+
+    /// Member connections of a room (empty when it does not exist).
+    pub fn member_conns(&self, id: &str) -> Vec<Arc<Conn>> {
+        self.map.get(id).map(|r| r.members.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Member ids of a room (empty when it does not exist).

@@ -23,6 +23,19 @@ export function servers(benches) {
     'ws-https': { label: 'ws on https', cmd: ['node', join(benches, 'servers/ws-https.mjs')] },
     // Two rnode-ws nodes sharing a room through a private redis-server the runner starts.
     'rnode-cluster': { label: 'rnode-ws, 2 nodes + Redis', cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')], ours: true, cluster: { nodes: 2 } },
+    // Four nodes, 40 rooms, 10 per node: the one-channel layout and per-room channels.
+    'rnode-cluster4-single': {
+      label: "rnode-ws, 4 nodes, channels: 'single'",
+      cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')],
+      ours: true,
+      cluster: { nodes: 4, env: { ROOMS: '1', CHANNELS: 'single' } },
+    },
+    'rnode-cluster4-room': {
+      label: "rnode-ws, 4 nodes, channels: 'room'",
+      cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')],
+      ours: true,
+      cluster: { nodes: 4, env: { ROOMS: '1', CHANNELS: 'room' } },
+    },
   }
 }
 
@@ -123,6 +136,21 @@ export function scenarios({ quick, benches }) {
       rows: [
         { id: 'history-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight, server.broadcast from JS, room history off/on (deliveries/s)', metric: 'rate', better: 'higher' },
         { id: 'history-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      // Cluster at scale (issue 20): 4,000 subscribers in 40 rooms over four nodes, each node
+      // with members in 10 rooms, one publisher (on the first node) to random rooms. The
+      // single channel sends every node every message; per-room channels only its rooms'.
+      id: 'cluster-rooms',
+      group: 'cluster',
+      loadgen: ['--mode', 'rooms', '--rooms', '40', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '4000', '--inflight', '64', '--size', '32'],
+      runs: ['rnode-cluster4-single', 'rnode-cluster4-room'],
+      baseline: 'rnode-cluster4-single',
+      rows: [
+        { id: 'cluster-rooms-rate', title: '4,000 subscribers, 40 rooms, 4 nodes, random rooms, 32 B, 64 in flight (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'cluster-rooms-redis-in', title: 'same: Redis-to-node bytes per node per published message', metric: 'redis_in_per_pub', better: 'lower' },
+        { id: 'cluster-rooms-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
       ],
     },
     {

@@ -8,6 +8,7 @@ import type {
   ConnectionStatus,
   IncomingMessage,
   OutgoingMessage,
+  PresenceMember,
   WebSocketConstructor,
   WebSocketLike,
 } from './types'
@@ -41,12 +42,20 @@ interface ServerFrame {
   rooms?: unknown
   epoch?: unknown
   offset?: unknown
+  client_id?: unknown
+  fields?: unknown
+  members?: unknown
 }
 
 /** Where the client stands in a room's history on the server. */
 interface Position {
   epoch: string
   offset: number
+}
+
+function toMember(m: unknown): PresenceMember {
+  const f = (m ?? {}) as ServerFrame
+  return { clientId: String(f.client_id ?? ''), fields: (f.fields ?? {}) as PresenceMember['fields'] }
 }
 
 const OPEN = 1
@@ -95,6 +104,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
   private joinWaiters = new Map<string, Array<Waiter<Room>>>()
   private joinRequests = new Map<string, string>()
   private leaveWaiters = new Map<string, Array<Waiter<void>>>()
+  private presenceWaiters = new Map<string, Array<Waiter<PresenceMember[]>>>()
   private rejoining = new Set<string>()
   private queue: Queued[] = []
   private connectWaiters: Array<Waiter<void>> = []
@@ -219,6 +229,20 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     }
     const p = this.wait(this.leaveWaiters, roomId, `leave room ${roomId}`)
     this.sendNow({ type: 'leave_room', room_id: roomId, request_id: `l${++this.seq}` })
+    return p
+  }
+
+  /**
+   * Who is in a joined room: each member connection's client id and the fields the server
+   * makes public (on every node of a clustered server).
+   */
+  presence(roomId: string): Promise<PresenceMember[]> {
+    if (!this.rooms.get(roomId)?.isJoinedToRoom() || this.ws?.readyState !== OPEN) {
+      return Promise.reject(new RNodeClientError('ERR_NOT_JOINED', `not in room ${roomId}`, { roomId }))
+    }
+    const rid = `p${++this.seq}`
+    const p = this.wait(this.presenceWaiters, rid, `presence of ${roomId}`)
+    this.sendNow({ type: 'presence', room_id: roomId, request_id: rid })
     return p
   }
 
@@ -421,8 +445,10 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
   }
 
   private rejectAll(err: RNodeClientError): void {
-    for (const list of this.joinWaiters.values()) for (const w of list) w.reject(err)
-    this.joinWaiters.clear()
+    for (const map of [this.joinWaiters, this.presenceWaiters] as Array<Map<string, Array<Waiter<never>>>>) {
+      for (const list of map.values()) for (const w of list) w.reject(err)
+      map.clear()
+    }
     const waiters = this.connectWaiters
     this.connectWaiters = []
     for (const w of waiters) w.reject(err)
@@ -567,6 +593,14 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
         this.emit('roomMessage', roomId, message, from)
         return
       }
+      case 'presence':
+        return this.settle(this.presenceWaiters, String(f.request_id), (w) =>
+          w.resolve(Array.isArray(f.members) ? f.members.map(toMember) : []),
+        )
+      case 'presence_join':
+      case 'presence_leave':
+        this.emit(f.type === 'presence_join' ? 'presenceJoin' : 'presenceLeave', roomId, toMember(f))
+        return
       case 'pong':
         clearTimeout(this.pongTimer)
         this.pongTimer = undefined
@@ -577,6 +611,10 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
         const joining = this.joinRequests.get(rid)
         if (joining !== undefined) return this.onJoinError(joining, String(f.error), rid)
         if (rid !== '' && rid === this.recoverRid) return this.rejoin(true)
+        if (this.presenceWaiters.has(rid)) {
+          const e = new RNodeClientError('ERR_SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) })
+          return this.settle(this.presenceWaiters, rid, (w) => w.reject(e))
+        }
         this.emit('error', new RNodeClientError('ERR_SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) }))
         return
       }

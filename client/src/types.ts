@@ -74,6 +74,13 @@ export interface RoomMessage {
   timestamp: number
 }
 
+/** A member connection of a room, as presence shows it. */
+export interface PresenceMember {
+  clientId: string
+  /** The fields the server makes public (its `presence.fields`). */
+  fields: Record<string, unknown>
+}
+
 /** Events of `RNodeWebSocketClient` and their listener arguments. */
 export interface ClientEvents {
   /** Open, rooms rejoined and offline queue flushed. */
@@ -89,6 +96,10 @@ export interface ClientEvents {
   /** A room message from the server. */
   roomMessage: (roomId: string, message: string, fromClientId: string) => void
   roomJoined: (roomId: string) => void
+  /** Another member joined a room with presence events. */
+  presenceJoin: (roomId: string, member: PresenceMember) => void
+  /** Another member left a room with presence events. */
+  presenceLeave: (roomId: string, member: PresenceMember) => void
   roomLeft: (roomId: string) => void
   roomJoinError: (roomId: string, error: RNodeClientError) => void
   /** The server answered a `ping`; `latency` is the round trip in ms. */

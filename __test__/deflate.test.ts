@@ -225,7 +225,7 @@ describe('negotiation', () => {
         expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
       )
       const srv = new WsServer()
-      expect(() => srv.websocket('/x', { perMessageDeflate: value as PerMessageDeflateOptions })).toThrow(
+      expect(() => srv.websocket('/x', {}, { perMessageDeflate: value as PerMessageDeflateOptions })).toThrow(
         expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
       )
     }
@@ -234,8 +234,8 @@ describe('negotiation', () => {
   it('a path overrides the server setting both ways', async () => {
     const srv = new WsServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true })
     srv.websocket('/ws', { onMessage: echo })
-    srv.websocket('/plain', { onMessage: echo, perMessageDeflate: false })
-    srv.websocket('/small', { onMessage: echo, perMessageDeflate: { serverMaxWindowBits: 9 } })
+    srv.websocket('/plain', { onMessage: echo }, { perMessageDeflate: false })
+    srv.websocket('/small', { onMessage: echo }, { perMessageDeflate: { serverMaxWindowBits: 9 } })
     server.adopt(srv)
     const { port } = await srv.listen()
     const offer = 'permessage-deflate'
@@ -248,11 +248,39 @@ describe('negotiation', () => {
     )
     expect(answers).toEqual(['permessage-deflate', undefined, 'permessage-deflate; server_max_window_bits=9'])
     const off = new WsServer({ host: '127.0.0.1', port: 0 })
-    off.websocket('/ws', { onMessage: echo, perMessageDeflate: true })
+    off.websocket('/ws', { onMessage: echo }, { perMessageDeflate: true })
     server.adopt(off)
     const c = await RawClient.open((await off.listen()).port, offer)
     expect(c.answer).toBe('permessage-deflate')
     c.socket.destroy()
+  })
+
+  it("per-path options are one object: an unknown key throws ERR_INVALID_OPTION, a '*' route's setting holds for paths without their own", async () => {
+    const srv = new WsServer({ host: '127.0.0.1', port: 0 })
+    expect(() => srv.websocket('/x', {}, { perMessageDeflat: true } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    )
+    srv.websocket('*', { onMessage: echo }, { perMessageDeflate: { serverMaxWindowBits: 10 } })
+    srv.websocket('/own', { onMessage: echo })
+    server.adopt(srv)
+    const { port } = await srv.listen()
+    const any = await RawClient.open(port, 'permessage-deflate', '/anything')
+    const own = await RawClient.open(port, 'permessage-deflate', '/own')
+    expect([any.answer, own.answer]).toEqual(['permessage-deflate; server_max_window_bits=10', undefined])
+    any.socket.destroy()
+    own.socket.destroy()
+  })
+
+  it('rateLimit and perMessageDeflate on one path: compressed messages count against the limit', async () => {
+    const srv = new WsServer({ host: '127.0.0.1', port: 0 })
+    srv.websocket('/ws', { onMessage: echo }, { perMessageDeflate: true, rateLimit: { messages: 3, interval: 60_000 } })
+    server.adopt(srv)
+    const { port } = await srv.listen()
+    const ws = await connect(`ws://127.0.0.1:${port}/ws`, { perMessageDeflate: { threshold: 0 } })
+    expect(ws.extensions).toContain('permessage-deflate')
+    const done = closed(ws)
+    for (let i = 0; i < 5; i++) ws.send('x'.repeat(2000))
+    expect((await done).code).toBe(1008)
   })
 })
 

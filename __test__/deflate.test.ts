@@ -431,6 +431,34 @@ describe('broadcast', () => {
   }
 })
 
+describe('room history', () => {
+  it('a room with history: published messages (with offsets) go compressed to deflate members, plain to others', async () => {
+    const { url, port, server: srv } = await server(
+      { onConnect: (s) => void s.joinRoom('r') },
+      { perMessageDeflate: true, history: { size: 50, ttl: 60_000 } },
+    )
+    const withDeflate = await connect(url)
+    const without = await connect(url, { perMessageDeflate: false })
+    const raw = await RawClient.open(port, 'permessage-deflate')
+    await waitFor(() => srv.getConnections('r').length === 3)
+    const msgs = Array.from({ length: 5 }, (_, i) => json(1500, i))
+    const got = [withDeflate, without].map((w) => messages(w, msgs.length))
+    for (const m of msgs) expect(srv.broadcast(m, { room: 'r' })).toBe(3)
+    const [a, b] = await Promise.all(got)
+    expect(a).toEqual(b)
+    const parsed = (a as string[]).map((t) => JSON.parse(t) as { message: string; offset: number })
+    expect(parsed.map((p) => p.message)).toEqual(msgs)
+    expect(parsed.map((p) => p.offset - parsed[0]!.offset)).toEqual([0, 1, 2, 3, 4])
+    // Frame 1 is the join's answer (short, so plain); then one compressed frame per message.
+    await raw.frame(1 + msgs.length)
+    expect(raw.frames.map((f) => f.first & 0x40)).toEqual([0, ...msgs.map(() => 0x40)])
+    expect(inflate(raw.frames[1]!.payload).toString()).toBe(a[0])
+    raw.socket.destroy()
+    withDeflate.close()
+    without.close()
+  })
+})
+
 describe('other clients', () => {
   it('Python websockets with its default offer', async () => {
     const { url } = await server({ onMessage: echo }, { perMessageDeflate: true })

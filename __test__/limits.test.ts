@@ -23,6 +23,7 @@ describe('limits', () => {
       maxConnections: undefined,
       maxConnectionsPerIp: undefined,
       maxInboundQueue: 64 * 1024 * 1024,
+      backlog: 4096,
     })
   })
 
@@ -139,6 +140,7 @@ describe('bad option values', () => {
     ['protocols', 'chat', TypeError],
     ['autoCreateRooms', 'yes', TypeError],
     ['reusePort', 1, TypeError],
+    ['backlog', 0, RangeError],
     ['cluster', 5, TypeError],
     ['cluster', {}, TypeError],
     ['cluster', { redis: 'http://127.0.0.1:6379' }, TypeError],

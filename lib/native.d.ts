@@ -158,6 +158,8 @@ export interface Limits {
   maxConnections?: number
   maxConnectionsPerIp?: number
   maxInboundQueue: number
+  /** The backlog asked for; the kernel may clamp it (`net.core.somaxconn` on Linux). */
+  backlog: number
 }
 
 /** Where attach mode's slow path connects, and the secret its first line carries. */
@@ -192,6 +194,8 @@ export interface NativeOptions {
   maxInboundQueue?: number
   /** Share the port with other processes (SO_REUSEPORT; Unix). */
   reusePort?: boolean
+  /** Length of the listening socket's accept queue (`listen(2)` backlog). */
+  backlog?: number
   /** Redis URL for scale-out; absent: a single node. */
   clusterRedis?: string
   /** Key and channel prefix in Redis (default "rnode"). */

@@ -4,7 +4,7 @@ import { Duplex } from 'node:stream'
 import { attach, detach, handOver, isAttachableServer, refuse, targetPath, type AttachableServer } from './attach'
 import { EventKind, Hook, native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
-import { checkRoomId, Socket, type ConnectionInfo } from './socket'
+import { checkRoomId, Socket, type ConnectionInfo, type RequestInfo } from './socket'
 import type {
   BroadcastOptions,
   ClusterStats,
@@ -41,6 +41,8 @@ type HandlerName = (typeof HANDLER_NAMES)[number]
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
 const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure', 'maxInboundQueue'] as const
 const MAX_U32 = 0xffffffff
+/** Largest `backlog` (matches the engine's `MAX_BACKLOG`). */
+const MAX_BACKLOG = 65_535
 
 /**
  * `text.substring(start, end)` as a string of its own. V8 makes a longer substring a slice that
@@ -121,6 +123,7 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     if (typeof input.reusePort !== 'boolean') throw badOption('reusePort must be a boolean')
     out.reusePort = input.reusePort
   }
+  if (input.backlog !== undefined) out.backlog = checkInteger('backlog', input.backlog, 1, MAX_BACKLOG)
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw badOption('cluster must be an object: { redis, prefix? }')
@@ -142,7 +145,7 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
 /** How a server gets its connections: its own port, an http server's, or `handleUpgrade()`. */
 type Mode = { kind: 'port' } | { kind: 'server'; server: AttachableServer } | { kind: 'noServer' }
 
-const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort'] as const
+const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort', 'backlog'] as const
 
 function invalidOption(message: string): TypeError {
   return codedTypeError('ERR_INVALID_OPTION', message)
@@ -551,7 +554,7 @@ export class WsServer {
         const end = h[i + 3]!
         switch (h[i] as EventKind) {
           case EventKind.Connect:
-            this.#onConnect(conn, text.substring(start, end))
+            this.#onConnect(conn, text, start, end)
             break
           case EventKind.Text: {
             const socket = this.#sockets.get(conn)
@@ -594,9 +597,16 @@ export class WsServer {
     }
   }
 
-  #onConnect(conn: number, infoJson: string): void {
-    const info = JSON.parse(infoJson) as ConnectionInfo
-    const socket = new Socket(this.#native, this.#handle, conn, info, this.#routes.get(info.path) ?? {})
+  /**
+   * A new connection: `text` holds, from `start` to `end`, the socket's fields as JSON, a newline,
+   * and the upgrade request as JSON, which the socket keeps (copied: a slice would keep the whole
+   * batch string alive) and parses only if a handler reads it.
+   */
+  #onConnect(conn: number, text: string, start: number, end: number): void {
+    const split = text.indexOf('\n', start)
+    const info = JSON.parse(text.substring(start, split)) as ConnectionInfo
+    const request = ownString(text, split + 1, end)
+    const socket = new Socket(this.#native, this.#handle, conn, info, request, this.#routes.get(info.path) ?? {})
     if (info.upgrade !== 0) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
@@ -628,12 +638,14 @@ export class WsServer {
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */
   #onUpgrade(request: number, infoJson: string): void {
-    const raw = JSON.parse(infoJson) as { path: string; query: string; headers: Record<string, string>; remoteAddress: string; protocols: string[] }
+    const split = infoJson.indexOf('\n')
+    const raw = JSON.parse(infoJson.slice(0, split)) as { path: string; protocols: string[] }
+    const asked = JSON.parse(infoJson.slice(split + 1)) as RequestInfo
     const req: UpgradeRequest = {
       path: raw.path,
-      query: parseQuery(raw.query),
-      headers: raw.headers,
-      remoteAddress: raw.remoteAddress,
+      query: parseQuery(asked.query),
+      headers: asked.headers,
+      remoteAddress: asked.remoteAddress,
       protocols: raw.protocols,
     }
     const hook = this.#routes.get(raw.path)?.onUpgrade

@@ -5,20 +5,24 @@ import type { JsonValue, SendStatus, WebSocketHandlers } from './types'
 
 const STATUS: readonly SendStatus[] = ['sent', 'buffered', 'dropped']
 
-/** What the engine tells about a connection when it opens. */
+/** What the engine tells about a connection when it opens (the part every socket needs at once). */
 export interface ConnectionInfo {
   id: string
   clientId: string
   path: string
-  query: string
-  remoteAddress: string
-  remotePort: number
-  headers: Record<string, string>
   protocol: string
   /** Id of the `onUpgrade` request this connection came through (0: none). */
   upgrade: number
   /** Id of the attach-mode hand-over this connection came through (0: own port). */
   attach: number
+}
+
+/** The upgrade request as the engine reports it; parsed from JSON the first time it is read. */
+export interface RequestInfo {
+  query: string
+  remoteAddress: string
+  remotePort: number
+  headers: Record<string, string>
 }
 
 /** Longest room id in UTF-8 bytes (matches the engine). */
@@ -51,10 +55,6 @@ export class Socket {
   readonly clientId: string
   /** The request path (without the query). */
   readonly path: string
-  /** The peer's IP address. */
-  readonly remoteAddress: string
-  /** Request headers of the upgrade, lower-case names. */
-  readonly headers: Readonly<Record<string, string>>
   /** The negotiated subprotocol, or '' when none. */
   readonly protocol: string
   /** Application data: whatever you store here is visible to every handler. */
@@ -65,7 +65,11 @@ export class Socket {
   readonly handlers: WebSocketHandlers
   readonly #native: NativeServer
   readonly #handle: number
-  readonly #rawQuery: string
+  /**
+   * The upgrade request: its JSON text until a handler reads `headers`, `query` or the address
+   * (most never do, and one string is smaller than the objects it describes), then parsed.
+   */
+  #request: string | RequestInfo
   #query: Readonly<Record<string, string>> | undefined
   #open = true
 
@@ -75,6 +79,7 @@ export class Socket {
     handle: number,
     conn: number,
     info: ConnectionInfo,
+    request: string,
     handlers: WebSocketHandlers,
   ) {
     this.#native = native
@@ -84,17 +89,39 @@ export class Socket {
     this.id = info.id
     this.clientId = info.clientId
     this.path = info.path
-    this.remoteAddress = info.remoteAddress
     this.protocol = info.protocol
-    this.headers = Object.freeze(info.headers)
-    this.#rawQuery = info.query
+    this.#request = request
+  }
+
+  #parsed(): RequestInfo {
+    if (typeof this.#request === 'string') {
+      const request = JSON.parse(this.#request) as RequestInfo
+      Object.freeze(request.headers)
+      this.#request = request
+    }
+    return this.#request
+  }
+
+  /** The peer's IP address. */
+  get remoteAddress(): string {
+    return this.#parsed().remoteAddress
+  }
+
+  /** The peer's TCP port. */
+  get remotePort(): number {
+    return this.#parsed().remotePort
+  }
+
+  /** Request headers of the upgrade, lower-case names (repeated headers joined with ', '). */
+  get headers(): Readonly<Record<string, string>> {
+    return this.#parsed().headers
   }
 
   /** Query parameters of the upgrade request (parsed on first use). */
   get query(): Readonly<Record<string, string>> {
     if (this.#query === undefined) {
       const query: Record<string, string> = Object.create(null) as Record<string, string>
-      for (const [k, v] of new URLSearchParams(this.#rawQuery)) query[k] = v
+      for (const [k, v] of new URLSearchParams(this.#parsed().query)) query[k] = v
       this.#query = Object.freeze(query)
     }
     return this.#query

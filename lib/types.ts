@@ -120,6 +120,13 @@ export interface ServerOptions {
    */
   reusePort?: boolean
   /**
+   * Length of the listening socket's accept queue: connections the kernel has set up and the
+   * server has not taken yet, as in a reconnect storm. Past it the kernel drops new handshakes
+   * (the client retries about a second later). The kernel caps it (`net.core.somaxconn` on
+   * Linux). Default 4096; 1 to 65535.
+   */
+  backlog?: number
+  /**
    * Scale-out: servers sharing a Redis deliver broadcasts and room messages to each other's
    * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
@@ -161,6 +168,8 @@ export interface Limits {
   maxConnections: number | undefined
   maxConnectionsPerIp: number | undefined
   maxInboundQueue: number
+  /** The listen backlog asked for (the kernel may cap it lower). */
+  backlog: number
 }
 
 /** JSON-compatible values, as room metadata and `room_message` payloads carry. */

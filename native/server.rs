@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -18,27 +19,31 @@ use crate::task;
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
-    let listener =
-        bind(&addr, engine.config.reuse_port).await.map_err(|e| ListenError::from_io(addr.clone(), e))?;
+    let listener = bind(&addr, engine.config.reuse_port, engine.config.backlog)
+        .await
+        .map_err(|e| ListenError::from_io(addr.clone(), e))?;
     let port = listener.local_addr().map_err(|e| ListenError::from_io(addr, e))?.port();
     tokio::spawn(Engine::ticker(Arc::downgrade(&engine)));
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)
 }
 
-/// Binds the listening socket; with `reuse_port`, several processes can share the port and the
-/// kernel spreads connections over them (SO_REUSEPORT, Unix only).
-async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
-    if !reuse_port {
-        return TcpListener::bind(addr).await;
-    }
+/// Binds the listening socket with the configured accept-queue length (`backlog`; std's
+/// `TcpListener::bind` asks for 128, too short for a reconnect storm); with `reuse_port`, several
+/// processes can share the port and the kernel spreads connections over them (SO_REUSEPORT, Unix).
+async fn bind(addr: &str, reuse_port: bool, backlog: u32) -> std::io::Result<TcpListener> {
     let mut last = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address");
     for sock_addr in tokio::net::lookup_host(addr).await? {
         let socket = if sock_addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As std's bind does: a restarted server may bind while old connections sit in TIME_WAIT.
         socket.set_reuseaddr(true)?;
         #[cfg(unix)]
-        socket.set_reuseport(true)?;
-        match socket.bind(sock_addr).and_then(|()| socket.listen(1024)) {
+        if reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        #[cfg(not(unix))]
+        let _ = reuse_port;
+        match socket.bind(sock_addr).and_then(|()| socket.listen(backlog)) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = e,
         }
@@ -46,17 +51,40 @@ async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
     Err(last)
 }
 
+/// Connections taken from the listen queue in one turn of the accept loop before it checks for
+/// a stop and lets the worker run the handshakes it spawned.
+const ACCEPT_BATCH: usize = 64;
+
+/// Takes connections off the listen queue as fast as the kernel hands them over: each gets its
+/// own task for the handshake at once, so accepting never waits on a handshake or on JS.
 async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_tcp(engine.clone(), stream, remote));
+        let batch = std::future::poll_fn(|cx| {
+            let mut taken = 0;
+            while taken < ACCEPT_BATCH {
+                match listener.poll_accept(cx) {
+                    Poll::Ready(Ok((stream, remote))) => {
+                        taken += 1;
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(serve_tcp(engine.clone(), stream, remote));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
                 }
+            }
+            if taken == 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        });
+        tokio::select! {
+            accepted = batch => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-            },
+                if accepted.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
             _ = engine.stop_accepting.notified() => break,
         }
         if engine.is_shutting_down() {
@@ -187,15 +215,20 @@ async fn accept(
         Some(id) if valid_client_id(id) => id.to_string(),
         _ => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
-    let request_info = request_json(&head, remote, &offered);
+    let request_info = request_json(&head, remote);
 
     let mut upgrade_request = 0;
     if engine.route_hooks(&path) & hooks::UPGRADE != 0 {
         let request = engine.next_request_id();
         let (tx, rx) = tokio::sync::oneshot::channel();
         engine.pending_upgrades.insert(request, tx);
-        let mut info = request_info.clone();
-        info.push(b'}');
+        let mut info = Vec::with_capacity(request_info.len() + 64);
+        info.extend_from_slice(b"{\"path\":");
+        json_str(&mut info, &path);
+        info.extend_from_slice(b",\"protocols\":");
+        let _ = serde_json::to_writer(&mut info, &offered);
+        info.extend_from_slice(b"}\n");
+        info.extend_from_slice(&request_info);
         let info = json_text(info);
         engine.events.push(Event::Upgrade { request, info });
         let verdict = tokio::time::timeout_at(deadline, rx).await;
@@ -218,14 +251,19 @@ async fn accept(
         }
     }
 
-    let mut info_json = request_info;
-    info_json.extend_from_slice(b",\"id\":");
+    // What every socket needs at once, then (after a newline, which JSON text never holds
+    // outside its strings) the request, which JS parses only when a handler reads it.
+    let mut info_json = Vec::with_capacity(request_info.len() + 160);
+    info_json.extend_from_slice(b"{\"id\":");
     json_str(&mut info_json, &uuid.to_string());
     info_json.extend_from_slice(b",\"clientId\":");
     json_str(&mut info_json, &client_id);
+    info_json.extend_from_slice(b",\"path\":");
+    json_str(&mut info_json, &path);
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
-    info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes());
+    info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request},\"attach\":{attach}}}\n").as_bytes());
+    info_json.extend_from_slice(&request_info);
     let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json) };
     Ok((info, protocol, key, admission, upgrade_request))
 }
@@ -242,15 +280,13 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The upgrade request as JS sees it: path, raw query, headers (lower-case names, repeated
-/// headers joined with ", "), peer address.
-fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> Vec<u8> {
+/// The upgrade request as JS reads it on demand: raw query, peer address, headers (lower-case
+/// names, repeated headers joined with ", "), as one JSON object.
+fn request_json(head: &Head, remote: SocketAddr) -> Vec<u8> {
     // Written field by field: a serde_json map per connection (a BTreeMap and a String per
-    // field) showed in the connect profile. The object is left open for the fields added later.
+    // field) showed in the connect profile.
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"path\":");
-    json_str(&mut out, &head.path);
-    out.extend_from_slice(b",\"query\":");
+    out.extend_from_slice(b"{\"query\":");
     json_str(&mut out, &head.query);
     out.extend_from_slice(b",\"remoteAddress\":");
     json_str(&mut out, &remote.ip().to_string());
@@ -273,8 +309,7 @@ fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> Vec<u8> 
             .collect();
         json_str(&mut out, &joined.join(", "));
     }
-    out.extend_from_slice(b"},\"protocols\":");
-    let _ = serde_json::to_writer(&mut out, offered);
+    out.extend_from_slice(b"}}");
     out
 }
 

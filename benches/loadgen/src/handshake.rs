@@ -1,16 +1,27 @@
 //! The HTTP/1.1 upgrade, by hand: one request write, read until the end of the 101 head.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Largest response head we accept before calling the handshake failed.
 const MAX_HEAD: usize = 8 * 1024;
 
-/// Connects and upgrades; returns the stream and any frame bytes that came with the head.
-pub async fn connect(addr: &str, path: &str) -> io::Result<(TcpStream, Vec<u8>)> {
-    let mut stream = TcpStream::connect(addr).await?;
+/// Connects (from `source` when given: one loopback address has only the ephemeral port range,
+/// about 28,000 ports, so large runs spread over 127.0.0.x) and upgrades; returns the stream and
+/// any frame bytes that came with the head.
+pub async fn connect(addr: &str, path: &str, source: Option<IpAddr>) -> io::Result<(TcpStream, Vec<u8>)> {
+    let mut stream = match source {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let target: SocketAddr = addr.parse().map_err(io::Error::other)?;
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(target).await?
+        }
+    };
     stream.set_nodelay(true)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -21,7 +21,18 @@ let server = await start(0)
 console.log(`LISTENING ${server.port}`)
 process.on('SIGUSR2', async () => {
   const port = server.port
+  const t0 = performance.now()
   await server.close({ timeout: 1000 })
+  const t1 = performance.now()
   server = await start(port)
+  if (process.env.RNODE_BENCH_DEBUG) {
+    console.error(`restart: closed in ${Math.round(t1 - t0)} ms, listening again ${Math.round(performance.now() - t1)} ms later`)
+    const marks = [1000, 5000, 9000, 10000]
+    const timer = setInterval(() => {
+      const n = server.getRoom('bench')?.connectionsCount ?? 0
+      while (marks.length && n >= marks[0]) console.error(`restart: ${marks.shift()} in the room after ${Math.round(performance.now() - t0)} ms`)
+      if (!marks.length) clearInterval(timer)
+    }, 20)
+  }
 })
 process.on('SIGTERM', () => server.close({ timeout: 1000 }).then(() => process.exit(0)))

@@ -4,7 +4,7 @@
 //! The connection has no timers of its own: the engine's ticker (`Engine::ticker`) calls
 //! [`Conn::tick`], which sends server pings and enforces the idle timeout and close deadline.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -104,9 +104,51 @@ pub struct Conn {
 #[derive(Default)]
 pub struct Extra {
     /// Rooms this connection is in.
-    pub rooms: HashSet<String>,
+    pub rooms: RoomIds,
     /// `setMetadata` values, as JSON text.
     pub metadata: HashMap<String, String>,
+}
+
+/// The ids of the rooms one connection is in: a vector searched in order, since a connection
+/// is in few rooms, and its first room costs one exact allocation (a hash set's first insert
+/// reserves a table for three and every id is a separate `String`).
+#[derive(Default)]
+pub struct RoomIds(Vec<Box<str>>);
+
+impl RoomIds {
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.iter().any(|r| &**r == id)
+    }
+
+    /// Adds `id`; false when it was there.
+    pub fn insert(&mut self, id: String) -> bool {
+        if self.contains(&id) {
+            return false;
+        }
+        self.0.reserve_exact(1);
+        self.0.push(id.into_boxed_str());
+        true
+    }
+
+    /// Removes `id`; false when it was not there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        match self.0.iter().position(|r| &**r == id) {
+            Some(i) => {
+                self.0.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes every id out.
+    pub fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
+        self.0.drain(..).map(String::from)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|r| &**r)
+    }
 }
 
 impl Conn {
@@ -420,7 +462,9 @@ impl Conn {
 
     /// Rooms this connection is in.
     pub fn rooms(&self) -> Vec<String> {
-        self.extra().and_then(|e| e.as_ref().map(|e| e.rooms.iter().cloned().collect())).unwrap_or_default()
+        self.extra()
+            .and_then(|e| e.as_ref().map(|e| e.rooms.iter().map(String::from).collect()))
+            .unwrap_or_default()
     }
 }
 

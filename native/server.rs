@@ -302,12 +302,20 @@ fn request_json(head: &Head, remote: SocketAddr) -> Vec<u8> {
         first = false;
         json_str(&mut out, name);
         out.push(b':');
-        let joined: Vec<String> = head.headers[i..]
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .collect();
-        json_str(&mut out, &joined.join(", "));
+        let mut values = head.headers[i..].iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+        let first_value = values.next().map_or(&[][..], |v| v.as_slice());
+        match values.next() {
+            // The usual case: one value, written without a copy when it is UTF-8.
+            None => json_str(&mut out, &String::from_utf8_lossy(first_value)),
+            Some(second) => {
+                let mut joined = String::from_utf8_lossy(first_value).into_owned();
+                for v in std::iter::once(second).chain(values) {
+                    joined.push_str(", ");
+                    joined.push_str(&String::from_utf8_lossy(v));
+                }
+                json_str(&mut out, &joined);
+            }
+        }
     }
     out.extend_from_slice(b"}}");
     out

@@ -176,7 +176,9 @@ export function stormTargets(lines) {
 
 /** Target verdicts as markdown bullet lines. */
 export function targetLines(verdicts) {
+  // A target none of whose scenarios ran (`--only`) says nothing.
   return verdicts
+    .filter((v) => v.parts.some((p) => p.ratio !== null))
     .map((v) => {
       const parts = v.parts.map((p) => `${p.what} ${fmtRatio(p.ratio)} (need ${p.atLeast !== undefined ? '>= ' + p.atLeast : '<= ' + p.atMost})`)
       if (v.also) parts.push(`for reference ${v.also.what} ${fmtRatio(v.also.ratio)}`)

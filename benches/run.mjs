@@ -159,7 +159,7 @@ async function runOne({ server, serverCpu, loadgenCpu, loadgenArgs, timeoutMs })
 const METRICS = [
   'rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn', 'cpu0_busy', 'cpu1_busy', 'cpu0_steal', 'cpu1_steal',
   // connection storms and scale (issue 23)
-  'listen_overflows', 'listen_drops', 'syn_cookies', 'back_ms', 'rejoined', 'rss_after_ratio', 'connect_seconds', 'server_rss', 'probe_worst_ms', 'probe_failures',
+  'listen_overflows', 'listen_drops', 'syn_cookies', 'back_ms', 'rejoined', 'rss_after_ratio', 'rss_later_ratio', 'connect_seconds', 'server_rss', 'probe_worst_ms', 'probe_failures',
 ]
 
 /**

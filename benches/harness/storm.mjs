@@ -3,7 +3,7 @@
 // listens again on the same port in the same process) and every client reconnects and rejoins
 // on its own. Prints one JSON line: how long until the last client was back (and p50/p99 per
 // client, from the restart signal), how many rejoined the room, the kernel's listen-queue
-// counters over the storm, and the server's RSS before and after.
+// counters over the storm, and the server's RSS before, 1 s after and 6 s after.
 //   node storm.mjs --port P --server-pid PID [--path /sub] [--conns 10000] [--room bench]
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -26,6 +26,8 @@ const room = opt('room', 'bench')
 const serverPid = Number(opt('server-pid', '0'))
 /** Longest the whole storm may take: clients not back by then are counted as missing. */
 const LIMIT_MS = 60_000
+/** How long after the storm the second RSS reading is taken. */
+const LATER_MS = 5000
 /** Handshakes in flight while the clients first connect (the storm itself is not throttled). */
 const OPENING = 256
 
@@ -95,6 +97,9 @@ const backMs = backAt.length ? Math.max(...backAt) : null
 const after = counters()
 await sleep(1000)
 const rssAfter = rss(serverPid)
+// Once more later: what V8 collects and malloc reuses by then is not a leak.
+await sleep(LATER_MS)
+const rssLater = rss(serverPid)
 backAt.sort((a, b) => a - b)
 const report = {
   mode: 'storm',
@@ -113,6 +118,8 @@ const report = {
   rss_before: rssBefore,
   rss_after: rssAfter,
   rss_after_ratio: rssBefore && rssAfter ? rssAfter / rssBefore : null,
+  rss_later: rssLater,
+  rss_later_ratio: rssBefore && rssLater ? rssLater / rssBefore : null,
   first_error: firstError,
 }
 for (const c of clients) c.disconnect()

@@ -34,7 +34,6 @@ export const COMPETITORS = ['ws', 'uws', 'bun']
 export function scenarios({ quick, benches }) {
   const connectN = quick ? 2000 : 10000
   return [
-    ...stormScenarios(connectN, benches),
     {
       id: 'echo-32',
       loadgen: ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', '64', '--size', '32'],
@@ -110,6 +109,7 @@ export function scenarios({ quick, benches }) {
         { id: 'connect-rate', title: 'connections accepted per second', metric: 'rate', better: 'higher', target: 'connect' },
       ],
     },
+    ...stormScenarios(connectN, benches),
   ]
 }
 

@@ -24,6 +24,8 @@ describe('limits', () => {
       maxConnectionsPerIp: undefined,
       maxInboundQueue: 64 * 1024 * 1024,
       backlog: 4096,
+      proxyHeaderTimeout: 3000,
+      rateLimit: undefined,
     })
   })
 

@@ -4,7 +4,10 @@
 // /room, whose onConnect joins every socket to the room (the connection-storm scenarios).
 // SIGUSR2 restarts the server in this process: it closes (every client gets 1001) and listens
 // again on the same port, as a deploy would (the reconnect-storm scenario).
-import { WsServer } from '../../dist/index.js'
+// RNODE_WS_DIST: another build's dist/index.js (benches/metrics-overhead.mjs compares two).
+// --history: the room keeps its last 1,000 messages (each broadcast is numbered and stored).
+const { WsServer } = await import(process.env.RNODE_WS_DIST ?? '../../dist/index.js')
+const history = process.argv.includes('--history') ? { size: 1000, ttl: 60_000 } : undefined
 
 async function start(port) {
   const server = new WsServer({ port, host: '127.0.0.1' })
@@ -13,7 +16,7 @@ async function start(port) {
   server.websocket('/room', { onConnect: (socket) => socket.joinRoom('bench') })
   server.websocket('/pub', { onMessage: (_socket, message) => server.broadcast(message, { room: 'bench' }) })
   await server.listen()
-  server.createRoom('bench', { id: 'bench' })
+  server.createRoom('bench', { id: 'bench', history })
   return server
 }
 

@@ -135,7 +135,7 @@ function checkHistory(name: string, value: unknown): { historySize: number; hist
 /** `rateLimit` (server-wide or per path) checked and in the engine's shape. */
 function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TypeError(`${name} must be an object: { messages?, bytes?, interval?, policy? }`)
+    throw codedTypeError('ERR_INVALID_OPTION', `${name} must be an object: { messages?, bytes?, interval?, policy? }`)
   }
   const r = value as RateLimitOptions
   const out: NativeRateLimit = {}
@@ -144,24 +144,24 @@ function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
   if (r.interval !== undefined) out.interval = checkInteger(`${name}.interval`, r.interval, 1, MAX_U32)
   if (r.policy !== undefined) {
     if (r.policy !== 'close' && r.policy !== 'drop') {
-      throw new TypeError(`${name}.policy must be 'close' or 'drop', got ${String(r.policy)}`)
+      throw codedTypeError('ERR_INVALID_OPTION', `${name}.policy must be 'close' or 'drop', got ${String(r.policy)}`)
     }
     out.policy = r.policy
   }
-  if (!out.messages && !out.bytes) throw new RangeError(`${name} must limit messages or bytes (a positive number)`)
+  if (!out.messages && !out.bytes) throw codedRangeError('ERR_INVALID_OPTION', `${name} must limit messages or bytes (a positive number)`)
   return out
 }
 
 /** An endpoint path (`metricsPath`, `healthPath`). */
 function checkPath(name: string, value: unknown): string {
   if (typeof value !== 'string' || !/^\/[\x21-\x7e]*$/.test(value) || value.includes('?') || value.includes('#')) {
-    throw new TypeError(`${name} must be a path starting with '/' (no query), got ${JSON.stringify(value)}`)
+    throw codedTypeError('ERR_INVALID_OPTION', `${name} must be a path starting with '/' (no query), got ${JSON.stringify(value)}`)
   }
   return value
 }
 
 function checkBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean`)
+  if (typeof value !== 'boolean') throw codedTypeError('ERR_INVALID_OPTION', `${name} must be a boolean`)
   return value
 }
 
@@ -209,19 +209,19 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
   if (input.metricsPath !== undefined) out.metricsPath = checkPath('metricsPath', input.metricsPath)
   if (input.healthPath !== undefined) out.healthPath = checkPath('healthPath', input.healthPath)
   if (out.metricsPath !== undefined && out.metricsPath === out.healthPath) {
-    throw new TypeError('metricsPath and healthPath must differ')
+    throw codedTypeError('ERR_INVALID_OPTION', 'metricsPath and healthPath must differ')
   }
   if (input.trustProxy !== undefined) {
     const list = checkStringList('trustProxy', input.trustProxy)
     const bad = native.checkTrustProxy(list)
     if (bad !== null) {
-      throw new TypeError(`trustProxy entries must be IP addresses or CIDR ranges (network address/prefix), got ${JSON.stringify(bad)}`)
+      throw codedTypeError('ERR_INVALID_OPTION', `trustProxy entries must be IP addresses or CIDR ranges (network address/prefix), got ${JSON.stringify(bad)}`)
     }
     out.trustProxy = list
   }
   if (input.proxyHeader !== undefined) {
     if (input.proxyHeader !== 'x-forwarded-for' && input.proxyHeader !== 'forwarded') {
-      throw new TypeError(`proxyHeader must be 'x-forwarded-for' or 'forwarded', got ${String(input.proxyHeader)}`)
+      throw codedTypeError('ERR_INVALID_OPTION', `proxyHeader must be 'x-forwarded-for' or 'forwarded', got ${String(input.proxyHeader)}`)
     }
     out.proxyHeader = input.proxyHeader
   }
@@ -489,7 +489,7 @@ export class WsServer {
       const fn: unknown = handlers[name]
       if (fn !== undefined && typeof fn !== 'function') throw badArg(`${name} must be a function, got ${typeof fn}`)
     }
-    if (typeof options !== 'object' || options === null) throw new TypeError('websocket() options must be an object')
+    if (typeof options !== 'object' || options === null) throw codedTypeError('ERR_INVALID_OPTION', 'websocket() options must be an object')
     const rateLimit = options.rateLimit === undefined ? null : toNativeRateLimit('rateLimit', options.rateLimit)
     this.#routes.set(path, { ...handlers })
     const hooks =

@@ -4,6 +4,7 @@ import { Duplex } from 'node:stream'
 import { attach, detach, handOver, isAttachableServer, refuse, targetPath, type AttachableServer } from './attach'
 import { EventKind, Hook, native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
+import { peerCertificate, toNativeCertKey, toNativeTls, withTlsErrors, type SecureContextOptions } from './tls'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
@@ -136,13 +137,14 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
       out.clusterPrefix = prefix
     }
   }
+  if (input.tls !== undefined) out.tls = toNativeTls(input.tls)
   return out
 }
 
 /** How a server gets its connections: its own port, an http server's, or `handleUpgrade()`. */
 type Mode = { kind: 'port' } | { kind: 'server'; server: AttachableServer } | { kind: 'noServer' }
 
-const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort'] as const
+const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort', 'tls'] as const
 
 function invalidOption(message: string): TypeError {
   return codedTypeError('ERR_INVALID_OPTION', message)
@@ -246,7 +248,7 @@ export class WsServer {
     this.#clustered = options.clusterRedis !== undefined
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
-    this.#native = new native.NativeServer(options)
+    this.#native = withTlsErrors(() => new native.NativeServer(options))
     this.#handle = this.#native.handle
     if (mode.kind !== 'port') this.#startAttached(mode)
   }
@@ -309,6 +311,29 @@ export class WsServer {
       maxConnections: l.maxConnections ?? undefined,
       maxConnectionsPerIp: l.maxConnectionsPerIp ?? undefined,
     }
+  }
+
+  /**
+   * TLS servers: replaces the default certificate. Handshakes from now on use it; open
+   * connections keep theirs. A bad certificate or key throws a TypeError (`ERR_INVALID_CERT`,
+   * `ERR_INVALID_KEY`, `ERR_BAD_PASSPHRASE`) and the old certificate stays in force.
+   */
+  setSecureContext(options: SecureContextOptions): void {
+    const pair = toNativeCertKey(options, 'setSecureContext()', 'ERR_INVALID_ARG')
+    withTlsErrors(() => this.#native.setSecureContext(pair))
+  }
+
+  /** TLS servers: adds or replaces the certificate for SNI host `name` (or `'*.suffix'`). */
+  addServerName(name: string, options: SecureContextOptions): void {
+    if (typeof name !== 'string' || name.length === 0) throw badArg('addServerName() name must be a non-empty string')
+    const pair = toNativeCertKey(options, 'addServerName()', 'ERR_INVALID_ARG')
+    withTlsErrors(() => this.#native.addServerName(name, pair))
+  }
+
+  /** TLS servers: removes the certificate for SNI host `name`; false when it had none. */
+  removeServerName(name: string): boolean {
+    if (typeof name !== 'string' || name.length === 0) throw badArg('removeServerName() name must be a non-empty string')
+    return this.#native.removeServerName(name)
   }
 
   /** The bound port once `listen()` resolved. */
@@ -628,7 +653,14 @@ export class WsServer {
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */
   #onUpgrade(request: number, infoJson: string): void {
-    const raw = JSON.parse(infoJson) as { path: string; query: string; headers: Record<string, string>; remoteAddress: string; protocols: string[] }
+    const raw = JSON.parse(infoJson) as {
+      path: string
+      query: string
+      headers: Record<string, string>
+      remoteAddress: string
+      protocols: string[]
+      peerCertificate?: string
+    }
     const req: UpgradeRequest = {
       path: raw.path,
       query: parseQuery(raw.query),
@@ -636,6 +668,8 @@ export class WsServer {
       remoteAddress: raw.remoteAddress,
       protocols: raw.protocols,
     }
+    const peer = peerCertificate(raw.peerCertificate)
+    if (peer) req.peerCertificate = peer
     const hook = this.#routes.get(raw.path)?.onUpgrade
     const refuse = (status: number, message: string): void =>
       this.#native.resolveUpgrade(request, false, status, message, null, null)

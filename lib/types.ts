@@ -1,3 +1,4 @@
+import type { PeerCertificate, TlsOptions } from './tls'
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { CodedError } from './errors'
@@ -13,6 +14,8 @@ export interface UpgradeRequest {
   remoteAddress: string
   /** Subprotocols the client offered, in its order. */
   protocols: string[]
+  /** The client's TLS certificate, on a `tls` server with `requestCert`. */
+  peerCertificate?: PeerCertificate
 }
 
 /** What `onUpgrade` may return: accept (optionally with a clientId and `socket.data`), or refuse. */
@@ -124,6 +127,12 @@ export interface ServerOptions {
    * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
+  /**
+   * Native TLS on the own port (`wss://`): `{ cert, key, passphrase?, ca?, requestCert?,
+   * serverNames? }`, PEM as Node's `tls` takes it. Not with `server`/`noServer` (the https
+   * server does TLS there). See docs/tls.md.
+   */
+  tls?: TlsOptions
 }
 
 /** `cluster` option of `new WsServer()`. */

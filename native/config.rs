@@ -57,6 +57,8 @@ pub struct NativeOptions {
     pub cluster_redis: Option<String>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// Certificates for TLS on the own port (`tls.rs`); absent: plain TCP.
+    pub tls: Option<crate::tls::NativeTls>,
 }
 
 /// Resolved configuration with defaults filled in.

@@ -37,6 +37,14 @@ pub enum Code {
     NotInRoom,
     /// Attach mode could not take over a socket (its descriptor, or the loopback hand-over).
     AttachFailed,
+    /// A TLS certificate (chain or `ca`) that cannot be used: not PEM, no certificate, not X.509.
+    InvalidCert,
+    /// A TLS private key that cannot be used: not PEM, unsupported, or not the certificate's.
+    InvalidKey,
+    /// An encrypted TLS private key without its passphrase, or with a wrong one.
+    BadPassphrase,
+    /// A TLS call (`setSecureContext`, `addServerName`) on a server without the `tls` option.
+    NoTls,
     /// napi itself failed (the JS engine refused a value); not caused by the caller.
     Internal,
 }
@@ -56,6 +64,10 @@ impl AsRef<str> for Code {
             Code::SocketClosed => "ERR_SOCKET_CLOSED",
             Code::NotInRoom => "ERR_NOT_IN_ROOM",
             Code::AttachFailed => "ERR_ATTACH_FAILED",
+            Code::InvalidCert => "ERR_INVALID_CERT",
+            Code::InvalidKey => "ERR_INVALID_KEY",
+            Code::BadPassphrase => "ERR_BAD_PASSPHRASE",
+            Code::NoTls => "ERR_NO_TLS",
             Code::Internal => "ERR_INTERNAL",
         }
     }
@@ -141,6 +153,19 @@ pub enum AttachError {
     Loopback(#[source] std::io::Error),
 }
 
+/// TLS certificates and keys the engine cannot use (`tls.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{0}: not a usable certificate ({1})")]
+    InvalidCert(&'static str, String),
+    #[error("{0}: not a usable private key ({1})")]
+    InvalidKey(&'static str, String),
+    #[error("{0}: the private key is encrypted and {1}")]
+    BadPassphrase(&'static str, &'static str),
+    #[error("this server has no tls option")]
+    NotConfigured,
+}
+
 /// Everything that can fail inside the engine and reach JavaScript.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -154,6 +179,8 @@ pub enum Error {
     Socket(#[from] SocketError),
     #[error(transparent)]
     Attach(#[from] AttachError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl Error {
@@ -173,6 +200,10 @@ impl Error {
             Error::Socket(SocketError::Closed) => Code::SocketClosed,
             Error::Socket(SocketError::NotInRoom(_)) => Code::NotInRoom,
             Error::Attach(_) => Code::AttachFailed,
+            Error::Tls(TlsError::InvalidCert(..)) => Code::InvalidCert,
+            Error::Tls(TlsError::InvalidKey(..)) => Code::InvalidKey,
+            Error::Tls(TlsError::BadPassphrase(..)) => Code::BadPassphrase,
+            Error::Tls(TlsError::NotConfigured) => Code::NoTls,
         }
     }
 }
@@ -251,6 +282,11 @@ mod tests {
             Code::NoCluster,
             Code::SocketClosed,
             Code::NotInRoom,
+            Code::AttachFailed,
+            Code::InvalidCert,
+            Code::InvalidKey,
+            Code::BadPassphrase,
+            Code::NoTls,
             Code::Internal,
         ];
         let names: std::collections::HashSet<&str> = all.iter().map(AsRef::as_ref).collect();

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::conn::ConnInfo;
@@ -65,9 +65,13 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
     }
 }
 
-/// Reads the upgrade request, answers it, and runs the connection on the same task.
+/// Reads the upgrade request, answers it, and runs the connection on the same task (after the
+/// TLS handshake when the port speaks TLS).
 async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
-    serve_attached(engine, stream, remote, Vec::with_capacity(1024), 0).await;
+    if let Some(tls) = engine.tls.clone() {
+        return crate::tls::serve(engine, tls, stream, remote).await;
+    }
+    serve_attached(engine, stream, remote, Vec::new(), 0).await;
 }
 
 /// `serve_tcp` for a connection Node accepted (attach mode): `prefix` holds the bytes Node read
@@ -80,30 +84,56 @@ pub async fn serve_attached(
     prefix: Vec<u8>,
     attach: u32,
 ) {
+    let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
+    let upgraded = upgrade(&engine, &mut stream, remote, prefix, attach, deadline, None).await;
+    if let Some((info, leftover, admission)) = upgraded {
+        task::start(engine, info, stream, leftover, admission, None);
+    }
+}
+
+/// The upgrade on `stream` (TCP, or a TLS session over it), within `deadline`: reads the
+/// request after `prefix`, decides, and writes the 101 or the error. Returns what the
+/// connection's task needs: its identity, the bytes behind the request, and its admission.
+/// `peer_cert` is the client's TLS certificate (DER), handed to JS with the request.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    engine: &Arc<Engine>,
+    stream: &mut S,
+    remote: SocketAddr,
+    prefix: Vec<u8>,
+    attach: u32,
+    deadline: tokio::time::Instant,
+    peer_cert: Option<&[u8]>,
+) -> Option<(ConnInfo, Vec<u8>, Admission)> {
     let failed = |engine: &Engine| {
         if attach != 0 {
             engine.events.push(Event::UpgradeFailed { request: attach });
         }
     };
-    let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
+    let prefix = if prefix.is_empty() { Vec::with_capacity(1024) } else { prefix };
     // Slow or silent clients are dropped once the handshake timeout passes.
     // Both handshake steps are boxed: their state lives on the heap only while they run, so the
     // task that then carries the connection for its whole life stays small.
-    let read = Box::pin(read_head(&engine, &mut stream, prefix));
+    let read = Box::pin(read_head(engine, stream, prefix));
     let Ok(Some((head, leftover))) = tokio::time::timeout_at(deadline, read).await else {
-        return failed(&engine);
+        failed(engine);
+        return None;
     };
-    match Box::pin(accept(&engine, head, remote, deadline, attach)).await {
+    match Box::pin(accept(engine, head, remote, deadline, attach, peer_cert)).await {
         Ok((info, protocol, key, admission, upgrade_request)) => {
             let response = handshake::switching_protocols(&key, protocol.as_deref());
-            let written = tokio::time::timeout_at(deadline, stream.write_all(&response)).await;
+            let written = tokio::time::timeout_at(deadline, async {
+                stream.write_all(&response).await?;
+                stream.flush().await
+            })
+            .await;
             if !matches!(written, Ok(Ok(()))) {
                 if upgrade_request != 0 {
                     engine.events.push(Event::UpgradeFailed { request: upgrade_request });
                 }
-                return failed(&engine);
+                failed(engine);
+                return None;
             }
-            task::start(engine, info, stream, leftover, admission);
+            Some((info, leftover, admission))
         }
         Err(response) => {
             let _ = tokio::time::timeout_at(deadline, async {
@@ -111,14 +141,19 @@ pub async fn serve_attached(
                 stream.shutdown().await
             })
             .await;
-            failed(&engine);
+            failed(engine);
+            None
         }
     }
 }
 
 /// Reads until the request head is complete, starting with the bytes in `buf`; answers a
 /// malformed or oversized head itself. Returns the head and the bytes the client sent after it.
-async fn read_head(engine: &Engine, stream: &mut TcpStream, mut buf: Vec<u8>) -> Option<(Head, Vec<u8>)> {
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    engine: &Engine,
+    stream: &mut S,
+    mut buf: Vec<u8>,
+) -> Option<(Head, Vec<u8>)> {
     let max_bytes = engine.config.max_header_bytes;
     // Bytes given up front may already hold the whole head: parse them before reading.
     let mut read_first = buf.is_empty();
@@ -156,6 +191,7 @@ async fn accept(
     remote: SocketAddr,
     deadline: tokio::time::Instant,
     attach: u32,
+    peer_cert: Option<&[u8]>,
 ) -> Result<Accepted, Vec<u8>> {
     let path = head.path.clone();
     if !engine.has_route(&path) {
@@ -187,7 +223,11 @@ async fn accept(
         Some(id) if valid_client_id(id) => id.to_string(),
         _ => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
-    let request_info = request_json(&head, remote, &offered);
+    let mut request_info = request_json(&head, remote, &offered);
+    if let Some(der) = peer_cert {
+        request_info.extend_from_slice(b",\"peerCertificate\":");
+        json_str(&mut request_info, &data_encoding::BASE64.encode(der));
+    }
 
     let mut upgrade_request = 0;
     if engine.route_hooks(&path) & hooks::UPGRADE != 0 {

@@ -12,6 +12,7 @@ use crate::conn::{attn, Conn, ConnInfo};
 use crate::engine::{Admission, Engine};
 use crate::events::Event;
 use crate::reader::{ReadOutcome, Reader};
+use crate::tls_stream::TlsSession;
 
 /// How often a connection paused by a full event queue looks again.
 const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(2);
@@ -68,6 +69,7 @@ pub fn start(
     stream: TcpStream,
     leftover: Vec<u8>,
     admission: Admission,
+    tls: Option<Box<TlsSession>>,
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
@@ -75,6 +77,13 @@ pub fn start(
     let hooks = engine.route_hooks(&path);
     let conn =
         Arc::new(Conn::new(id, uuid, client_id, hooks, stream.clone(), engine.mono_ms(), clock::wall_ms()));
+    let is_tls = tls.is_some();
+    if is_tls {
+        // Before anyone can see the connection: no byte may reach its socket unencrypted.
+        if let Ok(mut out) = conn.out.lock() {
+            out.tls = tls;
+        }
+    }
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
     engine.conns_version.fetch_add(1, Ordering::AcqRel);
@@ -84,6 +93,7 @@ pub fn start(
     }
 
     let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms());
+    reader.tls = is_tls;
     let reading = leftover.is_empty() || reader.take_leftover(&engine, &conn, leftover);
     // Its own task, holding only what the connection's life needs: the handshake's state is
     // gone by now, so an idle connection costs one small task.
@@ -243,7 +253,7 @@ mod tests {
         assert_eq!(engine.admit(IP).err(), Some(AdmissionError::TooManyFromIp));
         let info =
             ConnInfo { uuid: [9; 16], client_id: "c".into(), path: "/ws".into(), info_json: "{}".into() };
-        start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission);
+        start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission, None);
         let conn = engine.conns.iter().next().map(|e| e.value().clone()).unwrap();
         assert_eq!(engine.rooms.join(&conn, "r"), Ok(true));
         assert_eq!(engine.live_tasks.load(Ordering::Acquire), 1);

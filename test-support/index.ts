@@ -1,8 +1,11 @@
 // Test support shared by the server suite (__test__/) and the client suite (client/test/).
+export * from './browser'
+export * from './certs'
 export * from './clients'
 export * from './frames'
 export * from './http'
 export * from './processes'
 export * from './proxy'
 export * from './servers'
+export * from './throws'
 export * from './waits'

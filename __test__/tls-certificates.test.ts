@@ -39,7 +39,7 @@ function shown(port: number, servername?: string): Promise<{ cn: string; fingerp
 
 function wss(port: number, servername = 'localhost'): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`wss://127.0.0.1:${port}/ws`, { ca: ca.cert, servername })
+    const ws = new WebSocket(`wss://127.0.0.1:${port}/ws`, { ca: ca.cert, servername } as WebSocket.ClientOptions & tls.ConnectionOptions)
     ws.once('open', () => resolve(ws))
     ws.once('error', reject)
   })

@@ -265,6 +265,7 @@ pub async fn serve(engine: Arc<Engine>, tls: Arc<TlsContext>, mut stream: TcpStr
 const PLAIN_HTTP_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 33\r\n\r\nThis port speaks TLS: use wss://\n";
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -297,5 +298,107 @@ mod tests {
         let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
         let pass_err = certified_key(&pair(bogus, encrypted), &provider).err();
         assert!(matches!(pass_err, Some(TlsError::BadPassphrase(..))));
+    }
+
+    /// A self-signed certificate for `localhost` from the openssl CLI (None without it).
+    fn openssl_pair() -> Option<NativeCertKey> {
+        let dir = std::env::temp_dir().join(format!("rnode-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        let pair = status.success().then(|| NativeCertKey {
+            cert: std::fs::read_to_string(&cert).unwrap_or_default(),
+            key: std::fs::read_to_string(&key).unwrap_or_default(),
+            passphrase: None,
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        pair
+    }
+
+    /// Sends go through the session: the client decrypts exactly the frames, in order, also when
+    /// the socket fills up and ciphertext waits in the session (the outbox is then blocked, not
+    /// flushed, until the task's flush writes the rest).
+    #[tokio::test]
+    async fn sends_are_encrypted_in_order_and_held_ciphertext_blocks_the_outbox() {
+        use tokio::io::AsyncReadExt;
+
+        use crate::conn::{fixture::context, Conn};
+        use crate::outbox::OutFrame;
+
+        let Some(pair) = openssl_pair() else { return };
+        let tls = TlsContext::new(&NativeTls { cert: pair.clone(), ..NativeTls::default() }).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(certificates("cert", &pair.cert).unwrap().remove(0)).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(tls.provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (accepted, client) = tokio::join!(
+            async { tls.acceptor.accept(listener.accept().await.unwrap().0).await.unwrap() },
+            async { connector.connect(name, TcpStream::connect(addr).await.unwrap()).await.unwrap() },
+        );
+        let (stream, session) = accepted.into_inner();
+        let mut leftover = Vec::new();
+        let session = TlsSession::new(session, &mut leftover);
+        assert!(leftover.is_empty());
+        let stream = Arc::new(stream);
+        let conn = Arc::new(Conn::new(1, [1; 16], "c".into(), 0, stream.clone(), 0, 0));
+        conn.out.lock().unwrap().tls = Some(Box::new(session));
+        let ctx = context(64 << 20, true);
+        let mut client = client;
+
+        let hello = OutFrame::text("hello");
+        conn.send(&ctx, &hello);
+        let mut got = vec![0u8; hello.bytes.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, &hello.bytes[..]);
+
+        // The client reads nothing: the kernel's buffers fill, ciphertext stays in the session.
+        let big = OutFrame::binary(&[7u8; 256 * 1024]);
+        let mut sent = 0;
+        while !conn.out.lock().unwrap().blocked && sent < 256 {
+            conn.send(&ctx, &big);
+            sent += 1;
+        }
+        assert!(conn.out.lock().unwrap().blocked, "a full socket blocks the outbox");
+        assert!(!conn.is_flushed());
+        // The client reads while the "task" flushes on writability; every frame arrives whole.
+        let expected = sent * big.bytes.len();
+        let reading = async {
+            let mut total = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            while total < expected {
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                assert!(buf[..n].iter().all(|&b| b == 7 || b == 0x82 || b == 127 || b < 8), "frame bytes");
+                total += n;
+            }
+            total
+        };
+        let flushing = async {
+            while !conn.is_flushed() {
+                stream.writable().await.unwrap();
+                let mut out = conn.out.lock().unwrap();
+                conn.flush_locked(&mut out);
+            }
+        };
+        let (total, ()) = tokio::join!(reading, flushing);
+        assert_eq!(total, expected);
+        assert!(conn.is_flushed());
     }
 }

@@ -1,9 +1,10 @@
 // `node benches/tls.mjs [--reps 3] [--duration-ms 2000]`: native TLS (wss:// on the own port)
 // against uWebSockets.js SSLApp and Bun with `tls`, in the same run: echo 32 B and 4 KiB
-// (harness/tls-echo.mjs), TLS handshakes + upgrades per second, and RSS per idle TLS
-// connection (harness/tls-connect.mjs). Each server runs alone pinned to CPU 0, the Node load
-// generator on CPU 1; runs are interleaved (uWS, Bun, ours, uWS, ...) and reported as medians
-// with the ratio ours / theirs. Needs `npm run build` (dist/) and `npm ci` in benches/.
+// (the Rust load generator with --tls), TLS handshakes + upgrades per second and RSS per idle
+// TLS connection (its connect mode). Each server runs alone pinned to CPU 0, the load generator
+// on CPU 1; runs are interleaved (uWS, Bun, ours, uWS, ...) and reported as medians
+// with the ratio ours / theirs. Needs `npm run build` (dist/), `npm ci` in benches/ and
+// `cargo build --release -p rnode-loadgen`.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -34,13 +35,15 @@ const servers = {
   bun: { label: 'Bun tls', cmd: [join(benches, 'node_modules/@oven/bun-linux-x64/bin/bun'), join(benches, 'servers/bun-tls.mjs')] },
   rnode: { label: 'rnode-ws tls', cmd: ['node', join(benches, 'servers/rnode-tls.mjs')] },
 }
+const loadgen = join(benches, '..', 'target/release/rnode-loadgen')
+const lg = (...a) => [loadgen, '--tls', ...a]
 const measures = {
-  echo32: (port, pid) => ['node', join(benches, 'harness/tls-echo.mjs'), '--port', port, '--size', '32', '--conns', '50', '--inflight', '10', '--duration-ms', durationMs, '--server-pid', pid],
-  echo4k: (port, pid) => ['node', join(benches, 'harness/tls-echo.mjs'), '--port', port, '--size', '4096', '--conns', '50', '--inflight', '10', '--duration-ms', durationMs, '--server-pid', pid],
-  handshakes: (port, pid) => ['node', join(benches, 'harness/tls-connect.mjs'), '--port', port, '--mode', 'handshakes', '--conns', '16', '--duration-ms', durationMs, '--server-pid', pid],
-  idle: (port, pid) => ['node', join(benches, 'harness/tls-connect.mjs'), '--port', port, '--mode', 'idle', '--n', idleConns, '--server-pid', pid],
+  echo32: (port, pid) => lg('--mode', 'echo', '--port', port, '--path', '/echo', '--size', '32', '--conns', '100', '--inflight', '10', '--duration-ms', durationMs, '--server-pid', pid),
+  echo4k: (port, pid) => lg('--mode', 'echo', '--port', port, '--path', '/echo', '--size', '4096', '--conns', '100', '--inflight', '10', '--duration-ms', durationMs, '--server-pid', pid),
+  // Full handshakes + upgrades, 16 at a time, kept open: the rate, then RSS per idle connection.
+  connect: (port, pid) => lg('--mode', 'connect', '--port', port, '--path', '/echo', '--conns', idleConns, '--concurrency', '16', '--settle-ms', '1000', '--server-pid', pid),
 }
-const field = { echo32: 'rate', echo4k: 'rate', handshakes: 'rate', idle: 'rss_per_conn' }
+const fields = { echo32: ['rate'], echo4k: ['rate'], connect: ['rate', 'rss_per_conn'] }
 const results = {}
 for (let rep = 0; rep < reps; rep++) {
   for (const [id, server] of Object.entries(servers)) {
@@ -50,13 +53,14 @@ for (let rep = 0; rep < reps; rep++) {
       await sleep(300)
       const out = await run(pinned(1, cmd(String(port), String(child.pid)).map(String)), { cwd: benches, timeoutMs: 120_000 })
       await stopServer(child)
-      let value = null
+      let report = {}
       try {
-        value = JSON.parse(out.stdout.trim().split('\n').at(-1))[field[m]]
+        report = JSON.parse(out.stdout.trim().split('\n').at(-1))
       } catch {
         console.error(`[bench] ${id} ${m}: no result\n${out.stderr}`)
       }
-      ;((results[m] ??= {})[id] ??= []).push(value)
+      for (const f of fields[m]) ((results[`${m}.${f}`] ??= {})[id] ??= []).push(report[f] ?? null)
+      const value = fields[m].map((f) => report[f]).join(' ')
       console.error(`[bench] rep ${rep + 1} ${server.label} ${m}: ${value}`)
     }
   }
@@ -67,9 +71,9 @@ const median = (xs) => {
   const v = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b)
   return v.length ? v[Math.floor(v.length / 2)] : null
 }
-const fmt = (x, m) => (x === null ? 'n/a' : m === 'idle' ? `${(x / 1024).toFixed(1)} KiB` : `${Math.round(x)}/s`)
+const fmt = (x, m) => (x === null ? 'n/a' : m.endsWith('rss_per_conn') ? `${(x / 1024).toFixed(1)} KiB` : `${Math.round(x)}/s`)
 const lines = ['| measure | uWS.js SSLApp | Bun tls | rnode-ws tls | ours / uWS | ours / Bun |', '|---|---|---|---|---|---|']
-for (const m of Object.keys(measures)) {
+for (const m of Object.keys(results)) {
   const [u, b, r] = ['uws', 'bun', 'rnode'].map((id) => median(results[m][id]))
   const ratio = (x) => (x && r ? (r / x).toFixed(2) : 'n/a')
   lines.push(`| ${m} | ${fmt(u, m)} | ${fmt(b, m)} | ${fmt(r, m)} | ${ratio(u)} | ${ratio(b)} |`)

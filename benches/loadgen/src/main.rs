@@ -16,6 +16,7 @@ mod paced;
 mod proc_stats;
 mod report;
 mod run_state;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;

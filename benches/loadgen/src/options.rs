@@ -33,6 +33,8 @@ pub struct Options {
     pub size: usize,
     /// Send binary frames instead of text.
     pub binary: bool,
+    /// wss:// (echo and connect modes).
+    pub tls: bool,
     /// Time before counting starts.
     pub warmup: Duration,
     /// Time during which messages are counted.
@@ -71,6 +73,7 @@ impl Default for Options {
             size: 32,
             rate: None,
             binary: false,
+            tls: false,
             warmup: Duration::from_millis(500),
             duration: Duration::from_millis(3000),
             server_pid: None,
@@ -88,7 +91,7 @@ impl Default for Options {
 
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect --addr HOST:PORT \
-[--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--warmup-ms MS] \
+[--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--tls] [--warmup-ms MS] \
 [--duration-ms MS] [--server-pid PID] [--extra-pids PID,PID] [--sub-path P] [--pub-path P] \
 [--sub-ports PORT,PORT] [--join-frame TEXT] [--pub-room ROOM] [--concurrency K] [--settle-ms MS]";
 
@@ -107,6 +110,10 @@ impl Options {
         let mut o = Options::default();
         let mut it = args.into_iter();
         while let Some(name) = it.next() {
+            if name == "--tls" {
+                o.tls = true;
+                continue;
+            }
             if name == "--binary" {
                 o.binary = true;
                 continue;

@@ -40,6 +40,11 @@ impl Write for Socket<'_> {
         self.0.try_write(buf)
     }
 
+    // rustls hands over all its queued records at once: one syscall for all of them.
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.0.try_write_vectored(bufs)
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
@@ -49,7 +54,9 @@ impl TlsSession {
     /// The session of a finished handshake; plaintext it decrypted and the upgrade did not read
     /// (frames right behind the request) is appended to `leftover`.
     pub fn new(mut conn: ServerConnection, leftover: &mut Vec<u8>) -> Self {
-        let _ = take_plaintext(&mut conn, leftover);
+        if let Ok(state) = conn.process_new_packets() {
+            let _ = take_plaintext(&mut conn, state.plaintext_bytes_to_read(), leftover);
+        }
         TlsSession { conn }
     }
 
@@ -101,29 +108,24 @@ impl TlsSession {
             }
             let state = self.conn.process_new_packets().map_err(|_| ())?;
             closed |= state.peer_has_closed();
-            take_plaintext(&mut self.conn, plain).map_err(|_| ())?;
+            take_plaintext(&mut self.conn, state.plaintext_bytes_to_read(), plain).map_err(|_| ())?;
         }
         Ok(closed)
     }
 }
 
-/// Moves every decrypted byte out of the session into `plain`.
-fn take_plaintext(conn: &mut ServerConnection, plain: &mut Vec<u8>) -> std::io::Result<()> {
-    loop {
-        let start = plain.len();
-        plain.resize(start + 16 * 1024, 0);
-        match conn.reader().read(&mut plain[start..]) {
-            Ok(n) if n > 0 => plain.truncate(start + n),
-            Ok(_) => {
-                plain.truncate(start);
-                return Ok(());
-            }
-            Err(e) => {
-                plain.truncate(start);
-                return if e.kind() == ErrorKind::WouldBlock { Ok(()) } else { Err(e) };
-            }
-        }
+/// Moves the `len` decrypted bytes the session holds into `plain`.
+fn take_plaintext(conn: &mut ServerConnection, len: usize, plain: &mut Vec<u8>) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
     }
+    let start = plain.len();
+    plain.resize(start + len, 0);
+    let read = conn.reader().read_exact(&mut plain[start..]);
+    if read.is_err() {
+        plain.truncate(start);
+    }
+    read
 }
 
 impl Reader {

@@ -197,8 +197,9 @@ mod tests {
         let o = parse("--mode broadcast --port 9 --conns 1000 --inflight 32 --binary").unwrap();
         assert_eq!(o.mode, Mode::Broadcast);
         assert_eq!(o.addr, "127.0.0.1:9");
-        assert_eq!((o.conns, o.inflight, o.binary), (1000, 32, true));
+        assert_eq!((o.conns, o.inflight, o.binary, o.tls), (1000, 32, true, false));
         assert_eq!((o.sub_addr(0), o.sub_addr(1)), ("127.0.0.1:9", "127.0.0.1:9"));
+        assert!(parse("--tls --mode connect").unwrap().tls);
         assert!(o.server_pids().is_empty());
     }
 

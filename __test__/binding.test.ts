@@ -12,14 +12,15 @@ import { lastJsonLine, runChild } from '../test-support/index'
 // interface and not here fails `tsc`, one missing from the addon fails the test.
 const bindingMembers = {
   NativeServer: 'function', pollEvents: 'function', uncork: 'function', sendText: 'function', sendBinary: 'function',
-  EventKind: 'object', JoinResult: 'object', Hook: 'object',
+  EventKind: 'object', JoinResult: 'object', Hook: 'object', checkTrustProxy: 'function', sendTextBytes: 'function',
 } satisfies Record<keyof NativeBinding, 'function' | 'object'>
 const serverMembers = {
   addRoute: 0, listen: 0, handle: 0, closeConnection: 0, bufferedAmount: 0, shutdown: 0, dispose: 0, stats: 0,
   roomCounts: 0, createRoom: 0, getRoom: 0, getAllRooms: 0, deleteRoom: 0, joinRoom: 0, leaveRoom: 0, roomsOf: 0,
   roomMembers: 0, sendToRoom: 0, broadcastText: 0, broadcastBinary: 0, sendManyText: 0, sendManyBinary: 0,
   setMetadata: 0, getMetadata: 0, resolveJoin: 0, forget: 0, resolveUpgrade: 0, heartbeat: 0, limits: 0, clusterStats: 0,
-  adopt: 0, loopback: 0, attachId: 0, setSecureContext: 0, addServerName: 0, removeServerName: 0,
+  adopt: 0, loopback: 0, attachId: 0, metrics: 0, sendControl: 0, terminate: 0, history: 0, sessionCount: 0,
+  presence: 0, clusterPresence: 0, setSecureContext: 0, addServerName: 0, removeServerName: 0,
 } satisfies Record<keyof NativeServer, 0>
 
 describe('the loaded addon', () => {

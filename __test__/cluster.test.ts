@@ -1,127 +1,15 @@
 // Scale-out: three server processes sharing a private redis-server; rooms behave as one.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import net from 'node:net'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import WebSocket from 'ws'
-import { closedPort as freePort, connect, waitFor } from '../test-support/index'
+import { closedPort as freePort, ClusterNode, collect, connect, Redis, request, SKIP_REDIS, waitFor } from '../test-support/index'
 
-const REDIS = [process.env.REDIS_SERVER ?? '', '/usr/bin/redis-server', '/usr/local/bin/redis-server', '/opt/homebrew/bin/redis-server'].find(
-  (p) => p !== '' && existsSync(p),
-)
-// RNODE_SKIP_REDIS=1 skips the suite where redis-server cannot be had (the Windows CI jobs).
-const SKIP_REDIS = process.env.RNODE_SKIP_REDIS === '1'
-const root = join(__dirname, '..')
-
-class Redis {
-  proc: ChildProcess | undefined
-  constructor(readonly port: number) {}
-  async start(): Promise<void> {
-    this.proc = spawn(REDIS!, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: 'ignore',
-    })
-    const deadline = Date.now() + 5000
-    for (;;) {
-      const up = await new Promise<boolean>((r) => {
-        const s = net.connect(this.port, '127.0.0.1', () => {
-          s.destroy()
-          r(true)
-        })
-        s.on('error', () => r(false))
-      })
-      if (up) return
-      if (Date.now() > deadline) throw new Error('redis-server did not start')
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  }
-  async stop(): Promise<void> {
-    const p = this.proc
-    if (!p || p.exitCode !== null) return
-    await new Promise((r) => {
-      p.once('exit', r)
-      p.kill('SIGKILL')
-    })
-  }
-}
-
-class Node {
-  proc!: ChildProcess
-  port = 0
-  #next = 1
-  #pending = new Map<number, (v: { result?: unknown; error?: string }) => void>()
-  listenError: string | undefined
-  static async start(redisUrl: string, prefix: string): Promise<Node> {
-    const node = new Node()
-    node.proc = spawn(process.execPath, [join(__dirname, 'fixtures', 'cluster-node.mjs')], {
-      cwd: root,
-      env: { ...process.env, REDIS_URL: redisUrl, PREFIX: prefix },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    node.proc.stderr!.on('data', () => {})
-    const lines = createInterface({ input: node.proc.stdout! })
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('cluster node did not start')), 10_000)
-      lines.on('line', (line) => {
-        if (line.startsWith('port=')) {
-          node.port = Number(line.slice(5))
-          clearTimeout(timer)
-          resolve()
-        } else if (line.startsWith('listen-error=')) {
-          node.listenError = line.slice(13)
-          clearTimeout(timer)
-          resolve()
-        } else if (line.startsWith('{')) {
-          const msg = JSON.parse(line) as { id: number; result?: unknown; error?: string }
-          node.#pending.get(msg.id)?.(msg)
-          node.#pending.delete(msg.id)
-        }
-      })
-    })
-    return node
-  }
-  async call<T>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++
-    const reply = await new Promise<{ result?: unknown; error?: string }>((resolve) => {
-      this.#pending.set(id, resolve)
-      this.proc.stdin!.write(JSON.stringify({ id, cmd, ...args }) + '\n')
-    })
-    if (reply.error) throw new Error(reply.error)
-    return reply.result as T
-  }
-  url(clientId: string): string {
-    return `ws://127.0.0.1:${this.port}/ws?clientId=${clientId}`
-  }
-  kill(): void {
-    this.proc.kill('SIGKILL')
-  }
-}
-
-type Frame = Record<string, unknown>
-function request(ws: WebSocket, frame: Frame): Promise<Frame> {
-  return new Promise((resolve) => {
-    ws.once('message', (m) => resolve(JSON.parse(String(m)) as Frame))
-    ws.send(JSON.stringify(frame))
-  })
-}
-/** Collects every message a client receives. */
-function collect(ws: WebSocket): Array<string | Buffer> {
-  const got: Array<string | Buffer> = []
-  ws.on('message', (m, isBinary) => got.push(isBinary ? (m as Buffer) : String(m)))
-  return got
-}
-
-// Outside CI a missing redis-server skips the suite; in CI it fails it (.ci/run installs it).
-describe.skipIf(SKIP_REDIS || (!REDIS && !process.env.CI))('cluster through Redis', () => {
+describe.skipIf(SKIP_REDIS)('cluster through Redis', () => {
   let redis: Redis
-  let nodes: Node[] = []
+  let nodes: ClusterNode[] = []
   const prefix = `t${process.pid}`
 
   beforeAll(async () => {
-    redis = new Redis(await freePort())
-    await redis.start()
-    nodes = await Promise.all([0, 1, 2].map(() => Node.start(`redis://127.0.0.1:${redis.port}`, prefix)))
+    redis = await Redis.start()
+    nodes = await Promise.all([0, 1, 2].map(() => ClusterNode.start(redis.url, prefix)))
   }, 30_000)
   afterAll(async () => {
     for (const n of nodes) n.kill()
@@ -226,7 +114,7 @@ describe.skipIf(SKIP_REDIS || (!REDIS && !process.env.CI))('cluster through Redi
   }, 30_000)
 
   it('listen() rejects with ERR_REDIS_UNREACHABLE when Redis is unreachable', async () => {
-    const node = await Node.start(`redis://127.0.0.1:${await freePort()}`, prefix)
+    const node = await ClusterNode.start(`redis://127.0.0.1:${await freePort()}`, prefix)
     expect(node.listenError).toBe('ERR_REDIS_UNREACHABLE')
   })
 })

@@ -23,6 +23,8 @@ describe('limits', () => {
       maxConnections: undefined,
       maxConnectionsPerIp: undefined,
       maxInboundQueue: 64 * 1024 * 1024,
+      proxyHeaderTimeout: 3000,
+      rateLimit: undefined,
     })
   })
 

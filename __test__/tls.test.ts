@@ -2,8 +2,11 @@
 // versions and ALPN, the options' bad values with their codes, encrypted keys, certificates
 // that clients must refuse, plain HTTP and broken handshakes on the TLS port, client
 // certificates, and rooms, backpressure and heartbeat over TLS. SNI and certificate renewal are
-// in tls-certificates.test.ts; scale, Python and Chromium in tls-clients.test.ts.
+// in tls-certificates.test.ts; scale, Python and Chromium in tls-clients.test.ts. With
+// proxyProtocol and the metrics/health endpoints at the end.
+import https from 'node:https'
 import net from 'node:net'
+import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
@@ -343,5 +346,82 @@ describe.skipIf(!HAVE_OPENSSL)('the rest of the engine over TLS', () => {
       await waitFor(() => closes.has(id), 3000, `onClose ${id}`)
       expect(closes.get(id), id).toBe(code)
     }
+  })
+})
+
+/**
+ * A TLS transport behind a PROXY v1 `header`: with `together` the header and the ClientHello
+ * leave in one TCP write (the engine reads both at once), else the ClientHello follows later.
+ */
+function behindProxy(port: number, header: string, together: boolean): Duplex {
+  const tcp = net.connect(port, '127.0.0.1')
+  if (!together) tcp.write(header)
+  let first = true
+  const transport = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      if (!first) return void tcp.write(chunk, done)
+      first = false
+      if (together) return void tcp.write(Buffer.concat([Buffer.from(header), chunk]), done)
+      setTimeout(() => tcp.write(chunk, done), 100)
+    },
+    final(done) {
+      tcp.end()
+      done()
+    },
+  })
+  tcp.on('data', (d) => transport.push(d))
+  tcp.on('end', () => transport.push(null))
+  tcp.on('error', (e) => transport.destroy(e))
+  transport.on('close', () => tcp.destroy())
+  return transport
+}
+
+/** GET over https with the suite CA: status and body. */
+function httpsGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path, ca: suite.ca.cert, servername: 'localhost' }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('error', reject)
+  })
+}
+
+describe.skipIf(!HAVE_OPENSSL)('tls with proxyProtocol and the endpoints', () => {
+  it('the TLS handshake follows the PROXY header, in the same write or later; the header names the client', async () => {
+    const seen: string[] = []
+    const { port } = await start(
+      { onMessage: echo, onUpgrade: (req: UpgradeRequest) => void seen.push(req.remoteAddress) },
+      { tls: suite.leaf, proxyProtocol: true },
+    )
+    for (const [address, together] of [['198.51.100.7', true], ['198.51.100.8', false]] as const) {
+      const socket = behindProxy(port, `PROXY TCP4 ${address} 127.0.0.1 5555 443\r\n`, together)
+      const peer = await RawPeer.connect(port, '/ws', { ca: suite.ca.cert, servername: 'localhost', socket })
+      peer.send({ opcode: 0x1, payload: `via ${address}` })
+      const frame = await peer.nextFrame()
+      expect(frame?.payload.toString()).toBe(`via ${address}`)
+      peer.socket.destroy()
+    }
+    expect(seen).toEqual(['198.51.100.7', '198.51.100.8'])
+  })
+
+  it('without the PROXY header, a TLS client is dropped and counted', async () => {
+    const { port, server } = await start({ onMessage: echo }, { tls: suite.leaf, proxyProtocol: true })
+    expect(await refusal(port, { ca: suite.ca.cert, servername: 'localhost' })).toBe('ECONNRESET')
+    await waitFor(() => /reason="proxy_protocol_invalid"\} 1/.test(server.metrics()))
+  })
+
+  it('metricsPath and healthPath answer over TLS; a WebSocket upgrade on the same port still works', async () => {
+    const { port } = await start({ onMessage: echo }, { tls: suite.leaf, metricsPath: '/metrics', healthPath: '/health' })
+    const ws = await wss(port)
+    const metrics = await httpsGet(port, '/metrics')
+    expect(metrics.status).toBe(200)
+    expect(metrics.body).toMatch(/rnode_ws_connections_accepted_total 1/)
+    const health = await httpsGet(port, '/health')
+    expect(health.status).toBe(200)
+    ws.close()
   })
 })

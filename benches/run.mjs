@@ -12,8 +12,8 @@
 // them. Pinned, both nodes and Redis share CPU 0. `--servers rnode` includes the two-node run,
 // which needs redis-server (REDIS_SERVER, else on PATH).
 import { execSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { cpus, loadavg, release } from 'node:os'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { svgChart } from './harness/chart.mjs'
@@ -128,9 +128,12 @@ async function runOne({ server, serverCpu, loadgenCpu, loadgenArgs, timeoutMs })
     let env
     if (server.cluster) {
       redis = await startRedis({ prefix: pinned(serverCpu, []), bin: redisServer })
-      env = { REDIS_URL: `redis://127.0.0.1:${redis.port}` }
+      env = { REDIS_URL: `redis://127.0.0.1:${redis.port}`, ...server.cluster.env }
     }
-    for (let i = 0; i < (server.cluster?.nodes ?? 1); i++) nodes.push(await startServer(pinned(serverCpu, server.cmd), { cwd: benches, env }))
+    for (let i = 0; i < (server.cluster?.nodes ?? 1); i++) {
+      const nodeEnv = server.cluster ? { ...env, STATS_FILE: statsFile(i) } : env
+      nodes.push(await startServer(pinned(serverCpu, server.cmd), { cwd: benches, env: nodeEnv }))
+    }
   } catch (e) {
     await stopAll()
     return { error: String(e.message ?? e) }
@@ -150,13 +153,39 @@ async function runOne({ server, serverCpu, loadgenCpu, loadgenArgs, timeoutMs })
       return { error: `load generator exited ${r.code}: ${r.stderr.slice(0, 500)}` }
     }
     if (report.errors > 0 && report.ready === 0) return { error: report.first_error ?? 'no connection', report }
+    if (server.cluster) {
+      await stopAll()
+      Object.assign(report, redisInbound(nodes.length))
+    }
     return { report }
   } finally {
     await stopAll()
   }
 }
 
-const METRICS = ['rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn', 'cpu0_busy', 'cpu1_busy', 'cpu0_steal', 'cpu1_steal']
+/** Where cluster node `i` writes its getStats() when stopped. */
+function statsFile(i) {
+  return join(tmpdir(), `rnode-bench-${process.pid}-node${i}.json`)
+}
+
+/**
+ * Redis-to-node traffic from the nodes' own counters (whole run, warm-up included): the mean
+ * per node, and that mean per message published (what the first node's `/pub` received).
+ */
+function redisInbound(n) {
+  const stats = []
+  for (let i = 0; i < n; i++) {
+    const s = tryText(() => JSON.parse(readFileSync(statsFile(i), 'utf8')))
+    tryText(() => rmSync(statsFile(i)))
+    if (s?.cluster) stats.push(s)
+  }
+  if (stats.length !== n) return {}
+  const mean = stats.reduce((a, s) => a + s.cluster.inboundBytes, 0) / n
+  const published = stats[0].published
+  return { redis_in_bytes_node: mean, redis_in_per_pub: published > 0 ? mean / published : null }
+}
+
+const METRICS = ['rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn', 'cpu0_busy', 'cpu1_busy', 'cpu0_steal', 'cpu1_steal', 'redis_in_per_pub', 'redis_in_bytes_node']
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2))
@@ -171,7 +200,7 @@ async function main() {
     if (pins.length === 0) pins = ['unpinned']
   }
   const fdLimit = Number(tryText(() => sh('ulimit -n', { shell: '/bin/sh' }))) || 1024
-  const scenarioList = allScenarios({ quick: opts.quick, benches }).filter((s) => !opts.only || opts.only.includes(s.id))
+  const scenarioList = allScenarios({ quick: opts.quick, benches }).filter((s) => !opts.only || opts.only.includes(s.id) || opts.only.includes(s.group))
   for (const sc of scenarioList) {
     sc.runs = sc.runs.filter((r) => {
       const key = sc.variants?.[r]?.server ?? r
@@ -282,6 +311,7 @@ async function main() {
     }
     const clusterRows = p.scale_out.filter((l) => l.scenario === 'cluster')
     const attachRows = p.scale_out.filter((l) => l.scenario.startsWith('attach'))
+    const historyRows = p.scale_out.filter((l) => l.scenario === 'history')
     if (clusterRows.length) {
       md.push(
         pin === 'pinned'
@@ -299,6 +329,12 @@ async function main() {
       )
       md.push('')
       md.push(baselineTable(attachRows))
+      md.push('')
+    }
+    if (historyRows.length) {
+      md.push('Room history (issue 19): the broadcast with the room keeping its last 1,000 messages against the same server without history, interleaved in one run.')
+      md.push('')
+      md.push(baselineTable(historyRows))
       md.push('')
     }
     const steals = p.runs.filter((x) => x.report).map((x) => Math.max(x.report.cpu0_steal ?? 0, x.report.cpu1_steal ?? 0))

@@ -24,6 +24,10 @@ export type NativeTls = generated.NativeTls
 export type NativeCertKey = generated.NativeCertKey
 /** The native server object. */
 export type NativeServer = generated.NativeServer
+/** `rateLimit`, validated by the facade. */
+export type NativeRateLimit = generated.RateLimitOptions
+/** A member connection as presence shows it. */
+export type NativePresenceEntry = generated.PresenceEntry
 
 /** What the addon exports. */
 export interface NativeBinding {
@@ -37,6 +41,10 @@ export interface NativeBinding {
   /** 0 sent, 1 buffered (over half of maxBackpressure), 2 dropped (also for a wrong argument). */
   sendText(handle: number, conn: number, data: string): number
   sendBinary(handle: number, conn: number, data: Uint8Array): number
+  /** The first `trustProxy` entry that is not an address or CIDR range, or null. */
+  checkTrustProxy(entries: string[]): string | null
+  /** A text frame from UTF-8 bytes (invalid sequences are sent as U+FFFD). */
+  sendTextBytes(handle: number, conn: number, data: Uint8Array): number
 }
 
 function platformTriple(): string {

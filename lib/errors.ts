@@ -54,6 +54,12 @@ export type ErrorCode =
   | 'ERR_UPGRADE_ANSWERED'
   /** Attach mode could not take over the socket (descriptor duplication or the loopback hand-over). */
   | 'ERR_ATTACH_FAILED'
+  /** A room id too long for the cluster envelope (65,535 bytes; room ids are 256 at most, so only a hand-built envelope). RangeError. */
+  | 'ERR_CLUSTER_ROOM_TOO_LONG'
+  /** An `except` list too long for the cluster envelope (2^32 - 1 ids). */
+  | 'ERR_CLUSTER_EXCEPT_TOO_LONG'
+  /** `emitter.broadcast()` after `emitter.close()`. */
+  | 'ERR_EMITTER_CLOSED'
   /** A TLS certificate (`tls.cert`, `tls.ca`, `setSecureContext()`...) is not PEM X.509. TypeError. */
   | 'ERR_INVALID_CERT'
   /** A TLS private key is not PEM, not supported, or not the certificate's key. TypeError. */

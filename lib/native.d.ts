@@ -5,8 +5,11 @@
 export declare class NativeServer {
   /** Throws `ERR_INVALID_OPTION` for an option the engine cannot use. */
   constructor(options?: NativeOptions | undefined | null)
-  /** Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits). */
-  addRoute(path: string, hooks: number): void
+  /**
+   * Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
+   * `rate_limit`: the path's own `rateLimit` (absent: the server's).
+   */
+  addRoute(path: string, hooks: number, rateLimit?: RateLimitOptions | undefined | null): void
   /**
    * Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
    * events are waiting for `pollEvents`. With `bind` false (attach mode), no port is bound:
@@ -43,6 +46,13 @@ export declare class NativeServer {
   get handle(): number
   /** Starts the close handshake with a code and reason the facade already validated. */
   closeConnection(conn: number, code: number, reason: string): boolean
+  /**
+   * Sends a ping (`pong: false`) or pong frame; `data` is at most 125 bytes (checked by the
+   * facade). False when the connection is gone or closing.
+   */
+  sendControl(conn: number, pong: boolean, data: Uint8Array): boolean
+  /** Drops a connection at once, without a close handshake (it reports 1006). */
+  terminate(conn: number): boolean
   /** Bytes accepted by `send` and not yet written. */
   bufferedAmount(conn: number): number
   /**
@@ -54,17 +64,33 @@ export declare class NativeServer {
   dispose(): void
   /** Counters, including the events-per-batch debug figures. */
   stats(): NativeStats
+  /** The Prometheus text exposition (format 0.0.4) of this server. */
+  metrics(): string
   /**
    * Counts summed over every node of the cluster; rejects with `ERR_NO_CLUSTER` without one,
    * `ERR_NOT_LISTENING` before `listen`.
    */
   clusterStats(): Promise<ClusterStats>
+  /** This node's members of a room: client ids and public fields. */
+  presence(room: string): Array<PresenceEntry>
+  /**
+   * The room's members on every node (rejects without a cluster; without the `presence`
+   * option only this node's members are known).
+   */
+  clusterPresence(room: string): Promise<PresenceEntry[]>
   /** Member count of every room. */
   roomCounts(): Record<string, number>
   /** Creates a room; false when the id is taken. */
   createRoom(spec: RoomSpec): boolean
   getRoom(id: string): RoomInfo | null
   getAllRooms(): Array<RoomInfo>
+  /**
+   * A room's kept messages after `since` (at most `limit`); None without such a room or
+   * history. The facade checked `since` and `limit`.
+   */
+  history(id: string, since?: number | undefined | null, limit?: number | undefined | null): HistoryPage | null
+  /** Disconnected sessions kept on this node. */
+  sessionCount(): number
   /** Deletes a room; its members get `room_left`. */
   deleteRoom(id: string): boolean
   /** Joins a connection to a room: joined, already a member, or the reason it could not. */
@@ -114,6 +140,9 @@ export interface Batch {
   binary?: Buffer
 }
 
+/** The first `trustProxy` entry that is not an address or CIDR range (null: all valid). */
+export declare function checkTrustProxy(entries: Array<string>): string | null
+
 /** Counts over every node of a cluster. */
 export interface ClusterStats {
   nodes: number
@@ -132,6 +161,21 @@ export declare const enum EventKind {
   Leave = 6,
   Upgrade = 7,
   UpgradeFailed = 8,
+  /** A ping frame from the peer (payload as hex text), for paths with `onPing`. */
+  Ping = 9,
+  /** A pong frame from the peer (payload as hex text), for paths with `onPong`. */
+  Pong = 10,
+}
+
+/** A room's history as `server.history` reports it. */
+export interface HistoryPage {
+  epoch: string
+  /** Offset of the newest message published to the room. */
+  offset: number
+  /** The kept messages after `since`, oldest first: their `room_message` frame texts. */
+  frames: Array<string>
+  /** Wall-clock ms each was stored, in the same order. */
+  times: Array<number>
 }
 
 /**
@@ -144,6 +188,8 @@ export declare const enum Hook {
   LeaveRoom = 4,
   /** `onUpgrade` (or a subprotocol selector) must see the request before the 101. */
   Upgrade = 8,
+  /** Ping and pong frames from the peer reach JS (the ws-compatible layer's events). */
+  Control = 16,
 }
 
 /** What `socket.joinRoom()` got, as the facade reads it (a number at runtime). */
@@ -171,6 +217,8 @@ export interface Limits {
   maxConnections?: number
   maxConnectionsPerIp?: number
   maxInboundQueue: number
+  proxyHeaderTimeout: number
+  rateLimit?: RateLimitOptions
 }
 
 /** Where attach mode's slow path connects, and the secret its first line carries. */
@@ -216,8 +264,43 @@ export interface NativeOptions {
   reusePort?: boolean
   /** Redis URL for scale-out; absent: a single node. */
   clusterRedis?: string
+  /** Every Redis URL (`cluster.redis` as a list: a Redis Cluster's seed nodes). */
+  clusterRedisNodes?: Array<string>
+  /** A Redis Cluster: sharded pub/sub and slot routing. */
+  clusterSharded?: boolean
   /** Key and channel prefix in Redis (default "rnode"). */
   clusterPrefix?: string
+  /** `"room"` (default: a channel per room) or `"single"` (one channel for everything). */
+  clusterChannels?: string
+  /** Milliseconds a room channel stays subscribed after its last local member left. */
+  clusterUnsubscribeLinger?: number
+  /**
+   * Metadata keys presence shows; present (even empty): members are written to Redis for
+   * cluster presence.
+   */
+  presenceFields?: Array<string>
+  /** Path answering GET with the Prometheus exposition (`metricsPath`); absent: none. */
+  metricsPath?: string
+  /** Path answering GET with the health JSON (`healthPath`); absent: none. */
+  healthPath?: string
+  /** Addresses and CIDR ranges of trusted proxies (`trustProxy`). */
+  trustProxy?: Array<string>
+  /** `"x-forwarded-for"` (default) or `"forwarded"`: the header trusted proxies set. */
+  proxyHeader?: string
+  /** Every connection starts with a PROXY protocol v1 or v2 header (`proxyProtocol`). */
+  proxyProtocol?: boolean
+  /** Default per-connection rate limit (`rateLimit`), overridable per path. */
+  rateLimit?: RateLimitOptions
+  /** Server-wide room history: messages kept per room (with `history_ttl`; off unless set). */
+  historySize?: number
+  /** Server-wide room history: how long a message is kept, ms. */
+  historyTtl?: number
+  /** Server-wide room history: frame bytes kept per room. */
+  historyBytes?: number
+  /** Session recovery on (off unless set). */
+  recovery?: boolean
+  /** Session recovery: how long a disconnected session is kept, ms. */
+  recoveryMaxDisconnection?: number
   /** Certificates for TLS on the own port (`tls.rs`); absent: plain TCP. */
   tls?: NativeTls
 }
@@ -252,6 +335,14 @@ export interface NativeStats {
   clusterDropped: number
   /** Whether the cluster subscriber is connected to Redis. */
   clusterConnected: boolean
+  /** Pub/sub messages Redis sent this node's subscriber (its own echoes included). */
+  clusterInboundMessages: number
+  /** Their bytes: channel names and payloads. */
+  clusterInboundBytes: number
+  /** Room channels this node is subscribed to (or about to be). */
+  clusterRoomChannels: number
+  /** Inbound messages over a `rateLimit` (dropped, or closing their connection). */
+  rateLimited: number
 }
 
 /** The `tls` option. */
@@ -272,6 +363,25 @@ export interface NativeTls {
  * one syscall when the next `pollEvents()` (or `uncork()`) comes.
  */
 export declare function pollEvents(handle: number): Batch
+
+/** One member connection as presence shows it. */
+export interface PresenceEntry {
+  clientId: string
+  /** JSON object text of the public fields the connection has. */
+  fields: string
+}
+
+/** `rateLimit` as it arrives from JavaScript (the facade checked it). */
+export interface RateLimitOptions {
+  /** Messages (data frames, pings, pongs and protocol frames) per interval; 0: unlimited. */
+  messages?: number
+  /** Payload bytes per interval; 0: unlimited. */
+  bytes?: number
+  /** Interval in ms (default 1 000). */
+  interval?: number
+  /** `"close"` (default: close with 1008) or `"drop"` (drop the message). */
+  policy?: string
+}
 
 /** A room as `getRoom` reports it. */
 export interface RoomInfo {
@@ -294,6 +404,16 @@ export interface RoomSpec {
   maxConnections?: number
   /** JSON text of the metadata object. */
   metadata?: string
+  /** Members get `presence_join` / `presence_leave` frames. */
+  presenceEvents?: boolean
+  /** The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics. */
+  metrics?: boolean
+  /** History: messages kept (history is on when this is set). */
+  historySize?: number
+  /** History: how long a message is kept, ms. */
+  historyTtl?: number
+  /** History: frame bytes kept (default `config::DEFAULT_HISTORY_BYTES`). */
+  historyBytes?: number
 }
 
 /**

@@ -2,16 +2,33 @@ import { randomUUID } from 'node:crypto'
 import { IncomingMessage } from 'node:http'
 import { Duplex } from 'node:stream'
 import { attach, detach, handOver, isAttachableServer, refuse, targetPath, type AttachableServer } from './attach'
-import { EventKind, Hook, native, type NativeOptions, type NativeRoomInfo, type NativeServer } from './binding'
+import {
+  EventKind,
+  Hook,
+  native,
+  type NativeOptions,
+  type NativePresenceEntry,
+  type NativeRateLimit,
+  type NativeRoomInfo,
+  type NativeServer,
+} from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
 import { peerCertificate, toNativeCertKey, toNativeTls, withTlsErrors, type SecureContextOptions } from './tls'
 import { checkRoomId, Socket, type ConnectionInfo } from './socket'
 import type {
   BroadcastOptions,
+  HistoryEntry,
+  HistoryOptions,
+  HistoryQuery,
+  HistoryResult,
   ClusterStats,
   CloseOptions,
   JsonValue,
   Limits,
+  PresenceMember,
+  PresenceStats,
+  RateLimitOptions,
+  RouteOptions,
   UpgradeRequest,
   UpgradeResult,
   RoomInfo,
@@ -36,12 +53,16 @@ const HANDLER_NAMES = [
   'onDrain',
   'onJoinRoom',
   'onLeaveRoom',
+  'onPing',
+  'onPong',
 ] as const
 type HandlerName = (typeof HANDLER_NAMES)[number]
 
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
 const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure', 'maxInboundQueue'] as const
 const MAX_U32 = 0xffffffff
+/** The route of every path without one of its own. */
+const ANY_PATH = '*'
 
 /**
  * `text.substring(start, end)` as a string of its own. V8 makes a longer substring a slice that
@@ -81,6 +102,67 @@ function checkStringList(name: string, value: unknown): string[] {
 }
 
 const CLIENT_ID = /^[A-Za-z0-9_.:-]{1,64}$/
+/** Most messages one room's history may keep (native/config.rs MAX_HISTORY_SIZE). */
+const MAX_HISTORY_SIZE = 1_000_000
+/** Most messages `history()` returns per call (native/config.rs MAX_HISTORY_PAGE). */
+const MAX_HISTORY_PAGE = 10_000
+/** Largest offset: JSON numbers are exact up to 2^53. */
+const MAX_OFFSET = Number.MAX_SAFE_INTEGER
+
+/** An integer argument of a method: `ERR_INVALID_ARG` when it is not one, or out of range. */
+function checkArg(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw badArg(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`)
+  }
+  return value
+}
+
+/** A `history` option: `{ size, ttl, bytes? }`, each a positive integer. */
+function checkHistory(name: string, value: unknown): { historySize: number; historyTtl: number; historyBytes?: number } {
+  if (typeof value !== 'object' || value === null) {
+    throw badOption(`${name} must be an object: { size, ttl, bytes? }`)
+  }
+  const h = value as Partial<Record<keyof HistoryOptions, unknown>>
+  const out: { historySize: number; historyTtl: number; historyBytes?: number } = {
+    historySize: checkInteger(`${name}.size`, h.size, 1, MAX_HISTORY_SIZE),
+    historyTtl: checkInteger(`${name}.ttl`, h.ttl, 1, MAX_U32),
+  }
+  if (h.bytes !== undefined) out.historyBytes = checkInteger(`${name}.bytes`, h.bytes, 1, MAX_U32)
+  return out
+}
+
+/** `rateLimit` (server-wide or per path) checked and in the engine's shape. */
+function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TypeError(`${name} must be an object: { messages?, bytes?, interval?, policy? }`)
+  }
+  const r = value as RateLimitOptions
+  const out: NativeRateLimit = {}
+  if (r.messages !== undefined) out.messages = checkInteger(`${name}.messages`, r.messages, 0, MAX_U32)
+  if (r.bytes !== undefined) out.bytes = checkInteger(`${name}.bytes`, r.bytes, 0, MAX_U32)
+  if (r.interval !== undefined) out.interval = checkInteger(`${name}.interval`, r.interval, 1, MAX_U32)
+  if (r.policy !== undefined) {
+    if (r.policy !== 'close' && r.policy !== 'drop') {
+      throw new TypeError(`${name}.policy must be 'close' or 'drop', got ${String(r.policy)}`)
+    }
+    out.policy = r.policy
+  }
+  if (!out.messages && !out.bytes) throw new RangeError(`${name} must limit messages or bytes (a positive number)`)
+  return out
+}
+
+/** An endpoint path (`metricsPath`, `healthPath`). */
+function checkPath(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !/^\/[\x21-\x7e]*$/.test(value) || value.includes('?') || value.includes('#')) {
+    throw new TypeError(`${name} must be a path starting with '/' (no query), got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function checkBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean`)
+  return value
+}
 
 function toNativeOptions(input: number | ServerOptions | undefined): NativeOptions {
   if (input === undefined) return {}
@@ -122,20 +204,83 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     if (typeof input.reusePort !== 'boolean') throw badOption('reusePort must be a boolean')
     out.reusePort = input.reusePort
   }
+  if (input.metricsPath !== undefined) out.metricsPath = checkPath('metricsPath', input.metricsPath)
+  if (input.healthPath !== undefined) out.healthPath = checkPath('healthPath', input.healthPath)
+  if (out.metricsPath !== undefined && out.metricsPath === out.healthPath) {
+    throw new TypeError('metricsPath and healthPath must differ')
+  }
+  if (input.trustProxy !== undefined) {
+    const list = checkStringList('trustProxy', input.trustProxy)
+    const bad = native.checkTrustProxy(list)
+    if (bad !== null) {
+      throw new TypeError(`trustProxy entries must be IP addresses or CIDR ranges (network address/prefix), got ${JSON.stringify(bad)}`)
+    }
+    out.trustProxy = list
+  }
+  if (input.proxyHeader !== undefined) {
+    if (input.proxyHeader !== 'x-forwarded-for' && input.proxyHeader !== 'forwarded') {
+      throw new TypeError(`proxyHeader must be 'x-forwarded-for' or 'forwarded', got ${String(input.proxyHeader)}`)
+    }
+    out.proxyHeader = input.proxyHeader
+  }
+  if (input.proxyProtocol !== undefined) out.proxyProtocol = checkBoolean('proxyProtocol', input.proxyProtocol)
+  if (input.rateLimit !== undefined) out.rateLimit = toNativeRateLimit('rateLimit', input.rateLimit)
+  if (input.presence !== undefined) {
+    const p: unknown = input.presence
+    if (typeof p !== 'object' || p === null) throw badOption('presence must be an object: { fields }')
+    out.presenceFields = checkStringList('presence.fields', (p as { fields?: unknown }).fields ?? [])
+  }
   if (input.cluster !== undefined) {
     const c: unknown = input.cluster
     if (typeof c !== 'object' || c === null) throw badOption('cluster must be an object: { redis, prefix? }')
-    const { redis, prefix } = c as { redis?: unknown; prefix?: unknown }
-    if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) {
-      throw badOption(`cluster.redis must be a redis:// URL, got ${JSON.stringify(redis)}`)
+    const { redis, prefix, channels, unsubscribeLinger, sharded } = c as {
+      redis?: unknown
+      sharded?: unknown
+      prefix?: unknown
+      channels?: unknown
+      unsubscribeLinger?: unknown
     }
-    out.clusterRedis = redis
+    const urls = Array.isArray(redis) ? (redis as unknown[]) : [redis]
+    if (urls.length === 0 || urls.length > 64 || !urls.every((u) => typeof u === 'string' && /^rediss?:\/\//.test(u))) {
+      throw badOption(`cluster.redis must be a redis:// URL or a list of 1-64 of them, got ${JSON.stringify(redis)}`)
+    }
+    out.clusterRedis = urls[0] as string
+    out.clusterRedisNodes = urls as string[]
+    if (sharded !== undefined) {
+      if (typeof sharded !== 'boolean') throw badOption('cluster.sharded must be a boolean')
+      out.clusterSharded = sharded
+    }
     if (prefix !== undefined) {
       if (typeof prefix !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
         throw badOption('cluster.prefix must be 1-64 characters of [A-Za-z0-9_.:-]')
       }
       out.clusterPrefix = prefix
     }
+    if (channels !== undefined) {
+      if (channels !== 'room' && channels !== 'single') {
+        throw badOption(`cluster.channels must be 'room' or 'single', got ${JSON.stringify(channels)}`)
+      }
+      out.clusterChannels = channels
+    }
+    if (unsubscribeLinger !== undefined) {
+      out.clusterUnsubscribeLinger = checkInteger('cluster.unsubscribeLinger', unsubscribeLinger, 0, MAX_U32)
+    }
+  }
+  if (input.history !== undefined) Object.assign(out, checkHistory('history', input.history))
+  if (input.recovery !== undefined) {
+    const r: unknown = input.recovery
+    if (typeof r !== 'object' || r === null) {
+      throw badOption('recovery must be an object: { maxDisconnection? }')
+    }
+    out.recovery = true
+    const { maxDisconnection } = r as { maxDisconnection?: unknown }
+    if (maxDisconnection !== undefined) {
+      out.recoveryMaxDisconnection = checkInteger('recovery.maxDisconnection', maxDisconnection, 1, MAX_U32)
+    }
+  }
+  if (out.clusterRedis !== undefined && (out.historySize !== undefined || out.recovery === true)) {
+    // Offsets and sessions are per node so far: across nodes they would disagree (docs/recovery.md).
+    throw badOption('history and recovery are not available with cluster yet')
   }
   if (input.tls !== undefined) out.tls = toNativeTls(input.tls)
   return out
@@ -224,6 +369,10 @@ export class WsServer {
   readonly #byId = new Map<string, Socket>()
   /** `socket.data` chosen by `onUpgrade`, until the connection's connect event arrives. */
   readonly #upgradeData = new Map<number, unknown>()
+  /** With `recovery`: `socket.data` of dropped sockets by socket id, until their session expires. */
+  readonly #sessionData: Map<string, { data: unknown; expires: number }> | undefined
+  readonly #maxDisconnection: number
+  #nextSessionSweep = 0
   readonly #selectProtocol: ((offered: string[], req: UpgradeRequest) => string | false) | undefined
   #state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle'
   #port: number | undefined
@@ -248,6 +397,8 @@ export class WsServer {
     this.#clustered = options.clusterRedis !== undefined
     const protocols = typeof portOrOptions === 'object' ? portOrOptions.protocols : undefined
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
+    this.#maxDisconnection = options.recoveryMaxDisconnection ?? 120_000
+    this.#sessionData = options.recovery === true ? new Map() : undefined
     this.#native = withTlsErrors(() => new native.NativeServer(options))
     this.#handle = this.#native.handle
     if (mode.kind !== 'port') this.#startAttached(mode)
@@ -266,7 +417,7 @@ export class WsServer {
 
   /** Whether `handleUpgrade()` would take this request: a `websocket()` route has its path. */
   shouldHandle(req: IncomingMessage): boolean {
-    return this.#state === 'listening' && this.#mode.kind !== 'port' && this.#routes.has(targetPath(req.url))
+    return this.#state === 'listening' && this.#mode.kind !== 'port' && this.#route(targetPath(req.url)) !== undefined
   }
 
   /**
@@ -305,11 +456,16 @@ export class WsServer {
   /** The limits in force, defaults filled in. */
   get limits(): Limits {
     const l = this.#native.limits()
+    const r = l.rateLimit ?? undefined
     return {
       ...l,
       backpressurePolicy: l.backpressurePolicy === 'drop' ? 'drop' : 'close',
       maxConnections: l.maxConnections ?? undefined,
       maxConnectionsPerIp: l.maxConnectionsPerIp ?? undefined,
+      rateLimit:
+        r === undefined
+          ? undefined
+          : { messages: r.messages ?? 0, bytes: r.bytes ?? 0, interval: r.interval ?? 1000, policy: r.policy === 'drop' ? 'drop' : 'close' },
     }
   }
 
@@ -341,23 +497,30 @@ export class WsServer {
     return this.#port
   }
 
-  /** Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`). */
-  websocket(path: string, handlers: WebSocketHandlers = {}): this {
-    if (typeof path !== 'string' || !path.startsWith('/')) {
-      throw badArg(`websocket() path must be a string starting with '/', got ${JSON.stringify(path)}`)
+  /**
+   * Registers handlers for WebSocket upgrades on `path` (exact match, e.g. `'/chat'`; `'*'`
+   * takes every path that has no route of its own); `options.rateLimit` replaces the server's
+   * `rateLimit` for this path's connections.
+   */
+  websocket(path: string, handlers: WebSocketHandlers = {}, options: RouteOptions = {}): this {
+    if (typeof path !== 'string' || !(path.startsWith('/') || path === ANY_PATH)) {
+      throw badArg(`websocket() path must be a string starting with '/' or '*', got ${JSON.stringify(path)}`)
     }
     if (typeof handlers !== 'object' || handlers === null) throw badArg('websocket() handlers must be an object')
     for (const name of HANDLER_NAMES) {
       const fn: unknown = handlers[name]
       if (fn !== undefined && typeof fn !== 'function') throw badArg(`${name} must be a function, got ${typeof fn}`)
     }
+    if (typeof options !== 'object' || options === null) throw new TypeError('websocket() options must be an object')
+    const rateLimit = options.rateLimit === undefined ? null : toNativeRateLimit('rateLimit', options.rateLimit)
     this.#routes.set(path, { ...handlers })
     const hooks =
       (handlers.onMessage ? Hook.Message : 0) |
       (handlers.onJoinRoom ? Hook.JoinRoom : 0) |
       (handlers.onLeaveRoom ? Hook.LeaveRoom : 0) |
-      (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0)
-    this.#native.addRoute(path, hooks)
+      (handlers.onUpgrade || this.#selectProtocol ? Hook.Upgrade : 0) |
+      (handlers.onPing || handlers.onPong ? Hook.Control : 0)
+    this.#native.addRoute(path, hooks, rateLimit)
     return this
   }
 
@@ -404,6 +567,14 @@ export class WsServer {
     return this.#closing
   }
 
+  /**
+   * This server's metrics in the Prometheus text exposition format (version 0.0.4): serve it
+   * with content type `text/plain; version=0.0.4`, or let `metricsPath` do it.
+   */
+  metrics(): string {
+    return this.#native.metrics()
+  }
+
   /** The open connection with this id, if any. */
   getConnection(id: string): Socket | undefined {
     return this.#byId.get(id)
@@ -433,12 +604,23 @@ export class WsServer {
     if (options.metadata !== undefined && (typeof options.metadata !== 'object' || options.metadata === null)) {
       throw badOption('metadata must be an object')
     }
+    if (options.presenceEvents !== undefined && typeof options.presenceEvents !== 'boolean') {
+      throw badOption('presenceEvents must be a boolean')
+    }
+    if (options.metrics !== undefined) checkBoolean('metrics', options.metrics)
+    const history = options.history === undefined ? {} : checkHistory('history', options.history)
+    if (options.history !== undefined && this.#clustered) {
+      throw badOption('room history is not available with cluster yet')
+    }
     const created = this.#native.createRoom({
+      presenceEvents: options.presenceEvents,
       id,
       name,
       description: options.description,
       maxConnections: options.maxConnections,
       metadata: options.metadata === undefined ? undefined : JSON.stringify(options.metadata),
+      metrics: options.metrics,
+      ...history,
     })
     if (!created) throw codedError('ERR_ROOM_EXISTS', `a room with id ${JSON.stringify(id)} already exists`)
     return id
@@ -468,10 +650,63 @@ export class WsServer {
     return this.#native.getAllRooms().map(toRoomInfo)
   }
 
+  /**
+   * The kept messages of a room with history, oldest first: those after `since` (an offset), at
+   * most `limit`. Undefined when the room does not exist or keeps no history. Direct sends
+   * (`socket.send`) and binary broadcasts are never kept.
+   */
+  history(roomId: string, options: HistoryQuery = {}): HistoryResult | undefined {
+    checkRoomId(roomId)
+    if (typeof options !== 'object' || options === null) {
+      throw badArg('history() options must be an object: { since?, limit? }')
+    }
+    const since = options.since === undefined ? null : checkArg('since', options.since, 0, MAX_OFFSET)
+    const limit = options.limit === undefined ? null : checkArg('limit', options.limit, 1, MAX_HISTORY_PAGE)
+    const page = this.#native.history(roomId, since, limit)
+    if (!page) return undefined
+    const messages = page.frames.map((frame, i): HistoryEntry => {
+      const f = JSON.parse(frame) as { offset: number; message: JsonValue; from_client_id?: string }
+      const entry: HistoryEntry = { offset: f.offset, message: f.message, timestamp: new Date(page.times[i] ?? 0) }
+      if (f.from_client_id !== undefined) entry.fromClientId = f.from_client_id
+      return entry
+    })
+    return { epoch: page.epoch, offset: page.offset, messages }
+  }
+
   /** Deletes a room; its members get `room_left`. Returns whether it existed. */
   deleteRoom(roomId: string): boolean {
     checkRoomId(roomId)
     return this.#native.deleteRoom(roomId)
+  }
+
+  /**
+   * Who is in a room: one entry per member connection, with its client id and the public
+   * metadata fields (`presence.fields`). This node only, synchronously; with
+   * `{ scope: 'cluster' }`, a Promise of the members on every node (needs `cluster` and, for
+   * the other nodes' members, the `presence` option).
+   */
+  presence(roomId: string, options?: { scope: 'local' }): PresenceMember[]
+  presence(roomId: string, options: { scope: 'cluster' }): Promise<PresenceMember[]>
+  presence(roomId: string, options?: ScopeOptions): PresenceMember[] | Promise<PresenceMember[]> {
+    checkRoomId(roomId)
+    const toMember = (e: NativePresenceEntry): PresenceMember => ({
+      clientId: e.clientId,
+      fields: JSON.parse(e.fields) as Record<string, JsonValue>,
+    })
+    if (options?.scope !== 'cluster') return this.#native.presence(roomId).map(toMember)
+    return this.#native.clusterPresence(roomId).then((list) => list.map(toMember))
+  }
+
+  /** Member connections and distinct client ids of a room (`{ scope: 'cluster' }`: every node). */
+  presenceStats(roomId: string, options?: { scope: 'local' }): PresenceStats
+  presenceStats(roomId: string, options: { scope: 'cluster' }): Promise<PresenceStats>
+  presenceStats(roomId: string, options?: ScopeOptions): PresenceStats | Promise<PresenceStats> {
+    const count = (members: PresenceMember[]): PresenceStats => ({
+      connections: members.length,
+      clients: new Set(members.map((m) => m.clientId)).size,
+    })
+    if (options?.scope !== 'cluster') return count(this.presence(roomId))
+    return this.presence(roomId, { scope: 'cluster' }).then(count)
   }
 
   /**
@@ -530,7 +765,20 @@ export class WsServer {
       totalRooms: s.totalRooms,
       connectionsByRoom: this.#native.roomCounts(),
       peakQueuedBytes: s.peakQueuedBytes,
-      ...(this.#clustered ? { cluster: { received: s.clusterReceived, dropped: s.clusterDropped, connected: s.clusterConnected } } : {}),
+      rateLimited: s.rateLimited,
+      ...(this.#clustered
+        ? {
+            cluster: {
+              received: s.clusterReceived,
+              dropped: s.clusterDropped,
+              connected: s.clusterConnected,
+              inboundMessages: s.clusterInboundMessages,
+              inboundBytes: s.clusterInboundBytes,
+              roomChannels: s.clusterRoomChannels,
+            },
+          }
+        : {}),
+      ...(this.#sessionData ? { sessions: this.#native.sessionCount() } : {}),
       batching: {
         wakeups: s.wakeups,
         batches: s.batches,
@@ -614,18 +862,33 @@ export class WsServer {
             if (socket) this.#call(socket, 'onLeaveRoom', ownString(text, start, end))
             break
           }
+          case EventKind.Ping:
+          case EventKind.Pong: {
+            const socket = this.#sockets.get(conn)
+            const data = Buffer.from(text.substring(start, end), 'hex')
+            if (socket) this.#call(socket, h[i] === EventKind.Ping ? 'onPing' : 'onPong', data)
+            break
+          }
         }
       }
     }
   }
 
+  /** The handlers of a path: its own route, else the `'*'` route. */
+  #route(path: string): WebSocketHandlers | undefined {
+    return this.#routes.get(path) ?? this.#routes.get(ANY_PATH)
+  }
+
   #onConnect(conn: number, infoJson: string): void {
     const info = JSON.parse(infoJson) as ConnectionInfo
-    const socket = new Socket(this.#native, this.#handle, conn, info, this.#routes.get(info.path) ?? {})
-    if (info.upgrade !== 0) {
+    const socket = new Socket(this.#native, this.#handle, conn, info, this.#route(info.path) ?? {})
+    if (info.upgrade !== 0 && this.#upgradeData.has(info.upgrade)) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
+    } else if (info.recovered && this.#sessionData) {
+      socket.data = this.#sessionData.get(info.id)?.data
     }
+    this.#sessionData?.delete(info.id)
     this.#sockets.set(conn, socket)
     this.#byId.set(socket.id, socket)
     const attaching = info.attach === 0 ? undefined : this.#attaching.get(info.attach)
@@ -649,6 +912,21 @@ export class WsServer {
     socket.markClosed()
     this.#call(socket, 'onClose', code, reason)
     this.#native.forget(conn)
+    if (this.#sessionData) this.#keepSessionData(socket, code)
+  }
+
+  /** The engine keeps a session unless the client closed cleanly; its `data` waits here. */
+  #keepSessionData(socket: Socket, code: number): void {
+    const store = this.#sessionData
+    if (!store) return
+    const now = Date.now()
+    if (now >= this.#nextSessionSweep) {
+      this.#nextSessionSweep = now + 1000
+      for (const [id, kept] of store) if (kept.expires <= now) store.delete(id)
+    }
+    if (code !== 1000 && socket.data !== undefined) {
+      store.set(socket.id, { data: socket.data, expires: now + this.#maxDisconnection })
+    }
   }
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */
@@ -658,6 +936,7 @@ export class WsServer {
       query: string
       headers: Record<string, string>
       remoteAddress: string
+      remotePort: number
       protocols: string[]
       peerCertificate?: string
     }
@@ -666,11 +945,12 @@ export class WsServer {
       query: parseQuery(raw.query),
       headers: raw.headers,
       remoteAddress: raw.remoteAddress,
+      remotePort: raw.remotePort,
       protocols: raw.protocols,
     }
     const peer = peerCertificate(raw.peerCertificate)
     if (peer) req.peerCertificate = peer
-    const hook = this.#routes.get(raw.path)?.onUpgrade
+    const hook = this.#route(raw.path)?.onUpgrade
     const refuse = (status: number, message: string): void =>
       this.#native.resolveUpgrade(request, false, status, message, null, null)
     const decide = (result: UpgradeResult): void => {
@@ -723,7 +1003,7 @@ export class WsServer {
   /** A client's `join_room` waits for `onJoinRoom`: false, a throw or a rejection refuse it. */
   #onJoinRequest(conn: number, request: number, roomId: string): void {
     const socket = this.#sockets.get(conn)
-    const hook = socket && this.#routes.get(socket.path)?.onJoinRoom
+    const hook = socket && this.#route(socket.path)?.onJoinRoom
     if (!socket || !hook) {
       this.#native.resolveJoin(request, false)
       return
@@ -775,7 +1055,7 @@ export class WsServer {
 
   /** Hands an error to `onError`, or to stderr when there is none (or it is the one failing). */
   #report(socket: Socket, name: HandlerName, error: CodedError): void {
-    const onError = this.#routes.get(socket.path)?.onError
+    const onError = this.#route(socket.path)?.onError
     if (onError && name !== 'onError') {
       try {
         const result = onError(socket, error)

@@ -1,6 +1,6 @@
 import { JoinResult, native as binding, type NativeServer } from './binding'
 import { checkClose } from './close-codes'
-import { codedError, codedTypeError } from './errors'
+import { codedError, codedRangeError, codedTypeError } from './errors'
 import type { JsonValue, SendStatus, WebSocketHandlers } from './types'
 
 const STATUS: readonly SendStatus[] = ['sent', 'buffered', 'dropped']
@@ -19,7 +19,13 @@ export interface ConnectionInfo {
   upgrade: number
   /** Id of the attach-mode hand-over this connection came through (0: own port). */
   attach: number
+  /** It took back a disconnected session (`recovery`). */
+  recovered: boolean
 }
+
+/** Largest ping/pong payload (RFC 6455 §5.5). */
+export const MAX_CONTROL_PAYLOAD = 125
+const EMPTY = new Uint8Array(0)
 
 /** Longest room id in UTF-8 bytes (matches the engine). */
 export const MAX_ROOM_ID_BYTES = 256
@@ -57,6 +63,12 @@ export class Socket {
   readonly headers: Readonly<Record<string, string>>
   /** The negotiated subprotocol, or '' when none. */
   readonly protocol: string
+  /**
+   * With `recovery`: this connection took back the session of one that dropped (same `id`,
+   * `clientId`, `data` and metadata; its rooms are rejoined, missed messages replayed, when the
+   * client sends `recover`).
+   */
+  readonly recovered: boolean
   /** Application data: whatever you store here is visible to every handler. */
   data: unknown = undefined
   /** @internal engine handle */
@@ -88,6 +100,7 @@ export class Socket {
     this.protocol = info.protocol
     this.headers = Object.freeze(info.headers)
     this.#rawQuery = info.query
+    this.recovered = info.recovered === true
   }
 
   /** Query parameters of the upgrade request (parsed on first use). */
@@ -126,12 +139,51 @@ export class Socket {
   }
 
   /**
+   * Queues a text frame from a string, or from bytes holding UTF-8 (sent as they are, without
+   * a decode; invalid sequences go out as U+FFFD). Returns what `send()` returns.
+   */
+  sendText(data: string | Uint8Array): SendStatus {
+    if (typeof data === 'string') return STATUS[binding.sendText(this.#handle, this.conn, data)] ?? 'dropped'
+    if (data instanceof Uint8Array) return STATUS[binding.sendTextBytes(this.#handle, this.conn, data)] ?? 'dropped'
+    throw codedTypeError('ERR_INVALID_ARG', `socket.sendText() takes a string or a Uint8Array, got ${describe(data)}`)
+  }
+
+  /**
    * Starts the close handshake (nothing happens once closed). Throws `ERR_INVALID_CLOSE_CODE` /
    * `ERR_INVALID_CLOSE_REASON` for a code an application may not send or a reason over 123 bytes.
    */
   close(code = 1000, reason = ''): void {
     checkClose(code, reason)
     if (this.#open) this.#native.closeConnection(this.conn, code, reason)
+  }
+
+  /**
+   * Sends a ping frame (at most 125 bytes of payload); the client's pong reaches `onPong`.
+   * Returns false when the connection is closed or closing.
+   */
+  ping(data: string | Uint8Array = EMPTY): boolean {
+    return this.#control(false, data)
+  }
+
+  /** Sends an unsolicited pong frame (at most 125 bytes). False when closed or closing. */
+  pong(data: string | Uint8Array = EMPTY): boolean {
+    return this.#control(true, data)
+  }
+
+  /** Drops the connection at once, without a close handshake; `onClose` sees 1006. */
+  terminate(): void {
+    if (this.#open) this.#native.terminate(this.conn)
+  }
+
+  #control(pong: boolean, data: string | Uint8Array): boolean {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data
+    if (!(bytes instanceof Uint8Array)) {
+      throw codedTypeError('ERR_INVALID_ARG', `${pong ? 'pong' : 'ping'}() takes a string or bytes, got ${describe(data)}`)
+    }
+    if (bytes.length > MAX_CONTROL_PAYLOAD) {
+      throw codedRangeError('ERR_INVALID_ARG', `control frame payload is ${bytes.length} bytes; the limit is ${MAX_CONTROL_PAYLOAD}`)
+    }
+    return this.#open && this.#native.sendControl(this.conn, pong, bytes)
   }
 
   /** When the client last sent a heartbeat (a ping frame or a built-in `ping` message). */

@@ -12,10 +12,32 @@ export interface UpgradeRequest {
   /** Request headers, lower-case names. */
   headers: Record<string, string>
   remoteAddress: string
+  remotePort: number
   /** Subprotocols the client offered, in its order. */
   protocols: string[]
   /** The client's TLS certificate, on a `tls` server with `requestCert`. */
   peerCertificate?: PeerCertificate
+}
+
+/**
+ * A per-connection token bucket on inbound frames, applied in the engine before anything
+ * reaches JavaScript. Data messages, built-in protocol messages, pings and pongs count.
+ */
+export interface RateLimitOptions {
+  /** Messages per `interval`; 0 or absent: not limited. */
+  messages?: number
+  /** Payload bytes per `interval`; 0 or absent: not limited. */
+  bytes?: number
+  /** Interval in ms. Default 1 000. */
+  interval?: number
+  /** Over the limit: `'close'` closes with 1008 (default), `'drop'` drops the message and counts it. */
+  policy?: 'close' | 'drop'
+}
+
+/** Per-path options: `server.websocket(path, handlers, options)`. */
+export interface RouteOptions {
+  /** This path's rate limit, replacing the server's `rateLimit`. */
+  rateLimit?: RateLimitOptions
 }
 
 /** What `onUpgrade` may return: accept (optionally with a clientId and `socket.data`), or refuse. */
@@ -28,7 +50,7 @@ export type UpgradeResult =
 /** Anything a handler may return: nothing, or a promise whose rejection counts as a throw. */
 export type HandlerResult = void | Promise<void>
 
-/** Per-path handlers passed to `server.websocket(path, handlers)`. */
+/** Per-path handlers passed to `server.websocket(path, handlers)` (`'*'`: every path without its own). */
 export interface WebSocketHandlers {
   /**
    * Runs before the 101 (authentication lives here). Return `false` to refuse with 401, or
@@ -63,6 +85,10 @@ export interface WebSocketHandlers {
   onJoinRoom?: (socket: Socket, roomId: string) => boolean | void | Promise<boolean | void>
   /** The socket left a room (its own request, `socket.leaveRoom()` or `deleteRoom()`). */
   onLeaveRoom?: (socket: Socket, roomId: string) => HandlerResult
+  /** The client sent a ping frame (the engine has already answered it with a pong). */
+  onPing?: (socket: Socket, data: Buffer) => HandlerResult
+  /** The client sent a pong frame (an answer to `socket.ping()` or to the server's heartbeat). */
+  onPong?: (socket: Socket, data: Buffer) => HandlerResult
 }
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */
@@ -133,14 +159,109 @@ export interface ServerOptions {
    * server does TLS there). See docs/tls.md.
    */
   tls?: TlsOptions
+  /**
+   * Presence: which metadata keys `server.presence()`, the clients' `presence` request and
+   * presence events show. With `cluster`, setting it also keeps every member in Redis (with a
+   * TTL each node refreshes), so `presence(room, { scope: 'cluster' })` sees every node.
+   */
+  presence?: PresenceOptions
+  /** Serve `server.metrics()` (Prometheus text) on GET of this path on the engine's port. Default: off. */
+  metricsPath?: string
+  /** Answer GET of this path with health JSON: 200 while serving, 503 once `close()` began. Default: off. */
+  healthPath?: string
+  /**
+   * Trusted proxies: addresses and CIDR ranges (`['10.0.0.0/8', '127.0.0.1', '::1']`). When the
+   * peer is one of them, the client address is the rightmost address of `proxyHeader` that is
+   * not; `maxConnectionsPerIp`, `onUpgrade` and `socket.remoteAddress` see it. Default: none.
+   */
+  trustProxy?: string[]
+  /** The header trusted proxies set: `'x-forwarded-for'` (default) or `'forwarded'` (RFC 7239). */
+  proxyHeader?: 'x-forwarded-for' | 'forwarded'
+  /** Every connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB); others are dropped. Default false. */
+  proxyProtocol?: boolean
+  /** Default per-connection rate limit for every path (see `RouteOptions`). Default: none. */
+  rateLimit?: RateLimitOptions
+  /**
+   * History for every room that does not set its own in `createRoom` (rooms auto-created by a
+   * join included): messages published to a room are kept, each with an `offset`. Default: off.
+   */
+  history?: HistoryOptions
+  /**
+   * Session recovery: a client that drops without a clean close gets its socket id, clientId,
+   * rooms, `socket.data` and metadata back, and the room messages it missed, if it comes back
+   * within `maxDisconnection` ms. Default: off. See docs/recovery.md.
+   */
+  recovery?: RecoveryOptions
+}
+
+/** Room history limits; a message past any of them pushes the oldest out. */
+export interface HistoryOptions {
+  /** Messages kept per room, 1 to 1 000 000. */
+  size: number
+  /** How long a message is kept, ms. */
+  ttl: number
+  /** Frame bytes kept per room. Default 1 MiB. */
+  bytes?: number
+}
+
+/** `recovery` option of `new WsServer()`. */
+export interface RecoveryOptions {
+  /** How long a disconnected session is kept, ms. Default 120 000. */
+  maxDisconnection?: number
+}
+
+/** Options for `server.history(roomId, options)`. */
+export interface HistoryQuery {
+  /** Only messages after this offset. Default: every kept message. */
+  since?: number
+  /** At most this many (the oldest first), up to 10 000. Default 10 000. */
+  limit?: number
+}
+
+/** One kept message. */
+export interface HistoryEntry {
+  offset: number
+  /** The message: JSON from `sendToRoom` or a client, the text of a `broadcast`. */
+  message: JsonValue
+  /** The sender's clientId; absent for `server.broadcast`. */
+  fromClientId?: string
+  /** When it was published. */
+  timestamp: Date
+}
+
+/** A room's history as `server.history()` returns it. */
+export interface HistoryResult {
+  /** Names this room's sequence of offsets; a new epoch means older offsets mean nothing. */
+  epoch: string
+  /** Offset of the newest message published to the room (0: none yet). */
+  offset: number
+  messages: HistoryEntry[]
 }
 
 /** `cluster` option of `new WsServer()`. */
 export interface ClusterOptions {
-  /** Redis URL, e.g. `redis://127.0.0.1:6379`. */
-  redis: string
+  /**
+   * Redis URL, e.g. `redis://127.0.0.1:6379`; with `sharded`, a Redis Cluster's seed nodes
+   * (one URL or a list).
+   */
+  redis: string | string[]
+  /**
+   * A Redis Cluster (Redis 7+): room channels use sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`), so
+   * room traffic spreads over the shards; keys carry hash tags so no command crosses slots.
+   * Default false.
+   */
+  sharded?: boolean
   /** Prefix of the Redis channel and keys; servers with the same prefix form one cluster. Default `'rnode'`. */
   prefix?: string
+  /**
+   * `'room'` (default): a Redis channel per room, which a node subscribes to while it has
+   * members in the room, so a node receives only its own rooms' traffic. `'single'`: one
+   * channel for everything, every node receives every message. All nodes of a cluster must
+   * use the same value.
+   */
+  channels?: 'room' | 'single'
+  /** Milliseconds a room channel stays subscribed after the node's last member left. Default 3000. */
+  unsubscribeLinger?: number
 }
 
 /** `{ scope: 'cluster' }` asks for counts over every node (a Promise, read from Redis). */
@@ -170,6 +291,9 @@ export interface Limits {
   maxConnections: number | undefined
   maxConnectionsPerIp: number | undefined
   maxInboundQueue: number
+  /** Time a `proxyProtocol` header may take to arrive (fixed; the handshake timeout when shorter). */
+  proxyHeaderTimeout: number
+  rateLimit: Required<RateLimitOptions> | undefined
 }
 
 /** JSON-compatible values, as room metadata and `room_message` payloads carry. */
@@ -183,6 +307,35 @@ export interface RoomOptions {
   /** Members allowed at once; joins past it get `room_join_error` with `full`. */
   maxConnections?: number
   metadata?: Record<string, JsonValue>
+  /**
+   * Members get `{ type: 'presence_join' | 'presence_leave', room_id, client_id, fields }`
+   * frames when another member joins or leaves (on any node that created the room with this
+   * option). Default false.
+   */
+  presenceEvents?: boolean
+  /** Give this room a `rnode_ws_room_members{room}` gauge in `metrics()` (opt in: one series per room). Default false. */
+  metrics?: boolean
+  /** Keep this room's messages (overrides the server's `history` option). */
+  history?: HistoryOptions
+}
+
+/** `presence` option of `new WsServer()`. */
+export interface PresenceOptions {
+  /** Metadata keys (`socket.setMetadata`) presence shows; the others stay private. */
+  fields: string[]
+}
+
+/** One member connection as `server.presence()` shows it. */
+export interface PresenceMember {
+  clientId: string
+  /** The member's public metadata fields (those it has). */
+  fields: Record<string, JsonValue>
+}
+
+/** `server.presenceStats()`: member connections and distinct client ids. */
+export interface PresenceStats {
+  connections: number
+  clients: number
 }
 
 /** A room as `getRoom()` reports it. */
@@ -226,9 +379,22 @@ export interface ServerStats {
   totalRooms: number
   connectionsByRoom: Record<string, number>
   /** Scale-out: envelopes received from other nodes, dropped while Redis was away, link state. */
-  cluster?: { received: number; dropped: number; connected: boolean }
+  cluster?: {
+    received: number
+    dropped: number
+    connected: boolean
+    /** Pub/sub messages Redis sent this node (its own echoes included), and their bytes. */
+    inboundMessages: number
+    inboundBytes: number
+    /** Room channels this node is subscribed to. */
+    roomChannels: number
+  }
+  /** With `recovery`: disconnected sessions waiting for their client on this node. */
+  sessions?: number
   /** Most message bytes that ever waited for JS at once (bounded by `maxInboundQueue`). */
   peakQueuedBytes: number
+  /** Inbound messages over a `rateLimit` (dropped, or the one that closed its connection). */
+  rateLimited: number
   /** Debug: how many events JS received per engine wake-up (batching at work). */
   batching: { wakeups: number; batches: number; events: number; eventsPerBatch: number }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use napi_derive::napi;
 
 use crate::error::ConfigError;
+use crate::rate_limit::{Policy, RateLimit};
+use crate::trust_proxy::{ProxyHeader, TrustProxy};
 
 /// Default largest inbound message (and fragment sum): 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 1024 * 1024;
@@ -24,6 +26,54 @@ pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
 pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Default time a room's Redis channel stays subscribed after its last local member left, so
+/// a member leaving and another joining soon after cost no UNSUBSCRIBE/SUBSCRIBE pair.
+pub const DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS: u32 = 3_000;
+/// Longest time from TCP accept to a complete PROXY protocol header (`proxyProtocol`); the
+/// handshake timeout, when shorter, applies instead.
+pub const PROXY_HEADER_TIMEOUT_MS: u32 = 3_000;
+/// Largest PROXY protocol v2 header accepted, TLVs included (v1 lines are 107 bytes at most).
+pub const PROXY_V2_MAX_BYTES: usize = 1_024;
+/// Default `rateLimit.interval`.
+pub const DEFAULT_RATE_LIMIT_INTERVAL_MS: u32 = 1_000;
+
+/// `rateLimit` as it arrives from JavaScript (the facade checked it).
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct RateLimitOptions {
+    /// Messages (data frames, pings, pongs and protocol frames) per interval; 0: unlimited.
+    pub messages: Option<u32>,
+    /// Payload bytes per interval; 0: unlimited.
+    pub bytes: Option<u32>,
+    /// Interval in ms (default 1 000).
+    pub interval: Option<u32>,
+    /// `"close"` (default: close with 1008) or `"drop"` (drop the message).
+    pub policy: Option<String>,
+}
+
+impl RateLimitOptions {
+    /// The limit, or None when neither dimension is limited.
+    pub fn resolve(&self) -> Option<RateLimit> {
+        let limit = RateLimit {
+            messages: self.messages.unwrap_or(0),
+            bytes: self.bytes.unwrap_or(0),
+            interval_ms: self.interval.unwrap_or(DEFAULT_RATE_LIMIT_INTERVAL_MS).max(1),
+            policy: if self.policy.as_deref() == Some("drop") { Policy::Drop } else { Policy::Close },
+        };
+        (limit.messages > 0 || limit.bytes > 0).then_some(limit)
+    }
+}
+
+/// Default frame bytes one room's history keeps, unless `history.bytes` says otherwise: 1 MiB.
+pub const DEFAULT_HISTORY_BYTES: u32 = 1024 * 1024;
+/// Most messages one room's history may keep (`history.size`).
+pub const MAX_HISTORY_SIZE: u32 = 1_000_000;
+/// Default time a disconnected session is kept for its client to come back (`recovery: {}`).
+pub const DEFAULT_MAX_DISCONNECTION_MS: u32 = 120_000;
+/// Most disconnected sessions one node keeps at once; past it, new ones are not kept.
+pub const MAX_SESSIONS: usize = 100_000;
+/// Most messages `server.history` returns per call.
+pub const MAX_HISTORY_PAGE: u32 = 10_000;
 
 /// Options as they arrive from JavaScript; every field is optional.
 #[napi(object)]
@@ -55,8 +105,41 @@ pub struct NativeOptions {
     pub reuse_port: Option<bool>,
     /// Redis URL for scale-out; absent: a single node.
     pub cluster_redis: Option<String>,
+    /// Every Redis URL (`cluster.redis` as a list: a Redis Cluster's seed nodes).
+    pub cluster_redis_nodes: Option<Vec<String>>,
+    /// A Redis Cluster: sharded pub/sub and slot routing.
+    pub cluster_sharded: Option<bool>,
     /// Key and channel prefix in Redis (default "rnode").
     pub cluster_prefix: Option<String>,
+    /// `"room"` (default: a channel per room) or `"single"` (one channel for everything).
+    pub cluster_channels: Option<String>,
+    /// Milliseconds a room channel stays subscribed after its last local member left.
+    pub cluster_unsubscribe_linger: Option<u32>,
+    /// Metadata keys presence shows; present (even empty): members are written to Redis for
+    /// cluster presence.
+    pub presence_fields: Option<Vec<String>>,
+    /// Path answering GET with the Prometheus exposition (`metricsPath`); absent: none.
+    pub metrics_path: Option<String>,
+    /// Path answering GET with the health JSON (`healthPath`); absent: none.
+    pub health_path: Option<String>,
+    /// Addresses and CIDR ranges of trusted proxies (`trustProxy`).
+    pub trust_proxy: Option<Vec<String>>,
+    /// `"x-forwarded-for"` (default) or `"forwarded"`: the header trusted proxies set.
+    pub proxy_header: Option<String>,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (`proxyProtocol`).
+    pub proxy_protocol: Option<bool>,
+    /// Default per-connection rate limit (`rateLimit`), overridable per path.
+    pub rate_limit: Option<RateLimitOptions>,
+    /// Server-wide room history: messages kept per room (with `history_ttl`; off unless set).
+    pub history_size: Option<u32>,
+    /// Server-wide room history: how long a message is kept, ms.
+    pub history_ttl: Option<u32>,
+    /// Server-wide room history: frame bytes kept per room.
+    pub history_bytes: Option<u32>,
+    /// Session recovery on (off unless set).
+    pub recovery: Option<bool>,
+    /// Session recovery: how long a disconnected session is kept, ms.
+    pub recovery_max_disconnection: Option<u32>,
     /// Certificates for TLS on the own port (`tls.rs`); absent: plain TCP.
     pub tls: Option<crate::tls::NativeTls>,
 }
@@ -83,6 +166,18 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
     pub max_inbound_queue: usize,
+    /// Metadata keys presence shows (`presence.fields`).
+    pub presence_fields: Vec<String>,
+    pub metrics_path: Option<String>,
+    pub health_path: Option<String>,
+    pub trust_proxy: TrustProxy,
+    pub proxy_header: ProxyHeader,
+    pub proxy_protocol: bool,
+    pub rate_limit: Option<RateLimit>,
+    /// History every room gets unless `createRoom` gives its own.
+    pub history: Option<crate::history::HistoryLimits>,
+    /// How long a disconnected session is kept; None: no recovery.
+    pub max_disconnection: Option<Duration>,
 }
 
 fn ms(value: Option<u32>, default: u32) -> Duration {
@@ -118,10 +213,31 @@ impl Config {
         let cluster = match &o.cluster_redis {
             None => None,
             Some(url) => {
-                redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                    .map_err(|e| ConfigError { name: "cluster.redis", reason: e.to_string() })?;
-                let prefix = o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string());
-                Some(crate::cluster::ClusterConfig { redis_url: url.clone(), prefix })
+                let redis_nodes = o.cluster_redis_nodes.clone().unwrap_or_else(|| vec![url.clone()]);
+                for node in &redis_nodes {
+                    redis::IntoConnectionInfo::into_connection_info(node.as_str())
+                        .map_err(|e| ConfigError { name: "cluster.redis", reason: e.to_string() })?;
+                }
+                let mode = match o.cluster_channels.as_deref() {
+                    None | Some("room") => crate::cluster::ChannelMode::Room,
+                    Some("single") => crate::cluster::ChannelMode::Single,
+                    Some(other) => {
+                        let reason = format!("must be 'room' or 'single', got {other:?}");
+                        return Err(ConfigError { name: "cluster.channels", reason });
+                    }
+                };
+                Some(crate::cluster::ClusterConfig {
+                    redis_url: url.clone(),
+                    redis_nodes,
+                    sharded: o.cluster_sharded.unwrap_or(false),
+                    prefix: o.cluster_prefix.clone().unwrap_or_else(|| "rnode".to_string()),
+                    mode,
+                    unsubscribe_linger: ms(
+                        o.cluster_unsubscribe_linger,
+                        DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS,
+                    ),
+                    presence: o.presence_fields.is_some(),
+                })
             }
         };
         Ok(Config {
@@ -146,8 +262,30 @@ impl Config {
             max_connections_per_ip: positive("maxConnectionsPerIp", o.max_connections_per_ip)?,
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
+            presence_fields: o.presence_fields.clone().unwrap_or_default(),
             max_inbound_queue: positive("maxInboundQueue", o.max_inbound_queue)?
                 .unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
+            metrics_path: o.metrics_path.clone(),
+            health_path: o.health_path.clone(),
+            // The facade checked every entry (`checkTrustProxy`); one that fails here trusts nothing.
+            trust_proxy: TrustProxy::parse(o.trust_proxy.as_deref().unwrap_or_default()).unwrap_or_default(),
+            proxy_header: if o.proxy_header.as_deref() == Some("forwarded") {
+                ProxyHeader::Forwarded
+            } else {
+                ProxyHeader::XForwardedFor
+            },
+            proxy_protocol: o.proxy_protocol.unwrap_or(false),
+            rate_limit: o.rate_limit.as_ref().and_then(RateLimitOptions::resolve),
+            history: match (o.history_size, o.history_ttl) {
+                (Some(size), Some(ttl)) => Some(crate::history::HistoryLimits {
+                    size: size.min(MAX_HISTORY_SIZE) as usize,
+                    ttl_ms: u64::from(ttl),
+                    bytes: o.history_bytes.unwrap_or(DEFAULT_HISTORY_BYTES) as usize,
+                }),
+                _ => None,
+            },
+            max_disconnection: (o.recovery == Some(true))
+                .then(|| ms(o.recovery_max_disconnection, DEFAULT_MAX_DISCONNECTION_MS)),
             cluster,
         })
     }
@@ -177,6 +315,8 @@ pub struct Limits {
     pub max_connections: Option<u32>,
     pub max_connections_per_ip: Option<u32>,
     pub max_inbound_queue: u32,
+    pub proxy_header_timeout: u32,
+    pub rate_limit: Option<RateLimitOptions>,
 }
 
 impl From<&Config> for Limits {
@@ -195,6 +335,13 @@ impl From<&Config> for Limits {
             max_connections: c.max_connections.map(|n| n as u32),
             max_connections_per_ip: c.max_connections_per_ip,
             max_inbound_queue: c.max_inbound_queue as u32,
+            proxy_header_timeout: PROXY_HEADER_TIMEOUT_MS,
+            rate_limit: c.rate_limit.map(|r| RateLimitOptions {
+                messages: Some(r.messages),
+                bytes: Some(r.bytes),
+                interval: Some(r.interval_ms),
+                policy: Some(if r.policy == Policy::Drop { "drop" } else { "close" }.to_string()),
+            }),
         }
     }
 }
@@ -235,5 +382,48 @@ mod tests {
         assert_eq!(name(NativeOptions { max_payload: Some(0), ..Default::default() }), Some("maxPayload"));
         let url = NativeOptions { cluster_redis: Some("redis://[::1".into()), ..Default::default() };
         assert_eq!(name(url), Some("cluster.redis"));
+    }
+
+    #[test]
+    fn operations_options_default_custom_and_odd_values() {
+        let c = Config::from_options(&NativeOptions::default()).expect("defaults are valid");
+        assert_eq!(
+            (c.metrics_path, c.health_path, c.proxy_protocol, c.rate_limit),
+            (None, None, false, None)
+        );
+        assert!(c.trust_proxy.is_empty());
+        assert_eq!(c.proxy_header, ProxyHeader::XForwardedFor);
+
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into()]),
+            proxy_header: Some("forwarded".into()),
+            rate_limit: Some(RateLimitOptions {
+                messages: Some(5),
+                policy: Some("drop".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert!(c.trust_proxy.trusts("10.1.2.3".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())));
+        assert_eq!(c.proxy_header, ProxyHeader::Forwarded);
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                messages: 5,
+                bytes: 0,
+                interval_ms: DEFAULT_RATE_LIMIT_INTERVAL_MS,
+                policy: Policy::Drop
+            })
+        );
+        // Nothing limited: no limit at all. An entry the facade would have refused trusts nothing.
+        let o = NativeOptions {
+            trust_proxy: Some(vec!["10.0.0.0/8".into(), "10.1.0.0/8".into()]),
+            rate_limit: Some(RateLimitOptions { messages: Some(0), bytes: Some(0), ..Default::default() }),
+            ..Default::default()
+        };
+        let c = Config::from_options(&o).expect("valid");
+        assert_eq!(c.rate_limit, None);
+        assert!(c.trust_proxy.is_empty());
     }
 }

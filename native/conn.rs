@@ -67,6 +67,8 @@ pub struct ConnInfo {
     pub path: String,
     /// JSON object handed to JS with the connect event.
     pub info_json: String,
+    /// The session this connection took back (`?session=`), with `recovery`.
+    pub resumed: Option<crate::sessions::Session>,
 }
 
 /// Everything the rest of the engine may know about one live connection.
@@ -98,6 +100,9 @@ pub struct Conn {
     pub last_ping: AtomicU64,
     /// Wall-clock ms of the last pong frame from the client.
     pub last_pong: AtomicU64,
+    /// When the last server ping went out (`clock::MonoClock`, at least 1), 0 once answered:
+    /// the pong's arrival gives the round trip.
+    pub(crate) ping_sent: AtomicU64,
 }
 
 /// What only some connections use; boxed so the others do not carry two empty hash tables.
@@ -107,6 +112,11 @@ pub struct Extra {
     pub rooms: HashSet<String>,
     /// `setMetadata` values, as JSON text.
     pub metadata: HashMap<String, String>,
+    /// The session token this connection was given (with `recovery`); None once the
+    /// application closed it, so its session is not kept.
+    pub session: Option<crate::sessions::Token>,
+    /// Rooms of a resumed session waiting for the client's `recover` request.
+    pub pending_rooms: Vec<String>,
 }
 
 impl Conn {
@@ -137,6 +147,7 @@ impl Conn {
             extra: Mutex::new(None),
             last_ping: AtomicU64::new(wall),
             last_pong: AtomicU64::new(wall),
+            ping_sent: AtomicU64::new(0),
         }
     }
 
@@ -144,7 +155,7 @@ impl Conn {
     pub fn send(self: &Arc<Self>, ctx: &SendContext, frame: &OutFrame) -> SendStatus {
         let status = self.send_uncounted(ctx, frame);
         if status != SendStatus::Dropped {
-            ctx.stats.count_out(frame.payload_len());
+            ctx.stats.count_out(frame.is_binary(), frame.payload_len());
         }
         status
     }
@@ -186,6 +197,7 @@ impl Conn {
         self: &Arc<Self>,
         ctx: &SendContext,
         scratch: &mut Vec<u8>,
+        binary: bool,
         fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>,
     ) -> SendStatus {
         fanout::settle();
@@ -222,7 +234,7 @@ impl Conn {
                 (self.status_after_send(&mut out, limit), payload_len)
             }
         };
-        ctx.stats.count_out(payload_len);
+        ctx.stats.count_out(binary, payload_len);
         status
     }
 
@@ -343,16 +355,19 @@ impl Conn {
 
     /// One tick of the engine's ticker (`now` from the engine's monotonic clock): drops a
     /// silent peer or a close handshake past its deadline, and sends the server ping when
-    /// `ping` says so.
-    pub fn tick(self: &Arc<Self>, now: u64, idle_ms: u64, ping: bool) {
+    /// `ping` says so (then true).
+    pub fn tick(self: &Arc<Self>, now: u64, idle_ms: u64, ping: bool) -> bool {
         let deadline = self.close_deadline.load(Ordering::Acquire);
         if deadline != 0 && now >= deadline {
             self.wake(attn::DEADLINE);
         } else if now.saturating_sub(self.last_seen.load(Ordering::Acquire)) >= idle_ms {
             self.wake(attn::IDLE);
         } else if ping && !self.is_closing() {
+            self.ping_sent.store(now.max(1), Ordering::Relaxed);
             self.send_control(&frame::encode(opcode::PING, &[]));
+            return true;
         }
+        false
     }
 
     /// Starts the close handshake after what is already queued; later sends are dropped.
@@ -383,6 +398,11 @@ impl Conn {
     /// Marks the connection closing for good: no new sends, broadcasts or joins reach it.
     pub(crate) fn mark_closing(&self) {
         self.closing.store(true, Ordering::Release);
+    }
+
+    /// Whether our close frame has been queued (sent, or about to be).
+    pub(crate) fn close_queued(&self) -> bool {
+        self.out.lock().map(|o| o.close_queued).unwrap_or(false)
     }
 
     /// Whether `close` was called or the connection is going away.
@@ -420,8 +440,11 @@ impl Conn {
     }
 
     /// Rooms this connection is in.
+    /// Rooms of a resumed session still waiting for `recover` are listed too.
     pub fn rooms(&self) -> Vec<String> {
-        self.extra().and_then(|e| e.as_ref().map(|e| e.rooms.iter().cloned().collect())).unwrap_or_default()
+        self.extra()
+            .and_then(|e| e.as_ref().map(|e| e.rooms.iter().chain(e.pending_rooms.iter()).cloned().collect()))
+            .unwrap_or_default()
     }
 }
 
@@ -480,10 +503,10 @@ mod tests {
         let frame = OutFrame::text("hello");
         assert_eq!(conn.send(&ctx, &frame), SendStatus::Sent);
         assert_eq!(read_some(&mut peer), &frame.bytes[..]);
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1);
-        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 5);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 1);
+        assert_eq!(crate::engine::both(&ctx.stats.bytes_out), 5);
         assert_eq!(conn.send_uncounted(&ctx, &frame), SendStatus::Sent);
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1, "uncounted");
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 1, "uncounted");
     }
 
     #[tokio::test]
@@ -499,7 +522,7 @@ mod tests {
                 assert_eq!(conn.send(&ctx, &frame), SendStatus::Dropped);
             }
             assert_eq!(ctx.stats.dropped.load(Ordering::Relaxed), 1);
-            assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1);
+            assert_eq!(crate::engine::both(&ctx.stats.messages_out), 1);
             assert_eq!(conn.is_closing(), close_on_limit);
             let got = read_some(&mut peer);
             assert!(got.starts_with(&frame.bytes));
@@ -521,15 +544,15 @@ mod tests {
         let (conn, mut peer) = conn().await;
         let ctx = context(1024, true);
         let mut scratch = Vec::new();
-        let status = conn.send_with(&ctx, &mut scratch, |buf| {
+        let status = conn.send_with(&ctx, &mut scratch, false, |buf| {
             frame::encode_into(buf, opcode::TEXT, b"abc");
             Some(3)
         });
         assert_eq!(status, SendStatus::Sent);
         assert_eq!(read_some(&mut peer), &frame::encode(opcode::TEXT, b"abc")[..]);
-        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 3);
-        assert_eq!(conn.send_with(&ctx, &mut scratch, |_| None), SendStatus::Dropped);
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 1);
+        assert_eq!(crate::engine::both(&ctx.stats.bytes_out), 3);
+        assert_eq!(conn.send_with(&ctx, &mut scratch, false, |_| None), SendStatus::Dropped);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 1);
     }
 
     #[tokio::test]
@@ -576,13 +599,13 @@ mod tests {
     #[tokio::test]
     async fn tick_wakes_for_deadline_and_idleness_and_pings_otherwise() {
         let (conn, mut peer) = conn().await;
-        conn.tick(100, 1_000, true);
+        assert!(conn.tick(100, 1_000, true));
         assert_eq!(read_some(&mut peer), &frame::encode(opcode::PING, &[])[..]);
         assert_eq!(conn.attn.swap(0, Ordering::AcqRel), 0);
-        conn.tick(1_000, 1_000, false);
+        assert!(!conn.tick(1_000, 1_000, false));
         assert_eq!(conn.attn.swap(0, Ordering::AcqRel), attn::IDLE);
         conn.close_deadline.store(50, Ordering::Release);
-        conn.tick(60, 1_000, true);
+        assert!(!conn.tick(60, 1_000, true));
         assert_ne!(conn.attn.swap(0, Ordering::AcqRel) & attn::DEADLINE, 0);
     }
 }

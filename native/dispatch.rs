@@ -8,26 +8,55 @@ use std::sync::Arc;
 use crate::clock;
 use crate::conn::Conn;
 use crate::engine::{hooks, Engine};
-use crate::events::Event;
+use crate::events::{hex, Event};
 use crate::frame::{self, opcode, Inbound, Violation};
+use crate::metrics::frame_type;
+use crate::presence;
 use crate::protocol::{self, Request};
+use crate::rate_limit::{Bucket, Policy, RateLimit};
 
 /// Ping frames a peer may send per second before it is closed with 1008.
 pub const MAX_PINGS_PER_SECOND: u32 = 100;
 
-/// A connection's dispatch state: the close to report and the ping rate window.
+/// A connection's dispatch state: the close to report, the ping rate window and the path's
+/// rate limit.
 pub struct Dispatch {
     /// The close `onClose` reports: the peer's close frame when one came (it wins), else the
     /// first reason we had to close.
     pub close: Option<(u16, String)>,
     /// Ping frames in the current one-second window: (window start, monotonic ms; count).
     ping_window: (u64, u32),
+    /// `rateLimit`: checked for every frame but close frames, before anything else is done.
+    rate: Option<Bucket>,
 }
 
 impl Dispatch {
     /// `now`: the engine's monotonic clock.
-    pub fn new(now: u64) -> Self {
-        Dispatch { close: None, ping_window: (now, 0) }
+    pub fn new(now: u64, rate_limit: Option<RateLimit>) -> Self {
+        Dispatch { close: None, ping_window: (now, 0), rate: rate_limit.map(|l| Bucket::new(l, now)) }
+    }
+
+    /// Whether a frame of `len` payload bytes is within the rate limit. Over it, the frame is
+    /// dropped and counted, and with the `close` policy the connection closes with 1008.
+    #[inline]
+    fn within_rate(&mut self, engine: &Engine, conn: &Arc<Conn>, len: usize) -> bool {
+        let Some(bucket) = &mut self.rate else { return true };
+        if bucket.take(engine.mono_ms(), len) {
+            return true;
+        }
+        match bucket.policy() {
+            Policy::Drop => {
+                engine.metrics.rate_limited_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Policy::Close => {
+                engine.metrics.rate_limited_closed.fetch_add(1, Ordering::Relaxed);
+                if !conn.is_closing() {
+                    self.close.get_or_insert_with(|| (1008, "Rate limit exceeded".to_string()));
+                    conn.close(1008, "Rate limit exceeded");
+                }
+            }
+        }
+        false
     }
 
     /// Handles one complete frame; true when it was the peer's close frame (reading stops).
@@ -35,26 +64,47 @@ impl Dispatch {
     pub fn frame(&mut self, engine: &Engine, conn: &Arc<Conn>, msg: Inbound<'_>) -> bool {
         match msg {
             Inbound::Text { data, ascii } => {
-                engine.stats.count_in(data.len());
-                on_text(engine, conn, data, ascii);
+                engine.stats.count_in(false, data.len());
+                if self.within_rate(engine, conn, data.len()) {
+                    on_text(engine, conn, data, ascii);
+                }
             }
             Inbound::Binary(data) => {
-                engine.stats.count_in(data.len());
-                if conn.hooks & hooks::MESSAGE != 0 {
+                engine.stats.count_in(true, data.len());
+                if self.within_rate(engine, conn, data.len()) && conn.hooks & hooks::MESSAGE != 0 {
                     engine.events.push_binary(conn.id, data);
                 }
             }
             Inbound::Ping(data) => {
+                engine.metrics.control_in(frame_type::PING, data.len());
                 conn.last_ping.store(clock::wall_ms(), Ordering::Relaxed);
+                if !self.within_rate(engine, conn, data.len()) {
+                    return false;
+                }
                 if self.ping_allowed(engine.mono_ms()) {
+                    engine.metrics.control_out(frame_type::PONG, 1, data.len() as u64);
                     conn.send_control(&frame::encode(opcode::PONG, data));
+                    if conn.hooks & hooks::CONTROL != 0 {
+                        engine.events.push(Event::Control { conn: conn.id, pong: false, hex: hex(data) });
+                    }
                 } else {
                     self.close.get_or_insert_with(|| (1008, "Ping flood".to_string()));
                     conn.close(1008, "Ping flood");
                 }
             }
-            Inbound::Pong(_) => conn.last_pong.store(clock::wall_ms(), Ordering::Relaxed),
+            Inbound::Pong(data) => {
+                engine.metrics.control_in(frame_type::PONG, data.len());
+                conn.last_pong.store(clock::wall_ms(), Ordering::Relaxed);
+                let sent = conn.ping_sent.swap(0, Ordering::Relaxed);
+                if sent != 0 {
+                    engine.metrics.ping_rtt.observe(engine.mono_ms().saturating_sub(sent));
+                }
+                if self.within_rate(engine, conn, data.len()) && conn.hooks & hooks::CONTROL != 0 {
+                    engine.events.push(Event::Control { conn: conn.id, pong: true, hex: hex(data) });
+                }
+            }
             Inbound::Close(close) => {
+                engine.metrics.control_in(frame_type::CLOSE, close.as_ref().map_or(0, |(_, r)| 2 + r.len()));
                 // Echo the peer's code (RFC 6455 §5.5.1) unless we closed first.
                 conn.answer_close(close.as_ref().map(|(code, _)| *code));
                 self.close = Some(close.unwrap_or((1005, String::new())));
@@ -112,7 +162,7 @@ pub fn on_text(engine: &Engine, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
         }
         Request::Leave { room } => {
             if engine.leave(conn, &room) {
-                engine.reply(conn, protocol::room_left(&room, &rid));
+                engine.reply_about(conn, &room, protocol::room_left(&room, &rid));
             } else {
                 engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
             }
@@ -122,8 +172,21 @@ pub fn on_text(engine: &Engine, conn: &Arc<Conn>, data: &[u8], ascii: bool) {
                 engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
                 return;
             }
-            let frame = protocol::room_message(&room, &message, &conn.client_id);
-            engine.room_message_from(conn, &room, frame);
+            engine.room_message_from(conn, &room, &message);
+        }
+        Request::Recover { rooms } => crate::sessions::recover(engine, conn, rooms, &rid),
+        Request::Presence { room } => {
+            if !engine.rooms.is_member(conn.id, &room) {
+                engine.reply(conn, protocol::error(&format!("not in room {room}"), &rid));
+                return;
+            }
+            match engine.cluster.get().filter(|c| c.has_presence()) {
+                Some(cluster) => cluster.reply_presence(conn.clone(), room, rid),
+                None => {
+                    let entries = engine.presence(&room);
+                    engine.reply(conn, presence::reply(&room, &entries, &rid));
+                }
+            }
         }
         Request::Ping { timestamp } => {
             conn.last_ping.store(clock::wall_ms(), Ordering::Relaxed);
@@ -138,7 +201,7 @@ mod tests {
 
     #[test]
     fn pings_are_limited_per_one_second_window() {
-        let mut d = Dispatch::new(5_000);
+        let mut d = Dispatch::new(5_000, None);
         for _ in 0..MAX_PINGS_PER_SECOND {
             assert!(d.ping_allowed(5_500));
         }

@@ -9,15 +9,19 @@ use dashmap::DashMap;
 use tokio::sync::Notify;
 
 use crate::clock::MonoClock;
-use crate::cluster::{Cluster, Envelope};
+use crate::cluster::{member_name, Cluster, Envelope, PresenceOp};
 use crate::config::Config;
 use crate::conn::{Conn, SendContext};
 use crate::cork;
 use crate::events::{Event, EventQueue};
 use crate::fanout::{self, FanoutTarget, Skip};
+use crate::metrics::{self, frame_type, ClusterFigures, Figures, Metrics};
 use crate::outbox::{OutFrame, SendStatus};
+use crate::presence;
 use crate::protocol;
+use crate::rate_limit::RateLimit;
 use crate::rooms::{JoinError, Rooms};
+use crate::sessions::Sessions;
 
 /// Hashes the u32 connection ids: they are sequential, so one multiply spreads them well and
 /// costs far less than SipHash, which showed in the echo profile (two lookups per message).
@@ -43,6 +47,12 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by connection id.
 pub type IdMap<V> = DashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// The route that takes every path without a route of its own.
+pub const ANY_PATH: &str = "*";
+
+/// How often expired sessions and emptied auto-created rooms with history are swept, ms.
+const SWEEP_MS: u64 = 1_000;
+
 /// Bits telling which JS hooks a path registered (`addRoute`); without one, its events never
 /// cross into JS.
 #[napi_derive::napi]
@@ -52,6 +62,8 @@ pub enum Hook {
     LeaveRoom = 4,
     /// `onUpgrade` (or a subprotocol selector) must see the request before the 101.
     Upgrade = 8,
+    /// Ping and pong frames from the peer reach JS (the ws-compatible layer's events).
+    Control = 16,
 }
 
 /// The `Hook` bits as the masks the engine tests.
@@ -61,6 +73,7 @@ pub mod hooks {
     pub const JOIN_ROOM: u32 = Hook::JoinRoom as u32;
     pub const LEAVE_ROOM: u32 = Hook::LeaveRoom as u32;
     pub const UPGRADE: u32 = Hook::Upgrade as u32;
+    pub const CONTROL: u32 = Hook::Control as u32;
 }
 
 /// The `onUpgrade` hook's answer.
@@ -104,6 +117,13 @@ pub enum AdmissionError {
     TooManyFromIp,
 }
 
+/// A registered WebSocket path.
+struct Route {
+    /// Which JS hooks its handlers define (`hooks` bits).
+    hooks: u32,
+    rate_limit: Option<RateLimit>,
+}
+
 /// A client's `join_room` waiting for the `onJoinRoom` hook's decision.
 struct PendingJoin {
     conn: Arc<Conn>,
@@ -111,37 +131,48 @@ struct PendingJoin {
     request_id: Option<serde_json::Value>,
 }
 
-/// Message and byte counters, read by `getStats()`.
+/// Message and byte counters, read by `getStats()` and the metrics. Each is kept per data
+/// frame type (index 0 text, 1 binary), so the metrics split them at no extra cost.
 #[derive(Default)]
 pub struct Stats {
-    pub messages_in: AtomicU64,
-    pub messages_out: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub messages_in: [AtomicU64; 2],
+    pub messages_out: [AtomicU64; 2],
+    pub bytes_in: [AtomicU64; 2],
+    pub bytes_out: [AtomicU64; 2],
     pub dropped: AtomicU64,
 }
 
+/// Sum of a text/binary pair.
+pub fn both(pair: &[AtomicU64; 2]) -> u64 {
+    pair[0].load(Ordering::Relaxed) + pair[1].load(Ordering::Relaxed)
+}
+
 impl Stats {
-    pub fn count_in(&self, bytes: usize) {
-        self.messages_in.fetch_add(1, Ordering::Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    pub fn count_in(&self, binary: bool, bytes: usize) {
+        self.messages_in[usize::from(binary)].fetch_add(1, Ordering::Relaxed);
+        self.bytes_in[usize::from(binary)].fetch_add(bytes as u64, Ordering::Relaxed);
     }
-    pub fn count_out(&self, bytes: usize) {
-        self.count_out_n(1, bytes);
+    pub fn count_out(&self, binary: bool, bytes: usize) {
+        self.count_out_n(1, binary, bytes);
     }
     /// `n` messages of `bytes` each, counted at once (a fan-out).
-    pub fn count_out_n(&self, n: u32, bytes: usize) {
+    pub fn count_out_n(&self, n: u32, binary: bool, bytes: usize) {
         if n > 0 {
-            self.messages_out.fetch_add(u64::from(n), Ordering::Relaxed);
-            self.bytes_out.fetch_add(u64::from(n) * bytes as u64, Ordering::Relaxed);
+            self.messages_out[usize::from(binary)].fetch_add(u64::from(n), Ordering::Relaxed);
+            self.bytes_out[usize::from(binary)].fetch_add(u64::from(n) * bytes as u64, Ordering::Relaxed);
         }
+    }
+    /// Takes back messages counted as sent that a recipient did not take after all.
+    pub fn uncount_out(&self, binary: bool, n: u64, bytes: u64) {
+        self.messages_out[usize::from(binary)].fetch_sub(n, Ordering::Relaxed);
+        self.bytes_out[usize::from(binary)].fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
 /// One server's state, shared by the accept loop, every connection task and the JS-facing methods.
 pub struct Engine {
     pub config: Config,
-    routes: RwLock<HashMap<String, u32>>,
+    routes: RwLock<HashMap<String, Route>>,
     /// Live connections by internal id.
     pub conns: IdMap<Arc<Conn>>,
     /// Bumped each time a connection is added to or removed from `conns` (see `send_all`).
@@ -151,6 +182,8 @@ pub struct Engine {
     next_id: AtomicU32,
     /// The room registry.
     pub rooms: Rooms,
+    /// Disconnected sessions, when `recovery` is on.
+    pub sessions: Option<Sessions>,
     pending_joins: DashMap<u32, PendingJoin>,
     next_request: AtomicU32,
     /// The Redis link when `cluster` is configured (set by `listen`).
@@ -163,10 +196,14 @@ pub struct Engine {
     per_ip: DashMap<IpAddr, u32>,
     pub events: EventQueue,
     pub stats: Arc<Stats>,
+    /// Counters kept only for `metrics()`.
+    pub metrics: Metrics,
     /// What sends need: the counters and the send-buffer policy.
     pub send: SendContext,
     shutting_down: AtomicBool,
-    /// Woken when the accept loop must stop.
+    /// Set once `close()` has drained every connection: the listener closes.
+    listener_closed: AtomicBool,
+    /// Woken when the accept loop must look at `stops_accepting`.
     pub stop_accepting: Notify,
     /// Connection tasks that have not reported their close yet (shutdown waits for zero).
     pub live_tasks: AtomicUsize,
@@ -180,8 +217,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config) -> Self {
-        let rooms = Rooms::new(config.auto_create_rooms);
+        let rooms = Rooms::new(config.auto_create_rooms, config.history);
         let events = EventQueue::new(config.max_inbound_queue);
+        let sessions = config
+            .max_disconnection
+            .map(|d| Sessions::new(d.as_millis() as u64, crate::config::MAX_SESSIONS));
         let stats = Arc::<Stats>::default();
         let send = SendContext::new(&config, stats.clone());
         Engine {
@@ -192,6 +232,7 @@ impl Engine {
             retired: IdMap::default(),
             next_id: AtomicU32::new(1),
             rooms,
+            sessions,
             pending_joins: DashMap::new(),
             next_request: AtomicU32::new(1),
             cluster: std::sync::OnceLock::new(),
@@ -200,8 +241,10 @@ impl Engine {
             per_ip: DashMap::new(),
             events,
             stats,
+            metrics: Metrics::new(),
             send,
             shutting_down: AtomicBool::new(false),
+            listener_closed: AtomicBool::new(false),
             stop_accepting: Notify::new(),
             live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
@@ -230,6 +273,7 @@ impl Engine {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first server ping goes out one interval after listening.
         let mut next_ping = start + ping_ms;
+        let mut next_sweep = start + SWEEP_MS;
         loop {
             interval.tick().await;
             let Some(engine) = engine.upgrade() else { return };
@@ -241,27 +285,50 @@ impl Engine {
             if ping {
                 next_ping = now + ping_ms;
             }
+            let mut pinged = 0;
             for entry in engine.conns.iter() {
-                entry.value().tick(now, idle_ms, ping);
+                pinged += u64::from(entry.value().tick(now, idle_ms, ping));
+            }
+            engine.metrics.control_out(frame_type::PING, pinged, 0);
+            if now >= next_sweep {
+                next_sweep = now + SWEEP_MS;
+                if let Some(sessions) = &engine.sessions {
+                    sessions.sweep(now);
+                }
+                if engine.config.history.is_some() {
+                    engine.rooms.sweep(now);
+                }
             }
         }
     }
 
     /// Registers (or re-registers) a WebSocket path with the hooks its handlers define.
-    pub fn add_route(&self, path: &str, hooks: u32) {
+    /// `rate_limit`: the path's own limit; None: the server's `rateLimit`.
+    pub fn add_route(&self, path: &str, hooks: u32, rate_limit: Option<RateLimit>) {
         if let Ok(mut routes) = self.routes.write() {
-            routes.insert(path.to_string(), hooks);
+            routes
+                .insert(path.to_string(), Route { hooks, rate_limit: rate_limit.or(self.config.rate_limit) });
         }
     }
 
-    /// The hook bits of a path.
-    pub fn route_hooks(&self, path: &str) -> u32 {
-        self.routes.read().ok().and_then(|r| r.get(path).copied()).unwrap_or(0)
+    /// The route of a path: its own, else the `*` route's.
+    fn route<T>(&self, path: &str, get: impl Fn(&Route) -> T) -> Option<T> {
+        self.routes.read().ok().and_then(|r| r.get(path).or_else(|| r.get(ANY_PATH)).map(get))
     }
 
-    /// Whether a path has handlers.
+    /// The rate limit of a path's connections.
+    pub fn route_rate_limit(&self, path: &str) -> Option<RateLimit> {
+        self.route(path, |r| r.rate_limit).flatten()
+    }
+
+    /// The hook bits of a path (of the `*` route when the path has none of its own).
+    pub fn route_hooks(&self, path: &str) -> u32 {
+        self.route(path, |r| r.hooks).unwrap_or(0)
+    }
+
+    /// Whether a path has handlers (its own, or the `*` route's).
     pub fn has_route(&self, path: &str) -> bool {
-        self.routes.read().map(|r| r.contains_key(path)).unwrap_or(false)
+        self.routes.read().map(|r| r.contains_key(path) || r.contains_key(ANY_PATH)).unwrap_or(false)
     }
 
     /// Takes a place in the connection limits, or says which limit is reached.
@@ -318,12 +385,113 @@ impl Engine {
         conn.send(&self.send, &OutFrame::text(&text))
     }
 
+    /// Sends a reply about a room; with a cluster it waits behind a `room_joined` that waits
+    /// for the room's subscription, so the client sees them in order.
+    pub fn reply_about(&self, conn: &Arc<Conn>, room: &str, text: String) {
+        let text = match self.cluster.get() {
+            Some(cluster) => cluster.in_order(room, conn, text),
+            None => Some(text),
+        };
+        if let Some(text) = text {
+            self.reply(conn, text);
+        }
+    }
+
+    /// A connection became a member: with a cluster, `room_joined` goes out once this node
+    /// receives the room's messages from the other nodes (see `cluster::channels`).
+    fn joined(&self, conn: &Arc<Conn>, room: &str, text: String) {
+        self.presence_changed(conn, room, true);
+        let text = match self.cluster.get() {
+            Some(cluster) => cluster.member_joined(room, conn, text),
+            None => Some(text),
+        };
+        if let Some(text) = text {
+            self.reply(conn, text);
+        }
+    }
+
+    /// This node's members of a room, as presence shows them.
+    pub fn presence(&self, room: &str) -> Vec<presence::PresenceEntry> {
+        let fields = &self.config.presence_fields;
+        self.rooms.member_conns(room).iter().map(|c| presence::entry(c, fields)).collect()
+    }
+
+    /// A member joined or left: the cluster's presence keys, and the room's presence events
+    /// (to the other members, on every node).
+    fn presence_changed(&self, conn: &Arc<Conn>, room: &str, joined: bool) {
+        let events = self.rooms.presence_events(room);
+        let cluster = self.cluster.get().filter(|c| c.has_presence());
+        if !events && cluster.is_none() {
+            return;
+        }
+        let entry = presence::entry(conn, &self.config.presence_fields);
+        if let Some(cluster) = cluster {
+            let (room, member) = (room.to_string(), member_name(&conn.uuid));
+            cluster.presence_op(if joined {
+                PresenceOp::Join { room, member, value: cluster.presence_value(&entry) }
+            } else {
+                PresenceOp::Leave { room, member }
+            });
+        }
+        if events {
+            let kind = if joined { "presence_join" } else { "presence_leave" };
+            self.broadcast(OutFrame::text(&presence::event(kind, room, &entry)), Some(room), &[conn.uuid]);
+        }
+    }
+
+    /// A metadata value changed: a public field is rewritten in the cluster's presence keys
+    /// at once rather than at the next refresh.
+    pub fn metadata_changed(&self, conn: &Arc<Conn>, key: &str) {
+        let Some(cluster) = self.cluster.get().filter(|c| c.has_presence()) else { return };
+        if !self.config.presence_fields.iter().any(|f| f == key) {
+            return;
+        }
+        let value = cluster.presence_value(&presence::entry(conn, &self.config.presence_fields));
+        for room in conn.rooms() {
+            let member = member_name(&conn.uuid);
+            cluster.presence_op(PresenceOp::Join { room, member, value: value.clone() });
+        }
+    }
+
+    /// `n` local members left a room (the cluster unsubscribes once none is left).
+    fn members_left(&self, room: &str, n: u32) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.members_left(room, n);
+        }
+    }
+
     /// Joins and answers the client with `room_joined` or `room_join_error`.
     pub fn finish_join(&self, conn: &Arc<Conn>, room: &str, rid: &Option<serde_json::Value>) {
-        match self.rooms.join(conn, room) {
-            Ok(_) => self.reply(conn, protocol::room_joined(room, rid)),
-            Err(e) => self.reply(conn, protocol::room_join_error(room, e.as_str(), rid)),
-        };
+        if let Err(e) = self.join_telling(conn, room, rid, true) {
+            self.reply(conn, protocol::room_join_error(room, e.as_str(), rid));
+        }
+    }
+
+    /// Joins; `room_joined` (with the room's epoch and offset when it keeps history) is queued
+    /// under the room's lock, so it comes before every message published after the join. (History
+    /// is refused with a cluster, so that reply needs no subscription to wait for.)
+    fn join_telling(
+        &self,
+        conn: &Arc<Conn>,
+        room: &str,
+        rid: &Option<serde_json::Value>,
+        tell_again: bool,
+    ) -> Result<bool, JoinError> {
+        let mut told = false;
+        let (joined, _) = self.rooms.join_with(conn, room, |_, at, newly| {
+            if at.is_some() && (newly || tell_again) {
+                self.reply(conn, protocol::room_joined_at(room, at.as_ref(), None, rid));
+                told = true;
+            }
+        })?;
+        if joined && told {
+            self.presence_changed(conn, room, true);
+        } else if joined {
+            self.joined(conn, room, protocol::room_joined(room, rid));
+        } else if tell_again && !told {
+            self.reply_about(conn, room, protocol::room_joined(room, rid));
+        }
+        Ok(joined)
     }
 
     /// The `onJoinRoom` hook decided on a pending client join.
@@ -343,16 +511,16 @@ impl Engine {
 
     /// A join decided by the application (`socket.joinRoom`): the client is told with `room_joined`.
     pub fn join(&self, conn: &Arc<Conn>, room: &str) -> Result<bool, JoinError> {
-        let joined = self.rooms.join(conn, room)?;
-        if joined {
-            self.reply(conn, protocol::room_joined(room, &None));
-        }
-        Ok(joined)
+        self.join_telling(conn, room, &None, false)
     }
 
     /// Leaves a room and tells `onLeaveRoom` when registered.
     pub fn leave(&self, conn: &Arc<Conn>, room: &str) -> bool {
         let left = self.rooms.leave(conn, room);
+        if left {
+            self.members_left(room, 1);
+            self.presence_changed(conn, room, false);
+        }
         if left && conn.hooks & hooks::LEAVE_ROOM != 0 {
             self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
         }
@@ -364,8 +532,17 @@ impl Engine {
         let Some(members) = self.rooms.delete(room) else {
             return false;
         };
+        self.members_left(room, members.len() as u32);
+        if let Some(cluster) = self.cluster.get() {
+            for conn in &members {
+                cluster.presence_op(PresenceOp::Leave {
+                    room: room.to_string(),
+                    member: member_name(&conn.uuid),
+                });
+            }
+        }
         for conn in members {
-            self.reply(&conn, protocol::room_left(room, &None));
+            self.reply_about(&conn, room, protocol::room_left(room, &None));
             if conn.hooks & hooks::LEAVE_ROOM != 0 {
                 self.events.push(Event::Leave { conn: conn.id, room: room.to_string() });
             }
@@ -374,10 +551,21 @@ impl Engine {
     }
 
     /// A `room_message` frame from a member to the room's other members, on every node.
-    pub fn room_message_from(&self, sender: &Conn, room: &str, frame: String) -> u32 {
-        let msg = OutFrame::text(&frame);
+    /// A room with history gives the message its offset and stores it (`Rooms::publish`).
+    pub fn room_message_from(&self, sender: &Conn, room: &str, message: &serde_json::Value) -> u32 {
+        let skip = Skip::Conn(sender.id);
+        let from = Some(sender.client_id.as_str());
+        let published =
+            self.rooms.publish(&self.send, self.mono_ms(), room, skip, &[sender.uuid], |offset| {
+                protocol::room_message_at(room, message, from, offset)
+            });
+        if let Some((n, msg)) = published {
+            self.publish(&msg, Some(room), vec![sender.uuid]);
+            return n;
+        }
+        let msg = OutFrame::text(&protocol::room_message(room, message, &sender.client_id));
         self.publish(&msg, Some(room), vec![sender.uuid]);
-        self.rooms.fan_out(&self.send, room, &msg, Skip::Conn(sender.id))
+        self.rooms.fan_out(&self.send, room, &msg, skip)
     }
 
     /// Queues one message to a room or everyone, skipping the `except` sockets (UUIDs, on any
@@ -385,8 +573,29 @@ impl Engine {
     /// corked thread it joins one shared buffer for all recipients. Returns how many local
     /// connections accepted it.
     pub fn broadcast(&self, msg: OutFrame, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        let start = std::time::Instant::now();
         self.publish(&msg, room, except.to_vec());
-        self.deliver_local(msg, room, except)
+        let delivered = self.deliver_local(msg, room, except);
+        self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+        delivered
+    }
+
+    /// A text broadcast to a room: to a room with history it goes as a `room_message` frame
+    /// carrying the text and its offset, and is stored; otherwise as the text itself.
+    pub fn broadcast_text(&self, text: &str, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
+        if let Some(id) = room {
+            let start = std::time::Instant::now();
+            let published =
+                self.rooms.publish(&self.send, self.mono_ms(), id, Skip::Uuids(except), except, |offset| {
+                    protocol::room_message_at(id, &serde_json::Value::String(text.to_string()), None, offset)
+                });
+            if let Some((n, msg)) = published {
+                self.publish(&msg, room, except.to_vec());
+                self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+                return n;
+            }
+        }
+        self.broadcast(OutFrame::text(text), room, except)
     }
 
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
@@ -420,7 +629,7 @@ impl Engine {
                 delivered += 1;
             }
         }
-        self.stats.count_out_n(delivered, msg.payload_len());
+        self.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
@@ -447,20 +656,52 @@ impl Engine {
                 }
             }
         }
-        self.stats.count_out_n(delivered, msg.payload_len());
+        self.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
     /// Removes a connection from every registry; after this nothing can reach it.
-    pub fn unregister(&self, conn: &Arc<Conn>) {
+    /// Returns the session it leaves behind (with `recovery`), to keep once its close is reported.
+    pub fn unregister(
+        &self,
+        conn: &Arc<Conn>,
+        close: Option<&(u16, String)>,
+    ) -> Option<(crate::sessions::Token, crate::sessions::Session)> {
+        let session = crate::sessions::on_close(self, conn, close);
+        self.unlist(conn);
+        session
+    }
+
+    fn unlist(&self, conn: &Arc<Conn>) {
         self.conns.remove(&conn.id);
         self.conns_version.fetch_add(1, Ordering::AcqRel);
         self.retired.insert(conn.id, conn.clone());
-        self.rooms.leave_all(conn);
+        for room in self.rooms.leave_all(conn) {
+            self.members_left(&room, 1);
+            self.presence_changed(conn, &room, false);
+        }
         self.pending_joins.retain(|_, p| p.conn.id != conn.id);
     }
 
-    /// Stops accepting and asks every connection to close with 1001.
+    /// Whether the accept loop must end: once shutdown begins, or, with a `healthPath` or
+    /// `metricsPath`, once it is over, so a load balancer reads 503 during the drain instead of
+    /// a refused connection (upgrades meanwhile get 503).
+    pub fn stops_accepting(&self) -> bool {
+        if self.config.health_path.is_some() || self.config.metrics_path.is_some() {
+            self.listener_closed.load(Ordering::Acquire)
+        } else {
+            self.is_shutting_down()
+        }
+    }
+
+    /// Shutdown is over: the listener closes.
+    pub fn close_listener(&self) {
+        self.listener_closed.store(true, Ordering::Release);
+        self.stop_accepting.notify_waiters();
+        self.stop_accepting.notify_one();
+    }
+
+    /// Stops accepting (see `stops_accepting`) and asks every connection to close with 1001.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.stop_accepting.notify_waiters();
@@ -468,5 +709,57 @@ impl Engine {
         for entry in self.conns.iter() {
             entry.value().close(1001, "Server shutting down");
         }
+    }
+}
+
+/// What operators read: the metrics exposition and the health answer.
+impl Engine {
+    /// The Prometheus exposition of this server (`metrics()`, `metricsPath`).
+    pub fn metrics_text(&self) -> String {
+        let s = &self.stats;
+        let pair = |n: &[AtomicU64; 2], b: &[AtomicU64; 2], i: usize| {
+            (n[i].load(Ordering::Relaxed), b[i].load(Ordering::Relaxed))
+        };
+        let (queued_events, queued_bytes) = self.events.depth();
+        let figures = Figures {
+            connections: self.conns.len() as u64,
+            text_in: pair(&s.messages_in, &s.bytes_in, 0),
+            binary_in: pair(&s.messages_in, &s.bytes_in, 1),
+            text_out: pair(&s.messages_out, &s.bytes_out, 0),
+            binary_out: pair(&s.messages_out, &s.bytes_out, 1),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            rooms: self.rooms.len() as u64,
+            memberships: self.rooms.memberships(),
+            room_members: self.rooms.metric_counts(),
+            queued_events: queued_events as u64,
+            queued_bytes: queued_bytes as u64,
+            cluster: self.cluster.get().map(|c| ClusterFigures {
+                connected: c.connected.load(Ordering::Relaxed),
+                publish_errors: c.publish_errors.load(Ordering::Relaxed),
+                subscribe_errors: c.subscribe_errors.load(Ordering::Relaxed),
+                queued: c.queued() as u64,
+                dropped: c.dropped.load(Ordering::Relaxed),
+                received: c.received.load(Ordering::Relaxed),
+            }),
+            rss_bytes: metrics::rss_bytes(),
+        };
+        self.metrics.render(&figures)
+    }
+
+    /// The `healthPath` answer: 200 while serving, 503 once `close()` has begun; in cluster
+    /// mode the body says whether the Redis subscriber is connected.
+    pub fn health(&self) -> (u16, String) {
+        let draining = self.is_shutting_down();
+        let mut body = format!(
+            "{{\"status\":\"{}\",\"connections\":{}",
+            if draining { "draining" } else { "ok" },
+            self.conns.len()
+        );
+        if let Some(c) = self.cluster.get() {
+            let up = c.connected.load(Ordering::Relaxed);
+            body.push_str(&format!(",\"redis\":\"{}\"", if up { "up" } else { "down" }));
+        }
+        body.push('}');
+        (if draining { 503 } else { 200 }, body)
     }
 }

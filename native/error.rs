@@ -37,6 +37,10 @@ pub enum Code {
     NotInRoom,
     /// Attach mode could not take over a socket (its descriptor, or the loopback hand-over).
     AttachFailed,
+    /// A room id too long for the cluster envelope's u16 length field.
+    ClusterRoomTooLong,
+    /// An except list too long for the cluster envelope's u32 count field.
+    ClusterExceptTooLong,
     /// A TLS certificate (chain or `ca`) that cannot be used: not PEM, no certificate, not X.509.
     InvalidCert,
     /// A TLS private key that cannot be used: not PEM, unsupported, or not the certificate's.
@@ -64,6 +68,8 @@ impl AsRef<str> for Code {
             Code::SocketClosed => "ERR_SOCKET_CLOSED",
             Code::NotInRoom => "ERR_NOT_IN_ROOM",
             Code::AttachFailed => "ERR_ATTACH_FAILED",
+            Code::ClusterRoomTooLong => "ERR_CLUSTER_ROOM_TOO_LONG",
+            Code::ClusterExceptTooLong => "ERR_CLUSTER_EXCEPT_TOO_LONG",
             Code::InvalidCert => "ERR_INVALID_CERT",
             Code::InvalidKey => "ERR_INVALID_KEY",
             Code::BadPassphrase => "ERR_BAD_PASSPHRASE",
@@ -133,6 +139,17 @@ impl ClusterError {
     }
 }
 
+/// Why a cluster envelope could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The room id does not fit its u16 length field.
+    #[error("room id longer than 65535 bytes")]
+    RoomTooLong,
+    /// The except list does not fit its u32 count field.
+    #[error("except list longer than 4294967295 ids")]
+    TooManyExcept,
+}
+
 /// A call about a connection that cannot be carried out in the state it is in.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -180,6 +197,8 @@ pub enum Error {
     #[error(transparent)]
     Attach(#[from] AttachError),
     #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
     Tls(#[from] TlsError),
 }
 
@@ -200,6 +219,8 @@ impl Error {
             Error::Socket(SocketError::Closed) => Code::SocketClosed,
             Error::Socket(SocketError::NotInRoom(_)) => Code::NotInRoom,
             Error::Attach(_) => Code::AttachFailed,
+            Error::Envelope(EnvelopeError::RoomTooLong) => Code::ClusterRoomTooLong,
+            Error::Envelope(EnvelopeError::TooManyExcept) => Code::ClusterExceptTooLong,
             Error::Tls(TlsError::InvalidCert(..)) => Code::InvalidCert,
             Error::Tls(TlsError::InvalidKey(..)) => Code::InvalidKey,
             Error::Tls(TlsError::BadPassphrase(..)) => Code::BadPassphrase,

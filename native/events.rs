@@ -27,6 +27,10 @@ pub enum EventKind {
     Leave = 6,
     Upgrade = 7,
     UpgradeFailed = 8,
+    /// A ping frame from the peer (payload as hex text), for paths with `onPing`.
+    Ping = 9,
+    /// A pong frame from the peer (payload as hex text), for paths with `onPong`.
+    Pong = 10,
 }
 
 /// Most events one `pollEvents()` call returns.
@@ -65,6 +69,20 @@ pub enum Event {
     Upgrade { request: u32, info: String },
     /// An upgrade `onUpgrade` accepted never completed (the client went away).
     UpgradeFailed { request: u32 },
+    /// A ping (`pong: false`) or pong frame, for a path with the control hook; `hex` is its
+    /// payload (at most 125 bytes) as lower-case hex, so it travels in the batch text.
+    Control { conn: u32, pong: bool, hex: String },
+}
+
+/// A control frame's payload as lower-case hex (the form `Event::Control` carries it in).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len().saturating_mul(2));
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 impl Event {
@@ -337,6 +355,12 @@ impl EventQueue {
         }
     }
 
+    /// Events and message bytes waiting for JS right now.
+    pub fn depth(&self) -> (usize, usize) {
+        let events = self.queue.lock().map(|q| q.events.len()).unwrap_or(0);
+        (events, self.bytes.load(Ordering::Acquire))
+    }
+
     /// Whether JS is so far behind that connections should stop reading for now.
     pub fn congested(&self) -> bool {
         self.bytes.load(Ordering::Acquire) >= self.max_bytes
@@ -457,6 +481,7 @@ impl EventQueue {
                 Event::Close { reason, .. } => reason.len(),
                 Event::JoinRequest { room, .. } | Event::Leave { room, .. } => room.len(),
                 Event::Upgrade { info, .. } => info.len(),
+                Event::Control { hex, .. } => hex.len(),
                 _ => 0,
             })
             .sum();
@@ -503,6 +528,10 @@ impl EventQueue {
                     [EventKind::Upgrade as u32, 0, a, b, request]
                 }
                 Event::UpgradeFailed { request } => [EventKind::UpgradeFailed as u32, 0, 0, 0, request],
+                Event::Control { conn, pong, hex } => {
+                    let (a, b) = push_text(&mut text, hex.as_bytes());
+                    [if pong { EventKind::Pong } else { EventKind::Ping } as u32, conn, a, b, 0]
+                }
             };
             header.extend_from_slice(&slot);
         }
@@ -516,7 +545,14 @@ impl EventQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::{utf16_len, BatchText, Event, Pending, MAX_BATCH, MAX_BATCH_BYTES, MAX_RUN_BYTES};
+    use super::{hex, utf16_len, BatchText, Event, Pending, MAX_BATCH, MAX_BATCH_BYTES, MAX_RUN_BYTES};
+
+    #[test]
+    fn control_payloads_travel_as_lower_case_hex() {
+        assert_eq!(hex(b""), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[0xab; 125]).len(), 250);
+    }
 
     fn pending() -> Pending {
         Pending { events: Default::default(), chunks: Default::default(), scheduled: false }

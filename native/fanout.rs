@@ -81,8 +81,8 @@ struct SharedFanout {
     members: Vec<Arc<Conn>>,
     /// The frames, back to back.
     bytes: Vec<u8>,
-    /// (end of the frame in `bytes`, payload length) of each message.
-    msgs: Vec<(usize, usize)>,
+    /// (end of the frame in `bytes`, payload length, binary) of each message.
+    msgs: Vec<(usize, usize, bool)>,
     stats: Arc<Stats>,
     limit: usize,
     close_on_limit: bool,
@@ -91,7 +91,7 @@ struct SharedFanout {
 impl SharedFanout {
     fn push(&mut self, frame: &OutFrame) {
         self.bytes.extend_from_slice(&frame.bytes);
-        self.msgs.push((self.bytes.len(), frame.payload_len()));
+        self.msgs.push((self.bytes.len(), frame.payload_len(), frame.is_binary()));
     }
 
     fn extends(&self, target: &FanoutTarget<'_>) -> bool {
@@ -111,9 +111,10 @@ impl SharedFanout {
         for conn in &self.members {
             self.deliver_to(conn, &mut tally);
         }
-        if tally.lost_msgs > 0 {
-            self.stats.messages_out.fetch_sub(tally.lost_msgs, Ordering::Relaxed);
-            self.stats.bytes_out.fetch_sub(tally.lost_bytes, Ordering::Relaxed);
+        for (binary, &(msgs, bytes)) in [false, true].into_iter().zip(&tally.lost) {
+            if msgs > 0 {
+                self.stats.uncount_out(binary, msgs, bytes);
+            }
         }
         if tally.dropped > 0 {
             self.stats.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
@@ -124,8 +125,8 @@ impl SharedFanout {
         let total = self.bytes.len();
         let Ok(mut out) = conn.out.lock() else { return };
         if conn.is_closing() || out.is_shut() {
-            for &(_, payload_len) in &self.msgs {
-                tally.lose(payload_len);
+            for &(_, payload_len, binary) in &self.msgs {
+                tally.lose(payload_len, binary);
             }
             return;
         }
@@ -152,13 +153,13 @@ impl SharedFanout {
             if !over_limit(queued, total - start, self.limit) {
                 append(&mut out.buf, &self.bytes[start..]);
             } else {
-                for &(end, payload_len) in &self.msgs[next..] {
+                for &(end, payload_len, binary) in &self.msgs[next..] {
                     let len = end - start;
                     if refused || over_limit(queued, len, self.limit) {
                         if !refused {
                             tally.dropped += 1;
                         }
-                        tally.lose(payload_len);
+                        tally.lose(payload_len, binary);
                         refused = self.close_on_limit;
                     } else {
                         append(&mut out.buf, &self.bytes[start..end]);
@@ -180,15 +181,16 @@ impl SharedFanout {
 /// What a shared fan-out's delivery takes back from the counters.
 #[derive(Default, Debug, PartialEq, Eq)]
 struct Tally {
-    lost_msgs: u64,
-    lost_bytes: u64,
+    /// (messages, payload bytes) lost, per data frame type (text, binary).
+    lost: [(u64, u64); 2],
     dropped: u64,
 }
 
 impl Tally {
-    fn lose(&mut self, payload_len: usize) {
-        self.lost_msgs += 1;
-        self.lost_bytes += payload_len as u64;
+    fn lose(&mut self, payload_len: usize, binary: bool) {
+        let lost = &mut self.lost[usize::from(binary)];
+        lost.0 += 1;
+        lost.1 += payload_len as u64;
     }
 }
 
@@ -245,7 +247,7 @@ pub fn fan_out_shared(
             n
         }
     };
-    ctx.stats.count_out_n(delivered, frame.payload_len());
+    ctx.stats.count_out_n(delivered, frame.is_binary(), frame.payload_len());
     delivered
 }
 
@@ -275,11 +277,11 @@ mod tests {
             let members = || Some((vec![a.clone(), b.clone()], 7));
             assert_eq!(fan_out_shared(target(Skip::Conn(0), 7), &msg, &ctx, members), 2);
             assert_eq!(fan_out_shared(target(Skip::Conn(0), 7), &msg, &ctx, || None), 2, "extends");
-            assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 5, "counted when sent");
+            assert_eq!(crate::engine::both(&ctx.stats.messages_out), 5, "counted when sent");
         }
         // Counted back: b's two; one drop (the policy closes b, so its second is not a drop).
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 3);
-        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 60 + 2 * 40);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 3);
+        assert_eq!(crate::engine::both(&ctx.stats.bytes_out), 60 + 2 * 40);
         assert_eq!(ctx.stats.dropped.load(Ordering::Relaxed), 1);
         assert!(b.is_closing() && !a.is_closing());
         assert_eq!(read_some(&mut pa), [&msg.bytes[..], &msg.bytes[..]].concat());
@@ -324,9 +326,10 @@ mod tests {
     #[test]
     fn tally_counts_lost_messages_and_bytes() {
         let mut tally = Tally::default();
-        tally.lose(10);
-        tally.lose(5);
-        assert_eq!(tally, Tally { lost_msgs: 2, lost_bytes: 15, dropped: 0 });
+        tally.lose(10, false);
+        tally.lose(5, false);
+        tally.lose(7, true);
+        assert_eq!(tally, Tally { lost: [(2, 15), (1, 7)], dropped: 0 });
     }
 
     #[test]

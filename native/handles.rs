@@ -65,13 +65,16 @@ fn engine(handle: u32) -> Option<Arc<Engine>> {
 }
 
 /// Sends the frame `fill` appends to `conn` (see `Conn::send_with`).
-fn send_with(handle: u32, conn: u32, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
+/// The result is counted in the metrics' `send()` results.
+fn send_with(handle: u32, conn: u32, binary: bool, fill: impl FnOnce(&mut Vec<u8>) -> Option<usize>) -> u32 {
     let Some(engine) = engine(handle) else { return SendStatus::Dropped as u32 };
     let Some(conn) = engine.conns.get(&conn).map(|c| c.value().clone()) else {
+        engine.metrics.send_result(SendStatus::Dropped as usize);
         return SendStatus::Dropped as u32;
     };
     ENCODE.with_borrow_mut(|scratch| {
-        let status = conn.send_with(&engine.send, scratch, fill);
+        let status = conn.send_with(&engine.send, scratch, binary, fill);
+        engine.metrics.send_result(status as usize);
         if scratch.capacity() > ENCODE_KEEP {
             *scratch = Vec::new();
         }
@@ -191,7 +194,7 @@ unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info
     let status = match unsafe { args3(env, info) } {
         // SAFETY: `data` is a live handle of this call.
         Some((handle, conn, data)) => {
-            send_with(handle, conn, |buf| unsafe { append_js_text(buf, env, data) })
+            send_with(handle, conn, false, |buf| unsafe { append_js_text(buf, env, data) })
         }
         None => SendStatus::Dropped as u32,
     };
@@ -203,6 +206,23 @@ unsafe extern "C" fn send_text(env: sys::napi_env, info: sys::napi_callback_info
 /// returning). 0 sent, 1 buffered, 2 dropped.
 unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: napi calls this with the live env and callback info.
+    unsafe { send_bytes(env, info, opcode::BINARY) }
+}
+
+/// `sendTextBytes(handle, conn, bytes)`: queues a text frame whose payload is the UTF-8 in a
+/// Uint8Array (ws's `send(buffer, { binary: false })`); invalid sequences go out as U+FFFD, so
+/// a text frame always holds valid UTF-8. 0 sent, 1 buffered, 2 dropped.
+unsafe extern "C" fn send_text_bytes(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: napi calls this with the live env and callback info.
+    unsafe { send_bytes(env, info, opcode::TEXT) }
+}
+
+/// A frame of `op` from the Uint8Array third argument, as `sendBinary` and `sendTextBytes` take it.
+///
+/// # Safety
+/// `env` and `info` must be the current callback's.
+unsafe fn send_bytes(env: sys::napi_env, info: sys::napi_callback_info, op: u8) -> sys::napi_value {
+    // SAFETY: the caller passes the live env and callback info.
     let status = match unsafe { args3(env, info) } {
         Some((handle, conn, data)) => {
             let mut kind = sys::TypedarrayType::int8_array;
@@ -230,9 +250,12 @@ unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_in
                     // array stays alive (and unmoved) for the duration of this call.
                     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
                 };
-                send_with(handle, conn, |buf| {
-                    frame::encode_into(buf, opcode::BINARY, bytes);
-                    Some(bytes.len())
+                let text = (op == opcode::TEXT && std::str::from_utf8(bytes).is_err())
+                    .then(|| String::from_utf8_lossy(bytes).into_owned());
+                let payload = text.as_deref().map_or(bytes, str::as_bytes);
+                send_with(handle, conn, op == opcode::BINARY, |buf| {
+                    frame::encode_into(buf, op, payload);
+                    Some(payload.len())
                 })
             }
         }
@@ -242,11 +265,12 @@ unsafe extern "C" fn send_binary(env: sys::napi_env, info: sys::napi_callback_in
     unsafe { status_value(env, status) }
 }
 
-/// Adds `sendText` and `sendBinary` to the module's exports.
+/// Adds `sendText`, `sendBinary` and `sendTextBytes` to the module's exports.
 #[napi(module_exports)]
 pub fn fast_exports(mut exports: Object, env: Env) -> Result<()> {
     type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
-    let callbacks: [(&str, Callback); 2] = [("sendText", send_text), ("sendBinary", send_binary)];
+    let callbacks: [(&str, Callback); 3] =
+        [("sendText", send_text), ("sendBinary", send_binary), ("sendTextBytes", send_text_bytes)];
     for (name, callback) in callbacks {
         let mut function = std::ptr::null_mut();
         // SAFETY: the env of module registration; the name is passed with its length.
@@ -282,6 +306,7 @@ pub fn poll_events(handle: u32) -> Batch {
     };
     let taken = engine.events.take();
     if !taken.is_empty() {
+        engine.metrics.batch_events.observe(taken.events.len() as u64);
         cork::cork();
     }
     engine.events.encode(taken)

@@ -289,6 +289,7 @@ Connection: Upgrade\r\nSec-WebSocket-Accept: ";
 /// The standard reason phrase of a status code.
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         402 => "Payment Required",
@@ -362,6 +363,28 @@ fn push_decimal(out: &mut Vec<u8>, n: usize) {
 /// characters (CR, LF and the rest) are dropped, so it stays one body line. A status outside
 /// 100-999 is written as 500, and an extra header that is not a valid name and value is left
 /// out, so nothing can break the head.
+/// A whole HTTP response with a body of its own type (the metrics and health endpoints).
+pub fn body_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let reason = reason_phrase(status);
+    let mut out = Vec::with_capacity(128 + content_type.len() + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(&mut out, usize::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: ");
+    push_decimal(&mut out, body.len());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// The status of a response `error_response` or `body_response` wrote.
+pub fn status_of(response: &[u8]) -> u16 {
+    response.get(9..12).and_then(|s| std::str::from_utf8(s).ok()).and_then(|s| s.parse().ok()).unwrap_or(500)
+}
+
 pub fn error_response(status: u16, message: &str, header: Option<(&str, &str)>) -> Vec<u8> {
     let status = if (100..=999).contains(&status) { status } else { 500 };
     let header = header.filter(|(n, v)| valid_header_name(n) && valid_header_value(v));

@@ -17,17 +17,24 @@ mod fanout;
 mod frame;
 pub mod handles;
 mod handshake;
+mod history;
 mod loopback;
+mod metrics;
 mod napi_stubs;
 mod outbox;
+mod presence;
 mod protocol;
+mod proxy_protocol;
+mod rate_limit;
 mod reader;
 mod rooms;
 mod runtime;
 mod server;
+mod sessions;
 mod task;
 mod tls;
 mod tls_stream;
+mod trust_proxy;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -41,6 +48,7 @@ use napi_derive::napi;
 use crate::config::{Config, NativeOptions};
 use crate::engine::Engine;
 use crate::error::{ClusterError, Code, ListenError, SocketError};
+use crate::frame::opcode;
 use crate::outbox::OutFrame;
 use crate::rooms::{JoinResult, RoomInfo, RoomSpec};
 
@@ -71,6 +79,14 @@ pub struct NativeStats {
     pub cluster_dropped: f64,
     /// Whether the cluster subscriber is connected to Redis.
     pub cluster_connected: bool,
+    /// Pub/sub messages Redis sent this node's subscriber (its own echoes included).
+    pub cluster_inbound_messages: f64,
+    /// Their bytes: channel names and payloads.
+    pub cluster_inbound_bytes: f64,
+    /// Room channels this node is subscribed to (or about to be).
+    pub cluster_room_channels: u32,
+    /// Inbound messages over a `rateLimit` (dropped, or closing their connection).
+    pub rate_limited: f64,
 }
 
 /// Where attach mode's slow path connects, and the secret its first line carries.
@@ -128,8 +144,9 @@ impl NativeServer {
 
     /// Registers a WebSocket path; `hooks` says which JS handlers it has (`Hook` bits).
     #[napi]
-    pub fn add_route(&self, path: String, hooks: u32) {
-        self.engine.add_route(&path, hooks);
+    /// `rate_limit`: the path's own `rateLimit` (absent: the server's).
+    pub fn add_route(&self, path: String, hooks: u32, rate_limit: Option<config::RateLimitOptions>) {
+        self.engine.add_route(&path, hooks, rate_limit.as_ref().and_then(config::RateLimitOptions::resolve));
     }
 
     /// Binds and starts accepting; `wake` is called (with a hint of the queue length) whenever
@@ -168,6 +185,7 @@ impl NativeServer {
                 if let Some(config) = engine.config.cluster.clone() {
                     let cluster = cluster::Cluster::connect(config).await?;
                     cluster.start(engine.clone());
+                    cluster.wait_subscribed(Duration::from_secs(3)).await;
                     let _ = engine.cluster.set(cluster);
                 }
                 if !bind {
@@ -253,7 +271,34 @@ impl NativeServer {
     pub fn close_connection(&self, conn: u32, code: u32, reason: String) -> bool {
         match self.engine.conns.get(&conn) {
             Some(c) => {
+                sessions::forget(&self.engine, &c);
                 c.close(code as u16, &reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a ping (`pong: false`) or pong frame; `data` is at most 125 bytes (checked by the
+    /// facade). False when the connection is gone or closing.
+    #[napi]
+    pub fn send_control(&self, conn: u32, pong: bool, data: Uint8ArraySlice) -> bool {
+        let data: &[u8] = &data;
+        match self.engine.conns.get(&conn) {
+            Some(c) if !c.is_closing() && data.len() <= 125 => {
+                c.send_control(&frame::encode(if pong { opcode::PONG } else { opcode::PING }, data));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops a connection at once, without a close handshake (it reports 1006).
+    #[napi]
+    pub fn terminate(&self, conn: u32) -> bool {
+        match self.engine.conns.get(&conn) {
+            Some(c) => {
+                c.abort();
                 true
             }
             None => false,
@@ -291,6 +336,7 @@ impl NativeServer {
                     break;
                 }
             }
+            engine.close_listener();
             if let Some(c) = engine.cluster.get() {
                 c.stop().await;
             }
@@ -317,12 +363,13 @@ impl NativeServer {
         use std::sync::atomic::Ordering::Relaxed;
         let s = &self.engine.stats;
         let q = &self.engine.events;
+        let cluster = self.engine.cluster.get();
         NativeStats {
             total_connections: self.engine.conns.len() as u32,
-            messages_in: s.messages_in.load(Relaxed) as f64,
-            messages_out: s.messages_out.load(Relaxed) as f64,
-            bytes_in: s.bytes_in.load(Relaxed) as f64,
-            bytes_out: s.bytes_out.load(Relaxed) as f64,
+            messages_in: engine::both(&s.messages_in) as f64,
+            messages_out: engine::both(&s.messages_out) as f64,
+            bytes_in: engine::both(&s.bytes_in) as f64,
+            bytes_out: engine::both(&s.bytes_out) as f64,
             dropped_messages: s.dropped.load(Relaxed) as f64,
             wakeups: q.wakes.load(Relaxed) as f64,
             batches: q.batches.load(Relaxed) as f64,
@@ -337,7 +384,17 @@ impl NativeServer {
                 .unwrap_or(0.0),
             cluster_dropped: self.engine.cluster.get().map(|c| c.dropped.load(Relaxed) as f64).unwrap_or(0.0),
             cluster_connected: self.engine.cluster.get().is_some_and(|c| c.connected.load(Relaxed)),
+            cluster_inbound_messages: cluster.map(|c| c.inbound_messages.load(Relaxed) as f64).unwrap_or(0.0),
+            cluster_inbound_bytes: cluster.map(|c| c.inbound_bytes.load(Relaxed) as f64).unwrap_or(0.0),
+            cluster_room_channels: cluster.map(|c| c.room_channels()).unwrap_or(0),
+            rate_limited: self.engine.metrics.rate_limited() as f64,
         }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of this server.
+    #[napi]
+    pub fn metrics(&self) -> String {
+        self.engine.metrics_text()
     }
 
     /// Counts summed over every node of the cluster; rejects with `ERR_NO_CLUSTER` without one,
@@ -363,6 +420,30 @@ impl NativeServer {
         })
     }
 
+    /// This node's members of a room: client ids and public fields.
+    #[napi]
+    pub fn presence(&self, room: String) -> Vec<presence::PresenceEntry> {
+        self.engine.presence(&room)
+    }
+
+    /// The room's members on every node (rejects without a cluster; without the `presence`
+    /// option only this node's members are known).
+    #[napi(ts_return_type = "Promise<PresenceEntry[]>")]
+    pub fn cluster_presence<'env>(
+        &self,
+        env: &'env Env,
+        room: String,
+    ) -> Result<PromiseRaw<'env, Vec<presence::PresenceEntry>>> {
+        let engine = self.engine.clone();
+        error::spawn(env, async move {
+            let cluster = engine.cluster.get().cloned().ok_or(ClusterError::NotConfigured)?;
+            if !cluster.has_presence() {
+                return Ok(engine.presence(&room));
+            }
+            cluster.presence(&engine, &room).await
+        })
+    }
+
     /// Member count of every room.
     #[napi]
     pub fn room_counts(&self) -> HashMap<String, u32> {
@@ -383,6 +464,21 @@ impl NativeServer {
     #[napi]
     pub fn get_all_rooms(&self) -> Vec<RoomInfo> {
         self.engine.rooms.all()
+    }
+
+    /// A room's kept messages after `since` (at most `limit`); None without such a room or
+    /// history. The facade checked `since` and `limit`.
+    #[napi]
+    pub fn history(&self, id: String, since: Option<f64>, limit: Option<u32>) -> Option<rooms::HistoryPage> {
+        let limit = limit.unwrap_or(config::MAX_HISTORY_PAGE).min(config::MAX_HISTORY_PAGE) as usize;
+        let since = since.filter(|s| *s >= 0.0).map(|s| s as u64);
+        self.engine.rooms.history(&id, since, limit, self.engine.mono_ms())
+    }
+
+    /// Disconnected sessions kept on this node.
+    #[napi]
+    pub fn session_count(&self) -> u32 {
+        self.engine.sessions.as_ref().map(|s| s.len() as u32).unwrap_or(0)
     }
 
     /// Deletes a room; its members get `room_left`.
@@ -417,7 +513,7 @@ impl NativeServer {
             .filter(|room| {
                 let left = self.engine.leave(&c, room);
                 if left {
-                    self.engine.reply(&c, protocol::room_left(room, &None));
+                    self.engine.reply_about(&c, room, protocol::room_left(room, &None));
                 }
                 left
             })
@@ -445,14 +541,13 @@ impl NativeServer {
         }
         let message: serde_json::Value =
             serde_json::from_str(&message_json).unwrap_or(serde_json::Value::Null);
-        let frame = protocol::room_message(&room, &message, &c.client_id);
-        Ok(self.engine.room_message_from(&c, &room, frame))
+        Ok(self.engine.room_message_from(&c, &room, &message))
     }
 
     /// Sends text to a room or everyone, skipping `except`; the bytes are shared by all recipients.
     #[napi]
     pub fn broadcast_text(&self, text: String, room: Option<String>, except: Option<Vec<String>>) -> u32 {
-        self.engine.broadcast(OutFrame::text(&text), room.as_deref(), &socket_uuids(except))
+        self.engine.broadcast_text(&text, room.as_deref(), &socket_uuids(except))
     }
 
     /// Binary version of `broadcastText`; the bytes are copied once.
@@ -486,9 +581,11 @@ impl NativeServer {
         let mut extra = c.extra().ok_or_else(closed)?;
         let meta = &mut extra.get_or_insert_with(Default::default).metadata;
         match json {
-            Some(v) => meta.insert(key, v),
+            Some(v) => meta.insert(key.clone(), v),
             None => meta.remove(&key),
         };
+        drop(extra);
+        self.engine.metadata_changed(&c, &key);
         Ok(())
     }
 
@@ -547,6 +644,12 @@ impl NativeServer {
     pub fn resolve_join(&self, request: u32, allowed: bool) {
         self.engine.resolve_join(request, allowed);
     }
+}
+
+/// The first `trustProxy` entry that is not an address or CIDR range (null: all valid).
+#[napi]
+pub fn check_trust_proxy(entries: Vec<String>) -> Option<String> {
+    trust_proxy::TrustProxy::parse(&entries).err()
 }
 
 /// Socket ids (UUID strings, possibly of sockets on other cluster nodes) as bytes; the facade

@@ -13,6 +13,7 @@ use crate::cork::CorkScope;
 use crate::dispatch::Dispatch;
 use crate::engine::Engine;
 use crate::frame::Decoder;
+use crate::rate_limit::RateLimit;
 
 /// Bytes read per syscall into the per-thread scratch buffer.
 const SCRATCH_BYTES: usize = 64 * 1024;
@@ -51,11 +52,12 @@ pub struct Reader {
 
 impl Reader {
     /// A reader for frames of at most `max_payload` bytes; `now`: the engine's monotonic clock.
-    pub fn new(max_payload: usize, now: u64) -> Self {
+    /// `rate_limit`: the connection's path's `rateLimit`.
+    pub fn new(max_payload: usize, now: u64, rate_limit: Option<RateLimit>) -> Self {
         Reader {
             decoder: Decoder::new(max_payload),
             partial: Vec::new(),
-            dispatch: Dispatch::new(now),
+            dispatch: Dispatch::new(now, rate_limit),
             stalled: false,
             tls: false,
         }
@@ -266,7 +268,7 @@ mod tests {
             [(u64::MAX, 1002, "Invalid frame length"), (1 << 62, 1009, "Message too big")]
         {
             let (engine, conn, stream, mut peer) = setup(1024, 100).await;
-            let mut reader = Reader::new(engine.config.max_payload, 0);
+            let mut reader = Reader::new(engine.config.max_payload, 0, None);
             // A 200-byte message fills the inbound queue (limit 100): the decoder stops before
             // the next frame, a header it has not checked.
             let mut bytes = frame(2, 200, &[7; 200]);
@@ -289,7 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_congestion_stop_keeps_the_rest_and_resumes_where_it_stopped() {
         let (engine, conn, _stream, _peer) = setup(1024, 100).await;
-        let mut reader = Reader::new(engine.config.max_payload, 0);
+        let mut reader = Reader::new(engine.config.max_payload, 0, None);
         let mut bytes = Vec::new();
         for i in 0..3u8 {
             bytes.extend_from_slice(&frame(2, 150, &[i; 150]));

@@ -16,6 +16,7 @@ use crate::clock;
 use crate::conn::{Conn, SendContext};
 use crate::cork;
 use crate::fanout::{self, FanoutTarget, Skip};
+use crate::history::{self, History, HistoryLimits, Position};
 use crate::outbox::{OutFrame, SendStatus};
 
 /// Longest room id, in bytes.
@@ -31,6 +32,49 @@ pub struct RoomSpec {
     pub max_connections: Option<u32>,
     /// JSON text of the metadata object.
     pub metadata: Option<String>,
+    /// Members get `presence_join` / `presence_leave` frames.
+    pub presence_events: Option<bool>,
+    /// The room gets a `rnode_ws_room_members{room}` gauge of its own in the metrics.
+    pub metrics: Option<bool>,
+    /// History: messages kept (history is on when this is set).
+    pub history_size: Option<u32>,
+    /// History: how long a message is kept, ms.
+    pub history_ttl: Option<u32>,
+    /// History: frame bytes kept (default `config::DEFAULT_HISTORY_BYTES`).
+    pub history_bytes: Option<u32>,
+}
+
+impl RoomSpec {
+    /// The history limits this spec asks for, else the server-wide default.
+    fn history(&self, default: Option<HistoryLimits>) -> Option<HistoryLimits> {
+        match (self.history_size, self.history_ttl) {
+            (Some(size), Some(ttl)) => Some(HistoryLimits {
+                size: size.min(crate::config::MAX_HISTORY_SIZE) as usize,
+                ttl_ms: u64::from(ttl),
+                bytes: self.history_bytes.unwrap_or(crate::config::DEFAULT_HISTORY_BYTES) as usize,
+            }),
+            _ => default,
+        }
+    }
+}
+
+/// Where a client stands in a room's history when it joins: the room's epoch and newest offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// A room's history as `server.history` reports it.
+#[napi(object)]
+pub struct HistoryPage {
+    pub epoch: String,
+    /// Offset of the newest message published to the room.
+    pub offset: f64,
+    /// The kept messages after `since`, oldest first: their `room_message` frame texts.
+    pub frames: Vec<String>,
+    /// Wall-clock ms each was stored, in the same order.
+    pub times: Vec<f64>,
 }
 
 /// A room as `getRoom` reports it.
@@ -102,6 +146,7 @@ struct Room {
     /// Created by a join rather than `createRoom`: removed when its last member leaves.
     auto_created: bool,
     members: HashMap<u32, Arc<Conn>>,
+    history: Option<History>,
 }
 
 impl Room {
@@ -127,14 +172,21 @@ pub fn valid_room_id(id: &str) -> bool {
 pub struct Rooms {
     map: DashMap<String, Room>,
     auto_create: bool,
+    /// The server-wide `history` option: every room without its own gets it.
+    default_history: Option<HistoryLimits>,
     /// Bumped by every membership change: a corked thread's pending shared fan-out is only
     /// extended while it is unchanged (see `fanout::SharedFanout`).
     version: AtomicU64,
 }
 
 impl Rooms {
-    pub fn new(auto_create: bool) -> Self {
-        Rooms { map: DashMap::new(), auto_create, version: AtomicU64::new(0) }
+    pub fn new(auto_create: bool, default_history: Option<HistoryLimits>) -> Self {
+        Rooms { map: DashMap::new(), auto_create, default_history, version: AtomicU64::new(0) }
+    }
+
+    fn new_room(&self, spec: RoomSpec, auto_created: bool) -> Room {
+        let history = spec.history(self.default_history).map(History::new);
+        Room { spec, created_at: clock::wall_ms() as f64, auto_created, members: HashMap::new(), history }
     }
 
     /// Creates a room; false when the id is taken.
@@ -142,12 +194,8 @@ impl Rooms {
         match self.map.entry(spec.id.clone()) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
-                v.insert(Room {
-                    spec,
-                    created_at: clock::wall_ms() as f64,
-                    auto_created: false,
-                    members: HashMap::new(),
-                });
+                let room = self.new_room(spec, false);
+                v.insert(room);
                 true
             }
         }
@@ -168,6 +216,20 @@ impl Rooms {
 
     /// Adds a connection to a room. `Ok(false)`: it was already a member.
     pub fn join(&self, conn: &Arc<Conn>, id: &str) -> Result<bool, JoinError> {
+        self.join_with(conn, id, |_, _, _| {}).map(|(joined, _)| joined)
+    }
+
+    /// Adds a connection to a room; `under_lock` runs while the room is locked, before the
+    /// connection becomes a member (or when it already is one), so what it queues to the
+    /// connection comes before any message published to the room after the join (its last
+    /// argument: whether the connection is joining now rather than already a member). Returns
+    /// whether it joined, and the room's place in its history when it has one.
+    pub fn join_with(
+        &self,
+        conn: &Arc<Conn>,
+        id: &str,
+        under_lock: impl FnOnce(&mut Option<History>, Option<Joined>, bool),
+    ) -> Result<(bool, Option<Joined>), JoinError> {
         if !valid_room_id(id) {
             return Err(JoinError::Invalid);
         }
@@ -178,9 +240,6 @@ impl Rooms {
         if conn.is_closing() {
             return Err(JoinError::Closed);
         }
-        if conn_rooms.contains(id) {
-            return Ok(false);
-        }
         let mut room = match self.map.entry(id.to_string()) {
             Entry::Occupied(o) => o.into_ref(),
             Entry::Vacant(v) => {
@@ -188,24 +247,27 @@ impl Rooms {
                     return Err(JoinError::NotFound);
                 }
                 let spec = RoomSpec { id: id.to_string(), name: id.to_string(), ..RoomSpec::default() };
-                v.insert(Room {
-                    spec,
-                    created_at: clock::wall_ms() as f64,
-                    auto_created: true,
-                    members: HashMap::new(),
-                })
+                let room = self.new_room(spec, true);
+                v.insert(room)
             }
         };
+        let joined =
+            room.history.as_ref().map(|h| Joined { epoch: h.epoch.clone(), offset: h.last_offset() });
+        if conn_rooms.contains(id) {
+            under_lock(&mut room.history, joined.clone(), false);
+            return Ok((false, joined));
+        }
         if let Some(max) = room.spec.max_connections {
             if room.members.len() >= max as usize {
                 return Err(JoinError::Full);
             }
         }
+        under_lock(&mut room.history, joined.clone(), true);
         room.members.insert(conn.id, conn.clone());
         self.version.fetch_add(1, Ordering::AcqRel);
         drop(room);
         conn_rooms.insert(id.to_string());
-        Ok(true)
+        Ok((true, joined))
     }
 
     /// Removes a connection from a room; false when it was not a member.
@@ -237,12 +299,12 @@ impl Rooms {
             Some(mut room) => {
                 room.members.remove(&conn_id);
                 self.version.fetch_add(1, Ordering::AcqRel);
-                room.auto_created && room.members.is_empty()
+                room.auto_created && room.members.is_empty() && room.history.is_none()
             }
             None => false,
         };
         if now_empty_auto {
-            self.map.remove_if(id, |_, r| r.auto_created && r.members.is_empty());
+            self.map.remove_if(id, |_, r| r.auto_created && r.members.is_empty() && r.history.is_none());
         }
     }
 
@@ -272,7 +334,7 @@ impl Rooms {
             }
         }
         drop(room);
-        ctx.stats.count_out_n(delivered, msg.payload_len());
+        ctx.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
         delivered
     }
 
@@ -290,12 +352,101 @@ impl Rooms {
         })
     }
 
+    /// Publishes a text message to a room with history: the message gets the next offset
+    /// (`frame` builds its frame from it), is stored, and reaches the members the room has at
+    /// that moment, all under the room's lock, so a connection joining with a replay
+    /// (`join_with`) gets each message exactly once: replayed or live. None when the room has no
+    /// history (the caller fans out as usual); else the recipients and the frame.
+    pub fn publish(
+        &self,
+        ctx: &SendContext,
+        now: u64,
+        id: &str,
+        skip: Skip<'_>,
+        stored_skip: &[[u8; 16]],
+        frame: impl FnOnce(u64) -> String,
+    ) -> Option<(u32, OutFrame)> {
+        if !self.has_history(id) {
+            return None;
+        }
+        let mut room = self.map.get_mut(id)?;
+        let history = room.history.as_mut()?;
+        let text = frame(history.next_offset());
+        history.push(Arc::from(text.as_str()), stored_skip.into(), now, clock::wall_ms());
+        let msg = OutFrame::text(&text);
+        if cork::is_corked() {
+            let version = self.version.load(Ordering::Acquire);
+            let target = FanoutTarget { registry: self as *const Rooms as usize, room: id, skip, version };
+            let members = &room.members;
+            let n = fanout::fan_out_shared(target, &msg, ctx, || {
+                Some((members.values().cloned().collect(), version))
+            });
+            return Some((n, msg));
+        }
+        let mut delivered = 0;
+        for conn in room.members.values() {
+            if !skip.matches(conn) && conn.send_uncounted(ctx, &msg) != SendStatus::Dropped {
+                delivered += 1;
+            }
+        }
+        drop(room);
+        ctx.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
+        Some((delivered, msg))
+    }
+
+    pub fn has_history(&self, id: &str) -> bool {
+        self.map.get(id).is_some_and(|r| r.history.is_some())
+    }
+
+    /// A room's kept messages after `since`, at most `limit`; None without such a room or history.
+    pub fn history(&self, id: &str, since: Option<u64>, limit: usize, now: u64) -> Option<HistoryPage> {
+        let mut room = self.map.get_mut(id)?;
+        let h = room.history.as_mut()?;
+        let entries: Vec<history::Entry> = h.since(since, limit, now);
+        Some(HistoryPage {
+            epoch: h.epoch.clone(),
+            offset: h.last_offset() as f64,
+            frames: entries.iter().map(|e| e.frame.to_string()).collect(),
+            times: entries.iter().map(|e| e.wall as f64).collect(),
+        })
+    }
+
+    /// Where (epoch, offset) stands in a room's history; None without such a room or history.
+    pub fn position(&self, id: &str, epoch: &str, offset: u64, now: u64) -> Option<Position> {
+        let mut room = self.map.get_mut(id)?;
+        let h = room.history.as_mut()?;
+        Some(h.position(epoch, offset, now))
+    }
+
+    /// Removes auto-created rooms whose history has emptied and that have no members left
+    /// (with history, an empty auto-created room stays while its messages may still be asked for).
+    pub fn sweep(&self, now: u64) {
+        self.map.retain(|_, r| {
+            if let Some(h) = r.history.as_mut() {
+                h.trim(now);
+                !(r.auto_created && r.members.is_empty() && h.len() == 0)
+            } else {
+                true
+            }
+        });
+    }
+
     pub fn info(&self, id: &str) -> Option<RoomInfo> {
         self.map.get(id).map(|r| r.info())
     }
 
     pub fn all(&self) -> Vec<RoomInfo> {
         self.map.iter().map(|r| r.info()).collect()
+    }
+
+    /// Whether the room sends presence events.
+    pub fn presence_events(&self, id: &str) -> bool {
+        self.map.get(id).is_some_and(|r| r.spec.presence_events == Some(true))
+    }
+
+    /// Member connections of a room (empty when it does not exist).
+    pub fn member_conns(&self, id: &str) -> Vec<Arc<Conn>> {
+        self.map.get(id).map(|r| r.members.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Member ids of a room (empty when it does not exist).
@@ -308,6 +459,23 @@ impl Rooms {
     }
 
     /// (room id, member count) for every room.
+    /// Member counts of the rooms created with `metrics: true`.
+    pub fn metric_counts(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .map
+            .iter()
+            .filter(|r| r.spec.metrics == Some(true))
+            .map(|r| (r.key().clone(), r.members.len() as u32))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Memberships summed over every room (no allocation: a scrape with many rooms stays cheap).
+    pub fn memberships(&self) -> u64 {
+        self.map.iter().map(|r| r.members.len() as u64).sum()
+    }
+
     pub fn counts(&self) -> Vec<(String, u32)> {
         self.map.iter().map(|r| (r.key().clone(), r.members.len() as u32)).collect()
     }
@@ -326,7 +494,7 @@ mod tests {
 
     #[tokio::test]
     async fn join_and_leave_keep_both_sides_in_step() {
-        let rooms = Rooms::new(true);
+        let rooms = Rooms::new(true, None);
         let (a, _pa) = conn(1).await;
         assert_eq!(rooms.join(&a, "r"), Ok(true));
         assert_eq!(rooms.join(&a, "r"), Ok(false), "already a member");
@@ -350,7 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn joins_are_refused_for_a_full_missing_or_bad_room_and_a_closing_connection() {
-        let rooms = Rooms::new(false);
+        let rooms = Rooms::new(false, None);
         let (a, _pa) = conn(1).await;
         let (b, _pb) = conn(2).await;
         assert_eq!(rooms.join(&a, "nope"), Err(JoinError::NotFound));
@@ -370,7 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn fan_out_skips_and_counts_once_for_every_recipient() {
-        let rooms = Rooms::new(true);
+        let rooms = Rooms::new(true, None);
         let ctx = context(1 << 20, true);
         let mut peers = Vec::new();
         let mut conns = Vec::new();
@@ -384,8 +552,8 @@ mod tests {
         assert_eq!(rooms.fan_out(&ctx, "r", &msg, Skip::Conn(2)), 2);
         assert_eq!(rooms.fan_out(&ctx, "r", &msg, Skip::Uuids(&[[1; 16], [3; 16]])), 1);
         assert_eq!(rooms.fan_out(&ctx, "missing", &msg, Skip::Conn(0)), 0);
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 3);
-        assert_eq!(ctx.stats.bytes_out.load(Ordering::Relaxed), 6);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 3);
+        assert_eq!(crate::engine::both(&ctx.stats.bytes_out), 6);
         let frame = &msg.bytes[..];
         assert_eq!(read_some(&mut peers[0]), frame);
         assert_eq!(read_some(&mut peers[1]), frame);
@@ -394,7 +562,7 @@ mod tests {
 
     #[tokio::test]
     async fn corked_fan_outs_share_one_buffer_and_keep_each_members_order() {
-        let rooms = Rooms::new(true);
+        let rooms = Rooms::new(true, None);
         let ctx = context(1 << 20, true);
         let (a, mut pa) = conn(1).await;
         let (b, mut pb) = conn(2).await;
@@ -412,6 +580,6 @@ mod tests {
         let shared = [&one.bytes[..], &two.bytes[..]].concat();
         assert_eq!(read_some(&mut pa), shared);
         assert_eq!(read_some(&mut pb), [&shared[..], &direct.bytes[..]].concat());
-        assert_eq!(ctx.stats.messages_out.load(Ordering::Relaxed), 5);
+        assert_eq!(crate::engine::both(&ctx.stats.messages_out), 5);
     }
 }

@@ -8,12 +8,16 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use crate::config::{PROXY_HEADER_TIMEOUT_MS, PROXY_V2_MAX_BYTES};
 use crate::conn::ConnInfo;
 use crate::engine::{hooks, Admission, AdmissionError, Engine, Verdict};
 use crate::error::{ListenError, Result};
 use crate::events::Event;
 use crate::handshake::{self, Head, Parsed};
+use crate::metrics::EarlyDrop;
+use crate::proxy_protocol::{self, Outcome};
 use crate::task;
+use crate::trust_proxy;
 
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
@@ -57,9 +61,9 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             },
-            _ = engine.stop_accepting.notified() => break,
+            _ = engine.stop_accepting.notified() => {}
         }
-        if engine.is_shutting_down() {
+        if engine.stops_accepting() {
             break;
         }
     }
@@ -67,16 +71,33 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
 
 /// Reads the upgrade request, answers it, and runs the connection on the same task (after the
 /// TLS handshake when the port speaks TLS).
-async fn serve_tcp(engine: Arc<Engine>, stream: TcpStream, remote: SocketAddr) {
+async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, peer: SocketAddr) {
+    // With `proxyProtocol`, the proxy's header comes first and names the client.
+    let (remote, mut buf) = if engine.config.proxy_protocol {
+        let start = tokio::time::Instant::now();
+        let header_deadline = (start + engine.config.handshake_timeout)
+            .min(start + std::time::Duration::from_millis(u64::from(PROXY_HEADER_TIMEOUT_MS)));
+        let read = Box::pin(read_proxy_header(&mut stream));
+        match tokio::time::timeout_at(header_deadline, read).await {
+            Ok(Some((addr, rest))) => (addr.unwrap_or(peer), rest),
+            Ok(None) => return engine.metrics.early_drop(EarlyDrop::ProxyInvalid),
+            Err(_) => return engine.metrics.early_drop(EarlyDrop::ProxyTimeout),
+        }
+    } else {
+        (peer, Vec::new())
+    };
+    // TLS after the PROXY header: what arrived behind the header is the start of the handshake.
     if let Some(tls) = engine.tls.clone() {
-        return crate::tls::serve(engine, tls, stream, remote).await;
+        return crate::tls::serve(engine, tls, stream, remote, buf).await;
     }
-    serve_attached(engine, stream, remote, Vec::new(), 0).await;
+    buf.reserve(1024);
+    serve_attached(engine, stream, remote, buf, 0).await;
 }
 
 /// `serve_tcp` for a connection Node accepted (attach mode): `prefix` holds the bytes Node read
 /// (the request head rebuilt by JS, then the rest), read before the stream's. A non-zero
 /// `attach` is reported with the connection, or in an `UpgradeFailed` event when it is refused.
+/// On the own port, `prefix` holds what arrived behind a PROXY protocol header (usually nothing).
 pub async fn serve_attached(
     engine: Arc<Engine>,
     mut stream: TcpStream,
@@ -118,6 +139,15 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         failed(engine);
         return None;
     };
+    if let Some(response) = endpoint(engine, &head) {
+        let _ = tokio::time::timeout_at(deadline, async {
+            stream.write_all(&response).await?;
+            stream.shutdown().await
+        })
+        .await;
+        failed(engine);
+        return None;
+    }
     match Box::pin(accept(engine, head, remote, deadline, attach, peer_cert)).await {
         Ok((info, protocol, key, admission, upgrade_request)) => {
             let response = handshake::switching_protocols(&key, protocol.as_deref());
@@ -133,9 +163,11 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
                 failed(engine);
                 return None;
             }
+            engine.metrics.accepted();
             Some((info, leftover, admission))
         }
         Err(response) => {
+            engine.metrics.refused(handshake::status_of(&response));
             let _ = tokio::time::timeout_at(deadline, async {
                 stream.write_all(&response).await?;
                 stream.shutdown().await
@@ -172,6 +204,7 @@ async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Parsed::Partial) => continue,
             Ok(Parsed::Complete(head, len)) => return Some((head, buf[len..].to_vec())),
             Err(rejection) => {
+                engine.metrics.refused(rejection.status);
                 let _ = stream.write_all(&rejection.response()).await;
                 let _ = stream.shutdown().await;
                 return None;
@@ -179,6 +212,56 @@ async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+/// Reads the PROXY protocol header (v1 or v2) the connection must start with. Returns the
+/// client it names (None: a LOCAL/UNKNOWN header, the peer stays) and the bytes behind it; None
+/// when the header is invalid or the connection ends first. Reads only what the header needs
+/// plus what arrived with it, bounded by `PROXY_V2_MAX_BYTES`.
+async fn read_proxy_header(stream: &mut TcpStream) -> Option<(Option<SocketAddr>, Vec<u8>)> {
+    let mut buf: Vec<u8> = Vec::with_capacity(256);
+    loop {
+        match proxy_protocol::parse(&buf, PROXY_V2_MAX_BYTES) {
+            Outcome::Done { addr, consumed } => return Some((addr, buf.split_off(consumed))),
+            Outcome::Invalid(_) => return None,
+            Outcome::Need(_) => {}
+        }
+        if buf.len() >= PROXY_V2_MAX_BYTES {
+            return None;
+        }
+        buf.reserve(PROXY_V2_MAX_BYTES - buf.len());
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The answer of the `metricsPath` and `healthPath` endpoints, when the request is for one.
+fn endpoint(engine: &Engine, head: &Head) -> Option<Vec<u8>> {
+    let is = |path: &Option<String>| path.as_deref() == Some(head.path.as_str());
+    let metrics = is(&engine.config.metrics_path);
+    if !metrics && !is(&engine.config.health_path) {
+        return None;
+    }
+    if head.method != "GET" && head.method != "HEAD" {
+        return Some(handshake::error_response(405, "Only GET", Some(("allow", "GET, HEAD"))));
+    }
+    let mut response = if metrics {
+        handshake::body_response(200, METRICS_CONTENT_TYPE, engine.metrics_text().as_bytes())
+    } else {
+        let (status, body) = engine.health();
+        handshake::body_response(status, "application/json", body.as_bytes())
+    };
+    if head.method == "HEAD" {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            response.truncate(end + 4);
+        }
+    }
+    Some(response)
+}
+
+/// The Prometheus text format, version 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What an accepted upgrade needs: the connection's identity, the chosen subprotocol, the key
 /// to answer, its admission, and the `onUpgrade` request id (0 without the hook).
@@ -207,6 +290,8 @@ async fn accept(
             return Err(handshake::error_response(403, "Origin not allowed", None));
         }
     }
+    // Behind a trusted proxy, the client is the address its forwarding header names.
+    let remote = resolve_client(engine, &head, remote);
     let admission = match engine.admit(remote.ip()) {
         Ok(a) => a,
         Err(AdmissionError::ServerFull) => {
@@ -218,11 +303,13 @@ async fn accept(
     };
     let offered = handshake::offered_protocols(&head);
     let mut protocol = offered.iter().find(|p| engine.config.protocols.contains(p)).cloned();
-    let uuid = fast_uuid();
-    let mut client_id = match query_param(&head.query, "clientId") {
-        Some(id) if valid_client_id(id) => id.to_string(),
-        _ => format!("client_{}", &uuid.simple().to_string()[..8]),
+    let mut uuid = fast_uuid();
+    let asked_client_id = query_param(&head.query, "clientId").filter(|id| valid_client_id(id));
+    let mut client_id = match asked_client_id {
+        Some(id) => id.to_string(),
+        None => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
+    let mut chosen_client_id = asked_client_id.is_some();
     let mut request_info = request_json(&head, remote, &offered);
     if let Some(der) = peer_cert {
         request_info.extend_from_slice(b",\"peerCertificate\":");
@@ -244,6 +331,7 @@ async fn accept(
             Ok(Ok(Verdict::Accept { client_id: id, protocol: chosen })) => {
                 if let Some(id) = id {
                     client_id = id;
+                    chosen_client_id = true;
                 }
                 if chosen.is_some() {
                     protocol = chosen;
@@ -258,6 +346,21 @@ async fn accept(
         }
     }
 
+    // A session token takes its session back when the client it belongs to presents it: a
+    // clientId chosen by the request or `onUpgrade` must match the session's.
+    let token = query_param(&head.query, "session").and_then(crate::sessions::parse_token);
+    let resumed = match token {
+        Some(token) => {
+            let chosen = chosen_client_id.then_some(client_id.as_str());
+            crate::sessions::resume(engine, &token, chosen).await
+        }
+        None => None,
+    };
+    if let Some(s) = &resumed {
+        client_id = s.client_id.clone();
+        uuid = uuid::Uuid::from_bytes(s.uuid);
+    }
+
     let mut info_json = request_info;
     info_json.extend_from_slice(b",\"id\":");
     json_str(&mut info_json, &uuid.to_string());
@@ -265,9 +368,30 @@ async fn accept(
     json_str(&mut info_json, &client_id);
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
-    info_json.extend_from_slice(format!(",\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes());
-    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json) };
+    let recovered = resumed.is_some();
+    info_json.extend_from_slice(
+        format!(",\"recovered\":{recovered},\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes(),
+    );
+    let info = ConnInfo { uuid: *uuid.as_bytes(), client_id, path, info_json: json_text(info_json), resumed };
     Ok((info, protocol, key, admission, upgrade_request))
+}
+
+/// The client's address: `remote` (the peer, or what a PROXY header named) unless it is a
+/// trusted proxy (`trustProxy`), then the rightmost untrusted hop of its forwarding header (port
+/// 0: the header names no port we can trust).
+fn resolve_client(engine: &Engine, head: &Head, remote: SocketAddr) -> SocketAddr {
+    let trust = &engine.config.trust_proxy;
+    if trust.is_empty() {
+        return remote;
+    }
+    let header = engine.config.proxy_header;
+    let values: Vec<&[u8]> = head.all(header.name()).collect();
+    let ip = trust.resolve(remote.ip(), header, values.into_iter());
+    if ip == trust_proxy::canonical(remote.ip()) {
+        SocketAddr::new(ip, remote.port())
+    } else {
+        SocketAddr::new(ip, 0)
+    }
 }
 
 /// A `clientId` is kept when it is 1-64 characters of `[A-Za-z0-9_.:-]`.

@@ -11,6 +11,7 @@ use crate::clock;
 use crate::conn::{attn, Conn, ConnInfo};
 use crate::engine::{Admission, Engine};
 use crate::events::Event;
+use crate::metrics::frame_type;
 use crate::reader::{ReadOutcome, Reader};
 use crate::tls_stream::TlsSession;
 
@@ -46,14 +47,20 @@ impl Drop for TaskEnd {
         let TaskEnd { engine, conn, reader, .. } = self;
         // No new sends, broadcasts or joins reach it from here on.
         conn.mark_closing();
-        engine.unregister(conn);
+        let session = engine.unregister(conn, reader.dispatch.close.as_ref());
         drop(self.admission.take());
+        if conn.close_queued() {
+            engine.metrics.control_out(frame_type::CLOSE, 1, 0);
+        }
         // Close the socket: the outbox lets its handle go (the task's has gone, or goes with
         // the task).
         conn.shut_down();
         let (code, reason) =
             reader.dispatch.close.take().or(conn.requested_close()).unwrap_or((1006, String::new()));
+        engine.metrics.closed(code);
         engine.events.push(Event::Close { conn: conn.id, code, reason });
+        // Kept only now, so JS sees this close before the connect of whoever resumes it.
+        crate::sessions::keep(engine, session);
         engine.live_tasks.fetch_sub(1, Ordering::AcqRel);
         engine.conn_gone.notify_waiters();
     }
@@ -73,7 +80,7 @@ pub fn start(
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
-    let ConnInfo { uuid, client_id, path, info_json } = info;
+    let ConnInfo { uuid, client_id, path, info_json, resumed } = info;
     let hooks = engine.route_hooks(&path);
     let conn =
         Arc::new(Conn::new(id, uuid, client_id, hooks, stream.clone(), engine.mono_ms(), clock::wall_ms()));
@@ -87,12 +94,13 @@ pub fn start(
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
     engine.conns_version.fetch_add(1, Ordering::AcqRel);
+    crate::sessions::on_open(&engine, &conn, resumed);
     engine.events.push(Event::Connect { conn: id, info: info_json });
     if engine.is_shutting_down() {
         conn.close(1001, "Server shutting down");
     }
 
-    let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms());
+    let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms(), engine.route_rate_limit(&path));
     reader.tls = is_tls;
     let reading = leftover.is_empty() || reader.take_leftover(&engine, &conn, leftover);
     // Its own task, holding only what the connection's life needs: the handshake's state is
@@ -251,8 +259,13 @@ mod tests {
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let admission = engine.admit(IP).unwrap();
         assert_eq!(engine.admit(IP).err(), Some(AdmissionError::TooManyFromIp));
-        let info =
-            ConnInfo { uuid: [9; 16], client_id: "c".into(), path: "/ws".into(), info_json: "{}".into() };
+        let info = ConnInfo {
+            uuid: [9; 16],
+            client_id: "c".into(),
+            path: "/ws".into(),
+            info_json: "{}".into(),
+            resumed: None,
+        };
         start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission, None);
         let conn = engine.conns.iter().next().map(|e| e.value().clone()).unwrap();
         assert_eq!(engine.rooms.join(&conn, "r"), Ok(true));
@@ -307,7 +320,7 @@ mod tests {
             engine: engine.clone(),
             conn,
             admission: Some(admission),
-            reader: Reader::new(1024, 0),
+            reader: Reader::new(1024, 0, None),
         };
         // Every idle connection carries this state: the guard, the stream and the loop's locals.
         let task = drive(end, stream, true);

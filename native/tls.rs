@@ -233,13 +233,29 @@ const HANDSHAKE_RECORD: u8 = 22;
 
 /// Serves a connection on the TLS port: the TLS handshake, then the upgrade over it, all within
 /// `handshakeTimeout`; then the connection's task with the session. A plain HTTP request gets a
-/// plaintext 400 and is closed; a handshake that fails or stalls is dropped.
-pub async fn serve(engine: Arc<Engine>, tls: Arc<TlsContext>, mut stream: TcpStream, remote: SocketAddr) {
+/// plaintext 400 and is closed; a handshake that fails or stalls is dropped. `prefix` holds the
+/// bytes read behind a PROXY protocol header: the start of the handshake.
+pub async fn serve(
+    engine: Arc<Engine>,
+    tls: Arc<TlsContext>,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    prefix: Vec<u8>,
+) {
     let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
-    let mut first = [0u8; 1];
-    match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
-        Ok(Ok(1)) if first[0] == HANDSHAKE_RECORD => {}
-        Ok(Ok(1)) if first[0].is_ascii_uppercase() => {
+    let first = match prefix.first() {
+        Some(&byte) => Some(byte),
+        None => {
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout_at(deadline, stream.peek(&mut byte)).await {
+                Ok(Ok(1)) => Some(byte[0]),
+                _ => None,
+            }
+        }
+    };
+    match first {
+        Some(HANDSHAKE_RECORD) => {}
+        Some(byte) if byte.is_ascii_uppercase() => {
             let _ = tokio::time::timeout_at(deadline, async {
                 stream.write_all(PLAIN_HTTP_RESPONSE).await?;
                 stream.shutdown().await
@@ -249,7 +265,20 @@ pub async fn serve(engine: Arc<Engine>, tls: Arc<TlsContext>, mut stream: TcpStr
         }
         _ => return,
     }
-    let Ok(Ok(mut tls_stream)) = tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await else {
+    // Bytes already read go into the session before tokio-rustls reads the socket; processed
+    // at once, so a ClientHello that came whole is answered instead of waiting for more.
+    let feed = |session: &mut rustls::ServerConnection| {
+        let mut rest = prefix.as_slice();
+        while !rest.is_empty() {
+            if !matches!(session.read_tls(&mut rest), Ok(n) if n > 0)
+                || session.process_new_packets().is_err()
+            {
+                break;
+            }
+        }
+    };
+    let accepting = tls.acceptor.accept_with(stream, feed);
+    let Ok(Ok(mut tls_stream)) = tokio::time::timeout_at(deadline, accepting).await else {
         return;
     };
     let peer = tls_stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());

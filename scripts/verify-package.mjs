@@ -141,6 +141,9 @@ const WebSocket = require('ws')
 const engine = require.resolve('@rnode/ws-${triple}')
 assert.ok(!require('node:path').relative(process.cwd(), engine).startsWith('..'), 'engine resolved outside the project: ' + engine)
 
+// The ws-compatible API is a subpath export of the same tarball.
+assert.equal(typeof require('@rnode/ws/compat').WebSocketServer, 'function', '@rnode/ws/compat did not load')
+
 const manifest = require('@rnode/ws/package.json')
 assert.equal(manifest.optionalDependencies?.['@rnode/ws-${triple}'], manifest.version, 'published manifest lacks the platform package')
 

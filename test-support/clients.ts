@@ -92,3 +92,10 @@ export function refusedStatus(url: string, options: WebSocket.ClientOptions = {}
     ws.on('error', () => {})
   })
 }
+
+/** Collects every message a client receives. */
+export function collect(ws: WebSocket): Array<string | Buffer> {
+  const got: Array<string | Buffer> = []
+  ws.on('message', (m, isBinary) => got.push(isBinary ? (m as Buffer) : String(m)))
+  return got
+}

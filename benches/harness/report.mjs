@@ -128,6 +128,7 @@ export function targets(lines) {
   }
   const at = (l, them, bound) => ({ what: `${l?.id ?? '?'}${l?.ours === 'rnode-native' ? ' (native)' : ''} vs ${them}`, ratio: l ? ratio(l, them) : null, ...bound })
   const e32 = find('echo-32-rate')
+  const c32 = find('echo-32-rate', 'rnode-compat')
   const e4k = find('echo-4k-rate')
   const bc = find('broadcast-rate')
   const bcNative = find('broadcast-rate', 'rnode-native')
@@ -145,6 +146,10 @@ export function targets(lines) {
     check('3. RSS per idle connection: at most Bun', [at(rss, 'bun', { atMost: 1 })]),
     check('4. connections accepted per second: >= 1.0x Bun', [at(conn, 'bun', { atLeast: 1 })]),
     check('5. echo p99 RTT at the same offered load: no worse than uWebSockets.js', [at(p99, 'uws', { atMost: 1 })]),
+    check('6. echo 32 B through @rnode/ws/compat (ws API): >= 8x ws and >= 0.6x the native API', [
+      at(c32, 'ws', { atLeast: 8 }),
+      { what: 'echo-32-rate compat vs native', ratio: c32 && e32 ? ratio({ cells: { ours: c32.cells.ours, native: e32.cells.ours } }, 'native') : null, atLeast: 0.6 },
+    ]),
   ]
 }
 

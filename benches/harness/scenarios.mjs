@@ -9,6 +9,10 @@ export function servers(benches) {
     uws: { label: 'uWebSockets.js', cmd: ['node', join(benches, 'servers/uws.mjs')] },
     bun: { label: 'Bun', cmd: [bun, join(benches, 'servers/bun.mjs')] },
     rnode: { label: 'rnode-ws', cmd: ['node', join(benches, 'servers/rnode.mjs')], ours: true },
+    // benches/servers/ws.mjs unchanged but for its import: @rnode/ws/compat instead of ws.
+    'rnode-compat': { label: 'rnode-ws/compat (ws API)', cmd: ['node', join(benches, 'servers/ws.mjs'), '--compat'], ours: true },
+    // The same server with history on the broadcast room (issue 19).
+    'rnode-history': { label: 'rnode-ws, room history on', cmd: ['node', join(benches, 'servers/rnode.mjs'), '--history'], ours: true },
     // Attach mode (issue 16): on a plain Node http server's port, fast path (descriptor
     // adoption) and forced slow path (loopback pump); on an https server (slow path, TLS in
     // Node); ws attached the same ways.
@@ -19,6 +23,19 @@ export function servers(benches) {
     'ws-https': { label: 'ws on https', cmd: ['node', join(benches, 'servers/ws-https.mjs')] },
     // Two rnode-ws nodes sharing a room through a private redis-server the runner starts.
     'rnode-cluster': { label: 'rnode-ws, 2 nodes + Redis', cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')], ours: true, cluster: { nodes: 2 } },
+    // Four nodes, 40 rooms, 10 per node: the one-channel layout and per-room channels.
+    'rnode-cluster4-single': {
+      label: "rnode-ws, 4 nodes, channels: 'single'",
+      cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')],
+      ours: true,
+      cluster: { nodes: 4, env: { ROOMS: '1', CHANNELS: 'single' } },
+    },
+    'rnode-cluster4-room': {
+      label: "rnode-ws, 4 nodes, channels: 'room'",
+      cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')],
+      ours: true,
+      cluster: { nodes: 4, env: { ROOMS: '1', CHANNELS: 'room' } },
+    },
   }
 }
 
@@ -37,7 +54,11 @@ export function scenarios({ quick, benches }) {
     {
       id: 'echo-32',
       loadgen: ['--mode', 'echo', '--path', '/echo', '--conns', '100', '--inflight', '64', '--size', '32'],
-      runs: ['ws', 'uws', 'bun', 'rnode'],
+      runs: ['ws', 'uws', 'bun', 'rnode', 'rnode-compat'],
+      variants: {
+        rnode: { server: 'rnode', label: 'rnode-ws (native API)', short: 'rnode-ws' },
+        'rnode-compat': { server: 'rnode-compat', label: 'rnode-ws/compat (ws API)', short: 'rnode-ws/compat' },
+      },
       rows: [
         { id: 'echo-32-rate', title: 'echo, 100 conns, 32 B, 64 in flight (msgs/s)', metric: 'rate', better: 'higher', target: 'echo' },
         { id: 'echo-32-p99', title: 'echo 32 B, closed loop: p99 RTT (us)', metric: 'p99_us', better: 'lower' },
@@ -100,6 +121,38 @@ export function scenarios({ quick, benches }) {
       ],
     },
     ...attachScenarios(connectN, benches),
+    {
+      // History (issue 19): the broadcast above with the room keeping its last 1,000 messages;
+      // each message is numbered and stored, and members get it wrapped as a room_message with
+      // its offset (a longer frame than the bare 32 B).
+      id: 'history',
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],
+      runs: ['rnode', 'rnode-history'],
+      baseline: 'rnode',
+      variants: {
+        rnode: { server: 'rnode', label: 'rnode-ws, history off', short: 'history off', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+        'rnode-history': { server: 'rnode-history', label: 'rnode-ws, history on', short: 'history on', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+      },
+      rows: [
+        { id: 'history-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight, server.broadcast from JS, room history off/on (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'history-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      // Cluster at scale (issue 20): 4,000 subscribers in 40 rooms over four nodes, each node
+      // with members in 10 rooms, one publisher (on the first node) to random rooms. The
+      // single channel sends every node every message; per-room channels only its rooms'.
+      id: 'cluster-rooms',
+      group: 'cluster',
+      loadgen: ['--mode', 'rooms', '--rooms', '40', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '4000', '--inflight', '64', '--size', '32'],
+      runs: ['rnode-cluster4-single', 'rnode-cluster4-room'],
+      baseline: 'rnode-cluster4-single',
+      rows: [
+        { id: 'cluster-rooms-rate', title: '4,000 subscribers, 40 rooms, 4 nodes, random rooms, 32 B, 64 in flight (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'cluster-rooms-redis-in', title: 'same: Redis-to-node bytes per node per published message', metric: 'redis_in_per_pub', better: 'lower' },
+        { id: 'cluster-rooms-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
     {
       id: 'connect',
       loadgen: ['--mode', 'connect', '--path', '/echo', '--conns', String(connectN), '--concurrency', '64'],

@@ -8,6 +8,7 @@ import type {
   ConnectionStatus,
   IncomingMessage,
   OutgoingMessage,
+  PresenceMember,
   WebSocketConstructor,
   WebSocketLike,
 } from './types'
@@ -36,6 +37,25 @@ interface ServerFrame {
   error?: unknown
   timestamp?: unknown
   request_id?: unknown
+  token?: unknown
+  recovered?: unknown
+  rooms?: unknown
+  epoch?: unknown
+  offset?: unknown
+  client_id?: unknown
+  fields?: unknown
+  members?: unknown
+}
+
+/** Where the client stands in a room's history on the server. */
+interface Position {
+  epoch: string
+  offset: number
+}
+
+function toMember(m: unknown): PresenceMember {
+  const f = (m ?? {}) as ServerFrame
+  return { clientId: String(f.client_id ?? ''), fields: (f.fields ?? {}) as PresenceMember['fields'] }
 }
 
 const OPEN = 1
@@ -84,6 +104,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
   private joinWaiters = new Map<string, Array<Waiter<Room>>>()
   private joinRequests = new Map<string, string>()
   private leaveWaiters = new Map<string, Array<Waiter<void>>>()
+  private presenceWaiters = new Map<string, Array<Waiter<PresenceMember[]>>>()
   private rejoining = new Set<string>()
   private queue: Queued[] = []
   private connectWaiters: Array<Waiter<void>> = []
@@ -94,6 +115,13 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
   private pingTimer: ReturnType<typeof setInterval> | undefined
   private pongTimer: Timer | undefined
   private lastPingAt = 0
+  /** The server's session token (with `recovery` on the server), presented on reconnect. */
+  private session: string | undefined
+  /** Last offset seen per room with history. */
+  private pos = new Map<string, Position>()
+  /** Waiting for the `session` frame of a connection opened with a token. */
+  private resuming = false
+  private recoverRid = ''
 
   constructor(url: string, clientId?: string, options: ClientOptions = {}) {
     super()
@@ -162,6 +190,8 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     const err = new RNodeClientError('ERR_DISCONNECTED', 'disconnect() was called')
     for (const room of this.rooms.values()) room.setJoined(false)
     this.rooms.clear()
+    this.pos.clear()
+    this.session = undefined
     this.rejectAll(err)
     this.setStatus('disconnected')
     if (wasOpen) this.emit('disconnected', code, reason)
@@ -199,6 +229,20 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     }
     const p = this.wait(this.leaveWaiters, roomId, `leave room ${roomId}`)
     this.sendNow({ type: 'leave_room', room_id: roomId, request_id: `l${++this.seq}` })
+    return p
+  }
+
+  /**
+   * Who is in a joined room: each member connection's client id and the fields the server
+   * makes public (on every node of a clustered server).
+   */
+  presence(roomId: string): Promise<PresenceMember[]> {
+    if (!this.rooms.get(roomId)?.isJoinedToRoom() || this.ws?.readyState !== OPEN) {
+      return Promise.reject(new RNodeClientError('ERR_NOT_JOINED', `not in room ${roomId}`, { roomId }))
+    }
+    const rid = `p${++this.seq}`
+    const p = this.wait(this.presenceWaiters, rid, `presence of ${roomId}`)
+    this.sendNow({ type: 'presence', room_id: roomId, request_id: rid })
     return p
   }
 
@@ -249,6 +293,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
       const u = new URL(this.url)
       u.searchParams.set('clientId', this.clientId)
       if (token !== undefined) u.searchParams.set(this.o.authParam, token)
+      if (this.session !== undefined) u.searchParams.set('session', this.session)
       ws = new this.Socket(u.toString())
     } catch (err) {
       return this.stop(new RNodeClientError('ERR_CONNECTION_FAILED', `cannot open ${this.url}: ${String(err)}`))
@@ -269,10 +314,43 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     if (this.tokenSent !== undefined) this.emit('authSuccess')
     this.startHeartbeat()
     this.rejoining = new Set(this.rooms.keys())
-    for (const id of this.rejoining) this.sendJoin(id)
-    if (this.rejoining.size === 0) return this.ready()
+    // With a session token, the server's `session` frame says whether it took the session back.
+    this.resuming = this.session !== undefined
+    this.session = undefined
     const gen = this.gen
     this.rejoinTimer = setTimeout(() => gen === this.gen && this.ready(), this.o.requestTimeout)
+    if (!this.resuming) this.rejoin()
+  }
+
+  /** Joins every known room again (the session was not recovered). */
+  private rejoin(failed = false): void {
+    this.resuming = false
+    for (const id of this.rejoining) {
+      if (failed && this.pos.delete(id)) this.emit('recoveryFailed', id)
+      this.sendJoin(id)
+    }
+    if (this.rejoining.size === 0) this.ready()
+  }
+
+  /** The server took the session back: it rejoins its rooms after replaying what was missed. */
+  private recover(): void {
+    const rooms: Record<string, Position> = {}
+    for (const [id, p] of this.pos) if (this.rooms.has(id)) rooms[id] = p
+    this.recoverRid = `r${++this.seq}`
+    this.sendNow({ type: 'recover', rooms, request_id: this.recoverRid })
+  }
+
+  private onRecovered(result: Record<string, unknown>): void {
+    const ok: string[] = []
+    for (const id of Object.keys(result)) {
+      if (result[id] === true) ok.push(id)
+      else if (this.pos.delete(id)) this.emit('recoveryFailed', id)
+    }
+    // Rooms this client knows that the session did not have are joined as usual.
+    for (const id of this.rejoining) if (!(id in result)) this.sendJoin(id)
+    this.resuming = false
+    this.emit('recovered', ok)
+    if (this.rejoining.size === 0) this.ready()
   }
 
   /** Open and rooms settled: flush the queue, then tell the application. */
@@ -367,8 +445,10 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
   }
 
   private rejectAll(err: RNodeClientError): void {
-    for (const list of this.joinWaiters.values()) for (const w of list) w.reject(err)
-    this.joinWaiters.clear()
+    for (const map of [this.joinWaiters, this.presenceWaiters] as Array<Map<string, Array<Waiter<never>>>>) {
+      for (const list of map.values()) for (const w of list) w.reject(err)
+      map.clear()
+    }
     const waiters = this.connectWaiters
     this.connectWaiters = []
     for (const w of waiters) w.reject(err)
@@ -481,20 +561,46 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
     }
     const roomId = typeof f?.room_id === 'string' ? f.room_id : ''
     switch (f?.type) {
-      case 'room_joined':
+      case 'room_joined': {
         if (typeof f.request_id === 'string') this.joinRequests.delete(f.request_id)
+        const p = this.pos.get(roomId)
+        // A recovered room's missed messages follow: keep the position they continue from.
+        if (typeof f.epoch === 'string' && typeof f.offset === 'number' && !(f.recovered === true && p?.epoch === f.epoch)) {
+          this.pos.set(roomId, { epoch: f.epoch, offset: f.offset })
+        }
         return this.onJoined(roomId)
+      }
+      case 'session':
+        this.session = String(f.token)
+        if (!this.resuming) return
+        return f.recovered === true ? this.recover() : this.rejoin(true)
+      case 'recovered':
+        return this.onRecovered(typeof f.rooms === 'object' && f.rooms !== null ? (f.rooms as Record<string, unknown>) : {})
       case 'room_join_error':
         return this.onJoinError(roomId, String(f.error), f.request_id)
       case 'room_left':
         return this.onLeft(roomId)
       case 'room_message': {
+        const p = this.pos.get(roomId)
+        if (p && typeof f.offset === 'number') {
+          // Seen already (replayed after a recovery, say): drop it.
+          if (f.offset <= p.offset) return
+          p.offset = f.offset
+        }
         const message = typeof f.message === 'string' ? f.message : JSON.stringify(f.message)
         const from = String(f.from_client_id ?? '')
         this.rooms.get(roomId)?.record({ roomId, message, fromClientId: from, timestamp: Date.now() }, true)
         this.emit('roomMessage', roomId, message, from)
         return
       }
+      case 'presence':
+        return this.settle(this.presenceWaiters, String(f.request_id), (w) =>
+          w.resolve(Array.isArray(f.members) ? f.members.map(toMember) : []),
+        )
+      case 'presence_join':
+      case 'presence_leave':
+        this.emit(f.type === 'presence_join' ? 'presenceJoin' : 'presenceLeave', roomId, toMember(f))
+        return
       case 'pong':
         clearTimeout(this.pongTimer)
         this.pongTimer = undefined
@@ -504,6 +610,11 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
         const rid = typeof f.request_id === 'string' ? f.request_id : ''
         const joining = this.joinRequests.get(rid)
         if (joining !== undefined) return this.onJoinError(joining, String(f.error), rid)
+        if (rid !== '' && rid === this.recoverRid) return this.rejoin(true)
+        if (this.presenceWaiters.has(rid)) {
+          const e = new RNodeClientError('ERR_SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) })
+          return this.settle(this.presenceWaiters, rid, (w) => w.reject(e))
+        }
         this.emit('error', new RNodeClientError('ERR_SERVER_ERROR', `server error: ${String(f.error)}`, { reason: String(f.error) }))
         return
       }
@@ -545,6 +656,7 @@ export class RNodeWebSocketClient extends Emitter<ClientEvents> {
   private forget(roomId: string, err?: RNodeClientError): void {
     const room = this.rooms.get(roomId)
     this.rooms.delete(roomId)
+    this.pos.delete(roomId)
     room?.setJoined(false)
     const e = err ?? new RNodeClientError('ERR_NOT_JOINED', `left room ${roomId} before joining`, { roomId })
     this.settle(this.joinWaiters, roomId, (w) => w.reject(e))

@@ -16,6 +16,7 @@ export type {
   ConnectionStatus,
   IncomingMessage,
   OutgoingMessage,
+  PresenceMember,
   RoomMessage,
   WebSocketConstructor,
   WebSocketLike,

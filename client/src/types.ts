@@ -74,6 +74,13 @@ export interface RoomMessage {
   timestamp: number
 }
 
+/** A member connection of a room, as presence shows it. */
+export interface PresenceMember {
+  clientId: string
+  /** The fields the server makes public (its `presence.fields`). */
+  fields: Record<string, unknown>
+}
+
 /** Events of `RNodeWebSocketClient` and their listener arguments. */
 export interface ClientEvents {
   /** Open, rooms rejoined and offline queue flushed. */
@@ -89,6 +96,10 @@ export interface ClientEvents {
   /** A room message from the server. */
   roomMessage: (roomId: string, message: string, fromClientId: string) => void
   roomJoined: (roomId: string) => void
+  /** Another member joined a room with presence events. */
+  presenceJoin: (roomId: string, member: PresenceMember) => void
+  /** Another member left a room with presence events. */
+  presenceLeave: (roomId: string, member: PresenceMember) => void
   roomLeft: (roomId: string) => void
   roomJoinError: (roomId: string, error: RNodeClientError) => void
   /** The server answered a `ping`; `latency` is the round trip in ms. */
@@ -100,5 +111,12 @@ export interface ClientEvents {
   /** The server refused the token; the client does not retry with the same token. */
   authError: (error: RNodeClientError) => void
   statusChange: (status: ConnectionStatus) => void
+  /**
+   * The server took this client's session back after a reconnect (server option `recovery`):
+   * `rooms` got every message missed while away, each once and in order.
+   */
+  recovered: (rooms: string[]) => void
+  /** A room's missed messages could not all be replayed (history trimmed or lost): resync it. */
+  recoveryFailed: (roomId: string) => void
   error: (error: RNodeClientError) => void
 }

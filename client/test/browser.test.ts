@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RNodeWebSocketClient } from '../src/index'
-import { startServer, type Started } from '../../test-support/index'
+import { startProxy, startServer, type Started } from '../../test-support/index'
 import { ensureBuilt, makeClient, nextEvent } from './harness'
 
 // CHROMIUM_PATH points elsewhere (e.g. Google Chrome on GitHub's runners); RNODE_SKIP_BROWSER=1
@@ -89,5 +89,46 @@ describe.skipIf(SKIP_BROWSER)('in a browser', () => {
     await page.waitForTimeout(50)
     socket.send(Buffer.from([7, 0, 255]))
     expect(await pending).toEqual([7, 0, 255])
+  })
+
+  it('recovers after its TCP connection drops: the missed room messages arrive once, in order', async () => {
+    const r = await startServer({}, { recovery: { maxDisconnection: 60_000 } })
+    const proxy = await startProxy(r.port)
+    try {
+      r.server.createRoom('R', { id: 'r', history: { size: 100, ttl: 60_000 } })
+      await page.evaluate(async (url) => {
+        const w = window as unknown as {
+          RNodeWebSocket: typeof import('../src/index')
+          rgot: string[]
+          recovered: string[][]
+          rclient: import('../src/index').RNodeWebSocketClient
+        }
+        w.rgot = []
+        w.recovered = []
+        const client = new w.RNodeWebSocket.RNodeWebSocketClient(url, 'browser_recovery', { reconnectDelay: 50, reconnectJitter: 0 })
+        w.rclient = client
+        client.on('roomMessage', (_room, message) => w.rgot.push(message))
+        client.on('recovered', (rooms) => w.recovered.push(rooms))
+        await client.connect()
+        await client.joinRoom('r')
+      }, proxy.url)
+      r.server.broadcast('m0', { room: 'r' })
+      await page.waitForFunction(() => (window as unknown as { rgot: string[] }).rgot.length === 1, null, { timeout: 5000 })
+      proxy.freeze()
+      for (let i = 1; i <= 5; i++) r.server.broadcast(`m${i}`, { room: 'r' })
+      proxy.thaw()
+      await page.waitForFunction(() => (window as unknown as { recovered: string[][] }).recovered.length === 1, null, { timeout: 8000 })
+      r.server.broadcast('m6', { room: 'r' })
+      await page.waitForFunction(() => (window as unknown as { rgot: string[] }).rgot.length >= 7, null, { timeout: 5000 })
+      const state = await page.evaluate(() => {
+        const w = window as unknown as { rgot: string[]; recovered: string[][]; rclient: import('../src/index').RNodeWebSocketClient }
+        w.rclient.disconnect()
+        return { got: w.rgot, recovered: w.recovered }
+      })
+      expect(state).toEqual({ got: ['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6'], recovered: [['r']] })
+    } finally {
+      await proxy.close()
+      await r.server.close({ timeout: 500 })
+    }
   })
 })

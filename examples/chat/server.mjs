@@ -30,54 +30,14 @@ const web = http.createServer((req, res) => {
 })
 // WebSocket upgrades on /ws go to the engine; everything else is the page server's.
 const server = new WsServer({ server: web })
-/** Rooms each client is in, so a closed connection can be announced as leaving them. */
-const memberships = new Map()
-
-/** Tells a room who joined or left, with the member list as it is after the change. */
-function announce(roomId, clientId, event) {
-  const members = new Set(server.getConnections(roomId).map((s) => s.clientId))
-  if (event === 'joined') members.add(clientId)
-  else members.delete(clientId)
-  server.broadcast(JSON.stringify({ type: 'presence', room: roomId, clientId, event, members: [...members] }), {
-    room: roomId,
-  })
-}
-
+// Who is in a room: the page asks with client.presence() and follows presence events.
 server.websocket('/ws', {
   onConnect: (socket) => console.log(`+ ${socket.clientId}`),
-  onJoinRoom: (socket, roomId) => {
-    const rooms = memberships.get(socket.id) ?? new Set()
-    rooms.add(roomId)
-    memberships.set(socket.id, rooms)
-    announce(roomId, socket.clientId, 'joined')
-    return true
-  },
-  onLeaveRoom: (socket, roomId) => {
-    if (memberships.get(socket.id)?.delete(roomId)) announce(roomId, socket.clientId, 'left')
-  },
-  onMessage: (socket, message) => {
-    // `who`: the page asks for a room's members after joining.
-    if (typeof message !== 'string') return
-    let request
-    try {
-      request = JSON.parse(message)
-    } catch {
-      return
-    }
-    if (request?.type === 'who' && typeof request.room === 'string') {
-      const members = server.getConnections(request.room).map((s) => s.clientId)
-      socket.send(JSON.stringify({ type: 'members', room: request.room, members }))
-    }
-  },
-  onClose: (socket, code) => {
-    console.log(`- ${socket.clientId} (${code})`)
-    for (const roomId of memberships.get(socket.id) ?? []) announce(roomId, socket.clientId, 'left')
-    memberships.delete(socket.id)
-  },
+  onClose: (socket, code) => console.log(`- ${socket.clientId} (${code})`),
 })
-server.createRoom('General', { id: 'general', description: 'Anything goes' })
-server.createRoom('Random', { id: 'random', description: 'Off topic' })
-server.createRoom('Pairs', { id: 'pairs', description: 'Two people at most', maxConnections: 2 })
+server.createRoom('General', { id: 'general', description: 'Anything goes', presenceEvents: true })
+server.createRoom('Random', { id: 'random', description: 'Off topic', presenceEvents: true })
+server.createRoom('Pairs', { id: 'pairs', description: 'Two people at most', maxConnections: 2, presenceEvents: true })
 
 await new Promise((resolve) => web.listen(PORT, HOST, resolve))
 console.log(`chat demo: open http://localhost:${PORT} in two tabs (WebSocket on ws://localhost:${PORT}/ws, same port)`)

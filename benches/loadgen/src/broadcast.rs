@@ -3,132 +3,47 @@
 //! With `--sub-ports`, subscribers alternate over several server nodes (a cluster sharing the
 //! room through Redis) and the publisher connects to the first.
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::frame::{masked_frame, repeated, OP_BINARY, OP_TEXT};
 use crate::handshake;
 use crate::inbound::Inbound;
 use crate::options::Options;
+use crate::pubsub::{self, Window};
 use crate::report::Report;
-use crate::run_state::{header, mask_for, RunState};
-
-/// Per-message bookkeeping, indexed by sequence number modulo a power of two above W.
-struct Window {
-    sent_at: RefCell<Vec<Instant>>,
-    delivered: RefCell<Vec<u32>>,
-    mask: u64,
-    sent: Cell<u64>,
-    completed: Cell<u64>,
-    progress: Notify,
-}
+use crate::run_state::{mask_for, RunState};
 
 /// Runs the broadcast measurement and returns its report.
 pub async fn run(o: &Options) -> Report {
-    let state = Rc::new(RunState::default());
-    let cap = (o.inflight * 2).next_power_of_two();
-    let window = Rc::new(Window {
-        sent_at: RefCell::new(vec![Instant::now(); cap]),
-        delivered: RefCell::new(vec![0; cap]),
-        mask: cap as u64 - 1,
-        sent: Cell::new(0),
-        completed: Cell::new(0),
-        progress: Notify::new(),
-    });
-    let handshakes = Rc::new(Semaphore::new(o.concurrency));
-    for i in 0..o.conns {
-        let (o, state, window, handshakes) = (o.clone(), state.clone(), window.clone(), handshakes.clone());
-        tokio::task::spawn_local(async move {
-            if let Err(e) = subscriber(i, &o, &state, &window, &handshakes).await {
-                state.fail(e);
+    let window = Rc::new(Window::new(o.inflight, o.conns as u32));
+    let progress = Rc::new(Notify::new());
+    let subscriber = |i: usize, state: Rc<RunState>, handshakes: Rc<tokio::sync::Semaphore>| {
+        let (o, window, progress) = (o.clone(), window.clone(), progress.clone());
+        async move {
+            let (mut stream, mut inbound) =
+                pubsub::subscribe(i, &o, &handshakes, o.join_frame.as_deref()).await?;
+            state.ready.set(state.ready.get() + 1);
+            let mut seq: u64 = 0;
+            loop {
+                let k = inbound.next_batch(&mut stream).await?;
+                if k > 0 && window.deliver(&mut seq, k, Instant::now(), &state)? > 0 {
+                    // Stores a permit when the publisher is not waiting yet, so no completion is lost.
+                    progress.notify_one();
+                }
             }
-        });
-    }
-    state.wait_ready(o.conns, Duration::from_secs(30)).await;
-    let publisher_state = Rc::new(RunState::default());
-    {
-        let (o, window, publisher_state) = (o.clone(), window.clone(), publisher_state.clone());
-        tokio::task::spawn_local(async move {
-            if let Err(e) = publisher(&o, &window).await {
-                publisher_state.fail(e);
-            }
-        });
-    }
-    let mut report = header("broadcast", o);
-    let completed_before = window.completed.get();
-    state.measure(o.warmup, o.duration, &o.server_pids(), &mut report).await;
-    report.num("published_completed", (window.completed.get() - completed_before) as f64);
-    state.finish(&mut report);
-    if let Some(e) = publisher_state.first_error.borrow().as_deref() {
-        report.text("publisher_error", e);
-    }
-    report
-}
-
-async fn subscriber(
-    i: usize,
-    o: &Options,
-    state: &RunState,
-    window: &Window,
-    handshakes: &Semaphore,
-) -> io::Result<()> {
-    let (mut stream, leftover) = {
-        let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
-        handshake::connect(o.sub_addr(i), &o.sub_path).await?
+        }
     };
-    if let Some(join) = &o.join_frame {
-        stream.write_all(&masked_frame(OP_TEXT, join.as_bytes(), mask_for(i))).await?;
-    }
-    let mut inbound = Inbound::new(leftover);
-    // The server acknowledges the subscription with one message before anything is published.
-    let mut acks = 0;
-    while acks == 0 {
-        acks = inbound.next_batch(&mut stream).await?;
-    }
-    if acks > 1 {
-        return Err(io::Error::other("more than one message before the first publish"));
-    }
-    state.ready.set(state.ready.get() + 1);
-    let members = o.conns as u32;
-    let mut seq: u64 = 0;
-    loop {
-        let k = inbound.next_batch(&mut stream).await?;
-        if k == 0 {
-            continue;
-        }
-        let now = Instant::now();
-        let measuring = state.measuring.get();
-        let w = window;
-        let sent_at = w.sent_at.borrow();
-        let mut delivered = w.delivered.borrow_mut();
-        let mut latency = state.latency.borrow_mut();
-        for _ in 0..k {
-            if seq >= w.sent.get() {
-                return Err(io::Error::other("received a message that was not published"));
-            }
-            let slot = (seq & w.mask) as usize;
-            if measuring {
-                latency.record_n(now.duration_since(sent_at[slot]).as_nanos() as u64, 1);
-            }
-            delivered[slot] += 1;
-            if delivered[slot] == members {
-                delivered[slot] = 0;
-                w.completed.set(w.completed.get() + 1);
-                // Stores a permit when the publisher is not waiting yet, so no completion is lost.
-                w.progress.notify_one();
-            }
-            seq += 1;
-        }
-        state.received.set(state.received.get() + k as u64);
-    }
+    let publish = publisher(o.clone(), window.clone(), progress.clone());
+    let completed = || window.completed.get();
+    pubsub::run("broadcast", o, subscriber, publish, completed).await
 }
 
-async fn publisher(o: &Options, window: &Window) -> io::Result<()> {
+async fn publisher(o: Options, window: Rc<Window>, progress: Rc<Notify>) -> io::Result<()> {
     let (mut stream, leftover) = handshake::connect(&o.addr, &o.pub_path).await?;
     let mut inbound = Inbound::new(leftover);
     // A protocol `room_message` needs a member as sender: join like the subscribers, wait for the ack.
@@ -151,17 +66,9 @@ async fn publisher(o: &Options, window: &Window) -> io::Result<()> {
         let outstanding = (window.sent.get() - window.completed.get()) as usize;
         let k = o.inflight.saturating_sub(outstanding);
         if k > 0 {
-            let now = Instant::now();
-            let start = window.sent.get();
-            {
-                let mut sent_at = window.sent_at.borrow_mut();
-                for seq in start..start + k as u64 {
-                    sent_at[(seq & window.mask) as usize] = now;
-                }
-            }
-            window.sent.set(start + k as u64);
+            window.send(k as u64, Instant::now());
             writer.write_all(&burst[..k * frame.len()]).await?;
         }
-        window.progress.notified().await;
+        progress.notified().await;
     }
 }

@@ -14,7 +14,9 @@ mod inbound;
 mod options;
 mod paced;
 mod proc_stats;
+mod pubsub;
 mod report;
+mod rooms;
 mod run_state;
 mod tls;
 
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
             Mode::Echo => echo::run(&options).await,
             Mode::Broadcast => broadcast::run(&options).await,
             Mode::Connect => connect::run(&options).await,
+            Mode::Rooms => rooms::run(&options).await,
         }
     });
     println!("{}", report.to_json());

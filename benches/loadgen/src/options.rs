@@ -11,6 +11,8 @@ pub enum Mode {
     Broadcast,
     /// Open N connections and hold them idle: connections/s and server RSS per connection.
     Connect,
+    /// N subscribers over R rooms and the nodes, one publisher to random rooms: deliveries/s.
+    Rooms,
 }
 
 /// Everything a run needs, parsed from the command line.
@@ -56,6 +58,8 @@ pub struct Options {
     pub join_frame: Option<String>,
     /// Wrap each published payload in a `room_message` protocol frame for this room.
     pub pub_room: Option<String>,
+    /// Rooms mode: rooms the subscribers are spread over (see `rooms.rs`).
+    pub rooms: usize,
     /// Connections opened at once (connect).
     pub concurrency: usize,
     /// Wait after the last connection before reading the server's RSS (connect).
@@ -83,6 +87,7 @@ impl Default for Options {
             sub_addrs: Vec::new(),
             join_frame: None,
             pub_room: None,
+            rooms: 40,
             concurrency: 64,
             settle: Duration::from_millis(500),
         }
@@ -90,7 +95,7 @@ impl Default for Options {
 }
 
 /// Usage text printed by `--help` and after a bad option.
-pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect --addr HOST:PORT \
+pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect|rooms --addr HOST:PORT \
 [--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--tls] [--warmup-ms MS] \
 [--duration-ms MS] [--server-pid PID] [--extra-pids PID,PID] [--sub-path P] [--pub-path P] \
 [--sub-ports PORT,PORT] [--join-frame TEXT] [--pub-room ROOM] [--concurrency K] [--settle-ms MS]";
@@ -128,6 +133,7 @@ impl Options {
                         "echo" => Mode::Echo,
                         "broadcast" => Mode::Broadcast,
                         "connect" => Mode::Connect,
+                        "rooms" => Mode::Rooms,
                         _ => return Err(format!("--mode: unknown mode {value}")),
                     }
                 }
@@ -150,6 +156,7 @@ impl Options {
                 }
                 "--join-frame" => o.join_frame = Some(value),
                 "--pub-room" => o.pub_room = Some(value),
+                "--rooms" => o.rooms = number(&name, &value)?,
                 "--concurrency" => o.concurrency = number(&name, &value)?,
                 "--settle-ms" => o.settle = Duration::from_millis(number(&name, &value)?),
                 _ => return Err(format!("unknown option {name}\n{USAGE}")),

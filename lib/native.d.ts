@@ -25,6 +25,19 @@ export declare class NativeServer {
    * event carries.
    */
   adopt(fd: number, prefix: Buffer): number
+  /**
+   * Replaces the default TLS certificate: handshakes from now on use it, open connections
+   * keep theirs. Throws `ERR_INVALID_CERT`, `ERR_INVALID_KEY` or `ERR_BAD_PASSPHRASE` (the old
+   * certificate stays), or `ERR_NO_TLS`.
+   */
+  setSecureContext(cert: NativeCertKey): void
+  /**
+   * Adds or replaces the TLS certificate for SNI host `name` (or `*.suffix`); throws as
+   * `setSecureContext` does.
+   */
+  addServerName(name: string, cert: NativeCertKey): void
+  /** Removes the certificate for SNI host `name`; false when it had none. Throws `ERR_NO_TLS`. */
+  removeServerName(name: string): boolean
   /** Attach mode, slow path: the loopback listener's port and secret (started on first call). */
   loopback(): LoopbackInfo
   /** A fresh attach id for a slow-path connection's preamble. */
@@ -216,6 +229,15 @@ export interface LoopbackInfo {
   secret: string
 }
 
+/** A certificate chain and its private key, as JS passes them (PEM text). */
+export interface NativeCertKey {
+  /** PEM: the end-entity certificate first, then its intermediates. */
+  cert: string
+  /** PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), or encrypted PKCS#8 with `passphrase`. */
+  key: string
+  passphrase?: string
+}
+
 /** Options as they arrive from JavaScript; every field is optional. */
 export interface NativeOptions {
   port?: number
@@ -283,6 +305,15 @@ export interface NativeOptions {
   recovery?: boolean
   /** Session recovery: how long a disconnected session is kept, ms. */
   recoveryMaxDisconnection?: number
+  /** Certificates for TLS on the own port (`tls.rs`); absent: plain TCP. */
+  tls?: NativeTls
+}
+
+/** A certificate for one SNI host name. */
+export interface NativeServerName {
+  /** `a.example`, or `*.example` for any one label in front of `example`. */
+  name: string
+  cert: NativeCertKey
 }
 
 /** Counters for `getStats()` and the batching debug figures. */
@@ -316,6 +347,17 @@ export interface NativeStats {
   clusterRoomChannels: number
   /** Inbound messages over a `rateLimit` (dropped, or closing their connection). */
   rateLimited: number
+}
+
+/** The `tls` option. */
+export interface NativeTls {
+  /** The certificate for clients that name no host, or a host without its own certificate. */
+  cert: NativeCertKey
+  /** PEM certificates of the authorities client certificates must chain to (`requestCert`). */
+  ca?: string
+  /** Ask each client for a certificate signed by `ca`; a client without one is refused. */
+  requestCert?: boolean
+  serverNames?: Array<NativeServerName>
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   type NativeServer,
 } from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
+import { peerCertificate, toNativeCertKey, toNativeTls, withTlsErrors, type SecureContextOptions } from './tls'
 import { checkRoomId, Socket, type ConnectionInfo, type RequestInfo } from './socket'
 import type {
   BroadcastOptions,
@@ -284,13 +285,14 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     // Offsets and sessions are per node so far: across nodes they would disagree (docs/recovery.md).
     throw badOption('history and recovery are not available with cluster yet')
   }
+  if (input.tls !== undefined) out.tls = toNativeTls(input.tls)
   return out
 }
 
 /** How a server gets its connections: its own port, an http server's, or `handleUpgrade()`. */
 type Mode = { kind: 'port' } | { kind: 'server'; server: AttachableServer } | { kind: 'noServer' }
 
-const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort', 'backlog'] as const
+const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort', 'backlog', 'tls'] as const
 
 function invalidOption(message: string): TypeError {
   return codedTypeError('ERR_INVALID_OPTION', message)
@@ -400,7 +402,7 @@ export class WsServer {
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
     this.#maxDisconnection = options.recoveryMaxDisconnection ?? 120_000
     this.#sessionData = options.recovery === true ? new Map() : undefined
-    this.#native = new native.NativeServer(options)
+    this.#native = withTlsErrors(() => new native.NativeServer(options))
     this.#handle = this.#native.handle
     if (mode.kind !== 'port') this.#startAttached(mode)
   }
@@ -468,6 +470,29 @@ export class WsServer {
           ? undefined
           : { messages: r.messages ?? 0, bytes: r.bytes ?? 0, interval: r.interval ?? 1000, policy: r.policy === 'drop' ? 'drop' : 'close' },
     }
+  }
+
+  /**
+   * TLS servers: replaces the default certificate. Handshakes from now on use it; open
+   * connections keep theirs. A bad certificate or key throws a TypeError (`ERR_INVALID_CERT`,
+   * `ERR_INVALID_KEY`, `ERR_BAD_PASSPHRASE`) and the old certificate stays in force.
+   */
+  setSecureContext(options: SecureContextOptions): void {
+    const pair = toNativeCertKey(options, 'setSecureContext()', 'ERR_INVALID_ARG')
+    withTlsErrors(() => this.#native.setSecureContext(pair))
+  }
+
+  /** TLS servers: adds or replaces the certificate for SNI host `name` (or `'*.suffix'`). */
+  addServerName(name: string, options: SecureContextOptions): void {
+    if (typeof name !== 'string' || name.length === 0) throw badArg('addServerName() name must be a non-empty string')
+    const pair = toNativeCertKey(options, 'addServerName()', 'ERR_INVALID_ARG')
+    withTlsErrors(() => this.#native.addServerName(name, pair))
+  }
+
+  /** TLS servers: removes the certificate for SNI host `name`; false when it had none. */
+  removeServerName(name: string): boolean {
+    if (typeof name !== 'string' || name.length === 0) throw badArg('removeServerName() name must be a non-empty string')
+    return this.#native.removeServerName(name)
   }
 
   /** The bound port once `listen()` resolved. */
@@ -927,6 +952,8 @@ export class WsServer {
       remotePort: asked.remotePort,
       protocols: raw.protocols,
     }
+    const peer = peerCertificate(asked.peerCertificate)
+    if (peer) req.peerCertificate = peer
     const hook = this.#route(raw.path)?.onUpgrade
     const refuse = (status: number, message: string): void =>
       this.#native.resolveUpgrade(request, false, status, message, null, null)

@@ -25,6 +25,8 @@ export interface RequestInfo {
   remoteAddress: string
   remotePort: number
   headers: Record<string, string>
+  /** The client certificate (base64 DER) on a TLS port with `requestCert`. */
+  peerCertificate?: string
 }
 
 /** Largest ping/pong payload (RFC 6455 §5.5). */

@@ -1,3 +1,4 @@
+import type { PeerCertificate, TlsOptions } from './tls'
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { CodedError } from './errors'
@@ -14,6 +15,8 @@ export interface UpgradeRequest {
   remotePort: number
   /** Subprotocols the client offered, in its order. */
   protocols: string[]
+  /** The client's TLS certificate, on a `tls` server with `requestCert`. */
+  peerCertificate?: PeerCertificate
 }
 
 /**
@@ -157,6 +160,12 @@ export interface ServerOptions {
    * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
   cluster?: ClusterOptions
+  /**
+   * Native TLS on the own port (`wss://`): `{ cert, key, passphrase?, ca?, requestCert?,
+   * serverNames? }`, PEM as Node's `tls` takes it. Not with `server`/`noServer` (the https
+   * server does TLS there). See docs/tls.md.
+   */
+  tls?: TlsOptions
   /**
    * Presence: which metadata keys `server.presence()`, the clients' `presence` request and
    * presence events show. With `cluster`, setting it also keeps every member in Redis (with a

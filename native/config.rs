@@ -148,6 +148,8 @@ pub struct NativeOptions {
     pub recovery: Option<bool>,
     /// Session recovery: how long a disconnected session is kept, ms.
     pub recovery_max_disconnection: Option<u32>,
+    /// Certificates for TLS on the own port (`tls.rs`); absent: plain TCP.
+    pub tls: Option<crate::tls::NativeTls>,
 }
 
 /// Resolved configuration with defaults filled in.

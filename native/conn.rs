@@ -314,7 +314,8 @@ impl Conn {
     pub(crate) fn write_now(&self, out: &mut Outbox, bytes: &[u8]) -> Option<usize> {
         match out.write_now(bytes) {
             Ok(written) => {
-                if written < bytes.len() {
+                // Blocked: the kernel took less (or a TLS session holds ciphertext).
+                if out.blocked {
                     self.wake(attn::BACKLOG);
                 }
                 Some(written)
@@ -463,7 +464,7 @@ impl Conn {
 
     /// Whether everything queued (our close frame included) has been written.
     pub(crate) fn is_flushed(&self) -> bool {
-        self.out.lock().map(|o| o.pending() == 0).unwrap_or(true)
+        self.out.lock().map(|o| o.pending() == 0 && !o.blocked).unwrap_or(true)
     }
 
     /// Lets the outbox's handle of the socket go and forgets what is queued.

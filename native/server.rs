@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::config::{PROXY_HEADER_TIMEOUT_MS, PROXY_V2_MAX_BYTES};
@@ -97,7 +97,8 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
     }
 }
 
-/// Reads the upgrade request, answers it, and runs the connection on the same task.
+/// Reads the upgrade request, answers it, and runs the connection on the same task (after the
+/// TLS handshake when the port speaks TLS).
 async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, peer: SocketAddr) {
     // With `proxyProtocol`, the proxy's header comes first and names the client.
     let (remote, mut buf) = if engine.config.proxy_protocol {
@@ -113,6 +114,10 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, peer: SocketAddr)
     } else {
         (peer, Vec::new())
     };
+    // TLS after the PROXY header: what arrived behind the header is the start of the handshake.
+    if let Some(tls) = engine.tls.clone() {
+        return crate::tls::serve(engine, tls, stream, remote, buf).await;
+    }
     buf.reserve(1024);
     serve_attached(engine, stream, remote, buf, 0).await;
 }
@@ -128,39 +133,66 @@ pub async fn serve_attached(
     prefix: Vec<u8>,
     attach: u32,
 ) {
+    let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
+    let upgraded = upgrade(&engine, &mut stream, remote, prefix, attach, deadline, None).await;
+    if let Some((info, leftover, admission)) = upgraded {
+        task::start(engine, info, stream, leftover, admission, None);
+    }
+}
+
+/// The upgrade on `stream` (TCP, or a TLS session over it), within `deadline`: reads the
+/// request after `prefix`, decides, and writes the 101 or the error. Returns what the
+/// connection's task needs: its identity, the bytes behind the request, and its admission.
+/// `peer_cert` is the client's TLS certificate (DER), handed to JS with the request.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    engine: &Arc<Engine>,
+    stream: &mut S,
+    remote: SocketAddr,
+    prefix: Vec<u8>,
+    attach: u32,
+    deadline: tokio::time::Instant,
+    peer_cert: Option<&[u8]>,
+) -> Option<(ConnInfo, Vec<u8>, Admission)> {
     let failed = |engine: &Engine| {
         if attach != 0 {
             engine.events.push(Event::UpgradeFailed { request: attach });
         }
     };
-    let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
+    let prefix = if prefix.is_empty() { Vec::with_capacity(1024) } else { prefix };
     // Slow or silent clients are dropped once the handshake timeout passes.
     // Both handshake steps are boxed: their state lives on the heap only while they run, so the
     // task that then carries the connection for its whole life stays small.
-    let read = Box::pin(read_head(&engine, &mut stream, prefix));
+    let read = Box::pin(read_head(engine, stream, prefix));
     let Ok(Some((head, leftover))) = tokio::time::timeout_at(deadline, read).await else {
-        return failed(&engine);
+        failed(engine);
+        return None;
     };
-    if let Some(response) = endpoint(&engine, &head) {
+    if let Some(response) = endpoint(engine, &head) {
         let _ = tokio::time::timeout_at(deadline, async {
             stream.write_all(&response).await?;
             stream.shutdown().await
         })
         .await;
-        return failed(&engine);
+        failed(engine);
+        return None;
     }
-    match Box::pin(accept(&engine, head, remote, deadline, attach)).await {
+    match Box::pin(accept(engine, head, remote, deadline, attach, peer_cert)).await {
         Ok((info, protocol, key, admission, upgrade_request)) => {
             let response = handshake::switching_protocols(&key, protocol.as_deref());
-            let written = tokio::time::timeout_at(deadline, stream.write_all(&response)).await;
+            let written = tokio::time::timeout_at(deadline, async {
+                stream.write_all(&response).await?;
+                stream.flush().await
+            })
+            .await;
             if !matches!(written, Ok(Ok(()))) {
                 if upgrade_request != 0 {
                     engine.events.push(Event::UpgradeFailed { request: upgrade_request });
                 }
-                return failed(&engine);
+                failed(engine);
+                return None;
             }
             engine.metrics.accepted();
-            task::start(engine, info, stream, leftover, admission);
+            Some((info, leftover, admission))
         }
         Err(response) => {
             engine.metrics.refused(handshake::status_of(&response));
@@ -169,14 +201,19 @@ pub async fn serve_attached(
                 stream.shutdown().await
             })
             .await;
-            failed(&engine);
+            failed(engine);
+            None
         }
     }
 }
 
 /// Reads until the request head is complete, starting with the bytes in `buf`; answers a
 /// malformed or oversized head itself. Returns the head and the bytes the client sent after it.
-async fn read_head(engine: &Engine, stream: &mut TcpStream, mut buf: Vec<u8>) -> Option<(Head, Vec<u8>)> {
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    engine: &Engine,
+    stream: &mut S,
+    mut buf: Vec<u8>,
+) -> Option<(Head, Vec<u8>)> {
     let max_bytes = engine.config.max_header_bytes;
     // Bytes given up front may already hold the whole head: parse them before reading.
     let mut read_first = buf.is_empty();
@@ -265,6 +302,7 @@ async fn accept(
     remote: SocketAddr,
     deadline: tokio::time::Instant,
     attach: u32,
+    peer_cert: Option<&[u8]>,
 ) -> Result<Accepted, Vec<u8>> {
     let path = head.path.clone();
     if !engine.has_route(&path) {
@@ -300,7 +338,14 @@ async fn accept(
         None => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
     let mut chosen_client_id = asked_client_id.is_some();
-    let request_info = request_json(&head, remote);
+    let mut request_info = request_json(&head, remote);
+    if let Some(der) = peer_cert {
+        // Inside the request object: its closing brace goes back after the certificate.
+        request_info.pop();
+        request_info.extend_from_slice(b",\"peerCertificate\":");
+        json_str(&mut request_info, &data_encoding::BASE64.encode(der));
+        request_info.push(b'}');
+    }
 
     let mut upgrade_request = 0;
     if engine.route_hooks(&path) & hooks::UPGRADE != 0 {

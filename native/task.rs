@@ -13,6 +13,7 @@ use crate::engine::{Admission, Engine};
 use crate::events::Event;
 use crate::metrics::frame_type;
 use crate::reader::{ReadOutcome, Reader};
+use crate::tls_stream::TlsSession;
 
 /// How often a connection paused by a full event queue looks again.
 const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(2);
@@ -75,6 +76,7 @@ pub fn start(
     stream: TcpStream,
     leftover: Vec<u8>,
     admission: Admission,
+    tls: Option<Box<TlsSession>>,
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
@@ -82,6 +84,13 @@ pub fn start(
     let hooks = engine.route_hooks(&path);
     let conn =
         Arc::new(Conn::new(id, uuid, client_id, hooks, stream.clone(), engine.mono_ms(), clock::wall_ms()));
+    let is_tls = tls.is_some();
+    if is_tls {
+        // Before anyone can see the connection: no byte may reach its socket unencrypted.
+        if let Ok(mut out) = conn.out.lock() {
+            out.tls = tls;
+        }
+    }
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
     engine.conns_version.fetch_add(1, Ordering::AcqRel);
@@ -92,6 +101,7 @@ pub fn start(
     }
 
     let mut reader = Reader::new(engine.config.max_payload, engine.mono_ms(), engine.route_rate_limit(&path));
+    reader.tls = is_tls;
     let reading = leftover.is_empty() || reader.take_leftover(&engine, &conn, leftover);
     // Its own task, holding only what the connection's life needs: the handshake's state is
     // gone by now, so an idle connection costs one small task.
@@ -256,7 +266,7 @@ mod tests {
             info_json: "{}".into(),
             resumed: None,
         };
-        start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission);
+        start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission, None);
         let conn = engine.conns.iter().next().map(|e| e.value().clone()).unwrap();
         assert_eq!(engine.rooms.join(&conn, "r"), Ok(true));
         assert_eq!(engine.live_tasks.load(Ordering::Acquire), 1);

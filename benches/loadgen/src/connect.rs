@@ -5,8 +5,6 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
 use crate::handshake;
 use crate::options::Options;
 use crate::proc_stats::{
@@ -14,6 +12,7 @@ use crate::proc_stats::{
 };
 use crate::report::Report;
 use crate::run_state::RunState;
+use crate::tls::Stream;
 
 /// Longest a whole connect run may take before it is reported as it stands.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -21,7 +20,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Runs the connect measurement and returns its report.
 pub async fn run(o: &Options) -> Report {
     let state = Rc::new(RunState::default());
-    let open: Rc<RefCell<Vec<TcpStream>>> = Rc::new(RefCell::new(Vec::with_capacity(o.conns)));
+    let open: Rc<RefCell<Vec<Stream>>> = Rc::new(RefCell::new(Vec::with_capacity(o.conns)));
     let next = Rc::new(Cell::new(0usize));
     let rss_before = o.server_pid.and_then(rss_bytes);
     let server_cpu = o.server_pid.map(CpuMeter::start);
@@ -38,7 +37,7 @@ pub async fn run(o: &Options) -> Report {
                 let i = next.get();
                 next.set(i + 1);
                 let started = Instant::now();
-                match handshake::connect(&o.addr, &o.path, o.source(i)).await {
+                match handshake::connect_maybe_tls(&o.addr, &o.path, o.source(i), o.tls).await {
                     Ok((stream, _)) => {
                         let ns = started.elapsed().as_nanos() as u64;
                         state.latency.borrow_mut().record_n(ns, 1);

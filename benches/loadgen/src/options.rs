@@ -35,6 +35,8 @@ pub struct Options {
     pub size: usize,
     /// Send binary frames instead of text.
     pub binary: bool,
+    /// wss:// (echo and connect modes).
+    pub tls: bool,
     /// Time before counting starts.
     pub warmup: Duration,
     /// Time during which messages are counted.
@@ -78,6 +80,7 @@ impl Default for Options {
             size: 32,
             rate: None,
             binary: false,
+            tls: false,
             warmup: Duration::from_millis(500),
             duration: Duration::from_millis(3000),
             server_pid: None,
@@ -97,7 +100,7 @@ impl Default for Options {
 
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect|rooms --addr HOST:PORT \
-[--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--warmup-ms MS] \
+[--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--tls] [--warmup-ms MS] \
 [--duration-ms MS] [--server-pid PID] [--extra-pids PID,PID] [--sub-path P] [--pub-path P] \
 [--sub-ports PORT,PORT] [--join-frame TEXT] [--pub-room ROOM] [--concurrency K] [--settle-ms MS] [--sources N]";
 
@@ -116,6 +119,10 @@ impl Options {
         let mut o = Options::default();
         let mut it = args.into_iter();
         while let Some(name) = it.next() {
+            if name == "--tls" {
+                o.tls = true;
+                continue;
+            }
             if name == "--binary" {
                 o.binary = true;
                 continue;
@@ -215,8 +222,9 @@ mod tests {
         let o = parse("--mode broadcast --port 9 --conns 1000 --inflight 32 --binary").unwrap();
         assert_eq!(o.mode, Mode::Broadcast);
         assert_eq!(o.addr, "127.0.0.1:9");
-        assert_eq!((o.conns, o.inflight, o.binary), (1000, 32, true));
+        assert_eq!((o.conns, o.inflight, o.binary, o.tls), (1000, 32, true, false));
         assert_eq!((o.sub_addr(0), o.sub_addr(1)), ("127.0.0.1:9", "127.0.0.1:9"));
+        assert!(parse("--tls --mode connect").unwrap().tls);
         assert!(o.server_pids().is_empty());
     }
 

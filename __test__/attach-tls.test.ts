@@ -12,7 +12,7 @@ import { chromium, type Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer, type Socket } from '../lib/index'
-import { closed, nextMessage, statusOf, upgradeRequest, waitFor } from '../test-support/index'
+import { BROWSER_ECHO, browserEchoScript, closed, nextMessage, sendUntilDropped, statusOf, upgradeRequest, waitFor } from '../test-support/index'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const SKIP_BROWSER = process.env.RNODE_SKIP_BROWSER === '1'
@@ -134,13 +134,7 @@ describe.skipIf(!HAVE_OPENSSL)('wss:// through an https server (slow path)', () 
     await waitFor(() => server.getConnections().some((s) => s.clientId === 'slow'))
     const socket = server.getConnections().find((s) => s.clientId === 'slow')!
     ;(ws as unknown as { _socket: net.Socket })._socket.pause()
-    const chunk = Buffer.alloc(64 * 1024, 5)
-    const statuses: string[] = []
-    const deadline = Date.now() + 15_000
-    while (statuses.at(-1) !== 'dropped' && Date.now() < deadline) {
-      statuses.push(socket.send(chunk))
-      await new Promise((r) => setTimeout(r, 1))
-    }
+    const statuses = await sendUntilDropped(socket)
     expect(statuses).toContain('buffered')
     expect(statuses.at(-1)).toBe('dropped')
     // The default policy closes the slow reader with 1008.
@@ -186,20 +180,8 @@ describe.skipIf(SKIP_BROWSER || !HAVE_OPENSSL)('wss:// from headless Chromium', 
     })
     const page = await (await browser.newContext({ ignoreHTTPSErrors: true })).newPage()
     await page.goto(`https://127.0.0.1:${port}/`)
-    // A string, so the test's own imports (ws's WebSocket) cannot shadow the browser's.
-    const result = await page.evaluate(`(async () => {
-      const ws = new WebSocket('wss://' + location.host + '/ws?clientId=browser')
-      ws.binaryType = 'arraybuffer'
-      const next = () => new Promise((resolve) => ws.addEventListener('message', (e) => resolve(e.data), { once: true }))
-      await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject })
-      ws.send('from the browser')
-      const text = await next()
-      ws.send(new Uint8Array([9, 8, 7]))
-      const bytes = Array.from(new Uint8Array(await next()))
-      const code = await new Promise((resolve) => { ws.onclose = (e) => resolve(e.code); ws.close(4005, 'done') })
-      return { text, bytes, code }
-    })()`)
-    expect(result).toEqual({ text: 'from the browser', bytes: [9, 8, 7], code: 4005 })
+    const result = await page.evaluate(browserEchoScript("'wss://' + location.host + '/ws?clientId=browser'"))
+    expect(result).toEqual(BROWSER_ECHO)
     await waitFor(() => closes.some(([id]) => id === 'browser'))
     expect(closes.find(([id]) => id === 'browser')?.slice(1)).toEqual([4005, 'done'])
   }, 60_000)

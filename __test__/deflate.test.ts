@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import net from 'node:net'
+import tls from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -14,7 +15,17 @@ import { chromium } from 'playwright-core'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { WsServer, type PerMessageDeflateOptions } from '../lib/index'
-import { closed, connect, echo, messages, nextMessage, serverPool, waitFor } from '../test-support/index'
+import {
+  closed,
+  connect,
+  echo,
+  HAVE_OPENSSL,
+  messages,
+  nextMessage,
+  serverPool,
+  suiteCertificates,
+  waitFor,
+} from '../test-support/index'
 
 const server = serverPool()
 // Child processes run without blocking this process: the server under test lives in it.
@@ -42,10 +53,11 @@ class RawClient {
   frames: Frame[] = []
   ended = false
 
-  static async open(port: number, extensions: string | null, path = '/ws'): Promise<RawClient> {
+  /** `ca`: connect over TLS, trusting this CA. */
+  static async open(port: number, extensions: string | null, path = '/ws', ca?: string): Promise<RawClient> {
     const c = new RawClient()
     await new Promise<void>((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1')
+      const socket = ca === undefined ? net.connect(port, '127.0.0.1') : tls.connect({ port, host: '127.0.0.1', ca })
       c.socket = socket
       let head: Buffer | null = Buffer.alloc(0)
       socket.on('error', () => {})
@@ -522,5 +534,83 @@ describe('close', () => {
     const done = closed(ws)
     ws.close(1000, 'bye')
     expect((await done).code).toBe(1000)
+  })
+})
+
+/** Writes `data` into a zlib stream and sync-flushes it: what came out, context kept. */
+function through(z: zlib.DeflateRaw | zlib.InflateRaw, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = []
+    const onData = (d: Buffer): void => void parts.push(d)
+    z.on('data', onData)
+    z.write(data)
+    z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+      z.off('data', onData)
+      resolve(Buffer.concat(parts))
+    })
+  })
+}
+
+describe.skipIf(!HAVE_OPENSSL)('over native TLS (the tls option)', () => {
+  const suite = suiteCertificates()
+
+  it('the same negotiation; compressed frames both ways through the TLS session, in step over many messages', async () => {
+    const { port } = await server({ onMessage: echo }, { perMessageDeflate: true, tls: suite.leaf })
+    const c = await RawClient.open(port, 'permessage-deflate; client_max_window_bits', '/ws', suite.ca.cert)
+    expect(c.answer).toBe('permessage-deflate; client_max_window_bits=15')
+    const sent = [json(2048, 1), json(2048, 2), json(2048, 3)]
+    // One compression context on each side, as context takeover needs.
+    const out = zlib.createDeflateRaw()
+    for (const m of sent) {
+      const chunk = await through(out, Buffer.from(m))
+      c.send(1, chunk.subarray(0, chunk.length - 4), true)
+    }
+    const back = zlib.createInflateRaw()
+    for (let i = 0; i < sent.length; i++) {
+      const f = await c.frame(i + 1)
+      expect(f.first & 0x40).toBe(0x40)
+      expect(f.payload.length).toBeLessThan(sent[i]!.length / 2)
+      expect((await through(back, Buffer.concat([f.payload, TAIL]))).toString()).toBe(sent[i])
+    }
+    out.close()
+    back.close()
+    c.socket.destroy()
+  })
+
+  it('invalid deflate data over TLS closes 1002; a client offering nothing gets plain frames', async () => {
+    const { port } = await server({ onMessage: echo }, { perMessageDeflate: true, tls: suite.leaf })
+    const bad = await RawClient.open(port, 'permessage-deflate', '/ws', suite.ca.cert)
+    bad.send(1, Buffer.from([0xff, 0xff, 0xff, 0xff]), true)
+    expect(await bad.closeCode()).toBe(1002)
+    bad.socket.destroy()
+    const plain = await RawClient.open(port, null, '/ws', suite.ca.cert)
+    expect(plain.answer).toBeUndefined()
+    const big = json(4096)
+    plain.send(1, Buffer.from(big))
+    const f = await plain.frame(1)
+    expect(f.first & 0x40).toBe(0)
+    expect(f.payload.toString()).toBe(big)
+    plain.socket.destroy()
+  })
+
+  it('ws clients over wss:// with and without it: 300 KB echoes, and room broadcasts reach both alike', async () => {
+    const { port, server: srv } = await server(
+      { onMessage: echo, onConnect: (s) => void s.joinRoom('r') },
+      { perMessageDeflate: true, tls: suite.leaf },
+    )
+    const url = `wss://127.0.0.1:${port}/ws`
+    const withDeflate = await connect(url, { ca: suite.ca.cert })
+    const without = await connect(url, { ca: suite.ca.cert, perMessageDeflate: false })
+    expect([withDeflate.extensions, without.extensions]).toEqual(['permessage-deflate', ''])
+    const big = json(300_000)
+    withDeflate.send(big)
+    expect(await nextMessage(withDeflate, 10_000)).toBe(big)
+    await waitFor(() => srv.getConnections('r').length === 2)
+    const msgs = Array.from({ length: 10 }, (_, i) => json(1500, i))
+    const got = [withDeflate, without].map((w) => messages(w, msgs.length))
+    for (const m of msgs) expect(srv.broadcast(m, { room: 'r' })).toBe(2)
+    for (const g of await Promise.all(got)) expect(g).toEqual(msgs)
+    withDeflate.close()
+    without.close()
   })
 })

@@ -95,7 +95,7 @@ describe('echo', () => {
 })
 
 describe('socket identity', () => {
-  it('exposes id, clientId, path, query, headers and remoteAddress', async () => {
+  it('exposes id, clientId, path, query, headers, remoteAddress and remotePort', async () => {
     let socket: Socket | undefined
     const { url, server } = await echoServer({ onConnect: (s) => void (socket = s) })
     const ws = await connect(`${url}?clientId=user_123&token=abc`, { headers: { 'X-Custom': 'yes' } })
@@ -106,6 +106,11 @@ describe('socket identity', () => {
     expect(socket!.query).toEqual({ clientId: 'user_123', token: 'abc' })
     expect(socket!.headers['x-custom']).toBe('yes')
     expect(socket!.remoteAddress).toBe('127.0.0.1')
+    // The request is parsed on first read; the same frozen object after that.
+    expect(socket!.headers).toBe(socket!.headers)
+    expect(Object.isFrozen(socket!.headers)).toBe(true)
+    const local = (ws as unknown as { _socket: { localPort: number } })._socket.localPort
+    expect(socket!.remotePort).toBe(local)
     expect(server.getConnection(socket!.id)).toBe(socket)
     expect(server.getConnections()).toEqual([socket])
     ws.close()

@@ -11,14 +11,14 @@
 // then two nodes sharing a private redis-server started for each run, subscribers split between
 // them. Pinned, both nodes and Redis share CPU 0. `--servers rnode` includes the two-node run,
 // which needs redis-server (REDIS_SERVER, else on PATH).
-import { execSync } from 'node:child_process'
+import { execSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { svgChart } from './harness/chart.mjs'
 import { pinned, run, sleep, startRedis, startServer, stopServer } from './harness/process.mjs'
-import { baselineRows, baselineTable, cpuTable, markdownTable, tableRows, targetLines, targets } from './harness/report.mjs'
+import { baselineRows, baselineTable, cpuTable, markdownTable, soloTable, stormTargets, tableRows, targetLines, targets } from './harness/report.mjs'
 import { scenarios as allScenarios, servers as serverTable } from './harness/scenarios.mjs'
 import { human, summarize } from './harness/stats.mjs'
 
@@ -185,9 +185,41 @@ function redisInbound(n) {
   return { redis_in_bytes_node: mean, redis_in_per_pub: published > 0 ? mean / published : null }
 }
 
-const METRICS = ['rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn', 'cpu0_busy', 'cpu1_busy', 'cpu0_steal', 'cpu1_steal', 'redis_in_per_pub', 'redis_in_bytes_node']
+const METRICS = [
+  'rate', 'p50_us', 'p99_us', 'server_cpu', 'loadgen_cpu', 'rss_per_conn', 'cpu0_busy', 'cpu1_busy', 'cpu0_steal', 'cpu1_steal',
+  // connection storms and scale (issue 23)
+  'listen_overflows', 'listen_drops', 'syn_cookies', 'back_ms', 'rejoined', 'rss_after_ratio', 'rss_later_ratio', 'connect_seconds', 'server_rss', 'probe_worst_ms', 'probe_failures',
+  // cluster
+  'redis_in_per_pub', 'redis_in_bytes_node',
+]
+
+/**
+ * Runs this script again with the soft open-file limit raised to the hard one (Node cannot
+ * call setrlimit), so large connection runs are not cut short by a low default. Returns true
+ * when the re-run happened and this process should only pass its exit code on.
+ */
+function raiseFileLimit() {
+  if (process.env.RNODE_BENCH_NOFILE) return false
+  const soft = tryText(() => sh('ulimit -Sn', { shell: '/bin/sh' }))
+  const hard = tryText(() => sh('ulimit -Hn', { shell: '/bin/sh' }))
+  if (!soft || !hard || soft === hard) return false
+  const argv = [process.argv[1], ...process.argv.slice(2)].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ')
+  const r = spawnSync('/bin/sh', ['-c', `ulimit -n ${hard} && exec "${process.execPath}" ${argv}`], {
+    stdio: 'inherit',
+    env: { ...process.env, RNODE_BENCH_NOFILE: hard },
+  })
+  process.exit(r.status ?? 1)
+}
+
+/** Builds the client package's bundles (the storm's clients load client/dist). */
+function buildClient(opts) {
+  if (!opts.build && existsSync(join(root, 'client/dist/index.mjs'))) return
+  log('building @rnode/websocket-client (client/scripts/build.mjs)')
+  execSync('node client/scripts/build.mjs', { cwd: root, stdio: ['ignore', 2, 2] })
+}
 
 async function main() {
+  raiseFileLimit()
   const opts = parseArgs(process.argv.slice(2))
   const loadgen = prepare(opts)
   const servers = serverTable(benches)
@@ -200,7 +232,10 @@ async function main() {
     if (pins.length === 0) pins = ['unpinned']
   }
   const fdLimit = Number(tryText(() => sh('ulimit -n', { shell: '/bin/sh' }))) || 1024
-  const scenarioList = allScenarios({ quick: opts.quick, benches }).filter((s) => !opts.only || opts.only.includes(s.id) || opts.only.includes(s.group))
+  // Opt-in scenarios (`scale`) run only when `--only` names them (or their group).
+  const scenarioList = allScenarios({ quick: opts.quick, benches }).filter((s) =>
+    opts.only ? opts.only.includes(s.id) || opts.only.includes(s.group) : !s.optIn,
+  )
   for (const sc of scenarioList) {
     sc.runs = sc.runs.filter((r) => {
       const key = sc.variants?.[r]?.server ?? r
@@ -208,17 +243,18 @@ async function main() {
       const base = servers[key]?.cluster ? 'rnode' : key
       return available[key] && (!opts.servers || [key, r, base].some((k) => opts.servers.includes(k)))
     })
-    if (sc.loadgen.includes('connect')) {
-      const i = sc.loadgen.indexOf('--conns')
-      const want = Number(sc.loadgen[i + 1])
-      if (want > fdLimit - 500) {
-        const n = Math.max(100, fdLimit - 500)
-        sc.loadgen[i + 1] = String(n)
-        notes.connect = `open-file limit ${fdLimit}: connect mode uses ${n} connections instead of ${want}`
-        for (const row of sc.rows) row.title = row.title.replace(want.toLocaleString('en-US'), n.toLocaleString('en-US'))
-      }
+    // Every connection is a descriptor in the server and in the load generator: stay under the
+    // open-file limit (raised to the hard limit at start, see `raiseFileLimit`).
+    const i = sc.loadgen.indexOf('--conns')
+    const want = Number(sc.loadgen[i + 1])
+    if (i >= 0 && want > fdLimit - 500) {
+      const n = Math.max(100, fdLimit - 500)
+      sc.loadgen[i + 1] = String(n)
+      notes[sc.id] = `open-file limit ${fdLimit}: ${sc.id} uses ${n} connections instead of ${want}`
+      for (const row of sc.rows) row.title = row.title.replace(want.toLocaleString('en-US'), n.toLocaleString('en-US'))
     }
   }
+  if (scenarioList.some((sc) => sc.id === 'storm')) buildClient(opts)
   const labelOf = (sc, r) => sc.variants?.[r]?.label ?? servers[r]?.label ?? r
   const started = new Date()
   const meta = {
@@ -244,7 +280,7 @@ async function main() {
         for (const r of sc.runs) {
           const variant = sc.variants?.[r]
           const server = servers[variant?.server ?? r]
-          const longRun = sc.loadgen.includes('connect') ? 75000 : 0
+          const longRun = sc.loadgen.includes('connect') || sc.id === 'storm' || sc.id === 'scale' ? 150000 : 0
           const loadgenArgs = [...(sc.client ?? [loadgen]), ...sc.loadgen, ...(variant?.extra ?? []), '--warmup-ms', String(opts.warmupMs), '--duration-ms', String(opts.durationMs)]
           const outcome = await runOne({
             server,
@@ -282,7 +318,7 @@ async function main() {
       summary,
       table: lines.map(({ id, ours, title, better, cells }) => ({ id, ours, title, better, cells })),
       scale_out: baselineRows(scenarioList, summary, labelOf),
-      targets: targets(lines),
+      targets: [...targets(lines), ...stormTargets(lines)],
     }
   }
   meta.loadavg_end = loadavg()
@@ -331,6 +367,15 @@ async function main() {
       md.push(baselineTable(attachRows))
       md.push('')
     }
+    const solo = soloTable(scenarioList, p.summary)
+    if (solo) {
+      md.push(
+        'Reconnect storm (issue 23): clients of @rnode/websocket-client (on `ws`, default backoff and jitter) dropped at once by an in-process server restart, times from the restart signal.',
+      )
+      md.push('')
+      md.push(solo)
+      md.push('')
+    }
     if (historyRows.length) {
       md.push('Room history (issue 19): the broadcast with the room keeping its last 1,000 messages against the same server without history, interleaved in one run.')
       md.push('')
@@ -344,7 +389,7 @@ async function main() {
       md.push('')
     }
     if (lines.length) {
-      md.push('Targets (issue 6):')
+      md.push('Targets (issues 6 and 23):')
       md.push(targetLines(p.targets))
       md.push('')
     }

@@ -20,6 +20,10 @@ export type NativeOptions = generated.NativeOptions
 export type NativeDeflateOptions = generated.NativeDeflateOptions
 /** A room as the engine reports it. */
 export type NativeRoomInfo = generated.RoomInfo
+/** The `tls` option as the engine takes it (PEM text). */
+export type NativeTls = generated.NativeTls
+/** A certificate chain and key as the engine takes them (PEM text). */
+export type NativeCertKey = generated.NativeCertKey
 /** The native server object. */
 export type NativeServer = generated.NativeServer
 /** `rateLimit`, validated by the facade. */

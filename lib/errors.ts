@@ -60,6 +60,14 @@ export type ErrorCode =
   | 'ERR_CLUSTER_EXCEPT_TOO_LONG'
   /** `emitter.broadcast()` after `emitter.close()`. */
   | 'ERR_EMITTER_CLOSED'
+  /** A TLS certificate (`tls.cert`, `tls.ca`, `setSecureContext()`...) is not PEM X.509. TypeError. */
+  | 'ERR_INVALID_CERT'
+  /** A TLS private key is not PEM, not supported, or not the certificate's key. TypeError. */
+  | 'ERR_INVALID_KEY'
+  /** An encrypted TLS private key without `passphrase`, or with a wrong one. TypeError. */
+  | 'ERR_BAD_PASSPHRASE'
+  /** `setSecureContext()` / `addServerName()` / `removeServerName()` on a server without `tls`. */
+  | 'ERR_NO_TLS'
   /** napi itself failed (the JS engine refused a value); not caused by the caller. */
   | 'ERR_INTERNAL'
 

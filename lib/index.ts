@@ -3,6 +3,7 @@ export { WsServer } from './server'
 export { Socket } from './socket'
 export { isSendableCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes'
 export type { CodedError, ErrorCode } from './errors'
+export type { PeerCertificate, Pem, SecureContextOptions, TlsOptions } from './tls'
 export type {
   CloseOptions,
   BroadcastOptions,

@@ -26,6 +26,19 @@ export declare class NativeServer {
    * event carries.
    */
   adopt(fd: number, prefix: Buffer): number
+  /**
+   * Replaces the default TLS certificate: handshakes from now on use it, open connections
+   * keep theirs. Throws `ERR_INVALID_CERT`, `ERR_INVALID_KEY` or `ERR_BAD_PASSPHRASE` (the old
+   * certificate stays), or `ERR_NO_TLS`.
+   */
+  setSecureContext(cert: NativeCertKey): void
+  /**
+   * Adds or replaces the TLS certificate for SNI host `name` (or `*.suffix`); throws as
+   * `setSecureContext` does.
+   */
+  addServerName(name: string, cert: NativeCertKey): void
+  /** Removes the certificate for SNI host `name`; false when it had none. Throws `ERR_NO_TLS`. */
+  removeServerName(name: string): boolean
   /** Attach mode, slow path: the loopback listener's port and secret (started on first call). */
   loopback(): LoopbackInfo
   /** A fresh attach id for a slow-path connection's preamble. */
@@ -207,12 +220,23 @@ export interface Limits {
   maxInboundQueue: number
   proxyHeaderTimeout: number
   rateLimit?: RateLimitOptions
+  /** The backlog asked for; the kernel may clamp it (`net.core.somaxconn` on Linux). */
+  backlog: number
 }
 
 /** Where attach mode's slow path connects, and the secret its first line carries. */
 export interface LoopbackInfo {
   port: number
   secret: string
+}
+
+/** A certificate chain and its private key, as JS passes them (PEM text). */
+export interface NativeCertKey {
+  /** PEM: the end-entity certificate first, then its intermediates. */
+  cert: string
+  /** PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), or encrypted PKCS#8 with `passphrase`. */
+  key: string
+  passphrase?: string
 }
 
 /** `perMessageDeflate` as it arrives from JavaScript (`true` arrives as `{}`). */
@@ -257,6 +281,8 @@ export interface NativeOptions {
   maxInboundQueue?: number
   /** Share the port with other processes (SO_REUSEPORT; Unix). */
   reusePort?: boolean
+  /** Length of the listening socket's accept queue (`listen(2)` backlog). */
+  backlog?: number
   /** Redis URL for scale-out; absent: a single node. */
   clusterRedis?: string
   /** Every Redis URL (`cluster.redis` as a list: a Redis Cluster's seed nodes). */
@@ -298,6 +324,15 @@ export interface NativeOptions {
   recoveryMaxDisconnection?: number
   /** permessage-deflate (RFC 7692); absent: off. */
   perMessageDeflate?: NativeDeflateOptions
+  /** Certificates for TLS on the own port (`tls.rs`); absent: plain TCP. */
+  tls?: NativeTls
+}
+
+/** A certificate for one SNI host name. */
+export interface NativeServerName {
+  /** `a.example`, or `*.example` for any one label in front of `example`. */
+  name: string
+  cert: NativeCertKey
 }
 
 /** Counters for `getStats()` and the batching debug figures. */
@@ -331,6 +366,17 @@ export interface NativeStats {
   clusterRoomChannels: number
   /** Inbound messages over a `rateLimit` (dropped, or closing their connection). */
   rateLimited: number
+}
+
+/** The `tls` option. */
+export interface NativeTls {
+  /** The certificate for clients that name no host, or a host without its own certificate. */
+  cert: NativeCertKey
+  /** PEM certificates of the authorities client certificates must chain to (`requestCert`). */
+  ca?: string
+  /** Ask each client for a certificate signed by `ca`; a client without one is refused. */
+  requestCert?: boolean
+  serverNames?: Array<NativeServerName>
 }
 
 /**

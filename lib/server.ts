@@ -13,7 +13,8 @@ import {
   type NativeServer,
 } from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
-import { checkRoomId, Socket, type ConnectionInfo } from './socket'
+import { peerCertificate, toNativeCertKey, toNativeTls, withTlsErrors, type SecureContextOptions } from './tls'
+import { checkRoomId, Socket, type ConnectionInfo, type RequestInfo } from './socket'
 import { toNativeDeflate } from './deflate'
 import type {
   BroadcastOptions,
@@ -61,6 +62,8 @@ type HandlerName = (typeof HANDLER_NAMES)[number]
 const DURATION_OPTIONS = ['idleTimeout', 'pingInterval', 'handshakeTimeout', 'closeTimeout'] as const
 const SIZE_OPTIONS = ['maxPayload', 'maxBackpressure', 'maxInboundQueue'] as const
 const MAX_U32 = 0xffffffff
+/** Largest `backlog` (matches the engine's `MAX_BACKLOG`). */
+const MAX_BACKLOG = 65_535
 /** The route of every path without one of its own. */
 const ANY_PATH = '*'
 
@@ -137,7 +140,7 @@ function checkHistory(name: string, value: unknown): { historySize: number; hist
 /** `rateLimit` (server-wide or per path) checked and in the engine's shape. */
 function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new TypeError(`${name} must be an object: { messages?, bytes?, interval?, policy? }`)
+    throw codedTypeError('ERR_INVALID_OPTION', `${name} must be an object: { messages?, bytes?, interval?, policy? }`)
   }
   const r = value as RateLimitOptions
   const out: NativeRateLimit = {}
@@ -146,24 +149,24 @@ function toNativeRateLimit(name: string, value: unknown): NativeRateLimit {
   if (r.interval !== undefined) out.interval = checkInteger(`${name}.interval`, r.interval, 1, MAX_U32)
   if (r.policy !== undefined) {
     if (r.policy !== 'close' && r.policy !== 'drop') {
-      throw new TypeError(`${name}.policy must be 'close' or 'drop', got ${String(r.policy)}`)
+      throw codedTypeError('ERR_INVALID_OPTION', `${name}.policy must be 'close' or 'drop', got ${String(r.policy)}`)
     }
     out.policy = r.policy
   }
-  if (!out.messages && !out.bytes) throw new RangeError(`${name} must limit messages or bytes (a positive number)`)
+  if (!out.messages && !out.bytes) throw codedRangeError('ERR_INVALID_OPTION', `${name} must limit messages or bytes (a positive number)`)
   return out
 }
 
 /** An endpoint path (`metricsPath`, `healthPath`). */
 function checkPath(name: string, value: unknown): string {
   if (typeof value !== 'string' || !/^\/[\x21-\x7e]*$/.test(value) || value.includes('?') || value.includes('#')) {
-    throw new TypeError(`${name} must be a path starting with '/' (no query), got ${JSON.stringify(value)}`)
+    throw codedTypeError('ERR_INVALID_OPTION', `${name} must be a path starting with '/' (no query), got ${JSON.stringify(value)}`)
   }
   return value
 }
 
 function checkBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean`)
+  if (typeof value !== 'boolean') throw codedTypeError('ERR_INVALID_OPTION', `${name} must be a boolean`)
   return value
 }
 
@@ -207,24 +210,25 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     if (typeof input.reusePort !== 'boolean') throw badOption('reusePort must be a boolean')
     out.reusePort = input.reusePort
   }
+  if (input.backlog !== undefined) out.backlog = checkInteger('backlog', input.backlog, 1, MAX_BACKLOG)
   const deflate = toNativeDeflate(input.perMessageDeflate)
   if (deflate !== undefined) out.perMessageDeflate = deflate
   if (input.metricsPath !== undefined) out.metricsPath = checkPath('metricsPath', input.metricsPath)
   if (input.healthPath !== undefined) out.healthPath = checkPath('healthPath', input.healthPath)
   if (out.metricsPath !== undefined && out.metricsPath === out.healthPath) {
-    throw new TypeError('metricsPath and healthPath must differ')
+    throw codedTypeError('ERR_INVALID_OPTION', 'metricsPath and healthPath must differ')
   }
   if (input.trustProxy !== undefined) {
     const list = checkStringList('trustProxy', input.trustProxy)
     const bad = native.checkTrustProxy(list)
     if (bad !== null) {
-      throw new TypeError(`trustProxy entries must be IP addresses or CIDR ranges (network address/prefix), got ${JSON.stringify(bad)}`)
+      throw codedTypeError('ERR_INVALID_OPTION', `trustProxy entries must be IP addresses or CIDR ranges (network address/prefix), got ${JSON.stringify(bad)}`)
     }
     out.trustProxy = list
   }
   if (input.proxyHeader !== undefined) {
     if (input.proxyHeader !== 'x-forwarded-for' && input.proxyHeader !== 'forwarded') {
-      throw new TypeError(`proxyHeader must be 'x-forwarded-for' or 'forwarded', got ${String(input.proxyHeader)}`)
+      throw codedTypeError('ERR_INVALID_OPTION', `proxyHeader must be 'x-forwarded-for' or 'forwarded', got ${String(input.proxyHeader)}`)
     }
     out.proxyHeader = input.proxyHeader
   }
@@ -287,13 +291,14 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
     // Offsets and sessions are per node so far: across nodes they would disagree (docs/recovery.md).
     throw badOption('history and recovery are not available with cluster yet')
   }
+  if (input.tls !== undefined) out.tls = toNativeTls(input.tls)
   return out
 }
 
 /** How a server gets its connections: its own port, an http server's, or `handleUpgrade()`. */
 type Mode = { kind: 'port' } | { kind: 'server'; server: AttachableServer } | { kind: 'noServer' }
 
-const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort'] as const
+const OWN_PORT_OPTIONS = ['port', 'host', 'reusePort', 'backlog', 'tls'] as const
 
 function invalidOption(message: string): TypeError {
   return codedTypeError('ERR_INVALID_OPTION', message)
@@ -403,7 +408,7 @@ export class WsServer {
     this.#selectProtocol = typeof protocols === 'function' ? protocols : undefined
     this.#maxDisconnection = options.recoveryMaxDisconnection ?? 120_000
     this.#sessionData = options.recovery === true ? new Map() : undefined
-    this.#native = new native.NativeServer(options)
+    this.#native = withTlsErrors(() => new native.NativeServer(options))
     this.#handle = this.#native.handle
     if (mode.kind !== 'port') this.#startAttached(mode)
   }
@@ -473,6 +478,29 @@ export class WsServer {
     }
   }
 
+  /**
+   * TLS servers: replaces the default certificate. Handshakes from now on use it; open
+   * connections keep theirs. A bad certificate or key throws a TypeError (`ERR_INVALID_CERT`,
+   * `ERR_INVALID_KEY`, `ERR_BAD_PASSPHRASE`) and the old certificate stays in force.
+   */
+  setSecureContext(options: SecureContextOptions): void {
+    const pair = toNativeCertKey(options, 'setSecureContext()', 'ERR_INVALID_ARG')
+    withTlsErrors(() => this.#native.setSecureContext(pair))
+  }
+
+  /** TLS servers: adds or replaces the certificate for SNI host `name` (or `'*.suffix'`). */
+  addServerName(name: string, options: SecureContextOptions): void {
+    if (typeof name !== 'string' || name.length === 0) throw badArg('addServerName() name must be a non-empty string')
+    const pair = toNativeCertKey(options, 'addServerName()', 'ERR_INVALID_ARG')
+    withTlsErrors(() => this.#native.addServerName(name, pair))
+  }
+
+  /** TLS servers: removes the certificate for SNI host `name`; false when it had none. */
+  removeServerName(name: string): boolean {
+    if (typeof name !== 'string' || name.length === 0) throw badArg('removeServerName() name must be a non-empty string')
+    return this.#native.removeServerName(name)
+  }
+
   /** The bound port once `listen()` resolved. */
   get port(): number | undefined {
     return this.#port
@@ -492,7 +520,7 @@ export class WsServer {
       const fn: unknown = handlers[name]
       if (fn !== undefined && typeof fn !== 'function') throw badArg(`${name} must be a function, got ${typeof fn}`)
     }
-    if (typeof options !== 'object' || options === null) throw badArg('websocket() options must be an object')
+    if (typeof options !== 'object' || options === null) throw badOption('websocket() options must be an object')
     for (const key of Object.keys(options)) {
       if (!ROUTE_OPTIONS.has(key)) throw badOption(`websocket() options.${key} is not an option`)
     }
@@ -809,7 +837,7 @@ export class WsServer {
         const end = h[i + 3]!
         switch (h[i] as EventKind) {
           case EventKind.Connect:
-            this.#onConnect(conn, text.substring(start, end))
+            this.#onConnect(conn, text, start, end)
             break
           case EventKind.Text: {
             const socket = this.#sockets.get(conn)
@@ -864,9 +892,16 @@ export class WsServer {
     return this.#routes.get(path) ?? this.#routes.get(ANY_PATH)
   }
 
-  #onConnect(conn: number, infoJson: string): void {
-    const info = JSON.parse(infoJson) as ConnectionInfo
-    const socket = new Socket(this.#native, this.#handle, conn, info, this.#route(info.path) ?? {})
+  /**
+   * A new connection: `text` holds, from `start` to `end`, the socket's fields as JSON, a newline,
+   * and the upgrade request as JSON, which the socket keeps (copied: a slice would keep the whole
+   * batch string alive) and parses only if a handler reads it.
+   */
+  #onConnect(conn: number, text: string, start: number, end: number): void {
+    const split = text.indexOf('\n', start)
+    const info = JSON.parse(text.substring(start, split)) as ConnectionInfo
+    const request = ownString(text, split + 1, end)
+    const socket = new Socket(this.#native, this.#handle, conn, info, request, this.#route(info.path) ?? {})
     if (info.upgrade !== 0 && this.#upgradeData.has(info.upgrade)) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
@@ -916,22 +951,19 @@ export class WsServer {
 
   /** An upgrade waits for `onUpgrade` and/or the subprotocol selector. */
   #onUpgrade(request: number, infoJson: string): void {
-    const raw = JSON.parse(infoJson) as {
-      path: string
-      query: string
-      headers: Record<string, string>
-      remoteAddress: string
-      remotePort: number
-      protocols: string[]
-    }
+    const split = infoJson.indexOf('\n')
+    const raw = JSON.parse(infoJson.slice(0, split)) as { path: string; protocols: string[] }
+    const asked = JSON.parse(infoJson.slice(split + 1)) as RequestInfo
     const req: UpgradeRequest = {
       path: raw.path,
-      query: parseQuery(raw.query),
-      headers: raw.headers,
-      remoteAddress: raw.remoteAddress,
-      remotePort: raw.remotePort,
+      query: parseQuery(asked.query),
+      headers: asked.headers,
+      remoteAddress: asked.remoteAddress,
+      remotePort: asked.remotePort,
       protocols: raw.protocols,
     }
+    const peer = peerCertificate(asked.peerCertificate)
+    if (peer) req.peerCertificate = peer
     const hook = this.#route(raw.path)?.onUpgrade
     const refuse = (status: number, message: string): void =>
       this.#native.resolveUpgrade(request, false, status, message, null, null)

@@ -5,15 +5,11 @@ import type { JsonValue, SendStatus, WebSocketHandlers } from './types'
 
 const STATUS: readonly SendStatus[] = ['sent', 'buffered', 'dropped']
 
-/** What the engine tells about a connection when it opens. */
+/** What the engine tells about a connection when it opens (the part every socket needs at once). */
 export interface ConnectionInfo {
   id: string
   clientId: string
   path: string
-  query: string
-  remoteAddress: string
-  remotePort: number
-  headers: Record<string, string>
   protocol: string
   /** Id of the `onUpgrade` request this connection came through (0: none). */
   upgrade: number
@@ -21,6 +17,16 @@ export interface ConnectionInfo {
   attach: number
   /** It took back a disconnected session (`recovery`). */
   recovered: boolean
+}
+
+/** The upgrade request as the engine reports it; parsed from JSON the first time it is read. */
+export interface RequestInfo {
+  query: string
+  remoteAddress: string
+  remotePort: number
+  headers: Record<string, string>
+  /** The client certificate (base64 DER) on a TLS port with `requestCert`. */
+  peerCertificate?: string
 }
 
 /** Largest ping/pong payload (RFC 6455 §5.5). */
@@ -57,10 +63,6 @@ export class Socket {
   readonly clientId: string
   /** The request path (without the query). */
   readonly path: string
-  /** The peer's IP address. */
-  readonly remoteAddress: string
-  /** Request headers of the upgrade, lower-case names. */
-  readonly headers: Readonly<Record<string, string>>
   /** The negotiated subprotocol, or '' when none. */
   readonly protocol: string
   /**
@@ -77,7 +79,11 @@ export class Socket {
   readonly handlers: WebSocketHandlers
   readonly #native: NativeServer
   readonly #handle: number
-  readonly #rawQuery: string
+  /**
+   * The upgrade request: its JSON text until a handler reads `headers`, `query` or the address
+   * (most never do, and one string is smaller than the objects it describes), then parsed.
+   */
+  #request: string | RequestInfo
   #query: Readonly<Record<string, string>> | undefined
   #open = true
 
@@ -87,6 +93,7 @@ export class Socket {
     handle: number,
     conn: number,
     info: ConnectionInfo,
+    request: string,
     handlers: WebSocketHandlers,
   ) {
     this.#native = native
@@ -96,18 +103,40 @@ export class Socket {
     this.id = info.id
     this.clientId = info.clientId
     this.path = info.path
-    this.remoteAddress = info.remoteAddress
     this.protocol = info.protocol
-    this.headers = Object.freeze(info.headers)
-    this.#rawQuery = info.query
     this.recovered = info.recovered === true
+    this.#request = request
+  }
+
+  #parsed(): RequestInfo {
+    if (typeof this.#request === 'string') {
+      const request = JSON.parse(this.#request) as RequestInfo
+      Object.freeze(request.headers)
+      this.#request = request
+    }
+    return this.#request
+  }
+
+  /** The peer's IP address. */
+  get remoteAddress(): string {
+    return this.#parsed().remoteAddress
+  }
+
+  /** The peer's TCP port. */
+  get remotePort(): number {
+    return this.#parsed().remotePort
+  }
+
+  /** Request headers of the upgrade, lower-case names (repeated headers joined with ', '). */
+  get headers(): Readonly<Record<string, string>> {
+    return this.#parsed().headers
   }
 
   /** Query parameters of the upgrade request (parsed on first use). */
   get query(): Readonly<Record<string, string>> {
     if (this.#query === undefined) {
       const query: Record<string, string> = Object.create(null) as Record<string, string>
-      for (const [k, v] of new URLSearchParams(this.#rawQuery)) query[k] = v
+      for (const [k, v] of new URLSearchParams(this.#parsed().query)) query[k] = v
       this.#query = Object.freeze(query)
     }
     return this.#query

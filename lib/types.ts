@@ -1,3 +1,4 @@
+import type { PeerCertificate, TlsOptions } from './tls'
 import type { Server as HttpServer } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { CodedError } from './errors'
@@ -14,6 +15,8 @@ export interface UpgradeRequest {
   remotePort: number
   /** Subprotocols the client offered, in its order. */
   protocols: string[]
+  /** The client's TLS certificate, on a `tls` server with `requestCert`. */
+  peerCertificate?: PeerCertificate
 }
 
 /**
@@ -170,6 +173,13 @@ export interface ServerOptions {
    */
   reusePort?: boolean
   /**
+   * Length of the listening socket's accept queue: connections the kernel has set up and the
+   * server has not taken yet, as in a reconnect storm. Past it the kernel drops new handshakes
+   * (the client retries about a second later). The kernel caps it (`net.core.somaxconn` on
+   * Linux). Default 4096; 1 to 65535.
+   */
+  backlog?: number
+  /**
    * Scale-out: servers sharing a Redis deliver broadcasts and room messages to each other's
    * members. `listen()` rejects with `ERR_REDIS_UNREACHABLE` when Redis cannot be reached.
    */
@@ -179,6 +189,12 @@ export interface ServerOptions {
    * defaults, or settings. Default off. See docs/deflate.md.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions
+  /**
+   * Native TLS on the own port (`wss://`): `{ cert, key, passphrase?, ca?, requestCert?,
+   * serverNames? }`, PEM as Node's `tls` takes it. Not with `server`/`noServer` (the https
+   * server does TLS there). See docs/tls.md.
+   */
+  tls?: TlsOptions
   /**
    * Presence: which metadata keys `server.presence()`, the clients' `presence` request and
    * presence events show. With `cluster`, setting it also keeps every member in Redis (with a
@@ -311,6 +327,8 @@ export interface Limits {
   maxConnections: number | undefined
   maxConnectionsPerIp: number | undefined
   maxInboundQueue: number
+  /** The listen backlog asked for (the kernel may cap it lower). */
+  backlog: number
   /** Time a `proxyProtocol` header may take to arrive (fixed; the handshake timeout when shorter). */
   proxyHeaderTimeout: number
   rateLimit: Required<RateLimitOptions> | undefined

@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_HEADER_BYTES: u32 = 8 * 1024;
 pub const DEFAULT_MAX_INBOUND_QUEUE: u32 = 64 * 1024 * 1024;
 /// Default cap on the number of request headers.
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Default length of the listen queue: connections the kernel has completed and the accept loop
+/// has not taken yet. Linux's SOMAXCONN since 5.4; the kernel clamps it to `net.core.somaxconn`.
+/// Past it the kernel drops the client's handshake, and the client retries a second later.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+/// Largest `backlog` accepted (the kernel clamps lower values of its own).
+pub const MAX_BACKLOG: u32 = 65_535;
 /// Default time a room's Redis channel stays subscribed after its last local member left, so
 /// a member leaving and another joining soon after cost no UNSUBSCRIBE/SUBSCRIBE pair.
 pub const DEFAULT_CLUSTER_UNSUBSCRIBE_LINGER_MS: u32 = 3_000;
@@ -104,6 +110,8 @@ pub struct NativeOptions {
     pub max_inbound_queue: Option<u32>,
     /// Share the port with other processes (SO_REUSEPORT; Unix).
     pub reuse_port: Option<bool>,
+    /// Length of the listening socket's accept queue (`listen(2)` backlog).
+    pub backlog: Option<u32>,
     /// Redis URL for scale-out; absent: a single node.
     pub cluster_redis: Option<String>,
     /// Every Redis URL (`cluster.redis` as a list: a Redis Cluster's seed nodes).
@@ -143,6 +151,8 @@ pub struct NativeOptions {
     pub recovery_max_disconnection: Option<u32>,
     /// permessage-deflate (RFC 7692); absent: off.
     pub per_message_deflate: Option<NativeDeflateOptions>,
+    /// Certificates for TLS on the own port (`tls.rs`); absent: plain TCP.
+    pub tls: Option<crate::tls::NativeTls>,
 }
 
 /// `perMessageDeflate` as it arrives from JavaScript (`true` arrives as `{}`).
@@ -225,6 +235,7 @@ pub struct Config {
     pub protocols: Vec<String>,
     pub cluster: Option<crate::cluster::ClusterConfig>,
     pub reuse_port: bool,
+    pub backlog: u32,
     pub max_inbound_queue: usize,
     /// permessage-deflate for every path without its own setting; None: off.
     pub deflate: Option<DeflateConfig>,
@@ -324,6 +335,13 @@ impl Config {
             max_connections_per_ip: positive("maxConnectionsPerIp", o.max_connections_per_ip)?,
             protocols: o.protocols.clone().unwrap_or_default(),
             reuse_port: o.reuse_port.unwrap_or(false),
+            backlog: match positive("backlog", o.backlog)? {
+                Some(b) if b > MAX_BACKLOG => {
+                    let reason = format!("must be 1-{MAX_BACKLOG}, got {b}");
+                    return Err(ConfigError { name: "backlog", reason });
+                }
+                b => b.unwrap_or(DEFAULT_BACKLOG),
+            },
             presence_fields: o.presence_fields.clone().unwrap_or_default(),
             max_inbound_queue: positive("maxInboundQueue", o.max_inbound_queue)?
                 .unwrap_or(DEFAULT_MAX_INBOUND_QUEUE) as usize,
@@ -383,6 +401,8 @@ pub struct Limits {
     pub max_inbound_queue: u32,
     pub proxy_header_timeout: u32,
     pub rate_limit: Option<RateLimitOptions>,
+    /// The backlog asked for; the kernel may clamp it (`net.core.somaxconn` on Linux).
+    pub backlog: u32,
 }
 
 impl From<&Config> for Limits {
@@ -401,6 +421,7 @@ impl From<&Config> for Limits {
             max_connections: c.max_connections.map(|n| n as u32),
             max_connections_per_ip: c.max_connections_per_ip,
             max_inbound_queue: c.max_inbound_queue as u32,
+            backlog: c.backlog,
             proxy_header_timeout: PROXY_HEADER_TIMEOUT_MS,
             rate_limit: c.rate_limit.map(|r| RateLimitOptions {
                 messages: Some(r.messages),
@@ -424,6 +445,7 @@ mod tests {
         assert_eq!(c.max_payload, DEFAULT_MAX_PAYLOAD as usize);
         assert!(!c.drop_on_backpressure);
         assert!(c.cluster.is_none());
+        assert_eq!(c.backlog, DEFAULT_BACKLOG);
     }
 
     #[test]
@@ -432,10 +454,12 @@ mod tests {
             port: Some(65535),
             backpressure_policy: Some("drop".into()),
             cluster_redis: Some("redis://127.0.0.1:6379".into()),
+            backlog: Some(16),
             ..Default::default()
         };
         let c = Config::from_options(&o).expect("valid");
         assert_eq!(c.port, 65535);
+        assert_eq!(c.backlog, 16);
         assert!(c.drop_on_backpressure);
         assert_eq!(c.cluster.map(|c| c.prefix), Some("rnode".to_string()));
     }
@@ -447,6 +471,8 @@ mod tests {
         let policy = NativeOptions { backpressure_policy: Some("explode".into()), ..Default::default() };
         assert_eq!(name(policy), Some("backpressurePolicy"));
         assert_eq!(name(NativeOptions { max_payload: Some(0), ..Default::default() }), Some("maxPayload"));
+        assert_eq!(name(NativeOptions { backlog: Some(0), ..Default::default() }), Some("backlog"));
+        assert_eq!(name(NativeOptions { backlog: Some(65_536), ..Default::default() }), Some("backlog"));
         let url = NativeOptions { cluster_redis: Some("redis://[::1".into()), ..Default::default() };
         assert_eq!(name(url), Some("cluster.redis"));
     }

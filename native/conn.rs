@@ -4,7 +4,7 @@
 //! The connection has no timers of its own: the engine's ticker (`Engine::ticker`) calls
 //! [`Conn::tick`], which sends server pings and enforces the idle timeout and close deadline.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -114,7 +114,7 @@ pub struct Conn {
 #[derive(Default)]
 pub struct Extra {
     /// Rooms this connection is in.
-    pub rooms: HashSet<String>,
+    pub rooms: RoomIds,
     /// `setMetadata` values, as JSON text.
     pub metadata: HashMap<String, String>,
     /// The session token this connection was given (with `recovery`); None once the
@@ -122,6 +122,48 @@ pub struct Extra {
     pub session: Option<crate::sessions::Token>,
     /// Rooms of a resumed session waiting for the client's `recover` request.
     pub pending_rooms: Vec<String>,
+}
+
+/// The ids of the rooms one connection is in: a vector searched in order, since a connection
+/// is in few rooms, and its first room costs one exact allocation (a hash set's first insert
+/// reserves a table for three and every id is a separate `String`).
+#[derive(Default)]
+pub struct RoomIds(Vec<Box<str>>);
+
+impl RoomIds {
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.iter().any(|r| &**r == id)
+    }
+
+    /// Adds `id`; false when it was there.
+    pub fn insert(&mut self, id: String) -> bool {
+        if self.contains(&id) {
+            return false;
+        }
+        self.0.reserve_exact(1);
+        self.0.push(id.into_boxed_str());
+        true
+    }
+
+    /// Removes `id`; false when it was not there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        match self.0.iter().position(|r| &**r == id) {
+            Some(i) => {
+                self.0.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes every id out.
+    pub fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
+        self.0.drain(..).map(String::from)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|r| &**r)
+    }
 }
 
 impl Conn {
@@ -324,7 +366,8 @@ impl Conn {
     pub(crate) fn write_now(&self, out: &mut Outbox, bytes: &[u8]) -> Option<usize> {
         match out.write_now(bytes) {
             Ok(written) => {
-                if written < bytes.len() {
+                // Blocked: the kernel took less (or a TLS session holds ciphertext).
+                if out.blocked {
                     self.wake(attn::BACKLOG);
                 }
                 Some(written)
@@ -473,7 +516,7 @@ impl Conn {
 
     /// Whether everything queued (our close frame included) has been written.
     pub(crate) fn is_flushed(&self) -> bool {
-        self.out.lock().map(|o| o.pending() == 0).unwrap_or(true)
+        self.out.lock().map(|o| o.pending() == 0 && !o.blocked).unwrap_or(true)
     }
 
     /// Lets the outbox's handle of the socket go and forgets what is queued.
@@ -494,7 +537,11 @@ impl Conn {
     /// Rooms of a resumed session still waiting for `recover` are listed too.
     pub fn rooms(&self) -> Vec<String> {
         self.extra()
-            .and_then(|e| e.as_ref().map(|e| e.rooms.iter().chain(e.pending_rooms.iter()).cloned().collect()))
+            .and_then(|e| {
+                e.as_ref().map(|e| {
+                    e.rooms.iter().map(String::from).chain(e.pending_rooms.iter().cloned()).collect()
+                })
+            })
             .unwrap_or_default()
     }
 }

@@ -214,6 +214,8 @@ pub struct Engine {
     pub conn_gone: Notify,
     /// The monotonic clock of deadlines and rates (`mono_ms`).
     clock: MonoClock,
+    /// The `tls` option's certificates and configuration: the port speaks TLS.
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
 }
 
 impl Engine {
@@ -250,6 +252,7 @@ impl Engine {
             live_tasks: AtomicUsize::new(0),
             conn_gone: Notify::new(),
             clock: MonoClock::new(),
+            tls: None,
         }
     }
 

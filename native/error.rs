@@ -41,6 +41,14 @@ pub enum Code {
     ClusterRoomTooLong,
     /// An except list too long for the cluster envelope's u32 count field.
     ClusterExceptTooLong,
+    /// A TLS certificate (chain or `ca`) that cannot be used: not PEM, no certificate, not X.509.
+    InvalidCert,
+    /// A TLS private key that cannot be used: not PEM, unsupported, or not the certificate's.
+    InvalidKey,
+    /// An encrypted TLS private key without its passphrase, or with a wrong one.
+    BadPassphrase,
+    /// A TLS call (`setSecureContext`, `addServerName`) on a server without the `tls` option.
+    NoTls,
     /// napi itself failed (the JS engine refused a value); not caused by the caller.
     Internal,
 }
@@ -62,6 +70,10 @@ impl AsRef<str> for Code {
             Code::AttachFailed => "ERR_ATTACH_FAILED",
             Code::ClusterRoomTooLong => "ERR_CLUSTER_ROOM_TOO_LONG",
             Code::ClusterExceptTooLong => "ERR_CLUSTER_EXCEPT_TOO_LONG",
+            Code::InvalidCert => "ERR_INVALID_CERT",
+            Code::InvalidKey => "ERR_INVALID_KEY",
+            Code::BadPassphrase => "ERR_BAD_PASSPHRASE",
+            Code::NoTls => "ERR_NO_TLS",
             Code::Internal => "ERR_INTERNAL",
         }
     }
@@ -158,6 +170,19 @@ pub enum AttachError {
     Loopback(#[source] std::io::Error),
 }
 
+/// TLS certificates and keys the engine cannot use (`tls.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{0}: not a usable certificate ({1})")]
+    InvalidCert(&'static str, String),
+    #[error("{0}: not a usable private key ({1})")]
+    InvalidKey(&'static str, String),
+    #[error("{0}: the private key is encrypted and {1}")]
+    BadPassphrase(&'static str, &'static str),
+    #[error("this server has no tls option")]
+    NotConfigured,
+}
+
 /// Everything that can fail inside the engine and reach JavaScript.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -173,6 +198,8 @@ pub enum Error {
     Attach(#[from] AttachError),
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl Error {
@@ -194,6 +221,10 @@ impl Error {
             Error::Attach(_) => Code::AttachFailed,
             Error::Envelope(EnvelopeError::RoomTooLong) => Code::ClusterRoomTooLong,
             Error::Envelope(EnvelopeError::TooManyExcept) => Code::ClusterExceptTooLong,
+            Error::Tls(TlsError::InvalidCert(..)) => Code::InvalidCert,
+            Error::Tls(TlsError::InvalidKey(..)) => Code::InvalidKey,
+            Error::Tls(TlsError::BadPassphrase(..)) => Code::BadPassphrase,
+            Error::Tls(TlsError::NotConfigured) => Code::NoTls,
         }
     }
 }
@@ -272,6 +303,11 @@ mod tests {
             Code::NoCluster,
             Code::SocketClosed,
             Code::NotInRoom,
+            Code::AttachFailed,
+            Code::InvalidCert,
+            Code::InvalidKey,
+            Code::BadPassphrase,
+            Code::NoTls,
             Code::Internal,
         ];
         let names: std::collections::HashSet<&str> = all.iter().map(AsRef::as_ref).collect();

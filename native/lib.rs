@@ -33,6 +33,8 @@ mod runtime;
 mod server;
 mod sessions;
 mod task;
+mod tls;
+mod tls_stream;
 mod trust_proxy;
 
 use std::collections::HashMap;
@@ -127,8 +129,12 @@ impl NativeServer {
     /// Throws `ERR_INVALID_OPTION` for an option the engine cannot use.
     #[napi(constructor)]
     pub fn new(options: Option<NativeOptions>) -> Result<Self> {
-        let config = Config::from_options(&options.unwrap_or_default()).map_err(error::Error::from)?;
-        let engine = Arc::new(Engine::new(config));
+        let options = options.unwrap_or_default();
+        let config = Config::from_options(&options).map_err(error::Error::from)?;
+        let tls = options.tls.as_ref().map(tls::TlsContext::new).transpose().map_err(error::Error::from)?;
+        let mut engine = Engine::new(config);
+        engine.tls = tls.map(Arc::new);
+        let engine = Arc::new(engine);
         Ok(NativeServer {
             handle: handles::register(engine.clone()),
             engine,
@@ -223,6 +229,33 @@ impl NativeServer {
         adopt::adopt(self.engine.clone(), fd, prefix.to_vec(), attach)
             .map_err(|e| error::Error::from(error::AttachError::Adopt(e)))?;
         Ok(attach)
+    }
+
+    /// Replaces the default TLS certificate: handshakes from now on use it, open connections
+    /// keep theirs. Throws `ERR_INVALID_CERT`, `ERR_INVALID_KEY` or `ERR_BAD_PASSPHRASE` (the old
+    /// certificate stays), or `ERR_NO_TLS`.
+    #[napi]
+    pub fn set_secure_context(&self, cert: tls::NativeCertKey) -> Result<()> {
+        let tls =
+            self.engine.tls.as_ref().ok_or(error::TlsError::NotConfigured).map_err(error::Error::from)?;
+        Ok(tls.set_default(&cert).map_err(error::Error::from)?)
+    }
+
+    /// Adds or replaces the TLS certificate for SNI host `name` (or `*.suffix`); throws as
+    /// `setSecureContext` does.
+    #[napi]
+    pub fn add_server_name(&self, name: String, cert: tls::NativeCertKey) -> Result<()> {
+        let tls =
+            self.engine.tls.as_ref().ok_or(error::TlsError::NotConfigured).map_err(error::Error::from)?;
+        Ok(tls.add_name(&name, &cert).map_err(error::Error::from)?)
+    }
+
+    /// Removes the certificate for SNI host `name`; false when it had none. Throws `ERR_NO_TLS`.
+    #[napi]
+    pub fn remove_server_name(&self, name: String) -> Result<bool> {
+        let tls =
+            self.engine.tls.as_ref().ok_or(error::TlsError::NotConfigured).map_err(error::Error::from)?;
+        Ok(tls.remove_name(&name))
     }
 
     /// Attach mode, slow path: the loopback listener's port and secret (started on first call).

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use crate::conn::attn;
 use crate::cork;
 use crate::frame::{self, opcode};
+use crate::tls_stream::TlsSession;
 
 /// Result of queueing a message, as JS sees it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -79,6 +80,8 @@ pub struct Outbox {
     pub close_queued: bool,
     /// The buffer crossed half its limit: an `onDrain` follows once it is empty.
     pub wants_drain: bool,
+    /// A TLS connection's session: what is written goes through it (`tls_stream.rs`).
+    pub tls: Option<Box<TlsSession>>,
 }
 
 /// The transport failed: the connection's task must end it.
@@ -96,6 +99,7 @@ impl Outbox {
             corked: false,
             close_queued: false,
             wants_drain: false,
+            tls: None,
         }
     }
 
@@ -123,12 +127,23 @@ impl Outbox {
     /// task wait for writability).
     #[inline]
     pub fn write_now(&mut self, bytes: &[u8]) -> Result<usize, WriteFailed> {
-        let written = match self.stream.as_ref().map(|s| send_now(s, bytes)) {
-            Some(Ok(n)) => n,
-            Some(Err(e)) if e.kind() == ErrorKind::WouldBlock => 0,
-            _ => return Err(WriteFailed),
+        // TLS: ciphertext the kernel did not take stays in the session and blocks the queue.
+        let mut held = false;
+        let sent = match (self.stream.as_ref(), self.tls.as_deref_mut()) {
+            (Some(s), None) => send_now(s, bytes),
+            (Some(s), Some(tls)) => {
+                let sent = tls.send(s, bytes);
+                held = tls.has_ciphertext();
+                sent
+            }
+            (None, _) => return Err(WriteFailed),
         };
-        if written < bytes.len() {
+        let written = match sent {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+            Err(_) => return Err(WriteFailed),
+        };
+        if written < bytes.len() || held {
             self.blocked = true;
         }
         Ok(written)
@@ -141,7 +156,12 @@ impl Outbox {
         let mut wake = 0;
         while self.pending() > 0 {
             let Some(stream) = self.stream.as_ref() else { break };
-            match stream.try_write(&self.buf[self.pos..]) {
+            let rest = &self.buf[self.pos..];
+            let sent = match self.tls.as_deref_mut() {
+                None => stream.try_write(rest),
+                Some(tls) => tls.send(stream, rest),
+            };
+            match sent {
                 Ok(0) => {
                     wake |= attn::FAILED;
                     break;
@@ -159,6 +179,16 @@ impl Outbox {
             }
         }
         if self.pending() == 0 {
+            if let (Some(tls), Some(stream)) = (self.tls.as_deref_mut(), self.stream.as_ref()) {
+                match tls.flush(stream) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.blocked = true;
+                        return wake | attn::BACKLOG;
+                    }
+                    Err(_) => return wake | attn::FAILED,
+                }
+            }
             // Idle connections hold no write buffer: it goes back to this thread's spares.
             recycle(std::mem::take(&mut self.buf));
             self.pos = 0;
@@ -180,6 +210,10 @@ impl Outbox {
 
     /// Closes the socket (this handle of it) and forgets what is queued.
     pub fn shut_down(&mut self) {
+        if let (Some(tls), Some(stream)) = (self.tls.as_deref_mut(), self.stream.as_ref()) {
+            tls.close(stream);
+        }
+        self.tls = None;
         self.stream = None;
         self.buf = Vec::new();
         self.pos = 0;

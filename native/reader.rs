@@ -19,7 +19,7 @@ use crate::rate_limit::RateLimit;
 const SCRATCH_BYTES: usize = 64 * 1024;
 
 /// Reads made in one go before the task looks at its timers and notifications again.
-const READS_PER_TURN: usize = 4;
+pub(crate) const READS_PER_TURN: usize = 4;
 
 thread_local! {
     /// The reader's scratch buffer (one per tokio worker thread).
@@ -40,12 +40,14 @@ pub enum ReadOutcome {
 pub struct Reader {
     decoder: Decoder,
     /// Bytes of an incomplete frame; empty (no allocation) between frames.
-    partial: Vec<u8>,
+    pub(crate) partial: Vec<u8>,
     /// What the frames do, and the close to report.
     pub dispatch: Dispatch,
     /// Decoding stopped because JS is behind (`maxInboundQueue`): `partial` may hold whole
     /// frames, to decode before reading more.
     pub stalled: bool,
+    /// The connection speaks TLS: reads go through its session (`tls_stream.rs`).
+    pub(crate) tls: bool,
 }
 
 impl Reader {
@@ -64,6 +66,7 @@ impl Reader {
             partial: Vec::new(),
             dispatch: Dispatch::new(now, rate_limit),
             stalled: false,
+            tls: false,
         }
     }
 
@@ -84,6 +87,9 @@ impl Reader {
     /// Reads what the socket has (a few syscalls at most) and handles every complete frame.
     pub fn read(&mut self, engine: &Engine, conn: &Arc<Conn>, stream: &TcpStream) -> ReadOutcome {
         let _cork = CorkScope::begin();
+        if self.tls {
+            return self.read_turn_tls(engine, conn, stream);
+        }
         self.read_turn(engine, conn, stream)
     }
 
@@ -139,7 +145,7 @@ impl Reader {
 
     /// Decodes what `partial` holds and keeps what is left of it (nothing, when the reader
     /// stops).
-    fn decode_partial(&mut self, engine: &Engine, conn: &Arc<Conn>) -> Result<usize, ReadOutcome> {
+    pub(crate) fn decode_partial(&mut self, engine: &Engine, conn: &Arc<Conn>) -> Result<usize, ReadOutcome> {
         let mut partial = std::mem::take(&mut self.partial);
         let used = self.decode(engine, conn, &mut partial)?;
         if used < partial.len() {
@@ -150,14 +156,19 @@ impl Reader {
     }
 
     /// Keeps the start of an incomplete frame for the next read.
-    fn keep(&mut self, bytes: &[u8]) {
+    pub(crate) fn keep(&mut self, bytes: &[u8]) {
         let want = self.decoder.needed(bytes).unwrap_or(0).max(bytes.len());
         self.partial.reserve_exact(want.min(bytes.len() + SCRATCH_BYTES));
         self.partial.extend_from_slice(bytes);
     }
 
     /// Decodes and handles every complete frame in `buf`; returns the bytes used.
-    fn decode(&mut self, engine: &Engine, conn: &Arc<Conn>, buf: &mut [u8]) -> Result<usize, ReadOutcome> {
+    pub(crate) fn decode(
+        &mut self,
+        engine: &Engine,
+        conn: &Arc<Conn>,
+        buf: &mut [u8],
+    ) -> Result<usize, ReadOutcome> {
         let stop = std::cell::Cell::new(false);
         // Whether decoding stopped because JS is behind: known from the check that stopped it,
         // not from a second look at the queue, which JS may have drained in between.
@@ -199,7 +210,7 @@ impl Reader {
 /// returns `WouldBlock` (one `recv` per wake-up saved when messages come one at a time). tokio
 /// clears the readiness only if no newer event arrived meanwhile, so no wake-up is lost, and it
 /// keeps the read-closed state, so a FIN behind the data still ends the connection.
-fn read_once(
+pub(crate) fn read_once(
     stream: &TcpStream,
     cap: usize,
     read: impl FnOnce() -> std::io::Result<usize>,

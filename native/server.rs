@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::config::{PROXY_HEADER_TIMEOUT_MS, PROXY_V2_MAX_BYTES};
@@ -23,27 +24,31 @@ use crate::trust_proxy;
 /// Binds the listening socket and starts the accept loop; returns the bound port.
 pub async fn listen(engine: Arc<Engine>) -> Result<u16> {
     let addr = format!("{}:{}", engine.config.host, engine.config.port);
-    let listener =
-        bind(&addr, engine.config.reuse_port).await.map_err(|e| ListenError::from_io(addr.clone(), e))?;
+    let listener = bind(&addr, engine.config.reuse_port, engine.config.backlog)
+        .await
+        .map_err(|e| ListenError::from_io(addr.clone(), e))?;
     let port = listener.local_addr().map_err(|e| ListenError::from_io(addr, e))?.port();
     tokio::spawn(Engine::ticker(Arc::downgrade(&engine)));
     tokio::spawn(accept_loop(engine, listener));
     Ok(port)
 }
 
-/// Binds the listening socket; with `reuse_port`, several processes can share the port and the
-/// kernel spreads connections over them (SO_REUSEPORT, Unix only).
-async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
-    if !reuse_port {
-        return TcpListener::bind(addr).await;
-    }
+/// Binds the listening socket with the configured accept-queue length (`backlog`; std's
+/// `TcpListener::bind` asks for 128, too short for a reconnect storm); with `reuse_port`, several
+/// processes can share the port and the kernel spreads connections over them (SO_REUSEPORT, Unix).
+async fn bind(addr: &str, reuse_port: bool, backlog: u32) -> std::io::Result<TcpListener> {
     let mut last = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address");
     for sock_addr in tokio::net::lookup_host(addr).await? {
         let socket = if sock_addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As std's bind does: a restarted server may bind while old connections sit in TIME_WAIT.
         socket.set_reuseaddr(true)?;
         #[cfg(unix)]
-        socket.set_reuseport(true)?;
-        match socket.bind(sock_addr).and_then(|()| socket.listen(1024)) {
+        if reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        #[cfg(not(unix))]
+        let _ = reuse_port;
+        match socket.bind(sock_addr).and_then(|()| socket.listen(backlog)) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = e,
         }
@@ -51,17 +56,40 @@ async fn bind(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
     Err(last)
 }
 
+/// Connections taken from the listen queue in one turn of the accept loop before it checks for
+/// a stop and lets the worker run the handshakes it spawned.
+const ACCEPT_BATCH: usize = 64;
+
+/// Takes connections off the listen queue as fast as the kernel hands them over: each gets its
+/// own task for the handshake at once, so accepting never waits on a handshake or on JS.
 async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_tcp(engine.clone(), stream, remote));
+        let batch = std::future::poll_fn(|cx| {
+            let mut taken = 0;
+            while taken < ACCEPT_BATCH {
+                match listener.poll_accept(cx) {
+                    Poll::Ready(Ok((stream, remote))) => {
+                        taken += 1;
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(serve_tcp(engine.clone(), stream, remote));
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
                 }
+            }
+            if taken == 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        });
+        tokio::select! {
+            accepted = batch => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-            },
+                if accepted.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
             _ = engine.stop_accepting.notified() => {}
         }
         if engine.stops_accepting() {
@@ -70,7 +98,8 @@ async fn accept_loop(engine: Arc<Engine>, listener: TcpListener) {
     }
 }
 
-/// Reads the upgrade request, answers it, and runs the connection on the same task.
+/// Reads the upgrade request, answers it, and runs the connection on the same task (after the
+/// TLS handshake when the port speaks TLS).
 async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, peer: SocketAddr) {
     // With `proxyProtocol`, the proxy's header comes first and names the client.
     let (remote, mut buf) = if engine.config.proxy_protocol {
@@ -86,6 +115,10 @@ async fn serve_tcp(engine: Arc<Engine>, mut stream: TcpStream, peer: SocketAddr)
     } else {
         (peer, Vec::new())
     };
+    // TLS after the PROXY header: what arrived behind the header is the start of the handshake.
+    if let Some(tls) = engine.tls.clone() {
+        return crate::tls::serve(engine, tls, stream, remote, buf).await;
+    }
     buf.reserve(1024);
     serve_attached(engine, stream, remote, buf, 0).await;
 }
@@ -101,40 +134,67 @@ pub async fn serve_attached(
     prefix: Vec<u8>,
     attach: u32,
 ) {
+    let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
+    let upgraded = upgrade(&engine, &mut stream, remote, prefix, attach, deadline, None).await;
+    if let Some((info, leftover, admission)) = upgraded {
+        task::start(engine, info, stream, leftover, admission, None);
+    }
+}
+
+/// The upgrade on `stream` (TCP, or a TLS session over it), within `deadline`: reads the
+/// request after `prefix`, decides, and writes the 101 or the error. Returns what the
+/// connection's task needs: its identity, the bytes behind the request, and its admission.
+/// `peer_cert` is the client's TLS certificate (DER), handed to JS with the request.
+pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    engine: &Arc<Engine>,
+    stream: &mut S,
+    remote: SocketAddr,
+    prefix: Vec<u8>,
+    attach: u32,
+    deadline: tokio::time::Instant,
+    peer_cert: Option<&[u8]>,
+) -> Option<(ConnInfo, Vec<u8>, Admission)> {
     let failed = |engine: &Engine| {
         if attach != 0 {
             engine.events.push(Event::UpgradeFailed { request: attach });
         }
     };
-    let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
+    let prefix = if prefix.is_empty() { Vec::with_capacity(1024) } else { prefix };
     // Slow or silent clients are dropped once the handshake timeout passes.
     // Both handshake steps are boxed: their state lives on the heap only while they run, so the
     // task that then carries the connection for its whole life stays small.
-    let read = Box::pin(read_head(&engine, &mut stream, prefix));
+    let read = Box::pin(read_head(engine, stream, prefix));
     let Ok(Some((head, leftover))) = tokio::time::timeout_at(deadline, read).await else {
-        return failed(&engine);
+        failed(engine);
+        return None;
     };
-    if let Some(response) = endpoint(&engine, &head) {
+    if let Some(response) = endpoint(engine, &head) {
         let _ = tokio::time::timeout_at(deadline, async {
             stream.write_all(&response).await?;
             stream.shutdown().await
         })
         .await;
-        return failed(&engine);
+        failed(engine);
+        return None;
     }
-    match Box::pin(accept(&engine, head, remote, deadline, attach)).await {
+    match Box::pin(accept(engine, head, remote, deadline, attach, peer_cert)).await {
         Ok((info, protocol, key, admission, upgrade_request)) => {
             let extensions = info.deflate.as_ref().map(|(n, _)| n.answer());
             let response = handshake::switching_protocols(&key, protocol.as_deref(), extensions.as_deref());
-            let written = tokio::time::timeout_at(deadline, stream.write_all(&response)).await;
+            let written = tokio::time::timeout_at(deadline, async {
+                stream.write_all(&response).await?;
+                stream.flush().await
+            })
+            .await;
             if !matches!(written, Ok(Ok(()))) {
                 if upgrade_request != 0 {
                     engine.events.push(Event::UpgradeFailed { request: upgrade_request });
                 }
-                return failed(&engine);
+                failed(engine);
+                return None;
             }
             engine.metrics.accepted();
-            task::start(engine, info, stream, leftover, admission);
+            Some((info, leftover, admission))
         }
         Err(response) => {
             engine.metrics.refused(handshake::status_of(&response));
@@ -143,14 +203,19 @@ pub async fn serve_attached(
                 stream.shutdown().await
             })
             .await;
-            failed(&engine);
+            failed(engine);
+            None
         }
     }
 }
 
 /// Reads until the request head is complete, starting with the bytes in `buf`; answers a
 /// malformed or oversized head itself. Returns the head and the bytes the client sent after it.
-async fn read_head(engine: &Engine, stream: &mut TcpStream, mut buf: Vec<u8>) -> Option<(Head, Vec<u8>)> {
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    engine: &Engine,
+    stream: &mut S,
+    mut buf: Vec<u8>,
+) -> Option<(Head, Vec<u8>)> {
     let max_bytes = engine.config.max_header_bytes;
     // Bytes given up front may already hold the whole head: parse them before reading.
     let mut read_first = buf.is_empty();
@@ -239,6 +304,7 @@ async fn accept(
     remote: SocketAddr,
     deadline: tokio::time::Instant,
     attach: u32,
+    peer_cert: Option<&[u8]>,
 ) -> Result<Accepted, Vec<u8>> {
     let path = head.path.clone();
     if !engine.has_route(&path) {
@@ -274,15 +340,27 @@ async fn accept(
         None => format!("client_{}", &uuid.simple().to_string()[..8]),
     };
     let mut chosen_client_id = asked_client_id.is_some();
-    let request_info = request_json(&head, remote, &offered);
+    let mut request_info = request_json(&head, remote);
+    if let Some(der) = peer_cert {
+        // Inside the request object: its closing brace goes back after the certificate.
+        request_info.pop();
+        request_info.extend_from_slice(b",\"peerCertificate\":");
+        json_str(&mut request_info, &data_encoding::BASE64.encode(der));
+        request_info.push(b'}');
+    }
 
     let mut upgrade_request = 0;
     if engine.route_hooks(&path) & hooks::UPGRADE != 0 {
         let request = engine.next_request_id();
         let (tx, rx) = tokio::sync::oneshot::channel();
         engine.pending_upgrades.insert(request, tx);
-        let mut info = request_info.clone();
-        info.push(b'}');
+        let mut info = Vec::with_capacity(request_info.len() + 64);
+        info.extend_from_slice(b"{\"path\":");
+        json_str(&mut info, &path);
+        info.extend_from_slice(b",\"protocols\":");
+        let _ = serde_json::to_writer(&mut info, &offered);
+        info.extend_from_slice(b"}\n");
+        info.extend_from_slice(&request_info);
         let info = json_text(info);
         engine.events.push(Event::Upgrade { request, info });
         let verdict = tokio::time::timeout_at(deadline, rx).await;
@@ -321,17 +399,23 @@ async fn accept(
         uuid = uuid::Uuid::from_bytes(s.uuid);
     }
 
-    let mut info_json = request_info;
-    info_json.extend_from_slice(b",\"id\":");
+    // What every socket needs at once, then (after a newline, which JSON text never holds
+    // outside its strings) the request, which JS parses only when a handler reads it.
+    let mut info_json = Vec::with_capacity(request_info.len() + 160);
+    info_json.extend_from_slice(b"{\"id\":");
     json_str(&mut info_json, &uuid.to_string());
     info_json.extend_from_slice(b",\"clientId\":");
     json_str(&mut info_json, &client_id);
+    info_json.extend_from_slice(b",\"path\":");
+    json_str(&mut info_json, &path);
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
     let recovered = resumed.is_some();
     info_json.extend_from_slice(
-        format!(",\"recovered\":{recovered},\"upgrade\":{upgrade_request},\"attach\":{attach}}}").as_bytes(),
+        format!(",\"recovered\":{recovered},\"upgrade\":{upgrade_request},\"attach\":{attach}}}\n")
+            .as_bytes(),
     );
+    info_json.extend_from_slice(&request_info);
     let deflate = engine.route_deflate(&path).and_then(|config| {
         Some((deflate::negotiate(head.all("sec-websocket-extensions"), &config)?, config))
     });
@@ -376,15 +460,13 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The upgrade request as JS sees it: path, raw query, headers (lower-case names, repeated
-/// headers joined with ", "), peer address.
-fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> Vec<u8> {
+/// The upgrade request as JS reads it on demand: raw query, peer address, headers (lower-case
+/// names, repeated headers joined with ", "), as one JSON object.
+fn request_json(head: &Head, remote: SocketAddr) -> Vec<u8> {
     // Written field by field: a serde_json map per connection (a BTreeMap and a String per
-    // field) showed in the connect profile. The object is left open for the fields added later.
+    // field) showed in the connect profile.
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"path\":");
-    json_str(&mut out, &head.path);
-    out.extend_from_slice(b",\"query\":");
+    out.extend_from_slice(b"{\"query\":");
     json_str(&mut out, &head.query);
     out.extend_from_slice(b",\"remoteAddress\":");
     json_str(&mut out, &remote.ip().to_string());
@@ -400,15 +482,22 @@ fn request_json(head: &Head, remote: SocketAddr, offered: &[String]) -> Vec<u8> 
         first = false;
         json_str(&mut out, name);
         out.push(b':');
-        let joined: Vec<String> = head.headers[i..]
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .collect();
-        json_str(&mut out, &joined.join(", "));
+        let mut values = head.headers[i..].iter().filter(|(n, _)| n == name).map(|(_, v)| v);
+        let first_value = values.next().map_or(&[][..], |v| v.as_slice());
+        match values.next() {
+            // The usual case: one value, written without a copy when it is UTF-8.
+            None => json_str(&mut out, &String::from_utf8_lossy(first_value)),
+            Some(second) => {
+                let mut joined = String::from_utf8_lossy(first_value).into_owned();
+                for v in std::iter::once(second).chain(values) {
+                    joined.push_str(", ");
+                    joined.push_str(&String::from_utf8_lossy(v));
+                }
+                json_str(&mut out, &joined);
+            }
+        }
     }
-    out.extend_from_slice(b"},\"protocols\":");
-    let _ = serde_json::to_writer(&mut out, offered);
+    out.extend_from_slice(b"}}");
     out
 }
 

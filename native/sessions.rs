@@ -147,7 +147,7 @@ pub fn on_close(
     if close.is_some_and(|(code, _)| *code == 1000) {
         return None;
     }
-    let mut rooms: Vec<String> = extra.rooms.iter().cloned().collect();
+    let mut rooms: Vec<String> = extra.rooms.iter().map(String::from).collect();
     rooms.append(&mut extra.pending_rooms);
     let session = Session {
         uuid: conn.uuid,

@@ -13,6 +13,7 @@ use crate::engine::{Admission, Engine};
 use crate::events::Event;
 use crate::metrics::frame_type;
 use crate::reader::{ReadOutcome, Reader};
+use crate::tls_stream::TlsSession;
 
 /// How often a connection paused by a full event queue looks again.
 const PAUSE_RECHECK: std::time::Duration = std::time::Duration::from_millis(2);
@@ -75,6 +76,7 @@ pub fn start(
     stream: TcpStream,
     leftover: Vec<u8>,
     admission: Admission,
+    tls: Option<Box<TlsSession>>,
 ) {
     let stream = Arc::new(stream);
     let id = engine.next_conn_id();
@@ -87,6 +89,14 @@ pub fn start(
         reader = reader.with_deflate(negotiated);
     }
     let conn = Arc::new(conn);
+    let is_tls = tls.is_some();
+    reader.tls = is_tls;
+    if is_tls {
+        // Before anyone can see the connection: no byte may reach its socket unencrypted.
+        if let Ok(mut out) = conn.out.lock() {
+            out.tls = tls;
+        }
+    }
     engine.live_tasks.fetch_add(1, Ordering::AcqRel);
     engine.conns.insert(id, conn.clone());
     engine.conns_version.fetch_add(1, Ordering::AcqRel);
@@ -261,7 +271,7 @@ mod tests {
             deflate: None,
             resumed: None,
         };
-        start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission);
+        start(engine.clone(), info, TcpStream::from_std(ours).unwrap(), Vec::new(), admission, None);
         let conn = engine.conns.iter().next().map(|e| e.value().clone()).unwrap();
         assert_eq!(engine.rooms.join(&conn, "r"), Ok(true));
         assert_eq!(engine.live_tasks.load(Ordering::Acquire), 1);

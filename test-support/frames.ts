@@ -1,6 +1,7 @@
 // A raw WebSocket peer over TCP for input no well-behaved client can send.
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
+import tls from 'node:tls'
 
 export interface FrameSpec {
   opcode: number
@@ -70,10 +71,11 @@ export class RawPeer {
     this.#feed(rest)
   }
 
-  /** Connects and upgrades; `pause` leaves the socket unread afterwards (slow consumer). */
-  static connect(port: number, path = '/ws'): Promise<RawPeer> {
+  /** Connects and upgrades (over TLS with `secure`); `pause` leaves the socket unread afterwards (slow consumer). */
+  static connect(port: number, path = '/ws', secure?: tls.ConnectionOptions): Promise<RawPeer> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1')
+      // `secure`: over TLS (a server with the `tls` option), with these client options.
+      const socket = secure ? tls.connect({ port, host: '127.0.0.1', ...secure }) : net.connect(port, '127.0.0.1')
       let head = Buffer.alloc(0)
       const onData = (d: Buffer): void => {
         head = Buffer.concat([head, d])

@@ -1,4 +1,6 @@
 // Test support shared by the server suite (__test__/) and the client suite (client/test/).
+export * from './browser'
+export * from './certs'
 export * from './clients'
 export * from './frames'
 export * from './http'
@@ -6,4 +8,5 @@ export * from './processes'
 export * from './proxy'
 export * from './redis'
 export * from './servers'
+export * from './throws'
 export * from './waits'

@@ -1,7 +1,7 @@
 // Real @rnode/ws servers on 127.0.0.1 for the server and client suites, and free ports.
 import net from 'node:net'
 import { afterEach } from 'vitest'
-import { WsServer, type ServerOptions, type WebSocketHandlers } from '../lib/index'
+import { WsServer, type ServerOptions, type Socket, type WebSocketHandlers } from '../lib/index'
 import { sleep } from './waits'
 
 export interface Started {
@@ -63,4 +63,19 @@ export async function closedPort(): Promise<number> {
   const { port } = srv.address() as net.AddressInfo
   await new Promise<void>((r) => srv.close(() => r()))
   return port
+}
+
+/**
+ * Sends 64 KiB chunks to `socket` (whose client stopped reading) every millisecond until one is
+ * `'dropped'` or 15 s pass; returns every send's status.
+ */
+export async function sendUntilDropped(socket: Socket): Promise<string[]> {
+  const chunk = Buffer.alloc(64 * 1024, 5)
+  const statuses: string[] = []
+  const deadline = Date.now() + 15_000
+  while (statuses.at(-1) !== 'dropped' && Date.now() < deadline) {
+    statuses.push(socket.send(chunk))
+    await sleep(1)
+  }
+  return statuses
 }

@@ -5,7 +5,7 @@ import { human } from './stats.mjs'
 /** Table lines: one per (row, shape of ours), with every server's summary of `row.metric`. */
 export function tableRows(scenarios, summary, servers) {
   const lines = []
-  for (const sc of scenarios.filter((s) => !s.baseline)) {
+  for (const sc of scenarios.filter((s) => !s.baseline && !s.solo)) {
     const ours = sc.runs.filter((r) => servers[sc.variants?.[r]?.server ?? r]?.ours)
     for (const row of sc.rows) {
       for (const o of ours) {
@@ -93,6 +93,18 @@ export function baselineTable(rows) {
   return tables.join('\n\n')
 }
 
+/** The markdown table of the scenarios only ours runs (`solo`, the reconnect storm). */
+export function soloTable(scenarios, summary) {
+  const out = ['| scenario | rnode-ws |', '|---|---:|']
+  for (const sc of scenarios.filter((s) => s.solo)) {
+    for (const row of sc.rows) {
+      const title = row.better === 'lower' ? `${row.title}, lower is better` : row.title
+      out.push(`| ${title} | ${cell(summary[sc.id]?.[sc.runs[0]]?.[row.metric])} |`)
+    }
+  }
+  return out.length > 2 ? out.join('\n') : ''
+}
+
 /**
  * Median CPU use of server and load generator processes, and how busy each CPU was (with
  * softirq, which loopback TCP needs and no process is charged for) and how much the
@@ -153,9 +165,25 @@ export function targets(lines) {
   ]
 }
 
+/** Issue 23's connect target: >= 1.2x Bun's rate with a p99 no worse than Bun's. */
+export function stormTargets(lines) {
+  const find = (id) => lines.find((l) => l.id === id && l.ours === 'rnode')
+  const rate = find('connect-room-rate')
+  const p99 = find('connect-room-p99')
+  const parts = [
+    { what: 'connect-room-rate vs bun', ratio: rate ? ratio(rate, 'bun') : null, atLeast: 1.2 },
+    { what: 'connect-room-p99 vs bun', ratio: p99 ? ratio(p99, 'bun') : null, atMost: 1 },
+  ]
+  if (!rate) return []
+  const met = parts.every((p) => p.ratio !== null && (p.atLeast !== undefined ? p.ratio >= p.atLeast : p.ratio <= p.atMost))
+  return [{ name: 'issue 23: connections/s with onConnect joining a room, 256 in flight: >= 1.2x Bun, p99 no worse', met, parts }]
+}
+
 /** Target verdicts as markdown bullet lines. */
 export function targetLines(verdicts) {
+  // A target none of whose scenarios ran (`--only`) says nothing.
   return verdicts
+    .filter((v) => v.parts.some((p) => p.ratio !== null))
     .map((v) => {
       const parts = v.parts.map((p) => `${p.what} ${fmtRatio(p.ratio)} (need ${p.atLeast !== undefined ? '>= ' + p.atLeast : '<= ' + p.atMost})`)
       if (v.also) parts.push(`for reference ${v.also.what} ${fmtRatio(v.also.ratio)}`)

@@ -162,10 +162,68 @@ export function scenarios({ quick, benches }) {
         { id: 'connect-rate', title: 'connections accepted per second', metric: 'rate', better: 'higher', target: 'connect' },
       ],
     },
+    ...stormScenarios(connectN, benches),
   ]
 }
 
 const JOIN = ['--join-frame', '{"type":"join_room","room_id":"bench"}']
+
+/** Loopback source addresses the load generator spreads large runs over (127.0.0.1-N). */
+const SOURCES = '8'
+
+/**
+ * Connection storms (issue 23). `connect-room`: N connections, 256 handshakes in flight, each
+ * joined to a room by the server's connect handler (Bun and uWS.js `subscribe` in `open`), with
+ * the handshake latency and the kernel's listen-queue counters. `storm`: N clients of our
+ * client package dropped at once by an in-process server restart (ours only). `scale` (only
+ * with `--only scale`): as many idle connections as the open-file limit allows, up to 100,000,
+ * then a broadcast to all, with a fresh client probing the server throughout.
+ */
+function stormScenarios(connectN, benches) {
+  return [
+    {
+      id: 'connect-room',
+      loadgen: ['--mode', 'connect', '--path', '/room', '--conns', String(connectN), '--concurrency', '256', '--sources', SOURCES],
+      runs: ['ws', 'uws', 'bun', 'rnode'],
+      rows: [
+        { id: 'connect-room-rate', title: 'connections/s, onConnect joins a room, 256 handshakes in flight', metric: 'rate', better: 'higher', target: 'storm' },
+        { id: 'connect-room-p50', title: 'same: handshake p50 (us)', metric: 'p50_us', better: 'lower' },
+        { id: 'connect-room-p99', title: 'same: handshake p99 (us)', metric: 'p99_us', better: 'lower', target: 'storm' },
+        { id: 'connect-room-overflows', title: 'same: kernel ListenOverflows during the run', metric: 'listen_overflows', better: 'lower' },
+        { id: 'connect-room-rss', title: `same, ${connectN.toLocaleString('en-US')} idle connections in one room: server RSS per connection (bytes)`, metric: 'rss_per_conn', better: 'lower' },
+      ],
+    },
+    {
+      id: 'storm',
+      client: ['node', join(benches, 'harness/storm.mjs')],
+      loadgen: ['--path', '/sub', '--conns', String(connectN)],
+      runs: ['rnode'],
+      solo: true,
+      rows: [
+        { id: 'storm-back', title: `${connectN.toLocaleString('en-US')} clients dropped by a restart: last one back and rejoined (ms)`, metric: 'back_ms', better: 'lower' },
+        { id: 'storm-p99', title: 'same: p99 time back per client (us)', metric: 'p99_us', better: 'lower' },
+        { id: 'storm-rejoined', title: 'same: clients whose room was rejoined', metric: 'rejoined', better: 'higher' },
+        { id: 'storm-overflows', title: 'same: kernel ListenOverflows during the storm', metric: 'listen_overflows', better: 'lower' },
+        { id: 'storm-rss', title: 'same: server RSS 1 s after / before the storm', metric: 'rss_after_ratio', better: 'lower' },
+        { id: 'storm-rss-later', title: 'same: server RSS 6 s after / before the storm', metric: 'rss_later_ratio', better: 'lower' },
+      ],
+    },
+    {
+      id: 'scale',
+      optIn: true,
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/room', '--pub-path', '/pub', '--conns', '100000', '--inflight', '4', '--size', '32', '--concurrency', '256', '--sources', '16', '--settle-ms', '2000'],
+      runs: ['bun', 'rnode'],
+      // Bun's /room sends nothing on open; the load generator waits for one message per subscriber.
+      variants: { bun: { server: 'bun', extra: ['--sub-path', '/sub'] } },
+      rows: [
+        { id: 'scale-connect', title: 'idle connections, each in one room: seconds to open them all', metric: 'connect_seconds', better: 'lower' },
+        { id: 'scale-rss', title: 'same: server RSS per connection (bytes)', metric: 'rss_per_conn', better: 'lower' },
+        { id: 'scale-rate', title: 'same: broadcast to all, 32 B, 4 in flight (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'scale-probe', title: 'same: slowest handshake of a fresh client during the run (ms)', metric: 'probe_worst_ms', better: 'lower' },
+      ],
+    },
+  ]
+}
 
 /**
  * Attach mode (issue 16), each compared with a baseline run in its own table: the fast path

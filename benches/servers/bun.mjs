@@ -1,5 +1,6 @@
 // Bun.serve websockets with publish/subscribe; run by the binary of `@oven/bun-linux-x64`.
-// Paths: /echo, /sub (subscribe to the room), /pub (publish to it).
+// Paths: /echo, /sub (subscribe to the room), /pub (publish to it), /room (subscribe on open,
+// nothing sent: the connection-storm scenarios).
 const server = Bun.serve({
   hostname: '127.0.0.1',
   port: 0,
@@ -18,7 +19,7 @@ const server = Bun.serve({
       if (ws.data.path === '/sub') {
         ws.subscribe('bench')
         ws.send('ok')
-      }
+      } else if (ws.data.path === '/room') ws.subscribe('bench')
     },
     message(ws, message) {
       if (ws.data.path === '/pub') server.publish('bench', message)

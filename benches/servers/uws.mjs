@@ -1,5 +1,6 @@
 // uWebSockets.js (from the npm package `uwebsockets`): the C++ speed reference.
-// Paths: /echo, /sub (subscribe to the room), /pub (publish to it).
+// Paths: /echo, /sub (subscribe to the room), /pub (publish to it), /room (subscribe on open,
+// nothing sent: the connection-storm scenarios).
 import uWS from 'uwebsockets'
 
 // BENCH_DEFLATE (any value): permessage-deflate with the shared compressor.
@@ -15,6 +16,7 @@ const app = uWS
       ws.send('ok')
     },
   })
+  .ws('/room', { ...common, open: (ws) => ws.subscribe('bench') })
   .ws('/pub', { ...common, message: (ws, message, isBinary) => app.publish('bench', message, isBinary) })
 
 app.listen('127.0.0.1', 0, (listenSocket) => {

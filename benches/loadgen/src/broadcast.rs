@@ -44,7 +44,7 @@ pub async fn run(o: &Options) -> Report {
 }
 
 async fn publisher(o: Options, window: Rc<Window>, progress: Rc<Notify>) -> io::Result<()> {
-    let (mut stream, leftover) = handshake::connect(&o.addr, &o.pub_path, o.deflate).await?;
+    let (mut stream, leftover) = handshake::connect(&o.addr, &o.pub_path, None, o.deflate).await?;
     let mut inbound = Inbound::new(leftover);
     // A protocol `room_message` needs a member as sender: join like the subscribers, wait for the ack.
     if let (Some(join), Some(_)) = (&o.join_frame, &o.pub_room) {

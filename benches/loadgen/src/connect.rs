@@ -5,13 +5,14 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
 use crate::handshake;
 use crate::options::Options;
-use crate::proc_stats::{report_machine, rss_bytes, CpuMeter, MachineMeter};
+use crate::proc_stats::{
+    listen_counters, report_listen_counters, report_machine, rss_bytes, CpuMeter, MachineMeter,
+};
 use crate::report::Report;
 use crate::run_state::RunState;
+use crate::tls::Stream;
 
 /// Longest a whole connect run may take before it is reported as it stands.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -19,12 +20,13 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Runs the connect measurement and returns its report.
 pub async fn run(o: &Options) -> Report {
     let state = Rc::new(RunState::default());
-    let open: Rc<RefCell<Vec<TcpStream>>> = Rc::new(RefCell::new(Vec::with_capacity(o.conns)));
+    let open: Rc<RefCell<Vec<Stream>>> = Rc::new(RefCell::new(Vec::with_capacity(o.conns)));
     let next = Rc::new(Cell::new(0usize));
     let rss_before = o.server_pid.and_then(rss_bytes);
     let server_cpu = o.server_pid.map(CpuMeter::start);
     let own_cpu = CpuMeter::start(std::process::id());
     let machine = MachineMeter::start();
+    let counters = listen_counters();
     state.measuring.set(true);
     let t0 = Instant::now();
     let mut workers = Vec::new();
@@ -32,9 +34,10 @@ pub async fn run(o: &Options) -> Report {
         let (o, state, open, next) = (o.clone(), state.clone(), open.clone(), next.clone());
         workers.push(tokio::task::spawn_local(async move {
             while next.get() < o.conns && t0.elapsed() < LIMIT {
-                next.set(next.get() + 1);
+                let i = next.get();
+                next.set(i + 1);
                 let started = Instant::now();
-                match handshake::connect(&o.addr, &o.path, o.deflate).await {
+                match handshake::connect_maybe_tls(&o.addr, &o.path, o.source(i), o.tls, o.deflate).await {
                     Ok((stream, _)) => {
                         let ns = started.elapsed().as_nanos() as u64;
                         state.latency.borrow_mut().record_n(ns, 1);
@@ -54,10 +57,11 @@ pub async fn run(o: &Options) -> Report {
     let own = own_cpu.elapsed_ns();
     let server = server_cpu.and_then(|m| m.elapsed_ns());
     let cpus = machine.fractions();
+    let mut report = Report::default();
+    report_listen_counters(counters, &mut report);
     tokio::time::sleep(o.settle).await;
     let rss_after = o.server_pid.and_then(rss_bytes);
     let latency = state.latency.borrow();
-    let mut report = Report::default();
     report
         .text("mode", "connect")
         .num("conns", o.conns as f64)

@@ -40,7 +40,7 @@ pub async fn run(o: &Options) -> Report {
 async fn connection(i: usize, o: &Options, state: &RunState, handshakes: &Semaphore) -> io::Result<()> {
     let (mut stream, leftover) = {
         let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
-        handshake::connect(&o.addr, &o.path, o.deflate).await?
+        handshake::connect_maybe_tls(&o.addr, &o.path, None, o.tls, o.deflate).await?
     };
     state.ready.set(state.ready.get() + 1);
     let payload = if o.deflate { crate::frame::json_payload(o.size) } else { vec![b'x'; o.size] };

@@ -19,7 +19,13 @@ pub struct Inbound {
 impl Inbound {
     /// A reader whose buffer starts with `leftover` (bytes that followed the upgrade response).
     pub fn new(leftover: Vec<u8>) -> Self {
-        let mut buf = vec![0u8; BUFFER.max(leftover.len() * 2)];
+        Self::with_capacity(leftover, BUFFER)
+    }
+
+    /// `new` with a buffer of `capacity` bytes to start with (tens of thousands of subscribers
+    /// would hold gigabytes of 64 KiB buffers).
+    pub fn with_capacity(leftover: Vec<u8>, capacity: usize) -> Self {
+        let mut buf = vec![0u8; capacity.max(leftover.len() * 2).max(16)];
         buf[..leftover.len()].copy_from_slice(&leftover);
         Inbound { buf, start: 0, end: leftover.len() }
     }

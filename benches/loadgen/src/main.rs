@@ -18,6 +18,7 @@ mod pubsub;
 mod report;
 mod rooms;
 mod run_state;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -38,6 +38,8 @@ pub struct Options {
     /// Offer permessage-deflate and send JSON text (`--deflate`): the server compresses what it
     /// sends; we send uncompressed (allowed) and count frames without inflating them.
     pub deflate: bool,
+    /// wss:// (echo and connect modes).
+    pub tls: bool,
     /// Time before counting starts.
     pub warmup: Duration,
     /// Time during which messages are counted.
@@ -65,6 +67,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Wait after the last connection before reading the server's RSS (connect).
     pub settle: Duration,
+    /// Loopback source addresses the connections spread over (127.0.0.1 to 127.0.0.N); 1 lets
+    /// the kernel choose.
+    pub sources: u8,
 }
 
 impl Default for Options {
@@ -79,6 +84,7 @@ impl Default for Options {
             rate: None,
             binary: false,
             deflate: false,
+            tls: false,
             warmup: Duration::from_millis(500),
             duration: Duration::from_millis(3000),
             server_pid: None,
@@ -91,15 +97,16 @@ impl Default for Options {
             rooms: 40,
             concurrency: 64,
             settle: Duration::from_millis(500),
+            sources: 1,
         }
     }
 }
 
 /// Usage text printed by `--help` and after a bad option.
 pub const USAGE: &str = "usage: rnode-loadgen --mode echo|broadcast|connect|rooms --addr HOST:PORT \
-[--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--warmup-ms MS] \
+[--path P] [--conns N] [--inflight W] [--rate MSGS_PER_S] [--size BYTES] [--binary] [--tls] [--deflate] [--warmup-ms MS] \
 [--duration-ms MS] [--server-pid PID] [--extra-pids PID,PID] [--sub-path P] [--pub-path P] \
-[--sub-ports PORT,PORT] [--join-frame TEXT] [--pub-room ROOM] [--concurrency K] [--settle-ms MS]";
+[--sub-ports PORT,PORT] [--join-frame TEXT] [--pub-room ROOM] [--concurrency K] [--settle-ms MS] [--sources N]";
 
 /// A comma-separated list of numbers.
 fn numbers<T: std::str::FromStr>(name: &str, value: &str) -> Result<Vec<T>, String> {
@@ -116,6 +123,10 @@ impl Options {
         let mut o = Options::default();
         let mut it = args.into_iter();
         while let Some(name) = it.next() {
+            if name == "--tls" {
+                o.tls = true;
+                continue;
+            }
             if name == "--binary" {
                 o.binary = true;
                 continue;
@@ -160,6 +171,7 @@ impl Options {
                 "--rooms" => o.rooms = number(&name, &value)?,
                 "--concurrency" => o.concurrency = number(&name, &value)?,
                 "--settle-ms" => o.settle = Duration::from_millis(number(&name, &value)?),
+                "--sources" => o.sources = number(&name, &value)?,
                 _ => return Err(format!("unknown option {name}\n{USAGE}")),
             }
         }
@@ -168,6 +180,9 @@ impl Options {
         }
         if o.conns > 100_000 || o.inflight > 10_000 || o.size > 16 * 1024 * 1024 {
             return Err("--conns <= 100000, --inflight <= 10000, --size <= 16 MiB".into());
+        }
+        if o.sources == 0 {
+            return Err("--sources must be 1-255".into());
         }
         if o.sub_addrs.len() > 64 || o.extra_pids.len() > 64 {
             return Err("--sub-ports and --extra-pids take at most 64 values".into());
@@ -178,6 +193,16 @@ impl Options {
     /// The server's processes: `server_pid` first, then `extra_pids`.
     pub fn server_pids(&self) -> Vec<u32> {
         self.server_pid.iter().chain(self.extra_pids.iter()).copied().collect()
+    }
+
+    /// The source address of connection `i`: 127.0.0.1 to 127.0.0.N in turn, or `None` (the
+    /// kernel's choice) with one source.
+    pub fn source(&self, i: usize) -> Option<std::net::IpAddr> {
+        if self.sources <= 1 {
+            return None;
+        }
+        let host = 1 + (i % usize::from(self.sources)) as u8;
+        Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, host)))
     }
 
     /// Where broadcast subscriber `i` connects.
@@ -205,8 +230,12 @@ mod tests {
         let o = parse("--mode broadcast --port 9 --conns 1000 --inflight 32 --binary").unwrap();
         assert_eq!(o.mode, Mode::Broadcast);
         assert_eq!(o.addr, "127.0.0.1:9");
-        assert_eq!((o.conns, o.inflight, o.binary), (1000, 32, true));
+        assert_eq!((o.conns, o.inflight, o.binary, o.tls), (1000, 32, true, false));
         assert_eq!((o.sub_addr(0), o.sub_addr(1)), ("127.0.0.1:9", "127.0.0.1:9"));
+        assert!(parse("--tls --mode connect").unwrap().tls);
+        assert!(!o.deflate);
+        let o = parse("--mode connect --tls --deflate --sources 4").unwrap();
+        assert_eq!((o.tls, o.deflate, o.sources), (true, true, 4));
         assert!(o.server_pids().is_empty());
     }
 
@@ -231,5 +260,18 @@ mod tests {
         assert!(parse("--conns 0").is_err());
         assert!(parse("--size").is_err());
         assert!(parse("--what 1").is_err());
+        assert!(parse("--sources 0").is_err());
+        assert!(parse("--sources 300").is_err());
+    }
+
+    #[test]
+    fn sources_rotate_over_loopback_addresses() {
+        assert_eq!(parse("").unwrap().source(5), None);
+        let o = parse("--sources 3").unwrap();
+        let ip = |i| o.source(i).map(|a| a.to_string());
+        assert_eq!(
+            [ip(0), ip(1), ip(2), ip(3)].map(Option::unwrap),
+            ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]
+        );
     }
 }

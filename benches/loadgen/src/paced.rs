@@ -65,7 +65,7 @@ async fn connection(
 ) -> io::Result<()> {
     let (stream, leftover) = {
         let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
-        handshake::connect(&o.addr, &o.path, o.deflate).await?
+        handshake::connect(&o.addr, &o.path, None, o.deflate).await?
     };
     let (mut reader, writer) = stream.into_split();
     let sent_at = Rc::new(RefCell::new(VecDeque::with_capacity(o.inflight)));

@@ -23,6 +23,39 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The kernel's counters of handshakes it could not queue for accept (`TcpExt` in
+/// `/proc/net/netstat`, what `nstat` shows): ListenOverflows, ListenDrops, and SYN cookies sent
+/// because a SYN queue was full. They count for the whole network namespace, so other programs'
+/// listeners add to them too.
+pub const LISTEN_COUNTERS: [&str; 3] = ["ListenOverflows", "ListenDrops", "TCPReqQFullDoCookies"];
+
+/// The values of `LISTEN_COUNTERS`, or `None` if unreadable.
+pub fn listen_counters() -> Option<[u64; 3]> {
+    let text = fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let pairs: Vec<(&str, &str)> = names.split_whitespace().zip(values.split_whitespace()).collect();
+    let mut out = [0u64; 3];
+    for (slot, want) in out.iter_mut().zip(LISTEN_COUNTERS) {
+        *slot = pairs.iter().find(|(n, _)| *n == want)?.1.parse().ok()?;
+    }
+    Some(out)
+}
+
+/// Adds how much each of `LISTEN_COUNTERS` grew since `before` to a report
+/// (`listen_overflows`, `listen_drops`, `syn_cookies`).
+pub fn report_listen_counters(before: Option<[u64; 3]>, report: &mut crate::report::Report) {
+    const KEYS: [&str; 3] = ["listen_overflows", "listen_drops", "syn_cookies"];
+    let after = listen_counters();
+    for (i, key) in KEYS.iter().enumerate() {
+        let grew = match (before, after) {
+            (Some(b), Some(a)) => Some(a[i].saturating_sub(b[i]) as f64),
+            _ => None,
+        };
+        report.opt(key, grew);
+    }
+}
+
 /// Per-CPU jiffies from `/proc/stat`: (busy, steal, total) for cpu0, cpu1, ...
 /// Busy counts user, nice, system, irq and softirq: softirq is where loopback TCP spends much
 /// of its time, and it is charged to no process, so per-process CPU alone can hide a full core.
@@ -111,6 +144,7 @@ mod tests {
         let machine = MachineMeter::start();
         std::thread::sleep(std::time::Duration::from_millis(30));
         let f = machine.fractions();
+        assert!(listen_counters().is_some());
         assert!(!f.is_empty() && f.iter().all(|(b, s)| (0.0..=1.0).contains(b) && (0.0..=1.0).contains(s)));
     }
 }

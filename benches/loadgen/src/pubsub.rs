@@ -15,8 +15,14 @@ use crate::frame::{masked_frame, OP_TEXT};
 use crate::handshake;
 use crate::inbound::Inbound;
 use crate::options::Options;
+use crate::proc_stats::{listen_counters, report_listen_counters, rss_bytes};
 use crate::report::Report;
 use crate::run_state::{header, mask_for, RunState};
+
+/// Subscribers past which each starts with a small receive buffer.
+const MANY_SUBSCRIBERS: usize = 2000;
+/// How often the probe opens a fresh connection while the run goes on.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// Messages of one stream in flight, indexed by sequence number modulo a power of two above W.
 pub struct Window {
@@ -96,12 +102,17 @@ pub async fn subscribe(
 ) -> io::Result<(TcpStream, Inbound)> {
     let (mut stream, leftover) = {
         let _permit = handshakes.acquire().await.map_err(io::Error::other)?;
-        handshake::connect(o.sub_addr(i), &o.sub_path, o.deflate).await?
+        handshake::connect(o.sub_addr(i), &o.sub_path, o.source(i), o.deflate).await?
     };
     if let Some(join) = join {
         stream.write_all(&masked_frame(OP_TEXT, join.as_bytes(), mask_for(i))).await?;
     }
-    let mut inbound = Inbound::new(leftover);
+    let mut inbound = if o.conns > MANY_SUBSCRIBERS {
+        Inbound::with_capacity(leftover, 4096)
+    } else {
+        Inbound::new(leftover)
+    };
+    // The server acknowledges the subscription with one message before anything is published.
     let mut acks = 0;
     while acks == 0 {
         acks = inbound.next_batch(&mut stream).await?;
@@ -128,6 +139,14 @@ where
 {
     let state = Rc::new(RunState::default());
     let handshakes = Rc::new(Semaphore::new(o.concurrency));
+    let rss_before = o.server_pid.and_then(rss_bytes);
+    let counters = listen_counters();
+    let probe = Rc::new(Probe::default());
+    {
+        let (o, probe) = (o.clone(), probe.clone());
+        tokio::task::spawn_local(async move { probe.run(&o).await });
+    }
+    let t0 = Instant::now();
     for i in 0..o.conns {
         let (state, task) = (state.clone(), subscriber(i, state.clone(), handshakes.clone()));
         tokio::task::spawn_local(async move {
@@ -136,7 +155,10 @@ where
             }
         });
     }
-    state.wait_ready(o.conns, Duration::from_secs(60)).await;
+    state.wait_ready(o.conns, Duration::from_secs(120)).await;
+    let connect_seconds = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(o.settle).await;
+    let rss_ready = o.server_pid.and_then(rss_bytes);
     let publisher_state = Rc::new(RunState::default());
     {
         let publisher_state = publisher_state.clone();
@@ -150,9 +172,52 @@ where
     let completed_before = completed();
     state.measure(o.warmup, o.duration, &o.server_pids(), &mut report).await;
     report.num("published_completed", (completed() - completed_before) as f64);
+    report.num("connect_seconds", connect_seconds).opt("server_rss", rss_ready.map(|b| b as f64));
+    let per_conn = match (rss_before, rss_ready) {
+        (Some(b), Some(a)) if state.ready.get() > 0 => Some((a as f64 - b as f64) / state.ready.get() as f64),
+        _ => None,
+    };
+    report.opt("rss_per_conn", per_conn);
+    report_listen_counters(counters, &mut report);
+    probe.report(&mut report);
     state.finish(&mut report);
     if let Some(e) = publisher_state.first_error.borrow().as_deref() {
         report.text("publisher_error", e);
     }
     report
+}
+
+/// A fresh connection every `PROBE_EVERY` for the whole run: does the server still answer a
+/// new client while it holds (and broadcasts to) all the others?
+#[derive(Default)]
+struct Probe {
+    handshakes: Cell<u64>,
+    failures: Cell<u64>,
+    worst: Cell<Duration>,
+}
+
+impl Probe {
+    async fn run(&self, o: &Options) {
+        loop {
+            let started = Instant::now();
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                handshake::connect(&o.addr, &o.path, None, o.deflate),
+            )
+            .await
+            {
+                Ok(Ok(_)) => self.handshakes.set(self.handshakes.get() + 1),
+                _ => self.failures.set(self.failures.get() + 1),
+            }
+            self.worst.set(self.worst.get().max(started.elapsed()));
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    fn report(&self, report: &mut Report) {
+        report
+            .num("probe_handshakes", self.handshakes.get() as f64)
+            .num("probe_failures", self.failures.get() as f64)
+            .num("probe_worst_ms", self.worst.get().as_secs_f64() * 1e3);
+    }
 }

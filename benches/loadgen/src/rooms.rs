@@ -79,7 +79,7 @@ pub async fn run(o: &Options) -> Report {
 }
 
 async fn publisher(o: Options, rooms: Rc<Rooms>) -> io::Result<()> {
-    let (stream, leftover) = handshake::connect(&o.addr, &o.pub_path, o.deflate).await?;
+    let (stream, leftover) = handshake::connect(&o.addr, &o.pub_path, None, o.deflate).await?;
     let mut inbound = Inbound::new(leftover);
     let (mut reader, mut writer) = stream.into_split();
     tokio::task::spawn_local(async move { while inbound.next_batch(&mut reader).await.is_ok() {} });

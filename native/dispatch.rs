@@ -31,6 +31,8 @@ pub struct Dispatch {
     pub inflate: Option<Box<deflate::Inbound>>,
     /// `rateLimit`: checked for every frame but close frames, before anything else is done.
     rate: Option<Bucket>,
+    /// We failed the connection (a protocol violation): the peer may still be sending.
+    pub failed: bool,
 }
 
 /// A compressed message that inflates past `maxPayload`.
@@ -48,6 +50,7 @@ impl Dispatch {
             ping_window: (now, 0),
             inflate: None,
             rate: rate_limit.map(|l| Bucket::new(l, now)),
+            failed: false,
         }
     }
 
@@ -164,6 +167,7 @@ impl Dispatch {
     /// close came first).
     pub fn violation(&mut self, conn: &Arc<Conn>, Violation { code, reason }: Violation) {
         self.close.get_or_insert_with(|| (code, reason.to_string()));
+        self.failed = true;
         conn.close(code, reason);
     }
 

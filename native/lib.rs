@@ -19,6 +19,7 @@ mod frame;
 pub mod handles;
 mod handshake;
 mod history;
+mod linger;
 mod loopback;
 mod metrics;
 mod napi_stubs;

@@ -11,6 +11,7 @@ use crate::clock;
 use crate::conn::{attn, Conn, ConnInfo};
 use crate::engine::{Admission, Engine};
 use crate::events::Event;
+use crate::linger;
 use crate::metrics::frame_type;
 use crate::reader::{ReadOutcome, Reader};
 use crate::tls_stream::TlsSession;
@@ -133,12 +134,19 @@ fn drive(
         // No timers here: the engine's ticker watches `last_seen` and `close_deadline`, and pings.
         // The loop waits on one small poll function (socket readiness and the attention bits), so
         // the task of an idle connection stays small.
+        let mut lingering = false;
         loop {
             if !reading {
                 // The close handshake is over on our side (peer closed, or we failed the
                 // connection): flush what is queued, bounded by the close timeout, then end.
-                if end.conn.is_flushed() {
-                    break;
+                if end.conn.is_flushed() && !lingering {
+                    // When we failed the connection the peer may still be sending, and closing
+                    // a socket with unread bytes sends a RST that can make the peer lose our
+                    // close frame: half-close instead and discard until its FIN (or the deadline).
+                    if !end.reader.dispatch.failed || !linger::half_close(&stream) {
+                        break;
+                    }
+                    lingering = true;
                 }
                 start_close_deadline(&end.engine, &end.conn);
             }
@@ -161,7 +169,7 @@ fn drive(
                         return Poll::Ready(Wake::Writable(ready.is_ok()));
                     }
                 }
-                if reading && !paused {
+                if (reading && !paused) || lingering {
                     if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
                         return Poll::Ready(Wake::Readable(ready.is_ok()));
                     }
@@ -183,6 +191,11 @@ fn drive(
             };
             match event {
                 Wake::Readable(false) | Wake::Writable(false) => break,
+                Wake::Readable(true) if lingering => {
+                    if !linger::discard(&stream) {
+                        break;
+                    }
+                }
                 Wake::Readable(true) => {
                     #[cfg(test)]
                     tests::panic_if_asked(id);

@@ -127,14 +127,30 @@ impl Reader {
                     Err(_) => Err(ReadOutcome::Eof),
                 }
             };
-            match result {
-                Ok(0) => return ReadOutcome::Read(got),
-                Ok(_) if self.stalled => return ReadOutcome::Read(true),
-                Ok(_) => got = true,
-                Err(outcome) => return outcome,
+            if let Some(outcome) = self.settle_read(result, &mut got) {
+                return outcome;
             }
         }
         ReadOutcome::Read(got)
+    }
+
+    /// What one read of a turn (`result`: bytes read, or why to stop) means for the turn:
+    /// Some(outcome) ends it. `got` records that bytes arrived.
+    #[inline]
+    pub(crate) fn settle_read(
+        &self,
+        result: Result<usize, ReadOutcome>,
+        got: &mut bool,
+    ) -> Option<ReadOutcome> {
+        match result {
+            Ok(0) => Some(ReadOutcome::Read(*got)),
+            Ok(_) if self.stalled => Some(ReadOutcome::Read(true)),
+            Ok(_) => {
+                *got = true;
+                None
+            }
+            Err(outcome) => Some(outcome),
+        }
     }
 
     /// Decodes the frames left behind when decoding stalled; false when the reader must stop.

@@ -168,11 +168,8 @@ impl Reader {
                     Ok(n)
                 })
             });
-            match result {
-                Ok(0) => return ReadOutcome::Read(got),
-                Ok(_) if self.stalled => return ReadOutcome::Read(true),
-                Ok(_) => got = true,
-                Err(outcome) => return outcome,
+            if let Some(outcome) = self.settle_read(result, &mut got) {
+                return outcome;
             }
         }
         ReadOutcome::Read(got)

@@ -21,12 +21,18 @@ export function nextMessage(ws: WebSocket, timeoutMs = 5000): Promise<string | B
   })
 }
 
-/** Collects the next `n` messages. */
-export function messages(ws: WebSocket, n: number, timeoutMs = 5000): Promise<Array<string | Buffer>> {
+/** Collects the next `n` messages (those `skip` accepts are left out and not counted). */
+export function messages(
+  ws: WebSocket,
+  n: number,
+  timeoutMs = 5000,
+  skip: (text: string) => boolean = () => false,
+): Promise<Array<string | Buffer>> {
   return new Promise((resolve, reject) => {
     const out: Array<string | Buffer> = []
     const timer = setTimeout(() => reject(new Error(`timed out: got ${out.length} of ${n} messages`)), timeoutMs)
     const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
+      if (!isBinary && skip(data.toString())) return
       out.push(isBinary ? (data as Buffer) : data.toString())
       if (out.length === n) {
         clearTimeout(timer)
@@ -37,6 +43,9 @@ export function messages(ws: WebSocket, n: number, timeoutMs = 5000): Promise<Ar
     ws.on('message', onMessage)
   })
 }
+
+/** The `room_joined` notice a join sends, which may arrive at any point around other traffic. */
+export const isRoomJoined = (text: string): boolean => text.startsWith('{') && text.includes('"type":"room_joined"')
 
 /** Resolves with the close code and reason the client saw. */
 export function closed(ws: WebSocket, timeoutMs = 8000): Promise<{ code: number; reason: string }> {

@@ -38,6 +38,8 @@ describe('join and room messages', () => {
     expect(room.isJoinedToRoom()).toBe(true)
     expect(c.getRoom('general')).toBe(room)
     expect(c.getAllRooms().map((r) => r.getId())).toEqual(['general'])
+    // The engine answered the join; the server's JS side may not have handled the connect yet.
+    await waitFor(() => s.server.getConnections('general').length > 0)
     expect(s.server.getConnections('general').map((x) => x.clientId)).toEqual(['alice'])
     expect(await c.joinRoom('general')).toBe(room) // already joined: same object, no second request
   })

@@ -4,6 +4,7 @@
 // certificates, and rooms, backpressure and heartbeat over TLS. SNI and certificate renewal are
 // in tls-certificates.test.ts; scale, Python and Chromium in tls-clients.test.ts. With
 // proxyProtocol and the metrics/health endpoints at the end.
+import { execFile } from 'node:child_process'
 import https from 'node:https'
 import net from 'node:net'
 import { Duplex } from 'node:stream'
@@ -27,6 +28,7 @@ import {
   suiteCertificates,
   waitFor,
 } from '../test-support/index'
+import { parseExposition, sample, type Family } from './prometheus'
 
 const suite = suiteCertificates()
 
@@ -423,5 +425,153 @@ describe.skipIf(!HAVE_OPENSSL)('tls with proxyProtocol and the endpoints', () =>
     const health = await httpsGet(port, '/health')
     expect(health.status).toBe(200)
     ws.close()
+  })
+})
+
+/** Runs `openssl s_client` against the port (no input); resolves with what it printed on stderr. */
+function opensslClient(port: number, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', ...args], { timeout: 5000 }, (_e, _out, err) =>
+      resolve(String(err)),
+    )
+    child.stdin?.end()
+  })
+}
+
+/** A real ClientHello, as Node's TLS client sends it first (caught by a TCP server that answers nothing). */
+async function realClientHello(): Promise<Buffer> {
+  const catcher = net.createServer()
+  await new Promise<void>((r) => catcher.listen(0, '127.0.0.1', r))
+  const hello = new Promise<Buffer>((resolve) => catcher.once('connection', (s) => s.once('data', (d: Buffer) => resolve(d))))
+  const client = tls.connect({ port: (catcher.address() as net.AddressInfo).port, host: '127.0.0.1', servername: 'localhost' })
+  client.on('error', () => {})
+  const bytes = await hello
+  client.destroy()
+  catcher.close()
+  return bytes
+}
+
+describe.skipIf(!HAVE_OPENSSL)('TLS handshakes in the metrics; maxConnections before the handshake', () => {
+  type Families = Record<string, Family>
+  const failures = (f: Families): Record<string, number> =>
+    Object.fromEntries(f['rnode_ws_tls_handshake_failures']!.samples.map(([, l, v]) => [l['reason']!, Number(v)]))
+  const handshakes = (f: Families): number => sample(f, 'rnode_ws_tls_handshakes', 'rnode_ws_tls_handshakes_total')
+  const droppedFull = (f: Families): number =>
+    sample(f, 'rnode_ws_connections_dropped', 'rnode_ws_connections_dropped_total', { reason: 'max_connections' })
+
+  it('failed handshakes are counted by reason: timeout, closed, not TLS, plain HTTP, protocol error, alert, incompatible', async () => {
+    const { port, server } = await start({ onMessage: echo }, { tls: suite.leaf, handshakeTimeout: 400 })
+    const start0 = parseExposition(server.metrics())
+    expect(handshakes(start0)).toBe(0)
+    expect(Object.values(failures(start0)).every((n) => n === 0)).toBe(true)
+    // The start of a ClientHello record announcing 512 bytes: held open, then closed by us.
+    const truncated = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+    await rawTcp(port, truncated)
+    // The same, and the client closes first.
+    await new Promise<void>((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => sock.end(truncated))
+      sock.on('error', () => {})
+      sock.on('close', () => resolve())
+      sock.resume()
+    })
+    await rawTcp(port, Buffer.from([0x00, 0x01, 0x02, 0x03]))
+    await rawTcp(port, 'GET /ws HTTP/1.1\r\nHost: x\r\n\r\n')
+    // A handshake record that holds no ClientHello.
+    await rawTcp(port, Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]))
+    // A client that does not trust our certificate: OpenSSL's ends the handshake with an alert
+    // (unknown CA); Node's checks the certificate afterwards and just closes.
+    const s = await opensslClient(port, ['-verify_return_error', '-no-CAfile', '-no-CApath', '-no-CAstore'])
+    expect(s).toMatch(/certificate verify failed/)
+    expect(await refusal(port, { servername: 'localhost' })).toBe('UNABLE_TO_VERIFY_LEAF_SIGNATURE')
+    // A client that offers TLS 1.1 at most: nothing in common.
+    const old = await refusal(port, { ca: suite.ca.cert, servername: 'localhost', minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' })
+    expect(old).not.toBe('connected')
+    const ws = await wss(port)
+    ws.send('fine')
+    expect(await nextMessage(ws)).toBe('fine')
+    ws.close()
+    await waitFor(() => Object.values(failures(parseExposition(server.metrics()))).reduce((a, b) => a + b, 0) === 8, 3000, 'failures')
+    const f = parseExposition(server.metrics())
+    expect(failures(f)).toEqual({
+      timeout: 1,
+      closed: 2,
+      plain_http: 1,
+      not_tls: 1,
+      protocol_error: 1,
+      incompatible: 1,
+      alert: 1,
+      client_certificate: 0,
+      other: 0,
+    })
+    expect(handshakes(f)).toBe(1)
+  })
+
+  it('requestCert: a client without a certificate is counted as client_certificate', async () => {
+    const { port, server } = await start({}, { tls: { ...suite.leaf, ca: suite.ca.cert, requestCert: true } })
+    // TLS 1.3: the client's side is done before the server's verdict arrives, as an alert.
+    const got = await new Promise<string>((resolve) => {
+      const sock = tls.connect({ port, host: '127.0.0.1', ca: suite.ca.cert, servername: 'localhost' })
+      sock.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
+      sock.on('close', () => resolve('closed'))
+      sock.resume()
+    })
+    expect(got).toBe('ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED')
+    await waitFor(() => failures(parseExposition(server.metrics()))['client_certificate'] === 1, 3000, 'counted')
+    expect(handshakes(parseExposition(server.metrics()))).toBe(0)
+  })
+
+  it('at maxConnections a TLS client gets an internal_error alert and no ServerHello; no handshake is done; a slot frees', async () => {
+    const { port, server } = await start({ onMessage: echo }, { tls: suite.leaf, maxConnections: 1 })
+    const first = await wss(port)
+    await waitFor(() => server.getStats().totalConnections === 1)
+    // TLS clients are refused with the alert, before any certificate (ws reports it as EPROTO).
+    expect(await refusal(port, { ca: suite.ca.cert, servername: 'localhost' })).toBe('ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR')
+    const refused = await new Promise<string>((resolve) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${port}/ws`, { ca: suite.ca.cert })
+      ws.once('open', () => resolve('open'))
+      ws.once('error', (e) => resolve(e.message))
+    })
+    expect(refused).toMatch(/alert internal error/)
+    // A raw client sending a real ClientHello reads the alert record, and nothing else.
+    const { bytes } = await rawTcp(port, await realClientHello())
+    expect([...bytes]).toEqual([21, 3, 3, 0, 2, 2, 80])
+    let f = parseExposition(server.metrics())
+    expect(droppedFull(f)).toBe(3)
+    expect(handshakes(f)).toBe(1)
+    expect(Object.values(failures(f)).every((n) => n === 0)).toBe(true)
+    // Not an HTTP refusal: no request was read.
+    expect(f['rnode_ws_connections_refused']!.samples).toEqual([])
+    first.close()
+    await waitFor(() => server.getStats().totalConnections === 0)
+    const next = await wss(port)
+    next.send('room again')
+    expect(await nextMessage(next)).toBe('room again')
+    next.close()
+    f = parseExposition(server.metrics())
+    expect(handshakes(f)).toBe(2)
+  })
+
+  it('at maxConnections with metricsPath the handshake is done: the endpoints answer, upgrades get 503 as over TCP', async () => {
+    const { port, server } = await start({ onMessage: echo }, { tls: suite.leaf, maxConnections: 1, metricsPath: '/metrics' })
+    const first = await wss(port)
+    await waitFor(() => server.getStats().totalConnections === 1)
+    const metrics = await httpsGet(port, '/metrics')
+    expect(metrics.status).toBe(200)
+    const status = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${port}/ws`, { ca: suite.ca.cert })
+      ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))
+      ws.once('open', () => resolve(101))
+      ws.once('error', () => resolve(0))
+    })
+    expect(status).toBe(503)
+    const f = parseExposition(server.metrics())
+    expect(droppedFull(f)).toBe(0)
+    expect(sample(f, 'rnode_ws_connections_refused', 'rnode_ws_connections_refused_total', { status: '503' })).toBe(1)
+    first.close()
+  })
+
+  it('no TLS families without tls', async () => {
+    const { server } = await start()
+    expect(Object.keys(parseExposition(server.metrics())).filter((n) => n.includes('tls'))).toEqual([])
   })
 })

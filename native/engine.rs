@@ -353,6 +353,17 @@ impl Engine {
         self.routes.read().map(|r| r.contains_key(path) || r.contains_key(ANY_PATH)).unwrap_or(false)
     }
 
+    /// Whether `maxConnections` is reached now (`admit` decides; this only spares work on a
+    /// connection it would refuse).
+    pub fn is_full(&self) -> bool {
+        self.config.max_connections.is_some_and(|max| self.admitted.load(Ordering::Acquire) >= max)
+    }
+
+    /// Whether the port answers `metricsPath` or `healthPath`, which are served at the limit too.
+    pub fn serves_endpoints(&self) -> bool {
+        self.config.metrics_path.is_some() || self.config.health_path.is_some()
+    }
+
     /// Takes a place in the connection limits, or says which limit is reached.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admission, AdmissionError> {
         if let Some(max) = self.config.max_connections {
@@ -767,6 +778,7 @@ impl Engine {
                 dropped: c.dropped.load(Ordering::Relaxed),
                 received: c.received.load(Ordering::Relaxed),
             }),
+            tls: self.tls.is_some(),
             rss_bytes: metrics::rss_bytes(),
         };
         self.metrics.render(&figures)

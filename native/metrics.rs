@@ -27,8 +27,44 @@ pub enum EarlyDrop {
     ProxyInvalid = 0,
     /// `proxyProtocol`: the header did not arrive within the limit.
     ProxyTimeout = 1,
+    /// `tls`: `maxConnections` reached, refused before the TLS handshake.
+    ServerFull = 2,
 }
-const EARLY_DROPS: [&str; 2] = ["proxy_protocol_invalid", "proxy_protocol_timeout"];
+const EARLY_DROPS: [&str; 3] = ["proxy_protocol_invalid", "proxy_protocol_timeout", "max_connections"];
+
+/// Why a TLS handshake on the own port did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum TlsFailure {
+    /// Not finished within `handshakeTimeout` (a silent client, a truncated ClientHello).
+    Timeout = 0,
+    /// The client closed or reset the connection first.
+    Closed = 1,
+    /// A plain HTTP request on the TLS port (answered with a plaintext 400).
+    PlainHttp = 2,
+    /// The first byte is neither a TLS handshake record nor an HTTP request.
+    NotTls = 3,
+    /// A malformed ClientHello or record, or messages out of order.
+    ProtocolError = 4,
+    /// Nothing in common: TLS version, cipher suites, key exchange groups.
+    Incompatible = 5,
+    /// The client ended it with an alert (most often: it does not trust our certificate).
+    Alert = 6,
+    /// `requestCert`: no client certificate, or one that does not chain to `ca`.
+    ClientCertificate = 7,
+    Other = 8,
+}
+const TLS_FAILURES: [&str; 9] = [
+    "timeout",
+    "closed",
+    "plain_http",
+    "not_tls",
+    "protocol_error",
+    "incompatible",
+    "alert",
+    "client_certificate",
+    "other",
+];
 
 /// Close codes counted one by one: the RFC 6455 range and the registered/application range.
 const RFC_CODES: std::ops::RangeInclusive<u16> = 1000..=1015;
@@ -82,7 +118,9 @@ const ROUND_TRIP_MS: [u64; 13] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_5
 pub struct Metrics {
     accepted: AtomicU64,
     refused: [AtomicU64; 200],
-    early_drops: [AtomicU64; 2],
+    early_drops: [AtomicU64; 3],
+    tls_handshakes: AtomicU64,
+    tls_failures: [AtomicU64; 9],
     closes_rfc: [AtomicU64; 16],
     closes_app: Box<[AtomicU64]>,
     closes_other: AtomicU64,
@@ -108,7 +146,9 @@ impl Metrics {
         Metrics {
             accepted: AtomicU64::new(0),
             refused: [const { AtomicU64::new(0) }; 200],
-            early_drops: [const { AtomicU64::new(0) }; 2],
+            early_drops: [const { AtomicU64::new(0) }; 3],
+            tls_handshakes: AtomicU64::new(0),
+            tls_failures: [const { AtomicU64::new(0) }; 9],
             closes_rfc: [const { AtomicU64::new(0) }; 16],
             closes_app: (0..APP_CODES.len()).map(|_| AtomicU64::new(0)).collect(),
             closes_other: AtomicU64::new(0),
@@ -137,6 +177,15 @@ impl Metrics {
 
     pub fn early_drop(&self, why: EarlyDrop) {
         self.early_drops[why as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A TLS handshake on the own port finished.
+    pub fn tls_handshake(&self) {
+        self.tls_handshakes.fetch_add(1, Relaxed);
+    }
+
+    pub fn tls_failure(&self, why: TlsFailure) {
+        self.tls_failures[why as usize].fetch_add(1, Relaxed);
     }
 
     /// A connection ended with this close code (as `onClose` reports it).
@@ -206,6 +255,22 @@ impl Metrics {
         );
         for (reason, c) in EARLY_DROPS.iter().zip(&self.early_drops) {
             out.sample("connections_dropped_total", &[("reason", reason)], c.load(Relaxed) as f64);
+        }
+        if f.tls {
+            out.single(
+                "tls_handshakes_total",
+                "counter",
+                "TLS handshakes finished on the server's port.",
+                self.tls_handshakes.load(Relaxed) as f64,
+            );
+            out.family(
+                "tls_handshake_failures_total",
+                "counter",
+                "TLS handshakes on the server's port that did not finish, by reason.",
+            );
+            for (reason, c) in TLS_FAILURES.iter().zip(&self.tls_failures) {
+                out.sample("tls_handshake_failures_total", &[("reason", reason)], c.load(Relaxed) as f64);
+            }
         }
         out.family("disconnects_total", "counter", "Closed connections, by the close code onClose reports.");
         let codes = RFC_CODES.zip(&self.closes_rfc).chain(APP_CODES.zip(self.closes_app.iter()));
@@ -355,6 +420,8 @@ pub struct Figures {
     pub queued_events: u64,
     pub queued_bytes: u64,
     pub cluster: Option<ClusterFigures>,
+    /// Whether the port speaks TLS (the TLS families are shown only then).
+    pub tls: bool,
     pub rss_bytes: Option<u64>,
 }
 
@@ -492,8 +559,9 @@ mod tests {
         assert_eq!(value(&t, "rnode_ws_messages_sent_total{type=\"close\"}"), Some(1.0));
         assert_eq!(value(&t, "rnode_ws_send_results_total{status=\"dropped\"}"), Some(1.0));
         assert_eq!(value(&t, "rnode_ws_send_results_total{status=\"sent\"}"), Some(0.0));
-        // Cluster families only in cluster mode.
+        // Cluster and TLS families only in those modes.
         assert!(!t.contains("cluster_"));
+        assert!(!t.contains("tls_"));
         // Every family has HELP and TYPE, and every sample line belongs to a declared family.
         let declared: Vec<&str> =
             t.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
@@ -522,6 +590,22 @@ mod tests {
         assert_eq!(value(&t, "rnode_ws_broadcast_duration_seconds_count"), Some(5.0));
         let sum = value(&t, "rnode_ws_broadcast_duration_seconds_sum").unwrap_or(0.0);
         assert!((sum - 1.000417).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn tls_failures_by_reason_and_server_full_drops() {
+        let m = Metrics::new();
+        m.tls_handshake();
+        m.tls_failure(TlsFailure::Timeout);
+        m.tls_failure(TlsFailure::Alert);
+        m.tls_failure(TlsFailure::Alert);
+        m.early_drop(EarlyDrop::ServerFull);
+        let t = m.render(&Figures { tls: true, ..Figures::default() });
+        assert_eq!(value(&t, "rnode_ws_tls_handshakes_total"), Some(1.0));
+        assert_eq!(value(&t, "rnode_ws_tls_handshake_failures_total{reason=\"timeout\"}"), Some(1.0));
+        assert_eq!(value(&t, "rnode_ws_tls_handshake_failures_total{reason=\"alert\"}"), Some(2.0));
+        assert_eq!(value(&t, "rnode_ws_tls_handshake_failures_total{reason=\"other\"}"), Some(0.0));
+        assert_eq!(value(&t, "rnode_ws_connections_dropped_total{reason=\"max_connections\"}"), Some(1.0));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::engine::Engine;
 use crate::error::TlsError;
+use crate::metrics::{EarlyDrop, TlsFailure};
 use crate::server;
 use crate::tls_stream::TlsSession;
 
@@ -243,6 +244,9 @@ pub async fn serve(
     prefix: Vec<u8>,
 ) {
     let deadline = tokio::time::Instant::now() + engine.config.handshake_timeout;
+    if engine.is_full() && !engine.serves_endpoints() {
+        return refuse_full(&engine, stream, deadline).await;
+    }
     let first = match prefix.first() {
         Some(&byte) => Some(byte),
         None => {
@@ -256,6 +260,7 @@ pub async fn serve(
     match first {
         Some(HANDSHAKE_RECORD) => {}
         Some(byte) if byte.is_ascii_uppercase() => {
+            engine.metrics.tls_failure(TlsFailure::PlainHttp);
             let _ = tokio::time::timeout_at(deadline, async {
                 stream.write_all(PLAIN_HTTP_RESPONSE).await?;
                 stream.shutdown().await
@@ -263,7 +268,11 @@ pub async fn serve(
             .await;
             return;
         }
-        _ => return,
+        Some(_) => return engine.metrics.tls_failure(TlsFailure::NotTls),
+        None if tokio::time::Instant::now() >= deadline => {
+            return engine.metrics.tls_failure(TlsFailure::Timeout)
+        }
+        None => return engine.metrics.tls_failure(TlsFailure::Closed),
     }
     // Bytes already read go into the session before tokio-rustls reads the socket; processed
     // at once, so a ClientHello that came whole is answered instead of waiting for more.
@@ -278,9 +287,12 @@ pub async fn serve(
         }
     };
     let accepting = tls.acceptor.accept_with(stream, feed);
-    let Ok(Ok(mut tls_stream)) = tokio::time::timeout_at(deadline, accepting).await else {
-        return;
+    let mut tls_stream = match tokio::time::timeout_at(deadline, accepting).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return engine.metrics.tls_failure(failure_of(&e)),
+        Err(_) => return engine.metrics.tls_failure(TlsFailure::Timeout),
     };
+    engine.metrics.tls_handshake();
     let peer = tls_stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
     let upgraded =
         server::upgrade(&engine, &mut tls_stream, remote, Vec::new(), 0, deadline, peer.as_deref());
@@ -288,6 +300,54 @@ pub async fn serve(
     let (stream, session) = tls_stream.into_inner();
     let session = TlsSession::new(session, &mut leftover);
     crate::task::start(engine, info, stream, leftover, admission, Some(Box::new(session)));
+}
+
+/// Why a handshake failed, from the error tokio-rustls returned (rustls' own, or the socket's).
+fn failure_of(e: &std::io::Error) -> TlsFailure {
+    use rustls::Error as E;
+    use std::io::ErrorKind as K;
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(E::AlertReceived(_)) => TlsFailure::Alert,
+        Some(
+            E::InvalidMessage(_)
+            | E::InappropriateMessage { .. }
+            | E::InappropriateHandshakeMessage { .. }
+            | E::PeerMisbehaved(_)
+            | E::PeerSentOversizedRecord
+            | E::DecryptError
+            | E::UnsupportedNameType
+            | E::InvalidEncryptedClientHello(_),
+        ) => TlsFailure::ProtocolError,
+        Some(E::PeerIncompatible(_) | E::NoApplicationProtocol) => TlsFailure::Incompatible,
+        Some(E::NoCertificatesPresented | E::InvalidCertificate(_)) => TlsFailure::ClientCertificate,
+        Some(_) => TlsFailure::Other,
+        None => match e.kind() {
+            K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+                TlsFailure::Closed
+            }
+            _ => TlsFailure::Other,
+        },
+    }
+}
+
+/// A fatal `internal_error` alert record (type 21, TLS 1.2 record version, length 2, level
+/// fatal, description 80), in the clear as alerts before a handshake are.
+const SERVER_FULL_ALERT: &[u8] = &[21, 3, 3, 0, 2, 2, 80];
+
+/// `maxConnections` is reached: refused with an alert before any handshake work (no ClientHello
+/// parsed, no key exchange). Then a lingering close, so the ClientHello we did not read does not
+/// turn our FIN into a RST that could destroy the alert before the client reads it.
+async fn refuse_full(engine: &Engine, stream: TcpStream, deadline: tokio::time::Instant) {
+    engine.metrics.early_drop(EarlyDrop::ServerFull);
+    let _ = tokio::time::timeout_at(deadline, async {
+        let mut stream = stream;
+        stream.write_all(SERVER_FULL_ALERT).await?;
+        if crate::linger::half_close(&stream) {
+            while stream.readable().await.is_ok() && crate::linger::discard(&stream) {}
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }
 
 /// The answer to a plain HTTP request on the TLS port.

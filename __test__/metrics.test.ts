@@ -1,11 +1,27 @@
 // server.metrics() and metricsPath: the Prometheus exposition, parsed by the official Python
 // client, moves as real traffic says it should.
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { Emitter } from '../lib/emitter'
 import { WsServer } from '../lib/index'
-import { closed, connect, messages, nextMessage, rawExchange, serverPool, startRedis, statusOf, upgradeRequest, waitFor } from '../test-support/index'
+import { RespConnection } from '../lib/resp'
+import {
+  closed,
+  collect,
+  connect,
+  messages,
+  nextMessage,
+  rawExchange,
+  serverPool,
+  slowLink,
+  startRedis,
+  statusOf,
+  upgradeRequest,
+  waitFor,
+} from '../test-support/index'
 import { parseExposition, prometheusPython, sample, type Family } from './prometheus'
 
 const start = serverPool()
@@ -281,5 +297,57 @@ describe('cluster metrics', () => {
     expect(counter(f, 'cluster_dropped_envelopes')).toBe(a.getStats().cluster!.dropped)
     await waitFor(() => counter(parseExposition(a.metrics()), 'cluster_publish_errors') > 0, 8000, 'publish errors')
     expect(counter(parseExposition(a.metrics()), 'cluster_subscribe_errors')).toBeGreaterThan(0)
+  }, 30_000)
+
+  it('pub/sub lag: envelopes are timed from their publish on the other node; a slow link shows; version 2 envelopes arrive untimed', async () => {
+    const redis = await startRedis()
+    if (!redis) return
+    // Node b reaches Redis through a link that holds every chunk 150 ms.
+    const slow = await slowLink(redis.port, 150)
+    try {
+      const prefix = `lag${process.pid}`
+      const { server: a } = await start({}, { cluster: { redis: redis.url, prefix } })
+      const { server: b, url } = await start({}, { cluster: { redis: `redis://127.0.0.1:${slow.port}`, prefix } })
+      for (const s of [a, b]) {
+        await waitFor(() => gauge(parseExposition(s.metrics()), 'cluster_connected') === 1, 5000, 'subscriber')
+      }
+      const client = await connect(url)
+      const got = collect(client)
+      let f = parseExposition(b.metrics())
+      expect(f['rnode_ws_cluster_pubsub_lag_seconds']!.type).toBe('histogram')
+      expect(histogramCount(f, 'cluster_pubsub_lag_seconds')).toBe(0)
+      for (let i = 0; i < 20; i++) a.broadcast(`m${i}`)
+      await waitFor(() => got.length === 20, 10_000, 'broadcasts on b')
+      f = parseExposition(b.metrics())
+      expect(histogramCount(f, 'cluster_pubsub_lag_seconds')).toBe(20)
+      // Each waited on the link at least 150 ms after a published it: none under 0.1 s.
+      const lag = 'rnode_ws_cluster_pubsub_lag_seconds'
+      expect(sample(f, lag, `${lag}_bucket`, { le: '0.1' })).toBe(0)
+      expect(sample(f, lag, `${lag}_sum`) / 20).toBeGreaterThanOrEqual(0.15)
+      expect(sample(f, lag, `${lag}_bucket`, { le: '+Inf' })).toBe(20)
+      // The publishing node received nothing from others: nothing timed there.
+      expect(histogramCount(parseExposition(a.metrics()), 'cluster_pubsub_lag_seconds')).toBe(0)
+
+      // The emitter's envelopes are timed too; a version 2 envelope (an older node) is delivered
+      // and counted, without a time to take the lag from.
+      const emitter = new Emitter({ redis: redis.url, prefix })
+      await emitter.broadcast('from the emitter')
+      await emitter.close()
+      const v2 = Buffer.concat([Buffer.from([2]), randomBytes(16), Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('from v2')])
+      const resp = new RespConnection(redis.url)
+      await resp.ready
+      await resp.command(['PUBLISH', `${prefix}:broadcast`, v2])
+      await resp.close()
+      await waitFor(() => got.length === 22, 10_000, 'emitter and v2 envelopes on b')
+      expect(got.slice(20)).toEqual(['from the emitter', 'from v2'])
+      f = parseExposition(b.metrics())
+      expect(counter(f, 'cluster_received_envelopes')).toBe(22)
+      expect(histogramCount(f, 'cluster_pubsub_lag_seconds')).toBe(21)
+      expect(sample(f, lag, `${lag}_bucket`, { le: '0.1' })).toBe(0)
+      client.close()
+    } finally {
+      slow.close()
+      await redis.stop()
+    }
   }, 30_000)
 })

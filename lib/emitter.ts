@@ -74,7 +74,7 @@ export class Emitter {
       throw codedTypeError('ERR_INVALID_ROOM_ID', `room must be a non-empty string of at most ${MAX_ROOM_ID_BYTES} bytes`)
     }
     const except = options.except === undefined ? [] : typeof options.except === 'string' ? [options.except] : [...options.except]
-    const envelope = encodeEnvelope({ origin: this.#origin, payload: message, room, except })
+    const envelope = encodeEnvelope({ origin: this.#origin, sentAt: Date.now(), payload: message, room, except })
     const channel = room !== undefined && !this.#single ? `${this.#prefix}:room:${room}` : `${this.#prefix}:broadcast`
     const conn = this.#connection()
     await conn.ready

@@ -4,13 +4,15 @@
 import { codedRangeError, codedTypeError } from './errors'
 
 /** Layout version (native `ENVELOPE_VERSION`). */
-export const ENVELOPE_VERSION = 2
+export const ENVELOPE_VERSION = 3
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export interface EnvelopeFields {
   /** 16 bytes naming the sender; a node ignores envelopes with its own. */
   origin: Uint8Array
+  /** When it was sent, milliseconds since the Unix epoch (nodes time the pub/sub lag from it). */
+  sentAt: number
   payload: string | Uint8Array
   room?: string | undefined
   /** Socket ids (UUID strings) to skip. */
@@ -18,7 +20,8 @@ export interface EnvelopeFields {
 }
 
 /**
- * Version (1 byte), origin (16), binary flag, has-room flag, room length (u16 BE) + room,
+ * Version (1 byte), origin (16), send time (u64 BE, microseconds since the Unix epoch), binary
+ * flag, has-room flag, room length (u16 BE) + room,
  * except count (u32 BE) + 16 bytes each, payload (the rest).
  */
 export function encodeEnvelope(e: EnvelopeFields): Buffer {
@@ -26,9 +29,10 @@ export function encodeEnvelope(e: EnvelopeFields): Buffer {
   const payload = typeof e.payload === 'string' ? Buffer.from(e.payload, 'utf8') : Buffer.from(e.payload.buffer, e.payload.byteOffset, e.payload.byteLength)
   const room = Buffer.from(e.room ?? '', 'utf8')
   if (room.length > 0xffff) throw codedRangeError('ERR_CLUSTER_ROOM_TOO_LONG', 'room id longer than 65535 bytes')
-  const out = Buffer.allocUnsafe(1 + 16 + 1 + 1 + 2 + room.length + 4 + e.except.length * 16 + payload.length)
+  const out = Buffer.allocUnsafe(1 + 16 + 8 + 1 + 1 + 2 + room.length + 4 + e.except.length * 16 + payload.length)
   let at = out.writeUInt8(ENVELOPE_VERSION, 0)
   at += Buffer.from(e.origin.buffer, e.origin.byteOffset, 16).copy(out, at)
+  at = out.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(e.sentAt))) * 1000n, at)
   at = out.writeUInt8(binary ? 1 : 0, at)
   at = out.writeUInt8(e.room === undefined ? 0 : 1, at)
   at = out.writeUInt16BE(room.length, at)

@@ -9,6 +9,12 @@ pub fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Microseconds since the Unix epoch (wall clock): the send time in cluster envelopes, which
+/// another node compares with its own wall clock (a monotonic clock is per process).
+pub fn wall_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
 /// A monotonic clock counting milliseconds from its creation: idle timeouts, close deadlines,
 /// ping windows.
 pub struct MonoClock {

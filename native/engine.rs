@@ -674,6 +674,7 @@ impl Engine {
         };
         cluster.publish(&Envelope {
             origin: cluster.node_id,
+            sent_at_us: crate::clock::wall_us(),
             binary: msg.is_binary(),
             room: room.map(str::to_string),
             except,

@@ -114,6 +114,12 @@ const BATCH_EVENTS: [u64; 14] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 20
 /// Server ping round trips, in milliseconds.
 const ROUND_TRIP_MS: [u64; 13] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
+/// Cluster envelopes, origin's send to arrival here, in microseconds.
+const CLUSTER_LAG_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
 /// Counters the engine keeps only for metrics.
 pub struct Metrics {
     accepted: AtomicU64,
@@ -133,6 +139,8 @@ pub struct Metrics {
     pub broadcast: Histogram,
     pub batch_events: Histogram,
     pub ping_rtt: Histogram,
+    /// Cluster mode: how long envelopes from other nodes took to get here.
+    pub cluster_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -160,6 +168,7 @@ impl Metrics {
             broadcast: Histogram::new(&BROADCAST_US, 1e6),
             batch_events: Histogram::new(&BATCH_EVENTS, 1.0),
             ping_rtt: Histogram::new(&ROUND_TRIP_MS, 1e3),
+            cluster_lag: Histogram::new(&CLUSTER_LAG_US, 1e6),
         }
     }
 
@@ -390,6 +399,11 @@ impl Metrics {
                 "Envelopes received from other nodes.",
                 c.received as f64,
             );
+            out.histogram(
+                "cluster_pubsub_lag_seconds",
+                "Envelopes from other nodes: from their publish (the sender's clock) to arrival here.",
+                &self.cluster_lag,
+            );
         }
         if let Some(rss) = f.rss_bytes {
             out.single(
@@ -609,6 +623,19 @@ mod tests {
     }
 
     #[test]
+    fn cluster_lag_is_in_seconds_and_only_in_cluster_mode() {
+        let m = Metrics::new();
+        m.cluster_lag.observe(800);
+        m.cluster_lag.observe(30_000);
+        assert!(!m.render(&Figures::default()).contains("pubsub_lag"));
+        let f = Figures { cluster: Some(ClusterFigures::default()), ..Figures::default() };
+        let t = m.render(&f);
+        assert_eq!(value(&t, "rnode_ws_cluster_pubsub_lag_seconds_bucket{le=\"0.001\"}"), Some(1.0));
+        assert_eq!(value(&t, "rnode_ws_cluster_pubsub_lag_seconds_bucket{le=\"0.05\"}"), Some(2.0));
+        assert_eq!(value(&t, "rnode_ws_cluster_pubsub_lag_seconds_count"), Some(2.0));
+    }
+
+    #[test]
     fn label_values_are_escaped_and_opt_in_rooms_listed() {
         let f = Figures {
             room_members: vec![("a\"b\\c\nd".to_string(), 2)],
@@ -620,6 +647,7 @@ mod tests {
         assert_eq!(value(&t, r#"rnode_ws_room_members{room="a\"b\\c\nd"}"#), Some(2.0));
         assert_eq!(value(&t, "rnode_ws_cluster_connected"), Some(1.0));
         assert_eq!(value(&t, "rnode_ws_cluster_dropped_envelopes_total"), Some(4.0));
+        assert_eq!(value(&t, "rnode_ws_cluster_pubsub_lag_seconds_count"), Some(0.0));
         assert_eq!(value(&t, "rnode_ws_process_resident_memory_bytes"), Some(4096.0));
     }
 

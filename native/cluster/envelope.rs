@@ -5,17 +5,23 @@ use bytes::Bytes;
 
 use crate::error::EnvelopeError;
 
-/// Layout version; a node ignores envelopes of another version.
-pub const ENVELOPE_VERSION: u8 = 2;
+/// Layout version written. Version 3 added the send time; version 2 envelopes (older nodes and
+/// emitters) are still read, without it. A node ignores envelopes of any other version.
+pub const ENVELOPE_VERSION: u8 = 3;
+/// The layout without the send time.
+const VERSION_UNTIMED: u8 = 2;
 
-/// Fixed part: version, origin (16), binary flag, has-room flag, room length (u16),
-/// except count (u32).
-const FIXED_BYTES: usize = 1 + 16 + 1 + 1 + 2 + 4;
+/// Fixed part: version, origin (16), send time (u64), binary flag, has-room flag, room length
+/// (u16), except count (u32).
+const FIXED_BYTES: usize = 1 + 16 + 8 + 1 + 1 + 2 + 4;
 
 /// One message to fan out on every node.
 #[derive(Debug, PartialEq)]
 pub struct Envelope {
     pub origin: [u8; 16],
+    /// When the origin queued it: wall clock, microseconds since the Unix epoch (0: unknown,
+    /// a version 2 envelope). Another node's clock: only as good as the clocks' agreement.
+    pub sent_at_us: u64,
     pub binary: bool,
     pub room: Option<String>,
     /// Socket UUIDs to skip.
@@ -24,8 +30,8 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Binary layout: version, origin (16), binary flag, has-room flag, room length (u16 BE) +
-    /// room, except count (u32 BE) + 16 bytes each, payload (the rest).
+    /// Binary layout: version, origin (16), send time (u64 BE), binary flag, has-room flag, room
+    /// length (u16 BE) + room, except count (u32 BE) + 16 bytes each, payload (the rest).
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
         let room = self.room.as_deref().unwrap_or("");
         let room_len = u16::try_from(room.len()).map_err(|_| EnvelopeError::RoomTooLong)?;
@@ -35,6 +41,7 @@ impl Envelope {
         );
         out.push(ENVELOPE_VERSION);
         out.extend_from_slice(&self.origin);
+        out.extend_from_slice(&self.sent_at_us.to_be_bytes());
         out.push(u8::from(self.binary));
         out.push(u8::from(self.room.is_some()));
         out.extend_from_slice(&room_len.to_be_bytes());
@@ -59,10 +66,13 @@ impl Envelope {
             Some(head)
         }
         let mut d = data;
-        if take(&mut d, 1)? != [ENVELOPE_VERSION] {
-            return None;
-        }
+        let timed = match take(&mut d, 1)?[0] {
+            ENVELOPE_VERSION => true,
+            VERSION_UNTIMED => false,
+            _ => return None,
+        };
         let origin: [u8; 16] = take(&mut d, 16)?.try_into().ok()?;
+        let sent_at_us = if timed { u64::from_be_bytes(take(&mut d, 8)?.try_into().ok()?) } else { 0 };
         let binary = take(&mut d, 1)?[0] == 1;
         let has_room = take(&mut d, 1)?[0] == 1;
         let room_len = take(&mut d, 2)?;
@@ -75,6 +85,7 @@ impl Envelope {
         let except = ids.chunks_exact(16).filter_map(|id| id.try_into().ok()).collect();
         Some(Envelope {
             origin,
+            sent_at_us,
             binary,
             room: has_room.then_some(room),
             except,
@@ -99,6 +110,7 @@ mod tests {
     fn sample(except: Vec<[u8; 16]>) -> Envelope {
         Envelope {
             origin: [7; 16],
+            sent_at_us: 1_764_000_000_123_456,
             binary: true,
             room: Some("général".into()),
             except,
@@ -110,8 +122,14 @@ mod tests {
     fn round_trip() -> Result<(), EnvelopeError> {
         let e = sample(vec![[1; 16], [2; 16]]);
         assert_eq!(Envelope::decode(&e.encode()?), Some(e));
-        let plain =
-            Envelope { origin: [1; 16], binary: false, room: None, except: vec![], payload: Bytes::new() };
+        let plain = Envelope {
+            origin: [1; 16],
+            sent_at_us: 0,
+            binary: false,
+            room: None,
+            except: vec![],
+            payload: Bytes::new(),
+        };
         assert_eq!(Envelope::decode(&plain.encode()?), Some(plain));
         Ok(())
     }
@@ -149,10 +167,21 @@ mod tests {
         let mut truncated = sample(vec![[3; 16]]).encode()?;
         truncated.truncate(30);
         assert_eq!(Envelope::decode(&truncated), None);
-        // Version 1 envelopes (u16 except count) are not read as version 2.
+        // Version 1 envelopes (u16 except count) are not read as a later version.
         let mut old = sample(vec![]).encode()?;
         old[0] = 1;
         assert_eq!(Envelope::decode(&old), None);
+        Ok(())
+    }
+
+    #[test]
+    fn version_2_envelopes_are_read_without_a_send_time() -> Result<(), EnvelopeError> {
+        // A version 2 envelope is a version 3 one without the 8 bytes after the origin.
+        let e = sample(vec![[4; 16]]);
+        let mut v2 = e.encode()?;
+        v2.drain(17..25);
+        v2[0] = 2;
+        assert_eq!(Envelope::decode(&v2), Some(Envelope { sent_at_us: 0, ..e }));
         Ok(())
     }
 

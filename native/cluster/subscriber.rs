@@ -188,6 +188,11 @@ impl Cluster {
             return;
         };
         self.received.fetch_add(1, Ordering::Relaxed);
+        if envelope.sent_at_us != 0 {
+            // Clocks a little apart can make it negative: counted as no lag.
+            let lag = crate::clock::wall_us().saturating_sub(envelope.sent_at_us);
+            engine.metrics.cluster_lag.observe(lag);
+        }
         engine.deliver_local(frame, envelope.room.as_deref(), &envelope.except);
     }
 }

@@ -2,8 +2,11 @@
 // client, moves as real traffic says it should.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
+import express from 'express'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { Emitter } from '../lib/emitter'
 import { WsServer } from '../lib/index'
@@ -12,6 +15,7 @@ import {
   closed,
   collect,
   connect,
+  HAVE_OPENSSL,
   messages,
   nextMessage,
   rawExchange,
@@ -19,6 +23,7 @@ import {
   slowLink,
   startRedis,
   statusOf,
+  suiteCertificates,
   upgradeRequest,
   waitFor,
 } from '../test-support/index'
@@ -350,4 +355,83 @@ describe('cluster metrics', () => {
       await redis.stop()
     }
   }, 30_000)
+})
+
+describe('server.metrics() on an Express route (attach mode)', () => {
+  it('the app mounts it on /metrics next to its WebSockets: scraped over HTTP, it parses and follows the traffic', async () => {
+    // As docs/operations.md shows it.
+    const app = express()
+    const httpServer = http.createServer(app)
+    const ws = new WsServer({ server: httpServer })
+    ws.websocket('/ws', { onMessage: (socket, message) => void socket.send(message) })
+    app.get('/metrics', (_req, res) => {
+      res.set('Content-Type', 'text/plain; version=0.0.4; charset=utf-8').send(ws.metrics())
+    })
+    await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r))
+    const { port } = httpServer.address() as net.AddressInfo
+    const scrape = (): Promise<{ status: number; type: string; families: Families }> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+            let body = ''
+            res.setEncoding('utf8')
+            res.on('data', (d: string) => (body += d))
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), families: parseExposition(body) }))
+          })
+          .on('error', reject)
+      })
+    try {
+      let r = await scrape()
+      expect(r.status).toBe(200)
+      // Express may reorder the parameters; what a scraper reads is the media type and version.
+      expect(r.type.split(';')[0]).toBe('text/plain')
+      expect(r.type).toContain('version=0.0.4')
+      expect(gauge(r.families, 'connections')).toBe(0)
+      const client = await connect(`ws://127.0.0.1:${port}/ws`)
+      client.send('through express')
+      expect(await nextMessage(client)).toBe('through express')
+      r = await scrape()
+      expect(gauge(r.families, 'connections')).toBe(1)
+      expect(counter(r.families, 'connections_accepted')).toBe(1)
+      expect(counter(r.families, 'messages_received', { type: 'text' })).toBe(1)
+      expect(counter(r.families, 'messages_sent', { type: 'text' })).toBe(1)
+      client.close(4001)
+      await closed(client)
+      await waitFor(() => ws.getStats().totalConnections === 0)
+      r = await scrape()
+      expect(gauge(r.families, 'connections')).toBe(0)
+      expect(counter(r.families, 'disconnects', { code: '4001' })).toBe(1)
+      // The scrapes themselves are Express's requests: the engine saw one upgrade and nothing else.
+      expect(r.families['rnode_ws_connections_refused']!.samples).toEqual([])
+    } finally {
+      await ws.close()
+      await new Promise((r) => httpServer.close(r))
+    }
+  })
+})
+
+describe('docs/operations.md', () => {
+  const certs = suiteCertificates()
+  it('lists every family a server in cluster mode with tls exposes, with its type', async () => {
+    const redis = await startRedis()
+    if (!redis || !HAVE_OPENSSL) return void (await redis?.stop())
+    try {
+      const { server } = await start({}, { tls: certs.leaf, cluster: { redis: redis.url, prefix: `doc${process.pid}` } })
+      server.createRoom('Listed', { id: 'listed', metrics: true })
+      const rows = new Map<string, string>()
+      for (const m of readFileSync(join(__dirname, '..', 'docs', 'operations.md'), 'utf8').matchAll(/^\| `(rnode_ws_\w+)` \| (\w+) \|/gm)) {
+        rows.set(m[1]!, m[2]!)
+      }
+      const families = parseExposition(server.metrics())
+      const exposed = new Map<string, string>()
+      for (const [name, f] of Object.entries(families)) {
+        // The parser names a counter's family without `_total`; the table names its samples.
+        exposed.set(f.type === 'counter' ? `${name}_total` : name, f.type)
+      }
+      // Both ways: nothing exposed is missing from the table, nothing listed is gone.
+      expect(new Map([...rows].sort())).toEqual(new Map([...exposed].sort()))
+    } finally {
+      await redis.stop()
+    }
+  })
 })

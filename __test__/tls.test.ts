@@ -15,6 +15,13 @@ import { WsServer, type UpgradeRequest } from '../lib/index'
 import {
   closed,
   closePayload,
+  ClusterNode,
+  collect,
+  connect,
+  Redis,
+  refusedStatus,
+  request,
+  SKIP_REDIS,
   echo,
   HAVE_OPENSSL,
   makeCa,
@@ -574,4 +581,42 @@ describe.skipIf(!HAVE_OPENSSL)('TLS handshakes in the metrics; maxConnections be
     const { server } = await start()
     expect(Object.keys(parseExposition(server.metrics())).filter((n) => n.includes('tls'))).toEqual([])
   })
+})
+
+describe.skipIf(!HAVE_OPENSSL || SKIP_REDIS)('cluster over TLS', () => {
+  it('two nodes serving wss:// share a private Redis: room messages and broadcasts cross nodes', async () => {
+    const redis = await Redis.start()
+    const env = { TLS_CERT: suite.leaf.cert, TLS_KEY: suite.leaf.key }
+    const nodes = await Promise.all([0, 1].map(() => ClusterNode.start(redis.url, `tls${process.pid}`, env)))
+    try {
+      const [na, nb] = nodes as [ClusterNode, ClusterNode]
+      const url = (n: ClusterNode, id: string): string => `wss://127.0.0.1:${n.port}/ws?clientId=${id}`
+      // The node's port speaks TLS only.
+      expect(await refusedStatus(`ws://127.0.0.1:${na.port}/ws`)).toBe(400)
+      const a = await connect(url(na, 'a'), { ca: suite.ca.cert })
+      const b = await connect(url(nb, 'b'), { ca: suite.ca.cert })
+      const outsider = await connect(url(nb, 'outsider'), { ca: suite.ca.cert })
+      for (const ws of [a, b]) expect((await request(ws, { type: 'join_room', room_id: 'secure' })).type).toBe('room_joined')
+      const [gotA, gotB, gotOut] = [a, b, outsider].map(collect) as [Array<string | Buffer>, Array<string | Buffer>, Array<string | Buffer>]
+      // A client's room messages on node A reach the member on node B, in order.
+      for (let i = 0; i < 50; i++) a.send(JSON.stringify({ type: 'room_message', room_id: 'secure', message: i }))
+      await waitFor(() => gotB.length === 50, 10_000, 'room messages on node B')
+      expect(gotB.map((m) => (JSON.parse(m as string) as { message: number }).message)).toEqual(Array.from({ length: 50 }, (_, i) => i))
+      expect((JSON.parse(gotB[0] as string) as { from_client_id: string }).from_client_id).toBe('a')
+      // A broadcast to everyone from node A reaches every client of node B (and node A's own).
+      await na.call('broadcast', { message: 'to everyone' })
+      await waitFor(() => gotA.length === 1 && gotB.length === 51 && gotOut.length === 1, 5000, 'broadcast')
+      expect([gotA[0], gotB[50], gotOut[0]]).toEqual(['to everyone', 'to everyone', 'to everyone'])
+      // A 100 KB binary room broadcast from node B arrives byte-exact on node A (many TLS records).
+      const payload = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 31) & 0xff))
+      await nb.call('broadcast', { message: payload.toString('base64'), binary: true, room: 'secure' })
+      await waitFor(() => gotA.length === 2 && gotB.length === 52, 5000, 'binary room broadcast')
+      for (const m of [gotA[1], gotB[51]]) expect(Buffer.isBuffer(m) && m.equals(payload)).toBe(true)
+      expect(gotOut.length).toBe(1)
+      for (const ws of [a, b, outsider]) ws.close()
+    } finally {
+      for (const n of nodes) n.kill()
+      await redis.stop()
+    }
+  }, 30_000)
 })

@@ -152,12 +152,14 @@ impl Cluster {
             // Cork: the envelopes already here go out with one write per connection, not one
             // per envelope and connection.
             let cork = crate::cork::CorkScope::begin();
-            self.deliver(&engine, msg.get_channel_name().len(), msg.get_payload_bytes());
+            // What is here already arrived now: one clock read times the whole batch.
+            let arrived = crate::clock::wall_us();
+            self.deliver(&engine, msg.get_channel_name().len(), msg.get_payload_bytes(), arrived);
             let mut ended = false;
             for _ in 0..MAX_ENVELOPES_PER_CORK {
                 match stream.next().now_or_never() {
                     Some(Some(msg)) => {
-                        self.deliver(&engine, msg.get_channel_name().len(), msg.get_payload_bytes())
+                        self.deliver(&engine, msg.get_channel_name().len(), msg.get_payload_bytes(), arrived)
                     }
                     Some(None) => {
                         ended = true;
@@ -174,7 +176,8 @@ impl Cluster {
         let _ = lost.send(());
     }
 
-    fn deliver(&self, engine: &Engine, channel_len: usize, data: &[u8]) {
+    /// Delivers one envelope that arrived at `arrived_us` (wall clock).
+    fn deliver(&self, engine: &Engine, channel_len: usize, data: &[u8], arrived_us: u64) {
         self.inbound_messages.fetch_add(1, Ordering::Relaxed);
         let bytes = data.len().saturating_add(channel_len);
         self.inbound_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -190,7 +193,7 @@ impl Cluster {
         self.received.fetch_add(1, Ordering::Relaxed);
         if envelope.sent_at_us != 0 {
             // Clocks a little apart can make it negative: counted as no lag.
-            let lag = crate::clock::wall_us().saturating_sub(envelope.sent_at_us);
+            let lag = arrived_us.saturating_sub(envelope.sent_at_us);
             engine.metrics.cluster_lag.observe(lag);
         }
         engine.deliver_local(frame, envelope.room.as_deref(), &envelope.except);
@@ -332,10 +335,11 @@ impl Cluster {
     ) {
         while let Some(push) = pushes.recv().await {
             let cork = crate::cork::CorkScope::begin();
-            self.deliver_push(&engine, push);
+            let arrived = crate::clock::wall_us();
+            self.deliver_push(&engine, push, arrived);
             for _ in 0..MAX_ENVELOPES_PER_CORK {
                 match pushes.try_recv() {
-                    Ok(push) => self.deliver_push(&engine, push),
+                    Ok(push) => self.deliver_push(&engine, push, arrived),
                     Err(_) => break,
                 }
             }
@@ -343,7 +347,7 @@ impl Cluster {
         }
     }
 
-    fn deliver_push(&self, engine: &Engine, push: redis::PushInfo) {
+    fn deliver_push(&self, engine: &Engine, push: redis::PushInfo, arrived_us: u64) {
         if push.kind == redis::PushKind::Disconnection {
             self.resubscribe.notify_one();
             return;
@@ -352,7 +356,7 @@ impl Cluster {
             return;
         }
         if let [redis::Value::BulkString(channel), redis::Value::BulkString(payload)] = push.data.as_slice() {
-            self.deliver(engine, channel.len(), payload);
+            self.deliver(engine, channel.len(), payload, arrived_us);
         }
     }
 }

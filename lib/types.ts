@@ -158,7 +158,10 @@ export interface ServerOptions {
   maxInboundQueue?: number
   /** `Origin` values allowed to connect (exact, case-insensitive); others get 403. Default: any. */
   allowedOrigins?: string[]
-  /** Connections open or upgrading at once; more get 503. Default: unlimited. */
+  /**
+   * Connections open or upgrading at once; more get 503 (on a `tls` port without
+   * `metricsPath`/`healthPath`: a TLS alert, before the handshake). Default: unlimited.
+   */
   maxConnections?: number
   /** Connections from one IP address at once; more get 429. Default: unlimited. */
   maxConnectionsPerIp?: number

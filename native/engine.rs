@@ -665,13 +665,21 @@ impl Engine {
         cluster.mark_lost(room);
         let text = match from {
             Some(from) => protocol::room_message(room, message, from),
-            None => serde_json::json!({ "type": "room_message", "room_id": room, "message": message }).to_string(),
+            None => {
+                serde_json::json!({ "type": "room_message", "room_id": room, "message": message }).to_string()
+            }
         };
         Some(self.rooms.fan_out(&self.send, room, &OutFrame::text(&text), Skip::Uuids(except)))
     }
 
     /// A message Redis numbered for a room's history reached this node.
-    pub fn deliver_numbered(&self, room: &str, numbered: &crate::cluster::Numbered, frame: &str, except: &[[u8; 16]]) {
+    pub fn deliver_numbered(
+        &self,
+        room: &str,
+        numbered: &crate::cluster::Numbered,
+        frame: &str,
+        except: &[[u8; 16]],
+    ) {
         self.rooms.deliver_numbered(&self.send, self.mono_ms(), room, numbered, frame, except);
     }
 

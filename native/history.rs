@@ -102,7 +102,15 @@ impl History {
     /// A mirror takes the message Redis numbered `offset` in `epoch`. False for a message it
     /// already has (or an older one): the caller must not deliver it again. A new epoch, or a
     /// message past a gap, starts the kept run afresh.
-    pub fn accept(&mut self, epoch: &str, offset: u64, frame: Arc<str>, skip: Box<[[u8; 16]]>, now: u64, wall: u64) -> bool {
+    pub fn accept(
+        &mut self,
+        epoch: &str,
+        offset: u64,
+        frame: Arc<str>,
+        skip: Box<[[u8; 16]]>,
+        now: u64,
+        wall: u64,
+    ) -> bool {
         if self.known && self.epoch == epoch && offset <= self.last {
             return false;
         }

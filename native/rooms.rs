@@ -183,7 +183,13 @@ pub struct Rooms {
 
 impl Rooms {
     pub fn new(auto_create: bool, default_history: Option<HistoryLimits>) -> Self {
-        Rooms { map: DashMap::new(), auto_create, default_history, version: AtomicU64::new(0), mirrored: false }
+        Rooms {
+            map: DashMap::new(),
+            auto_create,
+            default_history,
+            version: AtomicU64::new(0),
+            mirrored: false,
+        }
     }
 
     /// Rooms of a cluster node: histories are mirrors of the ones in Redis.
@@ -401,7 +407,9 @@ impl Rooms {
         if cork::is_corked() {
             let version = self.version.load(Ordering::Acquire);
             let target = FanoutTarget { registry: self as *const Rooms as usize, room: id, skip, version };
-            return fanout::fan_out_shared(target, msg, ctx, || Some((members.values().cloned().collect(), version)));
+            return fanout::fan_out_shared(target, msg, ctx, || {
+                Some((members.values().cloned().collect(), version))
+            });
         }
         let mut delivered = 0;
         crate::fanout::settle();

@@ -35,7 +35,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(uuid: [u8; 16], client_id: String, rooms: Vec<String>, metadata: HashMap<String, String>) -> Self {
+    pub fn new(
+        uuid: [u8; 16],
+        client_id: String,
+        rooms: Vec<String>,
+        metadata: HashMap<String, String>,
+    ) -> Self {
         Session { uuid, client_id, rooms, metadata, data: None, expires: 0 }
     }
 }
@@ -262,7 +267,9 @@ pub async fn resume(engine: &Engine, token: &Token, client_id: Option<&str>) -> 
     if let Some(cluster) = engine.cluster.get().filter(|c| c.sessions.is_some()) {
         // The session is in Redis. A connection of this node still holding the token is ended
         // first, and its session written back, before the take.
-        if let Some(conn) = sessions.live_conn(token).and_then(|id| engine.conns.get(&id).map(|c| c.value().clone())) {
+        if let Some(conn) =
+            sessions.live_conn(token).and_then(|id| engine.conns.get(&id).map(|c| c.value().clone()))
+        {
             if client_id.is_some_and(|c| c != conn.client_id) {
                 return None;
             }

@@ -163,8 +163,14 @@ mod tests {
     fn round_trip() -> Result<(), EnvelopeError> {
         let e = sample(vec![[1; 16], [2; 16]]);
         assert_eq!(Envelope::decode(&e.encode()?), Some(e));
-        let plain =
-            Envelope { origin: [1; 16], binary: false, numbered: None, room: None, except: vec![], payload: Bytes::new() };
+        let plain = Envelope {
+            origin: [1; 16],
+            binary: false,
+            numbered: None,
+            room: None,
+            except: vec![],
+            payload: Bytes::new(),
+        };
         assert_eq!(Envelope::decode(&plain.encode()?), Some(plain));
         Ok(())
     }
@@ -172,7 +178,8 @@ mod tests {
     #[test]
     fn history_envelopes_carry_offset_and_epoch() -> Result<(), EnvelopeError> {
         let numbered = Some(Numbered { offset: 42, epoch: "abc".into() });
-        let e = Envelope { numbered, binary: false, payload: Bytes::from_static(b"{}"), ..sample(vec![[5; 16]]) };
+        let e =
+            Envelope { numbered, binary: false, payload: Bytes::from_static(b"{}"), ..sample(vec![[5; 16]]) };
         let bytes = e.encode()?;
         assert_eq!(Envelope::decode(&bytes), Some(e));
         // What the Redis script builds: the head, then `offset epoch\n frame`.

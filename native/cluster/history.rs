@@ -229,7 +229,9 @@ impl Cluster {
         let value = match tokio::time::timeout(timeout, read).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(ClusterError::from_redis(url, &e).into()),
-            Err(_) => return Err(ClusterError::Unreachable(url.to_string(), "no answer in time".into()).into()),
+            Err(_) => {
+                return Err(ClusterError::Unreachable(url.to_string(), "no answer in time".into()).into())
+            }
         };
         let mut stored = parse_read(&value)
             .ok_or_else(|| ClusterError::Unreachable(url.to_string(), "unexpected history reply".into()))?;

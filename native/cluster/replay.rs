@@ -138,7 +138,9 @@ impl Cluster {
                 }
             }
             let replay = match (&step.at, &step.read) {
-                (Some((epoch, offset)), Some(read)) if newly => missed(h, epoch, *offset, read, &conn.uuid, now),
+                (Some((epoch, offset)), Some(read)) if newly => {
+                    missed(h, epoch, *offset, read, &conn.uuid, now)
+                }
                 _ => None,
             };
             let bytes: usize = replay.iter().flatten().map(|f| f.len()).sum();

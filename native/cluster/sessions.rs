@@ -114,7 +114,11 @@ impl SessionStore {
 impl Cluster {
     /// Takes the session of `token` out of Redis when it exists and, if the upgrade chose a
     /// client id, belongs to it. None as well when Redis does not answer in time.
-    pub async fn take_session(&self, token: &Token, client_id: Option<&str>) -> Option<(Session, Option<String>)> {
+    pub async fn take_session(
+        &self,
+        token: &Token,
+        client_id: Option<&str>,
+    ) -> Option<(Session, Option<String>)> {
         let take = async {
             let mut conn = self.link.connection().await?;
             TAKE.key(key(&self.config.prefix, token))

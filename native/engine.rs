@@ -666,8 +666,7 @@ impl Engine {
     ) -> Option<u32> {
         let cluster = self.cluster.get()?;
         let limits = self.rooms.history_limits(room)?;
-        let members = self.rooms.member_conns(room);
-        let reached = members.iter().filter(|c| !except.contains(&c.uuid)).count() as u32;
+        let reached = self.rooms.count_except(room, except);
         if cluster.connected.load(Ordering::Acquire) {
             let (head, tail) = protocol::room_message_parts(room, message, from);
             cluster.publish_numbered(room, head, tail, except, limits);

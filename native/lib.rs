@@ -508,7 +508,7 @@ impl NativeServer {
             let limit = limit.unwrap_or(config::MAX_HISTORY_PAGE).min(config::MAX_HISTORY_PAGE) as usize;
             let since = since.filter(|s| *s >= 0.0).map(|s| s as u64).unwrap_or(0);
             let timeout = Duration::from_secs(3);
-            let read = cluster.read_history(&id, Some(since), limit, limits.ttl_ms, timeout).await?;
+            let read = cluster.read_history(&id, Some(since), limit, limits, timeout).await?;
             Ok(Some(rooms::HistoryPage {
                 epoch: read.epoch,
                 offset: read.top as f64,

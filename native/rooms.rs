@@ -529,6 +529,14 @@ impl Rooms {
         self.map.get(id).map(|r| r.members.values().cloned().collect()).unwrap_or_default()
     }
 
+    /// Members of a room that are not in `except` (by socket UUID).
+    pub fn count_except(&self, id: &str, except: &[[u8; 16]]) -> u32 {
+        self.map
+            .get(id)
+            .map(|r| r.members.values().filter(|c| !except.contains(&c.uuid)).count() as u32)
+            .unwrap_or(0)
+    }
+
     /// Member ids of a room (empty when it does not exist).
     pub fn members(&self, id: &str) -> Vec<u32> {
         self.map.get(id).map(|r| r.members.keys().copied().collect()).unwrap_or_default()

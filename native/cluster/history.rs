@@ -24,35 +24,59 @@ use crate::history::{new_epoch, HistoryLimits};
 pub const META_TTL_MS: u64 = 24 * 3600 * 1000;
 /// Most stream entries one publish trims (the rest go with the next ones).
 const MAX_TRIM_PER_PUBLISH: u32 = 1000;
+/// Messages a stream may hold past its size before a publish trims it (one batch every
+/// `TRIM_SLACK` publishes instead of one entry per publish).
+const TRIM_SLACK: u32 = 32;
 
 /// KEYS: stream, meta. ARGV: channel, envelope head, frame head, frame tail, size, ttl ms,
 /// bytes, wall ms now, fresh epoch, reset ("1": start a new epoch), skip ids, meta ttl ms,
-/// max trims.
+/// count slack, most entries trimmed at once. The stream is trimmed in batches: once it is
+/// `TRIM_SLACK` past its size, or over its bytes, or its oldest message (`f` in the hash) expired;
+/// reads leave out what is past the size meanwhile.
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local epoch = redis.call('HGET', KEYS[2], 'e')
+local meta = redis.call('HMGET', KEYS[2], 'e', 'f')
+local epoch = meta[1]
 if (not epoch) or ARGV[10] == '1' then
   epoch = ARGV[9]
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'e', epoch, 's', 0, 'b', 0)
+  meta[2] = false
 end
 local offset = redis.call('HINCRBY', KEYS[2], 's', 1)
 local frame = ARGV[3] .. offset .. ARGV[4]
 redis.call('XADD', KEYS[1], offset .. '-0', 'f', frame, 't', ARGV[8], 'x', ARGV[11])
 local bytes = redis.call('HINCRBY', KEYS[2], 'b', #frame)
+local len = redis.call('XLEN', KEYS[1])
+local first = tonumber(meta[2] or ARGV[8])
+if len == 1 then
+  first = tonumber(ARGV[8])
+  redis.call('HSET', KEYS[2], 'f', ARGV[8])
+end
 local size = tonumber(ARGV[5])
 local limit = tonumber(ARGV[7])
 local cutoff = tonumber(ARGV[8]) - tonumber(ARGV[6])
-local len = redis.call('XLEN', KEYS[1])
-for _ = 1, tonumber(ARGV[13]) do
-  if len == 0 then break end
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  local f = first[2]
-  if len <= size and bytes <= limit and tonumber(f[4]) > cutoff then break end
-  redis.call('XDEL', KEYS[1], first[1])
-  bytes = redis.call('HINCRBY', KEYS[2], 'b', -#f[2])
-  len = len - 1
+if len > size + tonumber(ARGV[13]) or bytes > limit or first <= cutoff then
+  local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[14])
+  local ids = {}
+  local freed = 0
+  for _, e in ipairs(batch) do
+    local f = e[2]
+    if len <= size and bytes - freed <= limit and tonumber(f[4]) > cutoff then
+      first = tonumber(f[4])
+      break
+    end
+    ids[#ids + 1] = e[1]
+    freed = freed + #f[2]
+    len = len - 1
+  end
+  if #ids > 0 then
+    redis.call('XDEL', KEYS[1], unpack(ids))
+    redis.call('HINCRBY', KEYS[2], 'b', -freed)
+  end
+  if len == 0 then first = tonumber(ARGV[8]) end
+  redis.call('HSET', KEYS[2], 'f', first)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[12])
@@ -192,6 +216,7 @@ impl Cluster {
             .arg(if p.reset { "1" } else { "0" })
             .arg(p.skip.as_slice())
             .arg(META_TTL_MS)
+            .arg(TRIM_SLACK)
             .arg(MAX_TRIM_PER_PUBLISH);
         pipe.invoke_script(&invocation).ignore();
     }
@@ -204,16 +229,18 @@ impl Cluster {
     }
 
     /// Reads `room`'s history in Redis: its epoch, newest offset and, when `after` is given, at
-    /// most `limit` kept messages after it. A room Redis holds nothing of gets a new epoch.
+    /// most `limit` kept messages after it (within the room's `limits`, which the stream may
+    /// briefly exceed until its next trim). A room Redis holds nothing of gets a new epoch.
     /// Fails within `timeout` when Redis does not answer.
     pub async fn read_history(
         &self,
         room: &str,
         after: Option<u64>,
         limit: usize,
-        ttl_ms: u64,
+        limits: HistoryLimits,
         timeout: Duration,
     ) -> Result<StoredHistory> {
+        let (ttl_ms, size) = (limits.ttl_ms, limits.size);
         let url = self.config.redis_url.as_str();
         let prefix = &self.config.prefix;
         let read = async {
@@ -239,7 +266,8 @@ impl Cluster {
             .ok_or_else(|| ClusterError::Unreachable(url.to_string(), "unexpected history reply".into()))?;
         // Expired messages may still be in the stream until the next publish trims them.
         let cutoff = crate::clock::wall_ms().saturating_sub(ttl_ms);
-        stored.messages.retain(|m| m.wall > cutoff);
+        let oldest = stored.top.saturating_sub(size as u64);
+        stored.messages.retain(|m| m.wall > cutoff && m.offset > oldest);
         Ok(stored)
     }
 }

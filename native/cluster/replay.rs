@@ -111,7 +111,7 @@ impl Cluster {
         }
         let limits = engine.rooms.history_limits(room)?;
         let limit = crate::config::MAX_HISTORY_SIZE as usize;
-        self.read_history(room, after, limit, limits.ttl_ms, READ_TIMEOUT).await.ok()
+        self.read_history(room, after, limit, limits, READ_TIMEOUT).await.ok()
     }
 
     /// Gives back a channel hold `prepare` took for a connection that did not join.
@@ -126,13 +126,16 @@ impl Cluster {
         let now = engine.mono_ms();
         let cap = engine.config.max_backpressure / 2;
         let mut recovered = false;
+        // A mirror that lost track learns its place from the read only while nobody here is a
+        // member: members would miss the messages up to it still on their way from Redis.
+        let alone = engine.rooms.count_except(room, &[]) == 0;
         let joined = engine.rooms.join_with(conn, room, |history, _, newly| {
             let asked = step.at.is_some().then_some(false);
             let Some(h) = history.as_mut() else {
                 engine.reply(conn, protocol::room_joined_at(room, None, asked, rid));
                 return;
             };
-            if let Some(read) = &step.read {
+            if let Some(read) = step.read.as_ref().filter(|_| alone) {
                 if !h.is_known() {
                     h.set_position(&read.epoch, read.top);
                 }
@@ -146,7 +149,12 @@ impl Cluster {
             let bytes: usize = replay.iter().flatten().map(|f| f.len()).sum();
             let replay = replay.filter(|_| bytes <= cap);
             recovered = replay.is_some();
-            let at = h.is_known().then(|| Joined { epoch: h.epoch.clone(), offset: h.last_offset() });
+            let at = match &step.read {
+                _ if h.is_known() => Some(Joined { epoch: h.epoch.clone(), offset: h.last_offset() }),
+                // Messages up to it may still come live: the client drops them by offset.
+                Some(read) => Some(Joined { epoch: read.epoch.clone(), offset: read.top }),
+                None => None,
+            };
             let asked = step.at.is_some().then_some(recovered);
             engine.reply(conn, protocol::room_joined_at(room, at.as_ref(), asked, rid));
             for frame in replay.into_iter().flatten() {

@@ -243,8 +243,7 @@ impl Cluster {
         let (ttl_ms, size) = (limits.ttl_ms, limits.size);
         let url = self.config.redis_url.as_str();
         let prefix = &self.config.prefix;
-        let read = async {
-            let mut conn = self.link.connection().await?;
+        let read = self.on_shared(|mut conn| async move {
             let mut invocation = READ.prepare_invoke();
             invocation
                 .key(stream_key(prefix, room))
@@ -254,7 +253,7 @@ impl Cluster {
                 .arg(limit)
                 .arg(META_TTL_MS);
             invocation.invoke_async::<Value>(&mut conn).await
-        };
+        });
         let value = match tokio::time::timeout(timeout, read).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(ClusterError::from_redis(url, &e).into()),

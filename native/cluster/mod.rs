@@ -105,6 +105,9 @@ pub struct Cluster {
     lost_rooms: Mutex<std::collections::HashSet<String>>,
     /// Sessions in Redis (with `recovery`).
     pub sessions: Option<sessions::SessionStore>,
+    /// One multiplexed connection for on-demand commands (reads, takes), opened on first use
+    /// and again after an error, so a request does not pay for a TCP connection to Redis.
+    shared: tokio::sync::Mutex<Option<link::Connection>>,
     /// Envelopes dropped because the outbound queue was full (or could not be encoded).
     pub dropped: AtomicU64,
     /// Envelopes received from other nodes and delivered here.
@@ -205,6 +208,7 @@ impl Cluster {
             presence,
             presence_rx: Mutex::new(presence_rx),
             lost_rooms: Mutex::new(Default::default()),
+            shared: tokio::sync::Mutex::new(None),
             sessions: recovery.map(sessions::SessionStore::new),
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
@@ -380,6 +384,31 @@ impl Cluster {
     /// Room channels this node holds (or is about to).
     pub fn room_channels(&self) -> u32 {
         self.table().len() as u32
+    }
+
+    /// The shared command connection (opened when there is none).
+    async fn shared_connection(&self) -> redis::RedisResult<link::Connection> {
+        let mut shared = self.shared.lock().await;
+        if let Some(c) = shared.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self.link.connection().await?;
+        *shared = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `f` on the shared connection; an error drops it, so the next call opens a new one
+    /// (after Redis restarted, the old one fails for good).
+    async fn on_shared<T, F, Fut>(&self, f: F) -> redis::RedisResult<T>
+    where
+        F: FnOnce(link::Connection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let result = f(self.shared_connection().await?).await;
+        if result.is_err() {
+            *self.shared.lock().await = None;
+        }
+        result
     }
 
     /// Waits the current backoff and doubles it (capped); returns false when stopped meanwhile.

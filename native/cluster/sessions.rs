@@ -119,13 +119,12 @@ impl Cluster {
         token: &Token,
         client_id: Option<&str>,
     ) -> Option<(Session, Option<String>)> {
-        let take = async {
-            let mut conn = self.link.connection().await?;
+        let take = self.on_shared(|mut conn| async move {
             TAKE.key(key(&self.config.prefix, token))
                 .arg(client_id.unwrap_or(""))
                 .invoke_async::<Option<String>>(&mut conn)
                 .await
-        };
+        });
         let text = tokio::time::timeout(TAKE_TIMEOUT, take).await.ok()?.ok()??;
         parse(&text)
     }

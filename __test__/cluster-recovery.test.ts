@@ -176,6 +176,23 @@ describe.skipIf(SKIP_REDIS)('recovery across a cluster', () => {
     for (const p of [forged, thief, back, twice]) p.ws.close()
   })
 
+  it('a graceful shutdown writes its sessions out before it stops: the clients come back on another node', async () => {
+    const leaving = await ClusterNode.start(redis.url, prefix, ENV)
+    extra.push(leaving)
+    const peer = await open(leaving.port, 'g0')
+    await joined(peer, 'g')
+    // Changed right before the shutdown: the last write must still reach Redis.
+    await leaving.call('setData', { clientId: 'g0', data: { last: 'write' } })
+    await leaving.call('close')
+    await waitFor(() => peer.closedAt > 0, 5000)
+    const back = await open(nodes[2]!.port, 'g0', peer.token)
+    expect((await back.frame((f) => f.type === 'session')).recovered).toBe(true)
+    back.send({ type: 'recover', rooms: { g: peer.position('g') } })
+    expect((await back.frame((f) => f.type === 'recovered')).rooms).toEqual({ g: true })
+    expect((await nodes[2]!.call<{ data: unknown }>('socket', { clientId: 'g0' })).data).toEqual({ last: 'write' })
+    back.ws.close()
+  })
+
   it('history limits in Redis: size, bytes and TTL; every node reads the same', async () => {
     const bySize = await ClusterNode.start(redis.url, `${prefix}s`, { HISTORY: '3,60000' })
     const byBytes = await ClusterNode.start(redis.url, `${prefix}b`, { HISTORY: '100,60000,400' })

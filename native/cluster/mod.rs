@@ -258,6 +258,8 @@ impl Cluster {
 
     /// Stops every task and removes this node's counts.
     pub async fn stop(&self) {
+        // The sessions of the connections that just closed (1001) wait in Redis for their clients.
+        self.flush_sessions(Duration::from_secs(1)).await;
         self.stopped.store(true, Ordering::Release);
         self.stop.notify_waiters();
         self.remove_report().await;

@@ -50,6 +50,9 @@ pub enum SessionOp {
     Update(Token, String),
     /// A clean close, or the application closed it.
     Delete(Token),
+    /// Answered once every write queued before it went to Redis (or failed): the server is
+    /// shutting down.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// This node's side of the sessions in Redis.
@@ -143,13 +146,17 @@ impl Cluster {
         let mut conn = None;
         while !self.is_stopped() {
             let mut pipe = redis::pipe();
+            let mut flushed = Vec::new();
             tokio::select! {
                 op = ops.recv() => {
                     let Some(op) = op else { break };
                     let mut next = Some(op);
                     let mut n = 0;
                     while let Some(op) = next.take() {
-                        self.add_session_write(&mut pipe, op, ttl);
+                        match op {
+                            SessionOp::Flush(done) => flushed.push(done),
+                            op => self.add_session_write(&mut pipe, op, ttl),
+                        }
                         n += 1;
                         if n < MAX_WRITES_PER_PIPELINE {
                             next = ops.try_recv().ok();
@@ -167,13 +174,25 @@ impl Cluster {
             if conn.is_none() {
                 conn = self.link.connection().await.ok();
             }
-            let Some(c) = conn.as_mut() else { continue };
-            if pipe.query_async::<()>(c).await.is_err() {
-                // Lost with Redis: sessions written meanwhile are rewritten by their next change
-                // or close; a recovery that finds none answers `recovered: false`.
-                conn = None;
+            if let Some(c) = conn.as_mut() {
+                if pipe.query_async::<()>(c).await.is_err() {
+                    // Lost with Redis: sessions written meanwhile are rewritten by their next
+                    // change or close; a recovery that finds none answers `recovered: false`.
+                    conn = None;
+                }
+            }
+            for done in flushed {
+                let _ = done.send(());
             }
         }
+    }
+
+    /// Waits (at most `limit`) until the session writes queued so far reached Redis.
+    pub async fn flush_sessions(&self, limit: Duration) {
+        let Some(store) = self.sessions.as_ref() else { return };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        store.write(SessionOp::Flush(tx));
+        let _ = tokio::time::timeout(limit, rx).await;
     }
 
     fn add_session_write(&self, pipe: &mut redis::Pipeline, op: SessionOp, ttl: u64) {
@@ -187,6 +206,9 @@ impl Cluster {
             }
             SessionOp::Delete(token) => {
                 pipe.del(key(prefix, &token)).ignore();
+            }
+            SessionOp::Flush(done) => {
+                let _ = done.send(());
             }
         }
     }

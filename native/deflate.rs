@@ -8,12 +8,13 @@
 //! same parameters, and a broadcast is compressed once for all of them ([`FrameCache`]).
 
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
 
 use crate::frame;
+use crate::offload::{Pending, SharedFrame};
 use crate::outbox::SendStatus;
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
@@ -94,6 +95,18 @@ impl Negotiated {
             out.push_str(&format!("; client_max_window_bits={}", self.client_max_window_bits));
         }
         out
+    }
+}
+
+impl Negotiated {
+    /// What the peer inflates our frames with: our side's parameters as its client side.
+    #[cfg(test)]
+    pub fn as_seen_by_peer(&self) -> Negotiated {
+        Negotiated {
+            client_no_context_takeover: self.server_no_context_takeover,
+            client_max_window_bits: self.server_max_window_bits,
+            ..*self
+        }
     }
 }
 
@@ -363,6 +376,8 @@ pub struct Outbound {
     /// With context takeover: our stream, created with the first compressed message. Held
     /// while the frame is queued, so frames leave in the order they were compressed.
     stream: Mutex<Option<Compressor>>,
+    /// Sends waiting behind a compression off the sending thread (`offload.rs`).
+    pub(crate) pending: Mutex<Pending>,
 }
 
 impl Outbound {
@@ -372,6 +387,7 @@ impl Outbound {
             threshold: config.threshold,
             mem_level: config.mem_level,
             stream: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -382,7 +398,7 @@ impl Outbound {
     }
 
     /// The key under which a per-message compression can be shared, None with context takeover.
-    fn shared_key(&self) -> Option<(u8, u8)> {
+    pub(crate) fn shared_key(&self) -> Option<(u8, u8)> {
         self.negotiated
             .server_no_context_takeover
             .then_some((self.negotiated.server_max_window_bits, self.mem_level))
@@ -415,6 +431,18 @@ impl Outbound {
         status
     }
 
+    /// Compresses one message (on the blocking pool) and hands its frame to `write`, under the
+    /// stream's lock when context is kept, so no other frame of ours is compressed in between.
+    pub(crate) fn send_owned(&self, opcode: u8, payload: &[u8], write: impl FnOnce(&Bytes)) {
+        if let Some(key) = self.shared_key() {
+            return write(&compressed_frame(opcode, payload, |p, out| compress_fresh(key, p, out)));
+        }
+        let mut guard = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stream = guard
+            .get_or_insert_with(|| Compressor::new(self.negotiated.server_max_window_bits, self.mem_level));
+        write(&compressed_frame(opcode, payload, |p, out| stream.compress(p, out)));
+    }
+
     /// Whether this connection holds a zlib stream of its own (for tests and memory figures).
     #[cfg(test)]
     fn holds_stream(&self) -> bool {
@@ -427,9 +455,23 @@ impl Outbound {
 #[derive(Default)]
 pub struct FrameCache {
     frames: Vec<((u8, u8), Bytes)>,
+    /// Large messages, compressed off the sending thread (`offload.rs`).
+    shared: Vec<((u8, u8), Arc<SharedFrame>)>,
 }
 
 impl FrameCache {
+    /// The off-thread compression of a large message for `key`, started by its first member.
+    pub(crate) fn shared(&mut self, key: (u8, u8), opcode: u8, payload: Bytes) -> Arc<SharedFrame> {
+        if let Some((_, f)) = self.shared.iter().find(|(k, _)| *k == key) {
+            return f.clone();
+        }
+        let f = SharedFrame::start(move || {
+            compressed_frame(opcode, &payload, |p, out| compress_fresh(key, p, out))
+        });
+        self.shared.push((key, f.clone()));
+        f
+    }
+
     fn get_or_make(&mut self, key: (u8, u8), make: impl FnOnce() -> Bytes) -> Bytes {
         if let Some((_, f)) = self.frames.iter().find(|(k, _)| *k == key) {
             return f.clone();
@@ -442,7 +484,7 @@ impl FrameCache {
     /// How many compressions this cache holds (one per parameter set seen).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.frames.len() + self.shared.len()
     }
 }
 
@@ -607,11 +649,7 @@ mod tests {
         let config = DeflateConfig { threshold: 0, ..DeflateConfig::default() };
         let out = Outbound::new(negotiated, &config);
         // The peer inflates what we send with its own side's parameters.
-        let mut peer = Inbound::new(Negotiated {
-            client_no_context_takeover: negotiated.server_no_context_takeover,
-            client_max_window_bits: negotiated.server_max_window_bits,
-            ..negotiated
-        });
+        let mut peer = Inbound::new(negotiated.as_seen_by_peer());
         let mut total = 0;
         for m in messages {
             let mut frame = Bytes::new();

@@ -23,6 +23,7 @@ mod linger;
 mod loopback;
 mod metrics;
 mod napi_stubs;
+mod offload;
 mod outbox;
 mod presence;
 mod protocol;
@@ -326,7 +327,7 @@ impl NativeServer {
         self.engine
             .conns
             .get(&conn)
-            .map(|c| c.buffered.load(std::sync::atomic::Ordering::Acquire) as u32)
+            .map(|c| (c.buffered.load(std::sync::atomic::Ordering::Acquire) + c.pending_bytes()) as u32)
             .unwrap_or(0)
     }
 

@@ -44,6 +44,16 @@ pub const PROXY_V2_MAX_BYTES: usize = 1_024;
 /// Default `rateLimit.interval`.
 pub const DEFAULT_RATE_LIMIT_INTERVAL_MS: u32 = 1_000;
 
+/// What `onUpgrade` accepted with, as it arrives from JavaScript (the facade checked it).
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct NativeUpgradeAccept {
+    pub client_id: Option<String>,
+    pub protocol: Option<String>,
+    /// Header lines (`Name: value`) added to the 101.
+    pub headers: Option<Vec<String>>,
+}
+
 /// `rateLimit` as it arrives from JavaScript (the facade checked it).
 #[napi(object)]
 #[derive(Default, Clone)]

@@ -619,8 +619,8 @@ impl NativeServer {
         self.engine.retired.remove(&conn);
     }
 
-    /// The `onUpgrade` hook's decision: accept (optionally with a client id and subprotocol) or
-    /// reject with an HTTP status.
+    /// The `onUpgrade` hook's decision: accept (optionally with a client id, subprotocol and
+    /// header lines for the 101) or reject with an HTTP status.
     #[napi]
     pub fn resolve_upgrade(
         &self,
@@ -628,11 +628,15 @@ impl NativeServer {
         accept: bool,
         status: u32,
         message: String,
-        client_id: Option<String>,
-        protocol: Option<String>,
+        accepted: Option<config::NativeUpgradeAccept>,
     ) {
         let verdict = if accept {
-            engine::Verdict::Accept { client_id, protocol }
+            let a = accepted.unwrap_or_default();
+            engine::Verdict::Accept {
+                client_id: a.client_id,
+                protocol: a.protocol,
+                headers: a.headers.unwrap_or_default(),
+            }
         } else {
             engine::Verdict::Reject { status: status as u16, message }
         };

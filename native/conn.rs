@@ -517,9 +517,10 @@ impl Conn {
         self.out.lock().map(|o| o.blocked).unwrap_or(false)
     }
 
-    /// Whether everything queued (our close frame included) has been written.
+    /// Whether everything queued (our close frame included) has been written, nothing waiting
+    /// behind an off-thread compression either.
     pub(crate) fn is_flushed(&self) -> bool {
-        self.out.lock().map(|o| o.pending() == 0 && !o.blocked).unwrap_or(true)
+        self.nothing_pending() && self.out.lock().map(|o| o.pending() == 0 && !o.blocked).unwrap_or(true)
     }
 
     /// Lets the outbox's handle of the socket go and forgets what is queued.

@@ -180,6 +180,11 @@ impl Conn {
         true
     }
 
+    /// Whether no send waits behind an off-thread compression.
+    pub(crate) fn nothing_pending(&self) -> bool {
+        self.deflate.as_deref().is_none_or(|d| d.pending.lock().map_or(true, |p| p.is_idle()))
+    }
+
     /// Payload bytes waiting behind an off-thread compression.
     pub(crate) fn pending_bytes(&self) -> usize {
         self.deflate.as_deref().map_or(0, |d| d.pending.lock().map_or(0, |p| p.bytes))
@@ -211,6 +216,10 @@ impl Conn {
                     drop(pending);
                     if drain {
                         self.drain_when_written();
+                    }
+                    if self.is_closing() {
+                        // The task may be waiting for this queue to end the close handshake.
+                        self.wake(attn::FLUSHED);
                     }
                     return;
                 }

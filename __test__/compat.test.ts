@@ -401,10 +401,10 @@ describe('perMessageDeflate', () => {
     client.close()
   })
 
-  it("ws's option shape maps (thresholds, no context takeover, windows, zlibDeflateOptions.memLevel, chunkSize, concurrencyLimit)", async () => {
+  it("ws's option shape maps: its README example (thresholds, no context takeover, windows, zlibDeflateOptions memLevel and level, chunkSize, concurrencyLimit)", async () => {
     const { wss, url } = await start({
       perMessageDeflate: {
-        zlibDeflateOptions: { chunkSize: 1024, memLevel: 7 },
+        zlibDeflateOptions: { chunkSize: 1024, memLevel: 7, level: 3 },
         zlibInflateOptions: { chunkSize: 10 * 1024 },
         clientNoContextTakeover: true,
         serverNoContextTakeover: true,
@@ -426,7 +426,6 @@ describe('perMessageDeflate', () => {
   })
 
   it.each([
-    ['zlibDeflateOptions.level 3', { zlibDeflateOptions: { level: 3 } }],
     ['zlibDeflateOptions.strategy', { zlibDeflateOptions: { strategy: 1 } }],
     ['zlibInflateOptions.windowBits', { zlibInflateOptions: { windowBits: 10 } }],
     ['serverMaxWindowBits false', { serverMaxWindowBits: false }],
@@ -442,7 +441,10 @@ describe('perMessageDeflate', () => {
     expect(() => new WebSocketServer({ noServer: true, perMessageDeflate: { zlibDeflateOptions: { memLevel: 0 } } })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
     )
-    for (const perMessageDeflate of [false, undefined, { zlibDeflateOptions: { level: 6 }, clientMaxWindowBits: true, serverMaxWindowBits: true }]) {
+    expect(() => new WebSocketServer({ noServer: true, perMessageDeflate: { zlibDeflateOptions: { level: 10 } } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    )
+    for (const perMessageDeflate of [false, undefined, { zlibDeflateOptions: { level: -1 }, clientMaxWindowBits: true, serverMaxWindowBits: true }]) {
       new WebSocketServer({ noServer: true, perMessageDeflate }).close()
     }
   })

@@ -231,7 +231,9 @@ describe('negotiation', () => {
       { memLevel: 0 },
       { memLevel: 10 },
       { serverNoContextTakeover: 'true' },
-      { level: 9 },
+      { level: 10 },
+      { level: -1 },
+      { window: 9 },
     ]
     for (const value of bad) {
       expect(() => new WsServer({ perMessageDeflate: value as PerMessageDeflateOptions }), JSON.stringify(value)).toThrow(
@@ -320,6 +322,24 @@ describe('frames', () => {
     expect(f.first & 0x40).toBe(0x40)
     expect(inflate(f.payload).toString()).toBe('hi')
     z.socket.destroy()
+  })
+
+  it('level: 0 sends stored blocks, 1 and 9 compress, 9 at least as small as 1; all inflate to the message', async () => {
+    const msg = json(20_000)
+    const sizes: number[] = []
+    for (const level of [0, 1, 9]) {
+      const { port } = await server({ onMessage: echo }, { perMessageDeflate: { level } })
+      const c = await RawClient.open(port, 'permessage-deflate')
+      c.send(1, Buffer.from(msg))
+      const f = await c.frame(1)
+      expect(f.first & 0x40).toBe(0x40)
+      expect(inflate(f.payload).toString()).toBe(msg)
+      sizes.push(f.payload.length)
+      c.socket.destroy()
+    }
+    expect(sizes[0]).toBeGreaterThan(msg.length)
+    expect(sizes[1]).toBeLessThan(msg.length / 2)
+    expect(sizes[2]).toBeLessThanOrEqual(sizes[1] as number)
   })
 
   it('RSV1 without the extension negotiated still closes 1002', async () => {

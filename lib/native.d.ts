@@ -253,6 +253,8 @@ export interface NativeDeflateOptions {
   clientMaxWindowBits?: number
   /** zlib memLevel, 1-9 (default 8). */
   memLevel?: number
+  /** zlib compression level, 0-9 (default 6). */
+  level?: number
 }
 
 /** Options as they arrive from JavaScript; every field is optional. */

@@ -121,6 +121,8 @@ export interface PerMessageDeflateOptions {
   clientMaxWindowBits?: number
   /** zlib memLevel of the server's compressor, 1-9. Default 8. */
   memLevel?: number
+  /** zlib compression level of the server's compressor, 0 (stored, no compression) to 9. Default 6. */
+  level?: number
 }
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */

@@ -11,7 +11,7 @@ export interface WsPerMessageDeflateOptions {
   serverMaxWindowBits?: number | boolean
   /** 8-15; `true` and `false` are the default (the client's window, 15 at most). */
   clientMaxWindowBits?: number | boolean
-  /** `memLevel` is passed on; `level` only at zlib's default; `chunkSize` is accepted and has no effect. */
+  /** `memLevel` and `level` are passed on (`level: -1` is zlib's default, 6); `chunkSize` is accepted and has no effect. */
   zlibDeflateOptions?: Record<string, unknown>
   /** Only `chunkSize`, which has no effect. */
   zlibInflateOptions?: Record<string, unknown>
@@ -20,8 +20,8 @@ export interface WsPerMessageDeflateOptions {
   concurrencyLimit?: number
 }
 
-/** zlib's default level: the only one the engine compresses at (Z_DEFAULT_COMPRESSION is -1). */
-const DEFAULT_LEVELS = new Set<unknown>([-1, 6])
+/** zlib's Z_DEFAULT_COMPRESSION, which is level 6. */
+const Z_DEFAULT_COMPRESSION = -1
 const TOP = new Set(['serverNoContextTakeover', 'clientNoContextTakeover', 'serverMaxWindowBits', 'clientMaxWindowBits', 'zlibDeflateOptions', 'zlibInflateOptions', 'threshold', 'concurrencyLimit'])
 /** zlib buffer sizes: they change how zlib is called, not the bytes sent. */
 const NO_EFFECT = new Set(['chunkSize'])
@@ -64,9 +64,7 @@ export function fromWsDeflate(value: unknown): boolean | PerMessageDeflateOption
   const clientBits = ws.clientMaxWindowBits
   if (clientBits !== undefined && typeof clientBits !== 'boolean') out.clientMaxWindowBits = clientBits as number
   const deflate = checkZlib('zlibDeflateOptions', ws.zlibDeflateOptions, new Set(['memLevel', 'level']))
-  if (deflate.level !== undefined && !DEFAULT_LEVELS.has(deflate.level)) {
-    throw unsupported(`perMessageDeflate.zlibDeflateOptions.level: ${String(deflate.level)}`, 'the engine compresses at zlib\'s default level (6)')
-  }
+  if (deflate.level !== undefined) out.level = deflate.level === Z_DEFAULT_COMPRESSION ? 6 : (deflate.level as number)
   if (deflate.memLevel !== undefined) out.memLevel = deflate.memLevel as number
   checkZlib('zlibInflateOptions', ws.zlibInflateOptions, new Set())
   return out

@@ -392,6 +392,7 @@ describe('perMessageDeflate', () => {
     const [headers, client] = await upgradeHeaders(url)
     expect(headers['sec-websocket-extensions']).toBe('permessage-deflate; client_max_window_bits=15')
     expect(client.extensions).toMatch(/^permessage-deflate/)
+    await waitFor(() => wss.clients?.size === 1)
     const [ws] = [...(wss.clients ?? [])]
     expect(ws?.extensions).toBe('permessage-deflate')
     expect(ws?.native.extensions).toBe('permessage-deflate; client_max_window_bits=15')
@@ -447,6 +448,24 @@ describe('perMessageDeflate', () => {
     for (const perMessageDeflate of [false, undefined, { zlibDeflateOptions: { level: -1 }, clientMaxWindowBits: true, serverMaxWindowBits: true }]) {
       new WebSocketServer({ noServer: true, perMessageDeflate }).close()
     }
+  })
+
+  it("a malformed offer gets ws's 400 when it is on; a well-formed one the engine declines opens uncompressed; off, the header is not looked at", async () => {
+    const on = await start({ perMessageDeflate: true })
+    for (const bad of ['permessage-deflate; server_max_window_bits=foo', 'permessage-deflate; server_max_window_bits', 'permessage-deflate; a=1', 'permessage-deflate; client_no_context_takeover; client_no_context_takeover', 'x y', '']) {
+      const response = (await rawExchange(on.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': bad }), 2000)).toString()
+      expect(statusOf(Buffer.from(response)), bad).toBe(400)
+      expect(response, bad).toMatch(/Invalid or unacceptable Sec-WebSocket-Extensions header$/)
+    }
+    const declined = await rawExchange(on.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': 'x-other; a="1", permessage-deflate; server_max_window_bits="10"' }), 300)
+    expect(statusOf(declined)).toBe(101)
+    expect(declined.toString()).toMatch(/Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n/)
+    const small = await start({ perMessageDeflate: { clientMaxWindowBits: 10 } })
+    const plain = await rawExchange(small.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': 'permessage-deflate' }), 300)
+    expect(statusOf(plain)).toBe(101)
+    expect(plain.toString()).not.toMatch(/Sec-WebSocket-Extensions/)
+    const off = await start()
+    expect(statusOf(await rawExchange(off.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': 'permessage-deflate; a=1' }), 300))).toBe(101)
   })
 
   it('off by default: the ws client offers it and gets plain frames', async () => {

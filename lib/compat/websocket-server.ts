@@ -257,7 +257,7 @@ export class WebSocketServer extends EventEmitter {
    * ws's checks run first, with ws's answers ('wsClientError' when it has listeners).
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, cb: (ws: WebSocket, req: IncomingMessage) => void): void {
-    const refused = checkUpgrade(req, this.shouldHandle(req))
+    const refused = checkUpgrade(req, this.shouldHandle(req), this.options.perMessageDeflate !== false)
     if (refused) {
       if (refused.emit && this.listenerCount('wsClientError') > 0) this.emit('wsClientError', new Error(refused.message), socket, req)
       else abortHandshake(socket, refused.status, refused.message, refused.headers)

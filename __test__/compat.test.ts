@@ -57,6 +57,17 @@ function refusedWith(url: string, options: WsClient.ClientOptions = {}): Promise
   })
 }
 
+/** A ws client's upgrade response headers (its 'upgrade' event), then the open client. */
+function upgradeHeaders(url: string, options: WsClient.ClientOptions = {}): Promise<[IncomingMessage['headers'], WsClient]> {
+  return new Promise((resolve, reject) => {
+    const client = new WsClient(url, options)
+    let headers: IncomingMessage['headers'] = {}
+    client.once('upgrade', (res: IncomingMessage) => void (headers = res.headers))
+    client.once('open', () => resolve([headers, client]))
+    client.once('error', reject)
+  })
+}
+
 describe('package entry points', () => {
   it("'@rnode/ws/compat' loads through import and require (the same classes), and '@rnode/ws' still does", async () => {
     const script = `
@@ -93,8 +104,6 @@ describe('constructor', () => {
   })
 
   it.each([
-    ['perMessageDeflate', { perMessageDeflate: true }],
-    ['perMessageDeflate object', { perMessageDeflate: { threshold: 0 } }],
     ['skipUTF8Validation', { skipUTF8Validation: true }],
     ['autoPong', { autoPong: false }],
     ['allowSynchronousEvents', { allowSynchronousEvents: false }],
@@ -332,12 +341,138 @@ describe("'headers' event", () => {
     client.close()
   })
 
-  it('a listener changing the headers gets a warning with ERR_UNSUPPORTED_OPTION (the engine writes the 101)', async () => {
+  it("lines a listener adds go out in the 101, as in ws (Set-Cookie, several, repeated)", async () => {
     const { wss, url } = await start()
-    wss.on('headers', (h: string[]) => h.push('X-Extra: 1'))
-    const warned = new Promise<Error & { code?: string }>((resolve) => process.once('warning', resolve))
-    const client = await connect(url)
-    expect((await warned).code).toBe('ERR_UNSUPPORTED_OPTION')
+    wss.on('headers', (h: string[], req: IncomingMessage) => {
+      h.push('Set-Cookie: session=abc; HttpOnly', `X-Path: ${req.url ?? ''}`)
+    })
+    wss.on('headers', (h: string[]) => void h.push('Set-Cookie: second=2'))
+    const [headers, client] = await upgradeHeaders(`${url}/p?q=1`)
+    expect(headers['set-cookie']).toEqual(['session=abc; HttpOnly', 'second=2'])
+    expect(headers['x-path']).toBe('/p?q=1')
+    expect(headers.upgrade).toBe('websocket')
+    client.close()
+  })
+
+  it('a malformed line (CR/LF injection, no colon, a bad name) or an edit of the handshake lines is not sent, with a warning saying why', async () => {
+    const { wss, url } = await start()
+    wss.on('headers', (h: string[]) => {
+      h.push('X-Split: a\r\nSet-Cookie: evil=1', 'no colon here', 'Bad Name: x', 'X-Good: yes')
+      h[2] = 'Connection: close'
+    })
+    const warnings: Array<Error & { code?: string }> = []
+    const onWarning = (w: Error & { code?: string }): void => void warnings.push(w)
+    process.on('warning', onWarning)
+    try {
+      const [headers, client] = await upgradeHeaders(url)
+      expect(headers['x-good']).toBe('yes')
+      expect(headers['set-cookie']).toBeUndefined()
+      expect(headers['x-split']).toBeUndefined()
+      expect(headers.connection).toBe('Upgrade')
+      await waitFor(() => warnings.length === 5)
+      expect(warnings.map((w) => w.code)).toEqual(Array(5).fill('ERR_INVALID_HANDLER_RESULT'))
+      const text = warnings.map((w) => w.message).join('\n')
+      expect(text).toMatch(/X-Split.*control character/)
+      expect(text).toMatch(/no colon/)
+      expect(text).toMatch(/not an HTTP token/)
+      expect(text).toMatch(/Connection is set by the handshake itself/)
+      expect(text).toMatch(/cannot be removed or changed/)
+      client.close()
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+})
+
+describe('perMessageDeflate', () => {
+  it('true: the ws client negotiates it through the compat server; ws.extensions shows it and messages round-trip', async () => {
+    const { wss, url } = await start({ perMessageDeflate: true })
+    expect(wss.options.perMessageDeflate).toBe(true)
+    wss.on('connection', (ws: WebSocket) => ws.on('message', (data: Buffer, isBinary: boolean) => ws.send(data, { binary: isBinary })))
+    const [headers, client] = await upgradeHeaders(url)
+    expect(headers['sec-websocket-extensions']).toBe('permessage-deflate; client_max_window_bits=15')
+    expect(client.extensions).toMatch(/^permessage-deflate/)
+    await waitFor(() => wss.clients?.size === 1)
+    const [ws] = [...(wss.clients ?? [])]
+    expect(ws?.extensions).toBe('permessage-deflate')
+    expect(ws?.native.extensions).toBe('permessage-deflate; client_max_window_bits=15')
+    const big = 'x'.repeat(100_000)
+    client.send(big)
+    expect(await nextMessage(client)).toBe(big)
+    client.close()
+  })
+
+  it("ws's option shape maps: its README example (thresholds, no context takeover, windows, zlibDeflateOptions memLevel and level, chunkSize, concurrencyLimit)", async () => {
+    const { wss, url } = await start({
+      perMessageDeflate: {
+        zlibDeflateOptions: { chunkSize: 1024, memLevel: 7, level: 3 },
+        zlibInflateOptions: { chunkSize: 10 * 1024 },
+        clientNoContextTakeover: true,
+        serverNoContextTakeover: true,
+        serverMaxWindowBits: 10,
+        concurrencyLimit: 10,
+        threshold: 1024,
+      },
+    })
+    wss.on('connection', (ws: WebSocket) => ws.on('message', (data: Buffer) => ws.send(data.toString())))
+    const [headers, client] = await upgradeHeaders(url)
+    expect(headers['sec-websocket-extensions']).toBe(
+      'permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=15',
+    )
+    for (const m of ['short', 'y'.repeat(5000)]) {
+      client.send(m)
+      expect(await nextMessage(client)).toBe(m)
+    }
+    client.close()
+  })
+
+  it.each([
+    ['zlibDeflateOptions.strategy', { zlibDeflateOptions: { strategy: 1 } }],
+    ['zlibInflateOptions.windowBits', { zlibInflateOptions: { windowBits: 10 } }],
+    ['serverMaxWindowBits false', { serverMaxWindowBits: false }],
+    ['an option ws does not have', { level: 1 } as Record<string, unknown>],
+  ])('refuses %s with ERR_UNSUPPORTED_OPTION', (_name, perMessageDeflate) => {
+    expect(() => new WebSocketServer({ noServer: true, perMessageDeflate })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_OPTION' }))
+  })
+
+  it('values the engine checks throw its ERR_INVALID_OPTION; false and the defaults are off as in ws', () => {
+    expect(() => new WebSocketServer({ noServer: true, perMessageDeflate: { serverMaxWindowBits: 16 } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    )
+    expect(() => new WebSocketServer({ noServer: true, perMessageDeflate: { zlibDeflateOptions: { memLevel: 0 } } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    )
+    expect(() => new WebSocketServer({ noServer: true, perMessageDeflate: { zlibDeflateOptions: { level: 10 } } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    )
+    for (const perMessageDeflate of [false, undefined, { zlibDeflateOptions: { level: -1 }, clientMaxWindowBits: true, serverMaxWindowBits: true }]) {
+      new WebSocketServer({ noServer: true, perMessageDeflate }).close()
+    }
+  })
+
+  it("a malformed offer gets ws's 400 when it is on; a well-formed one the engine declines opens uncompressed; off, the header is not looked at", async () => {
+    const on = await start({ perMessageDeflate: true })
+    for (const bad of ['permessage-deflate; server_max_window_bits=foo', 'permessage-deflate; server_max_window_bits', 'permessage-deflate; a=1', 'permessage-deflate; client_no_context_takeover; client_no_context_takeover', 'x y', '']) {
+      const response = (await rawExchange(on.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': bad }), 2000)).toString()
+      expect(statusOf(Buffer.from(response)), bad).toBe(400)
+      expect(response, bad).toMatch(/Invalid or unacceptable Sec-WebSocket-Extensions header$/)
+    }
+    const declined = await rawExchange(on.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': 'x-other; a="1", permessage-deflate; server_max_window_bits="10"' }), 300)
+    expect(statusOf(declined)).toBe(101)
+    expect(declined.toString()).toMatch(/Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n/)
+    const small = await start({ perMessageDeflate: { clientMaxWindowBits: 10 } })
+    const plain = await rawExchange(small.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': 'permessage-deflate' }), 300)
+    expect(statusOf(plain)).toBe(101)
+    expect(plain.toString()).not.toMatch(/Sec-WebSocket-Extensions/)
+    const off = await start()
+    expect(statusOf(await rawExchange(off.port, upgradeRequest('/', { 'Sec-WebSocket-Extensions': 'permessage-deflate; a=1' }), 300))).toBe(101)
+  })
+
+  it('off by default: the ws client offers it and gets plain frames', async () => {
+    const { url } = await start()
+    const [headers, client] = await upgradeHeaders(url)
+    expect(headers['sec-websocket-extensions']).toBeUndefined()
+    expect(client.extensions).toBe('')
     client.close()
   })
 })

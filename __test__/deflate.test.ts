@@ -3,7 +3,7 @@
 // context takeover over many messages, broadcasts to members with and without the extension,
 // and the inflate bomb (docs/hardening.md rows 13, 34 and 35).
 import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -231,7 +231,9 @@ describe('negotiation', () => {
       { memLevel: 0 },
       { memLevel: 10 },
       { serverNoContextTakeover: 'true' },
-      { level: 9 },
+      { level: 10 },
+      { level: -1 },
+      { window: 9 },
     ]
     for (const value of bad) {
       expect(() => new WsServer({ perMessageDeflate: value as PerMessageDeflateOptions }), JSON.stringify(value)).toThrow(
@@ -320,6 +322,24 @@ describe('frames', () => {
     expect(f.first & 0x40).toBe(0x40)
     expect(inflate(f.payload).toString()).toBe('hi')
     z.socket.destroy()
+  })
+
+  it('level: 0 sends stored blocks, 1 and 9 compress, 9 at least as small as 1; all inflate to the message', async () => {
+    const msg = json(20_000)
+    const sizes: number[] = []
+    for (const level of [0, 1, 9]) {
+      const { port } = await server({ onMessage: echo }, { perMessageDeflate: { level } })
+      const c = await RawClient.open(port, 'permessage-deflate')
+      c.send(1, Buffer.from(msg))
+      const f = await c.frame(1)
+      expect(f.first & 0x40).toBe(0x40)
+      expect(inflate(f.payload).toString()).toBe(msg)
+      sizes.push(f.payload.length)
+      c.socket.destroy()
+    }
+    expect(sizes[0]).toBeGreaterThan(msg.length)
+    expect(sizes[1]).toBeLessThan(msg.length / 2)
+    expect(sizes[2]).toBeLessThanOrEqual(sizes[1] as number)
   })
 
   it('RSV1 without the extension negotiated still closes 1002', async () => {
@@ -527,6 +547,88 @@ describe('other clients', () => {
       await browser.close()
     }
   }, 60_000)
+})
+
+// Messages from 64 KiB on are compressed off the JS thread (native/offload.rs); what is sent after
+// one waits behind it, so a later small message never overtakes an earlier large one.
+describe('large messages compressed off the JS thread', () => {
+  /** `json(n)` for large n, in linear time: JSON-like text of exactly `n` bytes. */
+  function big(n: number, seed: number): string {
+    const item = `{"id":${seed},"user":"alice","status":"online"},`
+    return `[${item.repeat(Math.ceil(n / item.length))}`.slice(0, n - 1) + ']'
+  }
+
+  /** Large (compressed off-thread), medium (compressed inline when nothing waits) and tiny (plain) messages, mixed. */
+  /** What a message is, cheap to compare (deep equality of megabytes is slow): kind, size, SHA-1. */
+  function digest(m: string | Buffer): string {
+    return `${typeof m === 'string' ? 'text' : 'binary'} ${m.length} ${createHash('sha1').update(m).digest('hex')}`
+  }
+
+  function mixed(n: number): Array<string | Buffer> {
+    return Array.from({ length: n }, (_, i) => {
+      if (i % 4 === 0) return big(200_000 + i * 1000, i)
+      if (i % 4 === 1) return `small ${i}`
+      if (i % 4 === 2) return json(2000, i)
+      return Buffer.concat([Buffer.from(big(100_000, i)), randomBytes(64)])
+    })
+  }
+
+  for (const serverNoContextTakeover of [false, true]) {
+    it(`keeps per-connection order over mixed sizes, pings and the close frame (serverNoContextTakeover ${serverNoContextTakeover})`, async () => {
+      const want = mixed(40)
+      const statuses: string[] = []
+      const { url } = await server(
+        {
+          onMessage: (socket) => {
+            for (const m of want) statuses.push(socket.send(m))
+            socket.close(4000, 'after the last')
+          },
+        },
+        { perMessageDeflate: { serverNoContextTakeover }, maxBackpressure: 64 * 1024 * 1024 },
+      )
+      const ws = await connect(url)
+      expect(ws.extensions).toMatch(/^permessage-deflate/)
+      const got = messages(ws, want.length, 15_000)
+      const done = closed(ws, 15_000)
+      ws.send('go')
+      expect((await got).map(digest)).toEqual(want.map(digest))
+      expect(await done).toEqual({ code: 4000, reason: 'after the last' })
+      expect(statuses.filter((s) => s === 'dropped')).toEqual([])
+    })
+  }
+
+  for (const serverNoContextTakeover of [false, true]) {
+    it(`broadcasts of mixed sizes reach every member in order, with and without deflate (serverNoContextTakeover ${serverNoContextTakeover})`, async () => {
+      const { url, server: srv } = await server(
+        { onConnect: (s) => void s.joinRoom('r') },
+        { perMessageDeflate: { serverNoContextTakeover }, maxBackpressure: 64 * 1024 * 1024 },
+      )
+      const members = [await connect(url), await connect(url), await connect(url), await connect(url, { perMessageDeflate: false })]
+      await waitFor(() => srv.getConnections('r').length === members.length)
+      const want = mixed(24)
+      const got = members.map((w) => messages(w, want.length, 15_000, isRoomJoined))
+      for (const m of want) expect(srv.broadcast(m, { room: 'r' })).toBe(members.length)
+      for (const g of await Promise.all(got)) expect(g.map(digest)).toEqual(want.map(digest))
+      for (const w of members) w.close()
+    })
+  }
+
+  it("a large send over half maxBackpressure returns 'buffered' and onDrain follows once it is compressed and written", async () => {
+    const message = big(1_000_000, 1)
+    const statuses: string[] = []
+    let drained = 0
+    const { url } = await server(
+      { onMessage: (socket) => void statuses.push(socket.send(message)), onDrain: () => void drained++ },
+      { perMessageDeflate: true, maxBackpressure: 1_500_000 },
+    )
+    const ws = await connect(url)
+    const got = messages(ws, 1, 10_000)
+    ws.send('go')
+    expect((await got).map(digest)).toEqual([digest(message)])
+    expect(statuses).toEqual(['buffered'])
+    await waitFor(() => drained === 1)
+    ws.close()
+  })
 })
 
 describe('close', () => {

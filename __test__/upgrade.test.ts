@@ -1,5 +1,6 @@
 // What the application decides before the 101: onUpgrade (authentication, clientId, data) and
 // subprotocols.
+import type { IncomingHttpHeaders } from 'node:http'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Socket } from '../lib/index'
@@ -45,6 +46,50 @@ describe('onUpgrade', () => {
   it('an invalid clientId from onUpgrade refuses with 500 instead of upgrading', async () => {
     const { url } = await server({ onUpgrade: () => ({ clientId: 'bad id with spaces' }) })
     expect(await refusedStatus(url)).toBe(500)
+  })
+})
+
+describe('onUpgrade headers', () => {
+  /** The 101's headers as the ws client read them (its 'upgrade' event). */
+  function upgradeHeaders(url: string): Promise<[IncomingHttpHeaders, WebSocket]> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url)
+      let headers: IncomingHttpHeaders = {}
+      ws.once('upgrade', (res) => void (headers = res.headers))
+      ws.once('open', () => resolve([headers, ws]))
+      ws.once('error', reject)
+    })
+  }
+
+  it('lines onUpgrade returns go out in the 101, after the handshake headers', async () => {
+    const { url } = await server({
+      onUpgrade: async (req) => ({ headers: ['Set-Cookie: a=1; Path=/', 'Set-Cookie: b=2', `X-Query: ${req.query.q ?? ''}`, 'X-Empty:'] }),
+    })
+    const [headers, ws] = await upgradeHeaders(`${url}?q=7`)
+    expect(headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2'])
+    expect(headers['x-query']).toBe('7')
+    expect(headers['x-empty']).toBe('')
+    expect(headers.upgrade).toBe('websocket')
+    ws.close()
+  })
+
+  it.each([
+    ['a CR/LF in a value', 'X-A: 1\r\nSet-Cookie: evil=1'],
+    ['a bare LF', 'X-A: 1\nX-B: 2'],
+    ['no colon', 'just text'],
+    ['a name that is not a token', 'X A: 1'],
+    ['one of the handshake headers', 'Sec-WebSocket-Accept: forged'],
+  ])('%s refuses the upgrade with 500 (ERR_INVALID_HANDLER_RESULT), nothing of it sent', async (_name, line) => {
+    const errors: unknown[] = []
+    const original = console.error
+    console.error = (...args: unknown[]) => void errors.push(args[1])
+    try {
+      const { url } = await server({ onUpgrade: () => ({ headers: ['X-Fine: 1', line] }) })
+      expect(await refusedStatus(url)).toBe(500)
+      expect(errors).toEqual([expect.objectContaining({ code: 'ERR_INVALID_HANDLER_RESULT' })])
+    } finally {
+      console.error = original
+    }
   })
 })
 

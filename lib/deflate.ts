@@ -9,6 +9,7 @@ const RANGES = [
   ['serverMaxWindowBits', 8, 15],
   ['clientMaxWindowBits', 8, 15],
   ['memLevel', 1, 9],
+  ['level', 0, 9],
 ] as const
 const KNOWN = new Set<string>([...BOOLEANS, ...RANGES.map(([name]) => name)])
 

@@ -129,10 +129,10 @@ export declare class NativeServer {
   /** JS has run `onClose` for this connection: its last state can go. */
   forget(conn: number): void
   /**
-   * The `onUpgrade` hook's decision: accept (optionally with a client id and subprotocol) or
-   * reject with an HTTP status.
+   * The `onUpgrade` hook's decision: accept (optionally with a client id, subprotocol and
+   * header lines for the 101) or reject with an HTTP status.
    */
-  resolveUpgrade(request: number, accept: boolean, status: number, message: string, clientId?: string | undefined | null, protocol?: string | undefined | null): void
+  resolveUpgrade(request: number, accept: boolean, status: number, message: string, accepted?: NativeUpgradeAccept | undefined | null): void
   /** Heartbeat times of a connection: [last client ping, last pong], epoch ms. */
   heartbeat(conn: number): Array<number>
   /** The resolved limits, for `server.limits`. */
@@ -263,6 +263,8 @@ export interface NativeDeflateOptions {
   clientMaxWindowBits?: number
   /** zlib memLevel, 1-9 (default 8). */
   memLevel?: number
+  /** zlib compression level, 0-9 (default 6). */
+  level?: number
 }
 
 /** Options as they arrive from JavaScript; every field is optional. */
@@ -387,6 +389,14 @@ export interface NativeTls {
   /** Ask each client for a certificate signed by `ca`; a client without one is refused. */
   requestCert?: boolean
   serverNames?: Array<NativeServerName>
+}
+
+/** What `onUpgrade` accepted with, as it arrives from JavaScript (the facade checked it). */
+export interface NativeUpgradeAccept {
+  clientId?: string
+  protocol?: string
+  /** Header lines (`Name: value`) added to the 101. */
+  headers?: Array<string>
 }
 
 /**

@@ -17,6 +17,7 @@ import { codedError, codedRangeError, codedTypeError, type CodedError } from './
 import { peerCertificate, toNativeCertKey, toNativeTls, withTlsErrors, type SecureContextOptions } from './tls'
 import { checkRoomId, dataSavers, Socket, type ConnectionInfo, type RequestInfo } from './socket'
 import { toNativeDeflate } from './deflate'
+import { badHeaderLine } from './response-headers'
 import type {
   BroadcastOptions,
   HistoryEntry,
@@ -1003,7 +1004,7 @@ export class WsServer {
     if (peer) req.peerCertificate = peer
     const hook = this.#route(raw.path)?.onUpgrade
     const refuse = (status: number, message: string): void =>
-      this.#native.resolveUpgrade(request, false, status, message, null, null)
+      this.#native.resolveUpgrade(request, false, status, message, null)
     const decide = (result: UpgradeResult): void => {
       if (result === false) return refuse(401, 'Unauthorized')
       if (result !== undefined && typeof result !== 'boolean' && typeof result !== 'object') {
@@ -1025,8 +1026,17 @@ export class WsServer {
         }
         protocol = chosen === false ? undefined : chosen
       }
+      let headers: string[] | undefined
+      if (verdict.headers !== undefined) {
+        if (!Array.isArray(verdict.headers)) throw codedTypeError('ERR_INVALID_HANDLER_RESULT', 'onUpgrade headers must be an array of "Name: value" lines')
+        for (const line of verdict.headers as unknown[]) {
+          const why = badHeaderLine(line)
+          if (why) throw codedTypeError('ERR_INVALID_HANDLER_RESULT', `onUpgrade header line ${JSON.stringify(line)} refused: ${why}`)
+        }
+        headers = verdict.headers
+      }
       if ('data' in verdict) this.#upgradeData.set(request, verdict.data)
-      this.#native.resolveUpgrade(request, true, 101, '', verdict.clientId ?? null, protocol ?? null)
+      this.#native.resolveUpgrade(request, true, 101, '', { clientId: verdict.clientId, protocol, headers })
     }
     const fail = (err: unknown): void => {
       this.#upgradeData.delete(request)

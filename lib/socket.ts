@@ -11,6 +11,8 @@ export interface ConnectionInfo {
   clientId: string
   path: string
   protocol: string
+  /** The Sec-WebSocket-Extensions value of our 101 ('' when none was negotiated). */
+  extensions?: string
   /** Id of the `onUpgrade` request this connection came through (0: none). */
   upgrade: number
   /** Id of the attach-mode hand-over this connection came through (0: own port). */
@@ -70,6 +72,8 @@ export class Socket {
   readonly path: string
   /** The negotiated subprotocol, or '' when none. */
   readonly protocol: string
+  /** The negotiated extensions as our 101 named them (`permessage-deflate; ...`), or ''. */
+  readonly extensions: string
   /**
    * With `recovery`: this connection took back the session of one that dropped (same `id`,
    * `clientId`, `data` and metadata; its rooms are rejoined, missed messages replayed, when the
@@ -122,6 +126,7 @@ export class Socket {
     this.clientId = info.clientId
     this.path = info.path
     this.protocol = info.protocol
+    this.extensions = info.extensions ?? ''
     this.recovered = info.recovered === true
     this.#request = request
   }

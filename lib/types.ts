@@ -50,7 +50,13 @@ export type UpgradeResult =
   | void
   | boolean
   | { status: number; message?: string }
-  | { clientId?: string; data?: unknown; protocol?: string }
+  | {
+      clientId?: string
+      data?: unknown
+      protocol?: string
+      /** Header lines added to the 101 (`'Set-Cookie: a=1'`); a malformed one refuses the upgrade (500). */
+      headers?: string[]
+    }
 
 /** Anything a handler may return: nothing, or a promise whose rejection counts as a throw. */
 export type HandlerResult = void | Promise<void>
@@ -59,8 +65,10 @@ export type HandlerResult = void | Promise<void>
 export interface WebSocketHandlers {
   /**
    * Runs before the 101 (authentication lives here). Return `false` to refuse with 401, or
-   * `{ status, message }` for another status; `{ clientId?, data? }` (or nothing) to accept, with
-   * `data` becoming `socket.data`. A throw or rejection refuses with 500.
+   * `{ status, message }` for another status; `{ clientId?, data?, headers? }` (or nothing) to
+   * accept, with `data` becoming `socket.data` and `headers` lines added to the 101 (each
+   * `Name: value`, no CR/LF, not one of the handshake's own headers: else ERR_INVALID_HANDLER_RESULT).
+   * A throw or rejection refuses with 500.
    */
   onUpgrade?: (req: UpgradeRequest) => UpgradeResult | Promise<UpgradeResult>
   /** A client completed the upgrade. */
@@ -113,6 +121,8 @@ export interface PerMessageDeflateOptions {
   clientMaxWindowBits?: number
   /** zlib memLevel of the server's compressor, 1-9. Default 8. */
   memLevel?: number
+  /** zlib compression level of the server's compressor, 0 (stored, no compression) to 9. Default 6. */
+  level?: number
 }
 
 /** Options for `new WsServer(options)`. Durations are milliseconds, sizes bytes. */

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use napi_derive::napi;
 
-use crate::deflate::{DeflateConfig, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD, MAX_WINDOW_BITS};
+use crate::deflate::{DeflateConfig, DEFAULT_LEVEL, DEFAULT_MEM_LEVEL, DEFAULT_THRESHOLD, MAX_WINDOW_BITS};
 use crate::error::ConfigError;
 use crate::rate_limit::{Policy, RateLimit};
 use crate::trust_proxy::{ProxyHeader, TrustProxy};
@@ -43,6 +43,16 @@ pub const PROXY_HEADER_TIMEOUT_MS: u32 = 3_000;
 pub const PROXY_V2_MAX_BYTES: usize = 1_024;
 /// Default `rateLimit.interval`.
 pub const DEFAULT_RATE_LIMIT_INTERVAL_MS: u32 = 1_000;
+
+/// What `onUpgrade` accepted with, as it arrives from JavaScript (the facade checked it).
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct NativeUpgradeAccept {
+    pub client_id: Option<String>,
+    pub protocol: Option<String>,
+    /// Header lines (`Name: value`) added to the 101.
+    pub headers: Option<Vec<String>>,
+}
 
 /// `rateLimit` as it arrives from JavaScript (the facade checked it).
 #[napi(object)]
@@ -171,9 +181,11 @@ pub struct NativeDeflateOptions {
     pub client_max_window_bits: Option<u32>,
     /// zlib memLevel, 1-9 (default 8).
     pub mem_level: Option<u32>,
+    /// zlib compression level, 0-9 (default 6).
+    pub level: Option<u32>,
 }
 
-/// A window or memLevel option within `range`.
+/// A window, memLevel or level option within `range`.
 fn in_range(
     name: &'static str,
     value: Option<u32>,
@@ -211,6 +223,7 @@ pub fn deflate_config(o: &NativeDeflateOptions) -> Result<Option<DeflateConfig>,
             MAX_WINDOW_BITS,
         )?,
         mem_level: in_range("perMessageDeflate.memLevel", o.mem_level, 1..=9, DEFAULT_MEM_LEVEL)?,
+        level: in_range("perMessageDeflate.level", o.level, 0..=9, DEFAULT_LEVEL)?,
     }))
 }
 
@@ -488,12 +501,13 @@ mod tests {
             server_max_window_bits: Some(9),
             client_max_window_bits: Some(8),
             mem_level: Some(1),
+            level: Some(0),
             ..Default::default()
         };
         let c = on(custom).unwrap().unwrap();
         assert_eq!(
-            (c.threshold, c.server_max_window_bits, c.client_max_window_bits, c.mem_level),
-            (0, 9, 8, 1)
+            (c.threshold, c.server_max_window_bits, c.client_max_window_bits, c.mem_level, c.level),
+            (0, 9, 8, 1, 0)
         );
         assert!(c.server_no_context_takeover && !c.client_no_context_takeover);
         assert_eq!(on(NativeDeflateOptions { enabled: Some(false), ..Default::default() }).unwrap(), None);
@@ -511,6 +525,7 @@ mod tests {
                 NativeDeflateOptions { mem_level: Some(300), ..Default::default() },
                 "perMessageDeflate.memLevel",
             ),
+            (NativeDeflateOptions { level: Some(10), ..Default::default() }, "perMessageDeflate.level"),
         ] {
             assert_eq!(on(bad).err().map(|e| e.name), Some(name));
         }

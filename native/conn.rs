@@ -236,16 +236,14 @@ impl Conn {
             return SendStatus::Dropped;
         }
         if let Some(d) = self.deflate.as_deref() {
-            if d.compresses(frame.payload_len()) {
-                let op = if frame.is_binary() { opcode::BINARY } else { opcode::TEXT };
-                return d.send(op, &frame.payload(), cache, |bytes| self.queue_checked(ctx, bytes));
-            }
+            let start = frame.bytes.len() - frame.payload_len();
+            return self.send_deflating(ctx, d, &frame.bytes, start, Some(&frame.bytes), cache);
         }
         self.queue_checked(ctx, &frame.bytes)
     }
 
     /// Queues one whole frame within the backpressure limit.
-    fn queue_checked(self: &Arc<Self>, ctx: &SendContext, bytes: &[u8]) -> SendStatus {
+    pub(crate) fn queue_checked(self: &Arc<Self>, ctx: &SendContext, bytes: &[u8]) -> SendStatus {
         let limit = ctx.max_backpressure;
         let Ok(mut out) = self.out.lock() else { return SendStatus::Dropped };
         if out.is_shut() {
@@ -261,7 +259,7 @@ impl Conn {
 
     /// A send over the backpressure limit: counted as dropped, and with the `close` policy
     /// the connection is closed with 1008.
-    fn refuse(self: &Arc<Self>, ctx: &SendContext) -> SendStatus {
+    pub(crate) fn refuse(self: &Arc<Self>, ctx: &SendContext) -> SendStatus {
         ctx.stats.dropped.fetch_add(1, Ordering::Relaxed);
         if ctx.close_on_limit {
             self.close(1008, "Send buffer limit exceeded");
@@ -289,12 +287,7 @@ impl Conn {
             scratch.clear();
             let Some(payload_len) = fill(scratch) else { return SendStatus::Dropped };
             let start = scratch.len().saturating_sub(payload_len);
-            let status = if d.compresses(payload_len) {
-                let op = scratch.first().map_or(opcode::TEXT, |b| b & 0x0f);
-                d.send(op, &scratch[start..], &mut FrameCache::default(), |b| self.queue_checked(ctx, b))
-            } else {
-                self.queue_checked(ctx, scratch)
-            };
+            let status = self.send_deflating(ctx, d, scratch, start, None, &mut FrameCache::default());
             if status != SendStatus::Dropped {
                 ctx.stats.count_out(binary, payload_len);
             }
@@ -347,7 +340,7 @@ impl Conn {
 
     /// Writes `bytes` after whatever is queued: directly when possible, else into the queue.
     #[inline]
-    fn enqueue(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>, bytes: &[u8]) {
+    pub(crate) fn enqueue(self: &Arc<Self>, out: &mut MutexGuard<'_, Outbox>, bytes: &[u8]) {
         if out.can_write_now() {
             // The common case: nothing queued, so the frame goes straight to the socket.
             let Some(written) = self.write_now(out, bytes) else { return };
@@ -420,6 +413,11 @@ impl Conn {
     /// Queues a control frame (ping, pong, close), ignoring the backpressure limit.
     pub(crate) fn send_control(self: &Arc<Self>, bytes: &[u8]) {
         fanout::settle();
+        if let Some(d) = self.deflate.as_deref() {
+            if self.queue_control_pending(d, bytes, false) {
+                return;
+            }
+        }
         if let Ok(mut out) = self.out.lock() {
             if !out.is_shut() {
                 self.enqueue(&mut out, bytes);
@@ -430,14 +428,19 @@ impl Conn {
     /// Queues our close frame unless one is queued already; later sends are dropped.
     pub(crate) fn queue_close(self: &Arc<Self>, code: Option<u16>, reason: &str) {
         fanout::settle();
+        let bytes = match code {
+            Some(code) => frame::encode_close(code, reason),
+            None => frame::encode(opcode::CLOSE, &[]),
+        };
+        if let Some(d) = self.deflate.as_deref() {
+            if self.queue_control_pending(d, &bytes, true) {
+                return;
+            }
+        }
         if let Ok(mut out) = self.out.lock() {
             if out.is_shut() {
                 return;
             }
-            let bytes = match code {
-                Some(code) => frame::encode_close(code, reason),
-                None => frame::encode(opcode::CLOSE, &[]),
-            };
             self.enqueue(&mut out, &bytes);
             out.close_queued = true;
         }
@@ -516,9 +519,10 @@ impl Conn {
         self.out.lock().map(|o| o.blocked).unwrap_or(false)
     }
 
-    /// Whether everything queued (our close frame included) has been written.
+    /// Whether everything queued (our close frame included) has been written, nothing waiting
+    /// behind an off-thread compression either.
     pub(crate) fn is_flushed(&self) -> bool {
-        self.out.lock().map(|o| o.pending() == 0 && !o.blocked).unwrap_or(true)
+        self.nothing_pending() && self.out.lock().map(|o| o.pending() == 0 && !o.blocked).unwrap_or(true)
     }
 
     /// Lets the outbox's handle of the socket go and forgets what is queued.

@@ -8,12 +8,13 @@
 //! same parameters, and a broadcast is compressed once for all of them ([`FrameCache`]).
 
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
 
 use crate::frame;
+use crate::offload::{Pending, SharedFrame};
 use crate::outbox::SendStatus;
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
@@ -28,8 +29,12 @@ pub const DEFAULT_MEM_LEVEL: u8 = 8;
 pub const MAX_WINDOW_BITS: u8 = 15;
 /// Smallest window zlib's raw deflate writes; a peer asking for 8 gets stored blocks instead.
 const MIN_DEFLATE_BITS: u8 = 9;
-/// The compression level: zlib's default.
-const LEVEL: i32 = 6;
+/// Default compression level (0-9): zlib's default.
+pub const DEFAULT_LEVEL: u8 = 6;
+
+/// What a stream is made with: window bits, memLevel, level. Streams (and a broadcast's
+/// compressed frames) with the same key are interchangeable when no context is kept.
+pub(crate) type StreamKey = (u8, u8, u8);
 /// Output grown per inflate step, so a small frame never reserves its whole cap at once.
 const INFLATE_STEP: usize = 64 * 1024;
 
@@ -47,6 +52,8 @@ pub struct DeflateConfig {
     /// Largest window we let the client compress with (8-15); below 15 needs the client's consent.
     pub client_max_window_bits: u8,
     pub mem_level: u8,
+    /// zlib's compression level (0-9).
+    pub level: u8,
 }
 
 impl Default for DeflateConfig {
@@ -58,6 +65,7 @@ impl Default for DeflateConfig {
             server_max_window_bits: MAX_WINDOW_BITS,
             client_max_window_bits: MAX_WINDOW_BITS,
             mem_level: DEFAULT_MEM_LEVEL,
+            level: DEFAULT_LEVEL,
         }
     }
 }
@@ -94,6 +102,18 @@ impl Negotiated {
             out.push_str(&format!("; client_max_window_bits={}", self.client_max_window_bits));
         }
         out
+    }
+}
+
+impl Negotiated {
+    /// What the peer inflates our frames with: our side's parameters as its client side.
+    #[cfg(test)]
+    pub fn as_seen_by_peer(&self) -> Negotiated {
+        Negotiated {
+            client_no_context_takeover: self.server_no_context_takeover,
+            client_max_window_bits: self.server_max_window_bits,
+            ..*self
+        }
     }
 }
 
@@ -231,10 +251,11 @@ struct Compressor {
 }
 
 impl Compressor {
-    /// A stream for a window of `bits` (8-15) and `mem_level` (1-9). A window of 8 bits, which
-    /// zlib's raw deflate does not write, gets stored blocks: valid for any window.
-    fn new(bits: u8, mem_level: u8) -> Self {
-        let (level, bits) = if bits < MIN_DEFLATE_BITS { (0, MIN_DEFLATE_BITS) } else { (LEVEL, bits) };
+    /// A stream for a window of `bits` (8-15), `mem_level` (1-9) and `level` (0-9). A window of
+    /// 8 bits, which zlib's raw deflate does not write, gets stored blocks: valid for any window.
+    fn new((bits, mem_level, level): StreamKey) -> Self {
+        let (level, bits) =
+            if bits < MIN_DEFLATE_BITS { (0, MIN_DEFLATE_BITS) } else { (i32::from(level.min(9)), bits) };
         let config = zlib_rs::DeflateConfig {
             level,
             window_bits: -i32::from(bits.min(MAX_WINDOW_BITS)),
@@ -322,18 +343,18 @@ impl Inflater {
 
 thread_local! {
     /// This thread's fresh-per-message compressors, by (window bits, memLevel).
-    static COMPRESSORS: RefCell<Vec<((u8, u8), Compressor)>> = const { RefCell::new(Vec::new()) };
+    static COMPRESSORS: RefCell<Vec<(StreamKey, Compressor)>> = const { RefCell::new(Vec::new()) };
     /// This thread's fresh-per-message inflaters, by window bits.
     static INFLATERS: RefCell<Vec<(u8, Inflater)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Compresses with this thread's stream for `key`, reset afterwards (no context kept).
-fn compress_fresh(key: (u8, u8), input: &[u8], out: &mut Vec<u8>) {
+fn compress_fresh(key: StreamKey, input: &[u8], out: &mut Vec<u8>) {
     COMPRESSORS.with_borrow_mut(|all| {
         let i = match all.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
-                all.push((key, Compressor::new(key.0, key.1)));
+                all.push((key, Compressor::new(key)));
                 all.len() - 1
             }
         };
@@ -360,9 +381,12 @@ pub struct Outbound {
     pub negotiated: Negotiated,
     threshold: usize,
     mem_level: u8,
+    level: u8,
     /// With context takeover: our stream, created with the first compressed message. Held
     /// while the frame is queued, so frames leave in the order they were compressed.
     stream: Mutex<Option<Compressor>>,
+    /// Sends waiting behind a compression off the sending thread (`offload.rs`).
+    pub(crate) pending: Mutex<Pending>,
 }
 
 impl Outbound {
@@ -371,7 +395,9 @@ impl Outbound {
             negotiated,
             threshold: config.threshold,
             mem_level: config.mem_level,
+            level: config.level,
             stream: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
@@ -382,10 +408,13 @@ impl Outbound {
     }
 
     /// The key under which a per-message compression can be shared, None with context takeover.
-    fn shared_key(&self) -> Option<(u8, u8)> {
-        self.negotiated
-            .server_no_context_takeover
-            .then_some((self.negotiated.server_max_window_bits, self.mem_level))
+    pub(crate) fn shared_key(&self) -> Option<StreamKey> {
+        self.negotiated.server_no_context_takeover.then_some(self.key())
+    }
+
+    /// The parameters of this connection's compressor.
+    fn key(&self) -> StreamKey {
+        (self.negotiated.server_max_window_bits, self.mem_level, self.level)
     }
 
     /// The compressed frame of a message, then `queue` with it (under the stream's lock when
@@ -405,14 +434,24 @@ impl Outbound {
             return queue(&frame);
         }
         let mut guard = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let stream = guard
-            .get_or_insert_with(|| Compressor::new(self.negotiated.server_max_window_bits, self.mem_level));
+        let stream = guard.get_or_insert_with(|| Compressor::new(self.key()));
         let frame = compressed_frame(opcode, payload, |p, out| stream.compress(p, out));
         let status = queue(&frame);
         if status == SendStatus::Dropped {
             stream.stream.reset();
         }
         status
+    }
+
+    /// Compresses one message (on the blocking pool) and hands its frame to `write`, under the
+    /// stream's lock when context is kept, so no other frame of ours is compressed in between.
+    pub(crate) fn send_owned(&self, opcode: u8, payload: &[u8], write: impl FnOnce(&Bytes)) {
+        if let Some(key) = self.shared_key() {
+            return write(&compressed_frame(opcode, payload, |p, out| compress_fresh(key, p, out)));
+        }
+        let mut guard = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stream = guard.get_or_insert_with(|| Compressor::new(self.key()));
+        write(&compressed_frame(opcode, payload, |p, out| stream.compress(p, out)));
     }
 
     /// Whether this connection holds a zlib stream of its own (for tests and memory figures).
@@ -426,11 +465,25 @@ impl Outbound {
 /// of recipient that keeps no context.
 #[derive(Default)]
 pub struct FrameCache {
-    frames: Vec<((u8, u8), Bytes)>,
+    frames: Vec<(StreamKey, Bytes)>,
+    /// Large messages, compressed off the sending thread (`offload.rs`).
+    shared: Vec<(StreamKey, Arc<SharedFrame>)>,
 }
 
 impl FrameCache {
-    fn get_or_make(&mut self, key: (u8, u8), make: impl FnOnce() -> Bytes) -> Bytes {
+    /// The off-thread compression of a large message for `key`, started by its first member.
+    pub(crate) fn shared(&mut self, key: StreamKey, opcode: u8, payload: Bytes) -> Arc<SharedFrame> {
+        if let Some((_, f)) = self.shared.iter().find(|(k, _)| *k == key) {
+            return f.clone();
+        }
+        let f = SharedFrame::start(move || {
+            compressed_frame(opcode, &payload, |p, out| compress_fresh(key, p, out))
+        });
+        self.shared.push((key, f.clone()));
+        f
+    }
+
+    fn get_or_make(&mut self, key: StreamKey, make: impl FnOnce() -> Bytes) -> Bytes {
         if let Some((_, f)) = self.frames.iter().find(|(k, _)| *k == key) {
             return f.clone();
         }
@@ -442,7 +495,7 @@ impl FrameCache {
     /// How many compressions this cache holds (one per parameter set seen).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.frames.len() + self.shared.len()
     }
 }
 
@@ -607,11 +660,7 @@ mod tests {
         let config = DeflateConfig { threshold: 0, ..DeflateConfig::default() };
         let out = Outbound::new(negotiated, &config);
         // The peer inflates what we send with its own side's parameters.
-        let mut peer = Inbound::new(Negotiated {
-            client_no_context_takeover: negotiated.server_no_context_takeover,
-            client_max_window_bits: negotiated.server_max_window_bits,
-            ..negotiated
-        });
+        let mut peer = Inbound::new(negotiated.as_seen_by_peer());
         let mut total = 0;
         for m in messages {
             let mut frame = Bytes::new();
@@ -669,8 +718,29 @@ mod tests {
     }
 
     #[test]
+    fn every_level_round_trips_and_higher_levels_compress_more() {
+        let msg: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("{{\"id\":{},\"v\":{}}},", i % 500, i % 7).into_bytes())
+            .collect();
+        let sizes: Vec<usize> = [0u8, 1, 9]
+            .iter()
+            .map(|&level| {
+                let mut c = Compressor::new((15, 8, level));
+                let mut out = Vec::new();
+                c.compress(&msg, &mut out);
+                let mut inflater = Inflater::new(15);
+                let mut back = Vec::new();
+                inflater.inflate(&out, 1 << 24, &mut back).unwrap();
+                assert_eq!(back, msg, "level {level}");
+                out.len()
+            })
+            .collect();
+        assert!(sizes[0] > msg.len() && sizes[1] < sizes[0] && sizes[2] < sizes[1], "{sizes:?}");
+    }
+
+    #[test]
     fn an_inflate_bomb_stops_at_the_cap() {
-        let mut c = Compressor::new(15, 8);
+        let mut c = Compressor::new((15, 8, DEFAULT_LEVEL));
         let mut bomb = Vec::new();
         c.compress(&vec![0u8; 50 << 20], &mut bomb);
         assert!(bomb.len() < 100 << 10);

@@ -80,8 +80,9 @@ pub mod hooks {
 /// The `onUpgrade` hook's answer.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Upgrade, optionally with the client id and subprotocol JS chose.
-    Accept { client_id: Option<String>, protocol: Option<String> },
+    /// Upgrade, optionally with the client id and subprotocol JS chose, and header lines of
+    /// its own for the 101 (checked again when the 101 is written).
+    Accept { client_id: Option<String>, protocol: Option<String>, headers: Vec<String> },
     /// Refuse with this HTTP status and body.
     Reject { status: u16, message: String },
 }

@@ -265,20 +265,42 @@ fn valid_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Headers of the 101 that the handshake itself needs: JS may not add them a second time.
+const OWN_101_HEADERS: [&str; 5] =
+    ["upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions"];
+
+/// Whether `line` (from JS) may go into our 101 as it is: `Name: value` with a token name that
+/// is none of the handshake's own, and no control character (a CR or LF would start a header
+/// or the body of JS's choosing).
+pub fn valid_extra_header(line: &str) -> bool {
+    let Some((name, value)) = line.split_once(':') else { return false };
+    valid_header_name(name)
+        && valid_header_value(value)
+        && !OWN_101_HEADERS.iter().any(|own| own.eq_ignore_ascii_case(name))
+}
+
 /// The whole 101 response: HTTP/1.1 101 Switching Protocols, Upgrade: websocket,
 /// Connection: Upgrade, Sec-WebSocket-Accept, Sec-WebSocket-Protocol and
-/// Sec-WebSocket-Extensions when Some. A protocol holding control characters (it may come from
-/// JS) is left out rather than let it break the head (a CR or LF would end the header early).
-pub fn switching_protocols(key: &str, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
+/// Sec-WebSocket-Extensions when Some, then the `extra` header lines (`onUpgrade`'s `headers`).
+/// A protocol or extra line that could break the head (it comes from JS, which checks it too)
+/// is left out.
+pub fn switching_protocols(
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    extra: &[String],
+) -> Vec<u8> {
     const START: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
 Connection: Upgrade\r\nSec-WebSocket-Accept: ";
     const PROTOCOL: &[u8] = b"\r\nSec-WebSocket-Protocol: ";
     const EXTENSIONS: &[u8] = b"\r\nSec-WebSocket-Extensions: ";
     let protocol = protocol.filter(|p| valid_header_value(p));
     let extensions = extensions.filter(|e| valid_header_value(e));
-    let extra = protocol.map_or(0, |p| PROTOCOL.len() + p.len())
-        + extensions.map_or(0, |e| EXTENSIONS.len() + e.len());
-    let mut out = Vec::with_capacity(START.len() + ACCEPT_LEN + extra + 4);
+    let extra = extra.iter().filter(|line| valid_extra_header(line));
+    let size = protocol.map_or(0, |p| PROTOCOL.len() + p.len())
+        + extensions.map_or(0, |e| EXTENSIONS.len() + e.len())
+        + extra.clone().map(|line| line.len() + 2).sum::<usize>();
+    let mut out = Vec::with_capacity(START.len() + ACCEPT_LEN + size + 4);
     out.extend_from_slice(START);
     out.extend_from_slice(&accept_bytes(key));
     if let Some(p) = protocol {
@@ -288,6 +310,10 @@ Connection: Upgrade\r\nSec-WebSocket-Accept: ";
     if let Some(e) = extensions {
         out.extend_from_slice(EXTENSIONS);
         out.extend_from_slice(e.as_bytes());
+    }
+    for line in extra {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(line.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
     out
@@ -536,17 +562,17 @@ Sec-WebSocket-Protocol: chat, v2.json\r\n\r\n";
         assert_eq!(BASE64.encode_len(20), ACCEPT_LEN);
         assert_eq!(accept_key(KEY), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(
-            text(switching_protocols(KEY, None, None)),
+            text(switching_protocols(KEY, None, None, &[])),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
         );
         assert_eq!(
-            text(switching_protocols(KEY, Some("chat"), None)),
+            text(switching_protocols(KEY, Some("chat"), None, &[])),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
         );
         assert_eq!(
-            text(switching_protocols(KEY, None, Some("permessage-deflate"))),
+            text(switching_protocols(KEY, None, Some("permessage-deflate"), &[])),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
         );
@@ -554,10 +580,32 @@ Sec-WebSocket-Protocol: chat, v2.json\r\n\r\n";
 
     #[test]
     fn protocol_from_js_cannot_inject_headers() {
-        let res = text(switching_protocols(KEY, Some("chat\r\nSet-Cookie: x=1"), None));
+        let res = text(switching_protocols(KEY, Some("chat\r\nSet-Cookie: x=1"), None, &[]));
         assert!(!res.contains("Set-Cookie"));
         assert!(!res.contains("Sec-WebSocket-Protocol"));
         assert!(res.ends_with("xOo=\r\n\r\n"));
+    }
+
+    #[test]
+    fn extra_headers_follow_the_handshake_and_bad_ones_are_left_out() {
+        let extra = [
+            "Set-Cookie: a=1".to_string(),
+            "X-Empty:".to_string(),
+            "X-Split: a\r\nSet-Cookie: evil=1".to_string(),
+            "Bad Name: x".to_string(),
+            "no colon".to_string(),
+            "connection: close".to_string(),
+            "Sec-WebSocket-Accept: forged".to_string(),
+            "X-Nul: a\0b".to_string(),
+        ];
+        let res = text(switching_protocols(KEY, Some("chat"), None, &extra));
+        assert!(
+            res.ends_with("Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=1\r\nX-Empty:\r\n\r\n"),
+            "{res}"
+        );
+        assert!(!res.contains("evil") && !res.contains("forged") && !res.contains("close"));
+        assert!(valid_extra_header("X-Tab: a\tb"));
+        assert!(!valid_extra_header(": value"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod linger;
 mod loopback;
 mod metrics;
 mod napi_stubs;
+mod offload;
 mod outbox;
 mod presence;
 mod protocol;
@@ -327,7 +328,7 @@ impl NativeServer {
         self.engine
             .conns
             .get(&conn)
-            .map(|c| c.buffered.load(std::sync::atomic::Ordering::Acquire) as u32)
+            .map(|c| (c.buffered.load(std::sync::atomic::Ordering::Acquire) + c.pending_bytes()) as u32)
             .unwrap_or(0)
     }
 
@@ -655,8 +656,8 @@ impl NativeServer {
         self.engine.retired.remove(&conn);
     }
 
-    /// The `onUpgrade` hook's decision: accept (optionally with a client id and subprotocol) or
-    /// reject with an HTTP status.
+    /// The `onUpgrade` hook's decision: accept (optionally with a client id, subprotocol and
+    /// header lines for the 101) or reject with an HTTP status.
     #[napi]
     pub fn resolve_upgrade(
         &self,
@@ -664,11 +665,15 @@ impl NativeServer {
         accept: bool,
         status: u32,
         message: String,
-        client_id: Option<String>,
-        protocol: Option<String>,
+        accepted: Option<config::NativeUpgradeAccept>,
     ) {
         let verdict = if accept {
-            engine::Verdict::Accept { client_id, protocol }
+            let a = accepted.unwrap_or_default();
+            engine::Verdict::Accept {
+                client_id: a.client_id,
+                protocol: a.protocol,
+                headers: a.headers.unwrap_or_default(),
+            }
         } else {
             engine::Verdict::Reject { status: status as u16, message }
         };

@@ -18,6 +18,7 @@ fn init_runtime() {
         builder.worker_threads(cores.saturating_sub(1).max(1));
     }
     if let Ok(runtime) = builder.build() {
+        crate::offload::set_runtime(runtime.handle().clone());
         napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
     }
 }

@@ -178,9 +178,10 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         return None;
     }
     match Box::pin(accept(engine, head, remote, deadline, attach, peer_cert)).await {
-        Ok((info, protocol, key, admission, upgrade_request)) => {
+        Ok(Accepted { info, protocol, key, admission, upgrade_request, headers }) => {
             let extensions = info.deflate.as_ref().map(|(n, _)| n.answer());
-            let response = handshake::switching_protocols(&key, protocol.as_deref(), extensions.as_deref());
+            let response =
+                handshake::switching_protocols(&key, protocol.as_deref(), extensions.as_deref(), &headers);
             let written = tokio::time::timeout_at(deadline, async {
                 stream.write_all(&response).await?;
                 stream.flush().await
@@ -293,9 +294,20 @@ fn endpoint(engine: &Engine, head: &Head) -> Option<Vec<u8>> {
 /// The Prometheus text format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What an accepted upgrade needs: the connection's identity, the chosen subprotocol, the key
-/// to answer, its admission, and the `onUpgrade` request id (0 without the hook).
-type Accepted = (ConnInfo, Option<String>, String, Admission, u32);
+/// What an accepted upgrade needs.
+struct Accepted {
+    /// The connection's identity.
+    info: ConnInfo,
+    /// The chosen subprotocol.
+    protocol: Option<String>,
+    /// The key to answer.
+    key: String,
+    admission: Admission,
+    /// The `onUpgrade` request id (0 without the hook).
+    upgrade_request: u32,
+    /// Header lines `onUpgrade` added to the 101.
+    headers: Vec<String>,
+}
 
 /// Decides on an upgrade request: Ok to upgrade, or the whole HTTP error response.
 async fn accept(
@@ -350,6 +362,7 @@ async fn accept(
     }
 
     let mut upgrade_request = 0;
+    let mut headers = Vec::new();
     if engine.route_hooks(&path) & hooks::UPGRADE != 0 {
         let request = engine.next_request_id();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -366,7 +379,8 @@ async fn accept(
         let verdict = tokio::time::timeout_at(deadline, rx).await;
         engine.pending_upgrades.remove(&request);
         match verdict {
-            Ok(Ok(Verdict::Accept { client_id: id, protocol: chosen })) => {
+            Ok(Ok(Verdict::Accept { client_id: id, protocol: chosen, headers: lines })) => {
+                headers = lines;
                 if let Some(id) = id {
                     client_id = id;
                     chosen_client_id = true;
@@ -410,6 +424,11 @@ async fn accept(
     json_str(&mut info_json, &path);
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
+    let deflate = engine.route_deflate(&path).and_then(|config| {
+        Some((deflate::negotiate(head.all("sec-websocket-extensions"), &config)?, config))
+    });
+    info_json.extend_from_slice(b",\"extensions\":");
+    json_str(&mut info_json, &deflate.as_ref().map(|(n, _)| n.answer()).unwrap_or_default());
     let recovered = resumed.is_some();
     if let Some(data) = resumed.as_ref().and_then(|s| s.data.as_deref()) {
         // A session from Redis brings its `socket.data` (as JSON text, in a JSON string).
@@ -421,9 +440,6 @@ async fn accept(
             .as_bytes(),
     );
     info_json.extend_from_slice(&request_info);
-    let deflate = engine.route_deflate(&path).and_then(|config| {
-        Some((deflate::negotiate(head.all("sec-websocket-extensions"), &config)?, config))
-    });
     let info = ConnInfo {
         uuid: *uuid.as_bytes(),
         client_id,
@@ -432,7 +448,7 @@ async fn accept(
         deflate,
         resumed,
     };
-    Ok((info, protocol, key, admission, upgrade_request))
+    Ok(Accepted { info, protocol, key, admission, upgrade_request, headers })
 }
 
 /// The client's address: `remote` (the peer, or what a PROXY header named) unless it is a

@@ -1,7 +1,8 @@
 // `npm run test:conformance`: the Autobahn|Testsuite fuzzing client (kosoku, from PyPI, in a venv
-// this script creates) against an echo server built on our public API. Cases 1.* to 10.*, and
-// of 12.* and 13.* (permessage-deflate: 5 data sets and 7 parameter sets, 18 message sizes
-// each, 1,000 messages per case) the sizes in DEFLATE_SIZES; CONFORMANCE_FULL=1 runs them all.
+// this script creates) against an echo server built on our public API. Cases 1.* to 10.*, 12.* and
+// 13.* (permessage-deflate: 5 data sets and 7 parameter sets, 18 message sizes each, 1,000
+// messages per case): 517 cases, about 5 minutes on 2 cores. CONFORMANCE_SUBSET=1 runs, of 12.*
+// and 13.*, only the sizes in DEFLATE_SIZES (for a quicker local run; CI runs them all).
 // Fails on any case that is not OK, NON-STRICT or INFORMATIONAL, and on any expected case that
 // did not run. A case that moves between accepted results (4.1.3 is OK or NON-STRICT depending
 // on timing) is reported against conformance/expected.json but does not fail the run.
@@ -18,7 +19,7 @@ const ACCEPTED = new Set(['OK', 'NON-STRICT', 'INFORMATIONAL'])
 // Of the 18 sizes of every 12.x / 13.x group: 16 B, 256 B, 4 KiB and 128 KiB messages, 8 KiB
 // fragmented to 256 B, and 128 KiB fragmented to 4 KiB.
 const DEFLATE_SIZES = new Set([1, 3, 5, 10, 11, 17])
-const full = process.env.CONFORMANCE_FULL === '1'
+const full = process.env.CONFORMANCE_SUBSET !== '1'
 const skipped = full
   ? []
   : ['12', '13'].flatMap((group) =>
@@ -53,7 +54,7 @@ let failed = false
 try {
   execFileSync(kosoku, [...skipped, '-p', '2', '-o', outdir, `127.0.0.1:${port}`], {
     stdio: 'inherit',
-    timeout: 600_000,
+    timeout: 1_800_000,
   })
   const index = JSON.parse(readFileSync(join(outdir, 'index.json'), 'utf8'))
   const results = Object.values(index)[0]

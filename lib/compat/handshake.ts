@@ -3,6 +3,7 @@
 // The engine checks the request again when it is handed over.
 import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { invalidExtensions } from './extensions'
 
 /** Why a request is refused: status, body and extra headers, as ws answers it. */
 export interface Refusal {
@@ -27,8 +28,11 @@ function validProtocols(header: string): boolean {
   return true
 }
 
-/** The first of ws's checks that `req` fails (in ws's order), or undefined; `handled`: shouldHandle's verdict. */
-export function checkUpgrade(req: IncomingMessage, handled: boolean): Refusal | undefined {
+/**
+ * The first of ws's checks that `req` fails (in ws's order), or undefined; `handled`:
+ * shouldHandle's verdict; `deflate`: permessage-deflate is on.
+ */
+export function checkUpgrade(req: IncomingMessage, handled: boolean, deflate: boolean): Refusal | undefined {
   if (req.method !== 'GET') return { status: 405, message: 'Invalid HTTP method', emit: true }
   const upgrade = req.headers.upgrade
   if (upgrade === undefined || upgrade.toLowerCase() !== 'websocket') return { status: 400, message: 'Invalid Upgrade header', emit: true }
@@ -42,6 +46,10 @@ export function checkUpgrade(req: IncomingMessage, handled: boolean): Refusal | 
   if (!handled) return { status: 400, emit: false }
   const protocols = req.headers['sec-websocket-protocol']
   if (protocols !== undefined && !validProtocols(protocols)) return { status: 400, message: 'Invalid Sec-WebSocket-Protocol header', emit: true }
+  const extensions = req.headers['sec-websocket-extensions']
+  if (deflate && extensions !== undefined && invalidExtensions(extensions)) {
+    return { status: 400, message: 'Invalid or unacceptable Sec-WebSocket-Extensions header', emit: true }
+  }
   return undefined
 }
 

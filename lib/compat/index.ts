@@ -9,5 +9,6 @@ export { CloseEvent, ErrorEvent, MessageEvent, WsEvent as Event } from './event-
 export { ERR_UNSUPPORTED_OPTION } from './unsupported'
 export type { BinaryType, SendOptions, WsData } from './websocket'
 export type { ResolvedOptions, ServerOptions, VerifyClient, VerifyClientInfo } from './websocket-server'
+export type { WsPerMessageDeflateOptions } from './deflate'
 /** ws's alias: `WebSocket.Server`-style code imports `Server`. */
 export { WebSocketServer as Server }

@@ -9,7 +9,9 @@ import type { Duplex } from 'node:stream'
 import { WsServer } from '../server'
 import type { Socket } from '../socket'
 import type { ServerOptions as NativeServerOptions, UpgradeRequest, UpgradeResult, WebSocketHandlers } from '../types'
+import { fromWsDeflate, type WsPerMessageDeflateOptions } from './deflate'
 import { abortHandshake, checkUpgrade, type Refusal } from './handshake'
+import { badHeaderLine } from '../response-headers'
 import { codedError, unsupported } from './unsupported'
 import { ATTACH, CLOSED_BY_ENGINE, CONTROL, DRAINED, FAILED, RECEIVE, WebSocket } from './websocket'
 
@@ -42,8 +44,8 @@ export interface ServerOptions {
   clientTracking?: boolean
   /** Largest message; 0 means the engine's largest (4 GiB - 1). Default 100 MiB, as ws. */
   maxPayload?: number
-  /** Only false: the engine has no permessage-deflate. */
-  perMessageDeflate?: boolean | Record<string, unknown>
+  /** permessage-deflate, off by default as in ws; see fromWsDeflate for what maps. */
+  perMessageDeflate?: boolean | WsPerMessageDeflateOptions
   /** Only false: the engine always validates UTF-8. */
   skipUTF8Validation?: boolean
   /** Only true: the engine always answers pings. */
@@ -55,14 +57,14 @@ export interface ServerOptions {
   /** A subclass of this module's WebSocket. */
   WebSocket?: typeof WebSocket
   /** Engine options ws does not have (`idleTimeout`, `pingInterval`, `maxBackpressure`...). */
-  rnode?: Omit<NativeServerOptions, 'port' | 'host' | 'reusePort' | 'server' | 'noServer' | 'maxPayload' | 'closeTimeout' | 'protocols'>
+  rnode?: Omit<NativeServerOptions, 'port' | 'host' | 'reusePort' | 'server' | 'noServer' | 'maxPayload' | 'closeTimeout' | 'protocols' | 'perMessageDeflate'>
 }
 
 /** `options` as `wss.options` shows them: ws's defaults filled in. */
 export type ResolvedOptions = ServerOptions & {
   clientTracking: boolean
   maxPayload: number
-  perMessageDeflate: false
+  perMessageDeflate: boolean | WsPerMessageDeflateOptions
   WebSocket: typeof WebSocket
   closeTimeout: number
 }
@@ -77,7 +79,6 @@ const CLOSE_TIMEOUT = 30_000
 const HANDSHAKE_TIMEOUT = 10_000
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const ONLY_DEFAULT: ReadonlyArray<[keyof ServerOptions, unknown, string]> = [
-  ['perMessageDeflate', false, 'the engine does not compress (permessage-deflate)'],
   ['skipUTF8Validation', false, 'the engine always validates UTF-8'],
   ['autoPong', true, 'the engine always answers pings'],
   ['allowSynchronousEvents', true, 'messages of one batch are always emitted in the same tick'],
@@ -150,7 +151,7 @@ export class WebSocketServer extends EventEmitter {
       closeTimeout: CLOSE_TIMEOUT,
       WebSocket,
       ...options,
-      perMessageDeflate: false,
+      perMessageDeflate: options.perMessageDeflate ?? false,
     }
     const port = options.port
     if (
@@ -177,6 +178,7 @@ export class WebSocketServer extends EventEmitter {
       ...o.rnode,
       maxPayload: o.maxPayload === 0 ? MAX_ENGINE_PAYLOAD : o.maxPayload,
       closeTimeout: o.closeTimeout,
+      perMessageDeflate: fromWsDeflate(o.perMessageDeflate),
       noServer: true,
     })
     this.#engine.websocket('*', this.#handlers())
@@ -255,7 +257,7 @@ export class WebSocketServer extends EventEmitter {
    * ws's checks run first, with ws's answers ('wsClientError' when it has listeners).
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, cb: (ws: WebSocket, req: IncomingMessage) => void): void {
-    const refused = checkUpgrade(req, this.shouldHandle(req))
+    const refused = checkUpgrade(req, this.shouldHandle(req), this.options.perMessageDeflate !== false)
     if (refused) {
       if (refused.emit && this.listenerCount('wsClientError') > 0) this.emit('wsClientError', new Error(refused.message), socket, req)
       else abortHandshake(socket, refused.status, refused.message, refused.headers)
@@ -396,19 +398,19 @@ export class WebSocketServer extends EventEmitter {
       const chosen = this.options.handleProtocols ? this.options.handleProtocols(offered, req) : firstOf(offered)
       if (chosen) protocol = chosen
     }
+    let extra: string[] | undefined
     if (this.listenerCount('headers') > 0) {
       const digest = createHash('sha1').update(`${r.headers['sec-websocket-key'] ?? ''}${GUID}`).digest('base64')
-      const headers = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${digest}`]
-      if (protocol !== undefined) headers.push(`Sec-WebSocket-Protocol: ${protocol}`)
-      const sent = headers.join('\r\n')
+      const own = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${digest}`]
+      if (protocol !== undefined) own.push(`Sec-WebSocket-Protocol: ${protocol}`)
+      const headers = [...own]
       this.emit('headers', headers, req)
-      if (headers.join('\r\n') !== sent) {
-        process.emitWarning("changes to the 'headers' array are not sent: the engine writes the 101", {
-          code: 'ERR_UNSUPPORTED_OPTION',
-        })
-      }
+      extra = addedHeaders(own, headers)
     }
-    return protocol === undefined ? { data: req } : { data: req, protocol }
+    const accepted: UpgradeResult = { data: req }
+    if (protocol !== undefined) accepted.protocol = protocol
+    if (extra !== undefined && extra.length > 0) accepted.headers = extra
+    return accepted
   }
 
   /** 'close' once closing, with every connection gone and the own http server closed. */
@@ -423,6 +425,27 @@ export class WebSocketServer extends EventEmitter {
       (err: unknown) => process.nextTick(() => this.emit('error', err)),
     )
   }
+}
+
+/**
+ * What a 'headers' listener added to the 101: lines that were not there before, each checked. A
+ * malformed line, or a change to the handshake's own lines (the engine writes those), is not sent
+ * and a warning says why.
+ */
+function addedHeaders(own: readonly string[], headers: readonly unknown[]): string[] {
+  const extra: string[] = []
+  for (const line of headers) {
+    if (typeof line === 'string' && own.includes(line)) continue
+    const why = badHeaderLine(line)
+    if (why === undefined) extra.push(line as string)
+    else warn(`the 'headers' line ${JSON.stringify(line)} is not sent: ${why}`)
+  }
+  if (own.some((line) => !headers.includes(line))) warn("the handshake's own lines of 'headers' cannot be removed or changed: the engine writes them")
+  return extra
+}
+
+function warn(message: string): void {
+  process.emitWarning(`@rnode/ws/compat: ${message}`, { code: 'ERR_INVALID_HANDLER_RESULT' })
 }
 
 function refusal(status: number, message?: string): UpgradeResult {

@@ -27,7 +27,7 @@ export type WsData = string | number | Buffer | ArrayBuffer | ArrayBufferView | 
 /** Options of `send()`. */
 export interface SendOptions {
   binary?: boolean
-  /** Ignored as ws ignores it without permessage-deflate (which the engine does not offer). */
+  /** Ignored: with permessage-deflate, the engine compresses every message from `threshold` bytes on. */
   compress?: boolean
   /** `false` (a fragment) is not supported. */
   fin?: boolean
@@ -133,9 +133,10 @@ export class WebSocket extends EventEmitter {
     return this.#state === OPEN && this.#socket !== undefined ? this.#socket.bufferedAmount : 0
   }
 
-  /** Always '': the engine negotiates no extension. */
+  /** The negotiated extensions' names, as ws shows them (`'permessage-deflate'` or ''). */
   get extensions(): string {
-    return ''
+    const answer = this.#socket?.extensions ?? ''
+    return answer === '' ? '' : answer.split(',').map((e) => e.split(';')[0]?.trim()).join()
   }
 
   get protocol(): string {

@@ -151,7 +151,7 @@ describe.skipIf(SKIP_BROWSER)('in a browser', () => {
           reconnectDelay: 100,
           maxReconnectDelay: 200,
           reconnectJitter: 0,
-          maxReconnectAttempts: 100,
+          maxReconnectAttempts: 300,
         })
         w.cclient = client
         client.on('roomMessage', (_room, message) => w.cgot.push(message))
@@ -167,7 +167,7 @@ describe.skipIf(SKIP_BROWSER)('in a browser', () => {
       await other.call('many', { items: [1, 2, 3].map((i) => ({ message: `while down ${i}`, room: 'r' })) })
       other.kill()
       node = await ClusterNode.start(redis.url, 'browser', { ...env, PORT: String(port) })
-      await page.waitForFunction(() => (window as unknown as { crecovered: string[][] }).crecovered.length === 1, null, { timeout: 15_000 })
+      await page.waitForFunction(() => (window as unknown as { crecovered: string[][] }).crecovered.length === 1, null, { timeout: 40_000 })
       await node.call('many', { items: [{ message: 'after', room: 'r' }] })
       await page.waitForFunction(() => (window as unknown as { cgot: string[] }).cgot.length >= 5, null, { timeout: 5000 })
       const state = await page.evaluate(() => {
@@ -180,5 +180,5 @@ describe.skipIf(SKIP_BROWSER)('in a browser', () => {
       node.kill()
       await redis.stop()
     }
-  }, 60_000)
+  }, 90_000)
 })

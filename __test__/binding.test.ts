@@ -20,6 +20,7 @@ const serverMembers = {
   roomMembers: 0, sendToRoom: 0, broadcastText: 0, broadcastBinary: 0, sendManyText: 0, sendManyBinary: 0,
   setMetadata: 0, getMetadata: 0, resolveJoin: 0, forget: 0, resolveUpgrade: 0, heartbeat: 0, limits: 0, clusterStats: 0,
   adopt: 0, loopback: 0, attachId: 0, metrics: 0, sendControl: 0, terminate: 0, history: 0, sessionCount: 0,
+  clusterHistory: 0, setSessionData: 0,
   presence: 0, clusterPresence: 0, setSecureContext: 0, addServerName: 0, removeServerName: 0,
 } satisfies Record<keyof NativeServer, 0>
 

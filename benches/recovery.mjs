@@ -5,10 +5,15 @@
 // missed message. One node: a server restart would lose its sessions by design
 // (docs/recovery.md), so the drop is on the client side.
 //
-//   node benches/recovery.mjs [--sessions N] [--missed K] [--no-pin]
+// --cluster: the server is a cluster node on a private redis-server (history and sessions in
+// Redis). After the join, the node is SIGKILLed with the clients; a new node starts, publishes
+// the missed messages, and the clients come back to it: the recovery after a node restart.
+//
+//   node benches/recovery.mjs [--sessions N] [--missed K] [--no-pin] [--cluster]
 //
 // The server runs pinned to CPU 0, the clients to CPU 1 (taskset), unless --no-pin.
-import { fork, spawnSync } from 'node:child_process'
+import { fork, spawn, spawnSync } from 'node:child_process'
+import net from 'node:net'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -24,7 +29,8 @@ const ROOMS = 100
 
 async function serverMain() {
   const { WsServer } = await import(join(root, 'dist/index.js'))
-  const server = new WsServer({ host: '127.0.0.1', port: 0, recovery: { maxDisconnection: 120_000 }, history: { size: 1000, ttl: 120_000 } })
+  const cluster = process.env.REDIS_URL ? { cluster: { redis: process.env.REDIS_URL, prefix: 'recovery' } } : {}
+  const server = new WsServer({ host: '127.0.0.1', port: 0, recovery: { maxDisconnection: 120_000 }, history: { size: 1000, ttl: 120_000 }, ...cluster })
   server.websocket('/ws', {})
   const { port } = await server.listen()
   for (let r = 0; r < ROOMS; r++) server.createRoom(`r${r}`, { id: `r${r}` })
@@ -129,16 +135,44 @@ const once = (child, key) =>
     child.on('message', on)
   })
 
+/** A private redis-server on a free port (for --cluster); resolves with it and its URL. */
+async function startRedis() {
+  const port = await new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port
+      s.close(() => resolve(p))
+    })
+  })
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise((r) => net.connect(port, '127.0.0.1').on('connect', function () { this.destroy(); r(true) }).on('error', () => r(false)))
+    if (up) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { proc, url: `redis://127.0.0.1:${port}` }
+}
+
 async function main() {
   const n = arg('--sessions', 10_000)
   const missed = arg('--missed', 5)
+  const clustered = process.argv.includes('--cluster')
+  const redis = clustered ? await startRedis() : undefined
+  if (redis) process.env.REDIS_URL = redis.url
   const file = join(mkdtempSync(join(tmpdir(), 'rnode-recovery-')), 'sessions.json')
-  const server = start(['--server'], 0)
-  const { port } = await once(server, 'port')
+  let server = start(['--server'], 0)
+  let { port } = await once(server, 'port')
   const first = start(['--clients', 'first', String(port), file, String(n), String(missed)], 1)
   const { ready: joinMs } = await once(first, 'ready')
   server.send({ publish: 2, tag: 'before' })
   await once(server, 'published')
+  if (redis) {
+    // The node dies with its clients; a new one takes over the same Redis.
+    await new Promise((r) => setTimeout(r, 500))
+    server.kill('SIGKILL')
+    first.kill('SIGKILL')
+    server = start(['--server'], 0)
+    ;({ port } = await once(server, 'port'))
+  }
   first.kill('SIGKILL')
   for (;;) {
     server.send({ count: true })
@@ -157,8 +191,9 @@ async function main() {
   server.send({ cpu: true })
   const { cpuMs: after } = await once(server, 'cpuMs')
   // joinMs: the same clients' first connect and join, for scale (the client side's own cost is in both).
-  console.log(JSON.stringify({ sessions: n, missedPerRoom: missed + 2, joinMs: Math.round(joinMs), recoverMs: Math.round(result.ms), failed: result.failed, wrongCount: result.wrong, serverCpuMs: Math.round(after - before), clientCpuMs: Math.round(result.clientCpuMs) }))
+  console.log(JSON.stringify({ cluster: clustered, sessions: n, missedPerRoom: missed + 2, joinMs: Math.round(joinMs), recoverMs: Math.round(result.ms), failed: result.failed, wrongCount: result.wrong, serverCpuMs: Math.round(after - before), clientCpuMs: Math.round(result.clientCpuMs) }))
   server.kill('SIGTERM')
+  redis?.proc.kill('SIGKILL')
 }
 
 if (process.argv[2] === '--server') await serverMain()

@@ -347,7 +347,7 @@ async function main() {
     }
     const clusterRows = p.scale_out.filter((l) => l.scenario === 'cluster')
     const attachRows = p.scale_out.filter((l) => l.scenario.startsWith('attach'))
-    const historyRows = p.scale_out.filter((l) => l.scenario === 'history')
+    const historyRows = p.scale_out.filter((l) => l.scenario === 'history' || l.scenario === 'cluster-history')
     if (clusterRows.length) {
       md.push(
         pin === 'pinned'
@@ -377,7 +377,7 @@ async function main() {
       md.push('')
     }
     if (historyRows.length) {
-      md.push('Room history (issue 19): the broadcast with the room keeping its last 1,000 messages against the same server without history, interleaved in one run.')
+      md.push('Room history (issue 19): the broadcast with the room keeping its last 1,000 messages against the same server without history, interleaved in one run; `cluster-history`: the same on two nodes with the history in Redis.')
       md.push('')
       md.push(baselineTable(historyRows))
       md.push('')

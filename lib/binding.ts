@@ -30,6 +30,8 @@ export type NativeServer = generated.NativeServer
 export type NativeRateLimit = generated.RateLimitOptions
 /** A member connection as presence shows it. */
 export type NativePresenceEntry = generated.PresenceEntry
+/** A history page as the engine returns it. */
+export type NativeHistoryPage = generated.HistoryPage
 
 /** What the addon exports. */
 export interface NativeBinding {

@@ -90,6 +90,16 @@ export declare class NativeServer {
    * history. The facade checked `since` and `limit`.
    */
   history(id: string, since?: number | undefined | null, limit?: number | undefined | null): HistoryPage | null
+  /**
+   * A room's history as Redis keeps it, for every node (rejects without a cluster); None
+   * when the room keeps no history here.
+   */
+  clusterHistory(id: string, since?: number | undefined | null, limit?: number | undefined | null): Promise<HistoryPage | null>
+  /**
+   * `socket.data` as JSON for a connection's session in Redis (a cluster with `recovery`;
+   * a no-op otherwise). `None`: no data.
+   */
+  setSessionData(conn: number, json?: string | undefined | null): void
   /** Disconnected sessions kept on this node. */
   sessionCount(): number
   /** Deletes a room; its members get `room_left`. */

@@ -6,6 +6,7 @@ import {
   EventKind,
   Hook,
   native,
+  type NativeHistoryPage,
   type NativeOptions,
   type NativePresenceEntry,
   type NativeRateLimit,
@@ -14,7 +15,7 @@ import {
 } from './binding'
 import { codedError, codedRangeError, codedTypeError, type CodedError } from './errors'
 import { peerCertificate, toNativeCertKey, toNativeTls, withTlsErrors, type SecureContextOptions } from './tls'
-import { checkRoomId, Socket, type ConnectionInfo, type RequestInfo } from './socket'
+import { checkRoomId, dataSavers, Socket, type ConnectionInfo, type RequestInfo } from './socket'
 import { toNativeDeflate } from './deflate'
 import type {
   BroadcastOptions,
@@ -287,12 +288,40 @@ function toNativeOptions(input: number | ServerOptions | undefined): NativeOptio
       out.recoveryMaxDisconnection = checkInteger('recovery.maxDisconnection', maxDisconnection, 1, MAX_U32)
     }
   }
-  if (out.clusterRedis !== undefined && (out.historySize !== undefined || out.recovery === true)) {
-    // Offsets and sessions are per node so far: across nodes they would disagree (docs/recovery.md).
-    throw badOption('history and recovery are not available with cluster yet')
+  if (out.clusterSharded === true && (out.historySize !== undefined || out.recovery === true)) {
+    // History and sessions use Lua scripts over several keys: one Redis, not a Redis Cluster.
+    throw badOption('history and recovery need one Redis: they are not available with cluster.sharded')
   }
   if (input.tls !== undefined) out.tls = toNativeTls(input.tls)
   return out
+}
+
+/** `socket.data` as JSON for a session in Redis; undefined (kept as none) when it is not JSON. */
+function sessionDataJson(data: unknown): string | undefined {
+  try {
+    return data === undefined ? undefined : JSON.stringify(data)
+  } catch {
+    return undefined
+  }
+}
+
+function parseSessionData(json: string): unknown {
+  try {
+    return JSON.parse(json) as unknown
+  } catch {
+    return undefined
+  }
+}
+
+/** A history page from the engine, as `history()` returns it. */
+function toHistory(page: NativeHistoryPage): HistoryResult {
+  const messages = page.frames.map((frame, i): HistoryEntry => {
+    const f = JSON.parse(frame) as { offset: number; message: JsonValue; from_client_id?: string }
+    const entry: HistoryEntry = { offset: f.offset, message: f.message, timestamp: new Date(page.times[i] ?? 0) }
+    if (f.from_client_id !== undefined) entry.fromClientId = f.from_client_id
+    return entry
+  })
+  return { epoch: page.epoch, offset: page.offset, messages }
 }
 
 /** How a server gets its connections: its own port, an http server's, or `handleUpgrade()`. */
@@ -622,9 +651,6 @@ export class WsServer {
     }
     if (options.metrics !== undefined) checkBoolean('metrics', options.metrics)
     const history = options.history === undefined ? {} : checkHistory('history', options.history)
-    if (options.history !== undefined && this.#clustered) {
-      throw badOption('room history is not available with cluster yet')
-    }
     const created = this.#native.createRoom({
       presenceEvents: options.presenceEvents,
       id,
@@ -666,24 +692,27 @@ export class WsServer {
   /**
    * The kept messages of a room with history, oldest first: those after `since` (an offset), at
    * most `limit`. Undefined when the room does not exist or keeps no history. Direct sends
-   * (`socket.send`) and binary broadcasts are never kept.
+   * (`socket.send`) and binary broadcasts are never kept. In a cluster the history lives in
+   * Redis: `{ scope: 'cluster' }` reads it there (a Promise, the same on every node); without it
+   * you get this node's mirror, the messages it delivered lately.
    */
-  history(roomId: string, options: HistoryQuery = {}): HistoryResult | undefined {
+  history(roomId: string, options?: HistoryQuery & { scope?: 'local' }): HistoryResult | undefined
+  history(roomId: string, options: HistoryQuery & { scope: 'cluster' }): Promise<HistoryResult | undefined>
+  history(
+    roomId: string,
+    options: HistoryQuery & Partial<ScopeOptions> = {},
+  ): HistoryResult | undefined | Promise<HistoryResult | undefined> {
     checkRoomId(roomId)
     if (typeof options !== 'object' || options === null) {
-      throw badArg('history() options must be an object: { since?, limit? }')
+      throw badArg('history() options must be an object: { since?, limit?, scope? }')
     }
     const since = options.since === undefined ? null : checkArg('since', options.since, 0, MAX_OFFSET)
     const limit = options.limit === undefined ? null : checkArg('limit', options.limit, 1, MAX_HISTORY_PAGE)
+    if (options.scope === 'cluster') {
+      return this.#native.clusterHistory(roomId, since, limit).then((page) => (page ? toHistory(page) : undefined))
+    }
     const page = this.#native.history(roomId, since, limit)
-    if (!page) return undefined
-    const messages = page.frames.map((frame, i): HistoryEntry => {
-      const f = JSON.parse(frame) as { offset: number; message: JsonValue; from_client_id?: string }
-      const entry: HistoryEntry = { offset: f.offset, message: f.message, timestamp: new Date(page.times[i] ?? 0) }
-      if (f.from_client_id !== undefined) entry.fromClientId = f.from_client_id
-      return entry
-    })
-    return { epoch: page.epoch, offset: page.offset, messages }
+    return page ? toHistory(page) : undefined
   }
 
   /** Deletes a room; its members get `room_left`. Returns whether it existed. */
@@ -905,6 +934,8 @@ export class WsServer {
     if (info.upgrade !== 0 && this.#upgradeData.has(info.upgrade)) {
       socket.data = this.#upgradeData.get(info.upgrade)
       this.#upgradeData.delete(info.upgrade)
+    } else if (info.recovered && info.data !== undefined) {
+      socket.data = parseSessionData(info.data)
     } else if (info.recovered && this.#sessionData) {
       socket.data = this.#sessionData.get(info.id)?.data
     }
@@ -922,6 +953,12 @@ export class WsServer {
       }
     }
     this.#call(socket, 'onConnect')
+    if (this.#clustered && this.#sessionData) {
+      // The session lives in Redis: socket.data goes with it, now and on every assignment.
+      const save = (data: unknown): void => this.#native.setSessionData(conn, sessionDataJson(data))
+      dataSavers.set(socket, save)
+      if (socket.data !== undefined) save(socket.data)
+    }
   }
 
   #onClose(conn: number, code: number, reason: string): void {
@@ -932,7 +969,7 @@ export class WsServer {
     socket.markClosed()
     this.#call(socket, 'onClose', code, reason)
     this.#native.forget(conn)
-    if (this.#sessionData) this.#keepSessionData(socket, code)
+    if (this.#sessionData && !this.#clustered) this.#keepSessionData(socket, code)
   }
 
   /** The engine keeps a session unless the client closed cleanly; its `data` waits here. */

@@ -17,7 +17,12 @@ export interface ConnectionInfo {
   attach: number
   /** It took back a disconnected session (`recovery`). */
   recovered: boolean
+  /** In a cluster, the resumed session's `socket.data` as JSON. */
+  data?: string
 }
+
+/** Called when `socket.data` is assigned (a cluster with `recovery` saves it in Redis). */
+export const dataSavers = new WeakMap<Socket, (data: unknown) => void>()
 
 /** The upgrade request as the engine reports it; parsed from JSON the first time it is read. */
 export interface RequestInfo {
@@ -71,8 +76,21 @@ export class Socket {
    * client sends `recover`).
    */
   readonly recovered: boolean
-  /** Application data: whatever you store here is visible to every handler. */
-  data: unknown = undefined
+  #data: unknown = undefined
+  /**
+   * Application data: whatever you store here is visible to every handler. In a cluster with
+   * `recovery` it is part of the session in Redis (as JSON): saved when `onConnect` returns and
+   * whenever it is assigned; a change made in place (`socket.data.x = 1`) reaches Redis with
+   * the next assignment.
+   */
+  get data(): unknown {
+    return this.#data
+  }
+
+  set data(value: unknown) {
+    this.#data = value
+    dataSavers.get(this)?.(value)
+  }
   /** @internal engine handle */
   readonly conn: number
   /** @internal the handlers of this socket's path */

@@ -122,6 +122,8 @@ pub struct Extra {
     pub session: Option<crate::sessions::Token>,
     /// Rooms of a resumed session waiting for the client's `recover` request.
     pub pending_rooms: Vec<String>,
+    /// `socket.data` as JSON, for the session in Redis (in a cluster with `recovery`).
+    pub session_data: Option<String>,
 }
 
 /// The ids of the rooms one connection is in: a vector searched in order, since a connection

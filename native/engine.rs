@@ -221,6 +221,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Config) -> Self {
         let rooms = Rooms::new(config.auto_create_rooms, config.history);
+        let rooms = if config.cluster.is_some() { rooms.mirrored() } else { rooms };
         let events = EventQueue::new(config.max_inbound_queue);
         let sessions = config
             .max_disconnection
@@ -440,7 +441,8 @@ impl Engine {
 
     /// A member joined or left: the cluster's presence keys, and the room's presence events
     /// (to the other members, on every node).
-    fn presence_changed(&self, conn: &Arc<Conn>, room: &str, joined: bool) {
+    pub(crate) fn presence_changed(&self, conn: &Arc<Conn>, room: &str, joined: bool) {
+        crate::sessions::changed(self, conn);
         let events = self.rooms.presence_events(room);
         let cluster = self.cluster.get().filter(|c| c.has_presence());
         if !events && cluster.is_none() {
@@ -464,6 +466,7 @@ impl Engine {
     /// A metadata value changed: a public field is rewritten in the cluster's presence keys
     /// at once rather than at the next refresh.
     pub fn metadata_changed(&self, conn: &Arc<Conn>, key: &str) {
+        crate::sessions::changed(self, conn);
         let Some(cluster) = self.cluster.get().filter(|c| c.has_presence()) else { return };
         if !self.config.presence_fields.iter().any(|f| f == key) {
             return;
@@ -499,6 +502,16 @@ impl Engine {
         rid: &Option<serde_json::Value>,
         tell_again: bool,
     ) -> Result<bool, JoinError> {
+        if let Some(cluster) = self.cluster.get() {
+            if self.rooms.history_limits(room).is_some() && !self.rooms.is_member(conn.id, room) {
+                // The room's place in Redis's history is needed first (`cluster::replay`).
+                if !crate::rooms::valid_room_id(room) {
+                    return Err(JoinError::Invalid);
+                }
+                cluster.join_numbered(conn.clone(), room.to_string(), rid.clone());
+                return Ok(true);
+            }
+        }
         let mut told = false;
         let (joined, _) = self.rooms.join_with(conn, room, |_, at, newly| {
             if at.is_some() && (newly || tell_again) {
@@ -577,6 +590,9 @@ impl Engine {
     pub fn room_message_from(&self, sender: &Conn, room: &str, message: &serde_json::Value) -> u32 {
         let skip = Skip::Conn(sender.id);
         let from = Some(sender.client_id.as_str());
+        if let Some(n) = self.publish_numbered(room, message, from, &[sender.uuid]) {
+            return n;
+        }
         let published =
             self.rooms.publish(&self.send, self.mono_ms(), room, skip, &[sender.uuid], |offset| {
                 protocol::room_message_at(room, message, from, offset)
@@ -607,6 +623,11 @@ impl Engine {
     pub fn broadcast_text(&self, text: &str, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         if let Some(id) = room {
             let start = std::time::Instant::now();
+            let message = serde_json::Value::String(text.to_string());
+            if let Some(n) = self.publish_numbered(id, &message, None, except) {
+                self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+                return n;
+            }
             let published =
                 self.rooms.publish(&self.send, self.mono_ms(), id, Skip::Uuids(except), except, |offset| {
                     protocol::room_message_at(id, &serde_json::Value::String(text.to_string()), None, offset)
@@ -618,6 +639,47 @@ impl Engine {
             }
         }
         self.broadcast(OutFrame::text(text), room, except)
+    }
+
+    /// In a cluster, a message to a room with history goes through Redis, which numbers it;
+    /// every node delivers it when it comes back (`deliver_numbered`). Returns the local members
+    /// it will reach; None when the room keeps no history here (or there is no cluster). While
+    /// this node has lost Redis, the message reaches the local members at once, without an
+    /// offset, and the room's history starts a new epoch once Redis is back.
+    fn publish_numbered(
+        &self,
+        room: &str,
+        message: &serde_json::Value,
+        from: Option<&str>,
+        except: &[[u8; 16]],
+    ) -> Option<u32> {
+        let cluster = self.cluster.get()?;
+        let limits = self.rooms.history_limits(room)?;
+        let reached = self.rooms.count_except(room, except);
+        if cluster.connected.load(Ordering::Acquire) {
+            let (head, tail) = protocol::room_message_parts(room, message, from);
+            cluster.publish_numbered(room, head, tail, except, limits);
+            return Some(reached);
+        }
+        cluster.mark_lost(room);
+        let text = match from {
+            Some(from) => protocol::room_message(room, message, from),
+            None => {
+                serde_json::json!({ "type": "room_message", "room_id": room, "message": message }).to_string()
+            }
+        };
+        Some(self.rooms.fan_out(&self.send, room, &OutFrame::text(&text), Skip::Uuids(except)))
+    }
+
+    /// A message Redis numbered for a room's history reached this node.
+    pub fn deliver_numbered(
+        &self,
+        room: &str,
+        numbered: &crate::cluster::Numbered,
+        frame: &str,
+        except: &[[u8; 16]],
+    ) {
+        self.rooms.deliver_numbered(&self.send, self.mono_ms(), room, numbered, frame, except);
     }
 
     /// Delivers to this node's sockets only, skipping the listed socket UUIDs.
@@ -663,6 +725,7 @@ impl Engine {
         };
         cluster.publish(&Envelope {
             origin: cluster.node_id,
+            numbered: None,
             binary: msg.is_binary(),
             room: room.map(str::to_string),
             except,

@@ -50,6 +50,9 @@ pub struct History {
     last: u64,
     entries: VecDeque<Entry>,
     bytes: usize,
+    /// False for a cluster room's mirror that has not learnt its place in Redis's history yet
+    /// (it then reports no position and takes the first offset it is given).
+    known: bool,
 }
 
 /// A fresh random epoch: 64 bits from the OS generator, as 16 hex digits.
@@ -61,7 +64,61 @@ pub fn new_epoch() -> String {
 
 impl History {
     pub fn new(limits: HistoryLimits) -> Self {
-        History { limits, epoch: new_epoch(), last: 0, entries: VecDeque::new(), bytes: 0 }
+        History { limits, epoch: new_epoch(), last: 0, entries: VecDeque::new(), bytes: 0, known: true }
+    }
+
+    /// A cluster room's mirror: a local copy of the messages this node delivered from the
+    /// room's history in Redis, numbered by Redis, not by this node.
+    pub fn mirror(limits: HistoryLimits) -> Self {
+        History { known: false, epoch: String::new(), ..History::new(limits) }
+    }
+
+    /// Whether this history knows its epoch and newest offset.
+    pub fn is_known(&self) -> bool {
+        self.known
+    }
+
+    /// A mirror learns where the history in Redis stands; the messages it holds are dropped
+    /// when they do not lead up to it.
+    pub fn set_position(&mut self, epoch: &str, offset: u64) {
+        if self.known && self.epoch == epoch && self.last == offset {
+            return;
+        }
+        self.entries.clear();
+        self.bytes = 0;
+        self.epoch = epoch.to_string();
+        self.last = offset;
+        self.known = true;
+    }
+
+    /// A mirror stops following Redis (its channel was unsubscribed, or the subscription lost):
+    /// what it holds may have gaps from here on.
+    pub fn forget(&mut self) {
+        self.known = false;
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// A mirror takes the message Redis numbered `offset` in `epoch`. False for a message it
+    /// already has (or an older one): the caller must not deliver it again. A new epoch, or a
+    /// message past a gap, starts the kept run afresh.
+    pub fn accept(
+        &mut self,
+        epoch: &str,
+        offset: u64,
+        frame: Arc<str>,
+        skip: Box<[[u8; 16]]>,
+        now: u64,
+        wall: u64,
+    ) -> bool {
+        if self.known && self.epoch == epoch && offset <= self.last {
+            return false;
+        }
+        if !self.known || self.epoch != epoch || offset != self.last.saturating_add(1) {
+            self.set_position(epoch, offset.saturating_sub(1));
+        }
+        self.push(frame, skip, now, wall);
+        true
     }
 
     /// Offset of the newest message (0 when none was ever stored).
@@ -105,7 +162,7 @@ impl History {
 
     /// Where a client that has seen everything up to `offset` in `epoch` stands.
     pub fn position(&mut self, epoch: &str, offset: u64, now: u64) -> Position {
-        if epoch != self.epoch {
+        if !self.known || epoch != self.epoch {
             return Position::Gap;
         }
         if offset > self.last {
@@ -198,6 +255,29 @@ mod tests {
         assert_eq!(h.position(&epoch, 1, 0), Position::Gap, "2 is gone");
         assert_eq!(h.position(&epoch, 6, 0), Position::Future);
         assert_eq!(h.position("other", 5, 0), Position::Gap);
+    }
+
+    #[test]
+    fn a_mirror_follows_the_offsets_it_is_given() {
+        let mut m = History::mirror(limits(10, 1_000, 1 << 20));
+        assert!(!m.is_known());
+        assert_eq!(m.position("e", 0, 0), Position::Gap, "an unknown mirror vouches for nothing");
+        assert!(m.accept("e", 7, frame(7), Box::new([]), 0, 0));
+        assert!(!m.accept("e", 7, frame(7), Box::new([]), 0, 0), "a duplicate");
+        assert!(!m.accept("e", 3, frame(3), Box::new([]), 0, 0), "an older one");
+        assert!(m.accept("e", 8, frame(8), Box::new([]), 0, 0));
+        assert_eq!(m.position("e", 6, 0), Position::Complete, "7 and 8 are kept");
+        assert_eq!(m.position("e", 5, 0), Position::Gap);
+        assert!(m.accept("e", 11, frame(11), Box::new([]), 0, 0), "past a gap");
+        assert_eq!(m.position("e", 8, 0), Position::Gap, "9 and 10 never came");
+        assert_eq!(m.position("e", 10, 0), Position::Complete);
+        assert!(m.accept("f", 1, frame(1), Box::new([]), 0, 0), "a new epoch");
+        assert_eq!(m.last_offset(), 1);
+        m.set_position("f", 4);
+        assert_eq!(m.since(None, 10, 0).len(), 0, "what does not lead up to 4 is dropped");
+        assert!(!m.accept("f", 4, frame(4), Box::new([]), 0, 0));
+        m.forget();
+        assert_eq!(m.position("f", 4, 0), Position::Gap);
     }
 
     #[test]

@@ -198,7 +198,8 @@ impl NativeServer {
             tokio::spawn(async move { waker.events.wake_loop().await });
             let port = async {
                 if let Some(config) = engine.config.cluster.clone() {
-                    let cluster = cluster::Cluster::connect(config).await?;
+                    let recovery = engine.config.max_disconnection.map(|d| d.as_millis() as u64);
+                    let cluster = cluster::Cluster::connect(config, recovery).await?;
                     cluster.start(engine.clone());
                     cluster.wait_subscribed(Duration::from_secs(3)).await;
                     let _ = engine.cluster.set(cluster);
@@ -488,6 +489,42 @@ impl NativeServer {
         let limit = limit.unwrap_or(config::MAX_HISTORY_PAGE).min(config::MAX_HISTORY_PAGE) as usize;
         let since = since.filter(|s| *s >= 0.0).map(|s| s as u64);
         self.engine.rooms.history(&id, since, limit, self.engine.mono_ms())
+    }
+
+    /// A room's history as Redis keeps it, for every node (rejects without a cluster); None
+    /// when the room keeps no history here.
+    #[napi(ts_return_type = "Promise<HistoryPage | null>")]
+    pub fn cluster_history<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+        since: Option<f64>,
+        limit: Option<u32>,
+    ) -> Result<PromiseRaw<'env, Option<rooms::HistoryPage>>> {
+        let engine = self.engine.clone();
+        error::spawn(env, async move {
+            let cluster = engine.cluster.get().cloned().ok_or(ClusterError::NotConfigured)?;
+            let Some(limits) = engine.rooms.history_limits(&id) else { return Ok(None) };
+            let limit = limit.unwrap_or(config::MAX_HISTORY_PAGE).min(config::MAX_HISTORY_PAGE) as usize;
+            let since = since.filter(|s| *s >= 0.0).map(|s| s as u64).unwrap_or(0);
+            let timeout = Duration::from_secs(3);
+            let read = cluster.read_history(&id, Some(since), limit, limits, timeout).await?;
+            Ok(Some(rooms::HistoryPage {
+                epoch: read.epoch,
+                offset: read.top as f64,
+                times: read.messages.iter().map(|m| m.wall as f64).collect(),
+                frames: read.messages.into_iter().map(|m| m.frame).collect(),
+            }))
+        })
+    }
+
+    /// `socket.data` as JSON for a connection's session in Redis (a cluster with `recovery`;
+    /// a no-op otherwise). `None`: no data.
+    #[napi]
+    pub fn set_session_data(&self, conn: u32, json: Option<String>) {
+        if let Some(c) = self.conn(conn) {
+            sessions::set_data(&self.engine, &c, json);
+        }
     }
 
     /// Disconnected sessions kept on this node.

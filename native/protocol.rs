@@ -152,20 +152,31 @@ pub fn room_joined_at(
 /// Written field by field (the keys in the order `json!` gives them): it runs once per message
 /// published to a room with history.
 pub fn room_message_at(room: &str, message: &Value, from_client_id: Option<&str>, offset: u64) -> String {
-    let text = |v: &str| Value::String(v.to_string()).to_string();
-    let mut out = String::with_capacity(64 + room.len());
-    out.push('{');
-    if let Some(from) = from_client_id {
-        out.push_str("\"from_client_id\":");
-        out.push_str(&text(from));
-        out.push(',');
-    }
-    out.push_str("\"message\":");
-    out.push_str(&message.to_string());
-    out.push_str(&format!(",\"offset\":{offset},\"room_id\":"));
-    out.push_str(&text(room));
-    out.push_str(",\"type\":\"room_message\"}");
+    let (mut out, tail) = room_message_parts(room, message, from_client_id);
+    out.push_str(&offset.to_string());
+    out.push_str(&tail);
     out
+}
+
+/// A numbered room message's text before and after its offset (in a cluster Redis fills in
+/// the offset).
+pub fn room_message_parts(room: &str, message: &Value, from_client_id: Option<&str>) -> (String, String) {
+    let text = |v: &str| Value::String(v.to_string()).to_string();
+    let mut head = String::with_capacity(64 + room.len());
+    head.push('{');
+    if let Some(from) = from_client_id {
+        head.push_str("\"from_client_id\":");
+        head.push_str(&text(from));
+        head.push(',');
+    }
+    head.push_str("\"message\":");
+    head.push_str(&message.to_string());
+    head.push_str(",\"offset\":");
+    let mut tail = String::with_capacity(32 + room.len());
+    tail.push_str(",\"room_id\":");
+    tail.push_str(&text(room));
+    tail.push_str(",\"type\":\"room_message\"}");
+    (head, tail)
 }
 
 /// The session token a client presents to resume after an unexpected disconnect.

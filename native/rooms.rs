@@ -177,15 +177,30 @@ pub struct Rooms {
     /// Bumped by every membership change: a corked thread's pending shared fan-out is only
     /// extended while it is unchanged (see `fanout::SharedFanout`).
     version: AtomicU64,
+    /// In a cluster, a room's history lives in Redis and each room keeps a mirror of it.
+    mirrored: bool,
 }
 
 impl Rooms {
     pub fn new(auto_create: bool, default_history: Option<HistoryLimits>) -> Self {
-        Rooms { map: DashMap::new(), auto_create, default_history, version: AtomicU64::new(0) }
+        Rooms {
+            map: DashMap::new(),
+            auto_create,
+            default_history,
+            version: AtomicU64::new(0),
+            mirrored: false,
+        }
+    }
+
+    /// Rooms of a cluster node: histories are mirrors of the ones in Redis.
+    pub fn mirrored(mut self) -> Self {
+        self.mirrored = true;
+        self
     }
 
     fn new_room(&self, spec: RoomSpec, auto_created: bool) -> Room {
-        let history = spec.history(self.default_history).map(History::new);
+        let make = if self.mirrored { History::mirror } else { History::new };
+        let history = spec.history(self.default_history).map(make);
         Room { spec, created_at: clock::wall_ms() as f64, auto_created, members: HashMap::new(), history }
     }
 
@@ -376,30 +391,91 @@ impl Rooms {
         let text = frame(history.next_offset());
         history.push(Arc::from(text.as_str()), stored_skip.into(), now, clock::wall_ms());
         let msg = OutFrame::text(&text);
+        let n = self.fan_out_locked(ctx, id, &room.members, &msg, skip);
+        Some((n, msg))
+    }
+
+    /// Fans a message out to a room's members while the caller holds the room's lock.
+    fn fan_out_locked(
+        &self,
+        ctx: &SendContext,
+        id: &str,
+        members: &HashMap<u32, Arc<Conn>>,
+        msg: &OutFrame,
+        skip: Skip<'_>,
+    ) -> u32 {
         if cork::is_corked() {
             let version = self.version.load(Ordering::Acquire);
             let target = FanoutTarget { registry: self as *const Rooms as usize, room: id, skip, version };
-            let members = &room.members;
-            let n = fanout::fan_out_shared(target, &msg, ctx, || {
+            return fanout::fan_out_shared(target, msg, ctx, || {
                 Some((members.values().cloned().collect(), version))
             });
-            return Some((n, msg));
         }
         let mut delivered = 0;
         crate::fanout::settle();
         let mut cache = crate::deflate::FrameCache::default();
-        for conn in room.members.values() {
-            if !skip.matches(conn) && conn.send_unsettled(ctx, &msg, &mut cache) != SendStatus::Dropped {
+        for conn in members.values() {
+            if !skip.matches(conn) && conn.send_unsettled(ctx, msg, &mut cache) != SendStatus::Dropped {
                 delivered += 1;
             }
         }
-        drop(room);
         ctx.stats.count_out_n(delivered, msg.is_binary(), msg.payload_len());
-        Some((delivered, msg))
+        delivered
     }
 
     pub fn has_history(&self, id: &str) -> bool {
         self.map.get(id).is_some_and(|r| r.history.is_some())
+    }
+
+    /// The history limits of a room, or of the room a join would create; None without history.
+    pub fn history_limits(&self, id: &str) -> Option<HistoryLimits> {
+        match self.map.get(id) {
+            Some(room) => room.history.as_ref().map(|h| h.limits),
+            None if self.auto_create => self.default_history,
+            None => None,
+        }
+    }
+
+    /// Delivers a message Redis numbered in a room's history to the room's members, under the
+    /// room's lock, unless the room's mirror already had it (see `History::accept`).
+    pub fn deliver_numbered(
+        &self,
+        ctx: &SendContext,
+        now: u64,
+        id: &str,
+        numbered: &crate::cluster::Numbered,
+        frame: &str,
+        except: &[[u8; 16]],
+    ) -> u32 {
+        let Some(mut room) = self.map.get_mut(id) else { return 0 };
+        let Some(history) = room.history.as_mut() else { return 0 };
+        let text: Arc<str> = Arc::from(frame);
+        if !history.accept(&numbered.epoch, numbered.offset, text, except.into(), now, clock::wall_ms()) {
+            return 0;
+        }
+        let msg = OutFrame::text(frame);
+        self.fan_out_locked(ctx, id, &room.members, &msg, Skip::Uuids(except))
+    }
+
+    /// Mirrors stop vouching for their history: every room's (`None`), or one room's.
+    pub fn forget_mirrors(&self, id: Option<&str>) {
+        if !self.mirrored {
+            return;
+        }
+        match id {
+            Some(id) => {
+                if let Some(h) = self.map.get_mut(id).as_mut().and_then(|r| r.history.as_mut()) {
+                    h.forget();
+                }
+            }
+            None => {
+                for mut room in self.map.iter_mut() {
+                    if let Some(h) = room.history.as_mut() {
+                        h.forget();
+                    }
+                }
+            }
+        }
     }
 
     /// A room's kept messages after `since`, at most `limit`; None without such a room or history.
@@ -451,6 +527,14 @@ impl Rooms {
     /// Member connections of a room (empty when it does not exist).
     pub fn member_conns(&self, id: &str) -> Vec<Arc<Conn>> {
         self.map.get(id).map(|r| r.members.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Members of a room that are not in `except` (by socket UUID).
+    pub fn count_except(&self, id: &str, except: &[[u8; 16]]) -> u32 {
+        self.map
+            .get(id)
+            .map(|r| r.members.values().filter(|c| !except.contains(&c.uuid)).count() as u32)
+            .unwrap_or(0)
     }
 
     /// Member ids of a room (empty when it does not exist).

@@ -411,6 +411,11 @@ async fn accept(
     info_json.extend_from_slice(b",\"protocol\":");
     json_str(&mut info_json, protocol.as_deref().unwrap_or(""));
     let recovered = resumed.is_some();
+    if let Some(data) = resumed.as_ref().and_then(|s| s.data.as_deref()) {
+        // A session from Redis brings its `socket.data` (as JSON text, in a JSON string).
+        info_json.extend_from_slice(b",\"data\":");
+        json_str(&mut info_json, data);
+    }
     info_json.extend_from_slice(
         format!(",\"recovered\":{recovered},\"upgrade\":{upgrade_request},\"attach\":{attach}}}\n")
             .as_bytes(),

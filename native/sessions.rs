@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::cluster::sessions::{record, SessionOp, SessionStore};
 use crate::conn::Conn;
 use crate::engine::Engine;
 use crate::history::Position;
@@ -27,8 +28,21 @@ pub struct Session {
     pub client_id: String,
     pub rooms: Vec<String>,
     pub metadata: HashMap<String, String>,
+    /// `socket.data` as JSON, in a cluster (on one node the facade keeps it).
+    pub data: Option<String>,
     /// Engine monotonic ms after which it is gone.
     expires: u64,
+}
+
+impl Session {
+    pub fn new(
+        uuid: [u8; 16],
+        client_id: String,
+        rooms: Vec<String>,
+        metadata: HashMap<String, String>,
+    ) -> Self {
+        Session { uuid, client_id, rooms, metadata, data: None, expires: 0 }
+    }
 }
 
 /// The disconnected sessions of one node.
@@ -86,7 +100,7 @@ impl Sessions {
             }
         }
         let expires = now.saturating_add(self.ttl_ms);
-        map.insert(token, Session { uuid, client_id, rooms, metadata, expires });
+        map.insert(token, Session { uuid, client_id, rooms, metadata, data: None, expires });
         true
     }
 
@@ -112,6 +126,11 @@ impl Sessions {
                 None => live.remove(&token),
             };
         }
+    }
+
+    /// Tokens of the open connections.
+    pub fn live_tokens(&self) -> Vec<Token> {
+        self.live.lock().map(|l| l.keys().copied().collect()).unwrap_or_default()
     }
 
     fn live_conn(&self, token: &Token) -> Option<u32> {
@@ -144,19 +163,57 @@ pub fn on_close(
     let extra = extra.as_mut()?;
     let token = extra.session.take()?;
     sessions.set_live(token, None);
+    let store = redis_store(engine);
     if close.is_some_and(|(code, _)| *code == 1000) {
+        if let Some(store) = store {
+            store.write(SessionOp::Delete(token));
+        }
         return None;
     }
     let mut rooms: Vec<String> = extra.rooms.iter().map(String::from).collect();
     rooms.append(&mut extra.pending_rooms);
-    let session = Session {
-        uuid: conn.uuid,
-        client_id: conn.client_id.clone(),
-        rooms,
-        metadata: std::mem::take(&mut extra.metadata),
-        expires: 0,
-    };
+    let session = Session::new(conn.uuid, conn.client_id.clone(), rooms, std::mem::take(&mut extra.metadata));
+    if let Some(store) = store {
+        // In a cluster the session waits in Redis, for whichever node the client comes back to.
+        store.write(SessionOp::Update(token, record(&session, extra.session_data.as_deref())));
+        return None;
+    }
     Some((token, session))
+}
+
+/// The session store in Redis, in a cluster with `recovery`.
+fn redis_store(engine: &Engine) -> Option<&SessionStore> {
+    engine.cluster.get()?.sessions.as_ref()
+}
+
+/// The session as it stands, for Redis.
+fn current(conn: &Conn, extra: &crate::conn::Extra) -> String {
+    let mut rooms: Vec<String> = extra.rooms.iter().map(String::from).collect();
+    rooms.extend(extra.pending_rooms.iter().cloned());
+    let session = Session::new(conn.uuid, conn.client_id.clone(), rooms, extra.metadata.clone());
+    record(&session, extra.session_data.as_deref())
+}
+
+/// A connection's rooms, metadata or `socket.data` changed: in a cluster, its session in Redis
+/// is rewritten.
+pub fn changed(engine: &Engine, conn: &Conn) {
+    let Some(store) = redis_store(engine) else { return };
+    let Some(extra) = conn.extra() else { return };
+    let Some(extra) = extra.as_ref() else { return };
+    if let Some(token) = extra.session {
+        store.write(SessionOp::Update(token, current(conn, extra)));
+    }
+}
+
+/// The application gave `socket.data` (as JSON) for the session of a connection.
+pub fn set_data(engine: &Engine, conn: &Conn, data: Option<String>) {
+    if redis_store(engine).is_none() {
+        return;
+    }
+    if let Some(mut extra) = conn.extra() {
+        extra.get_or_insert_with(Default::default).session_data = data;
+    }
+    changed(engine, conn);
 }
 
 /// Stores what `on_close` took, once the connection is out of every registry.
@@ -178,6 +235,10 @@ pub fn on_open(engine: &Engine, conn: &Arc<Conn>, resumed: Option<Session>) {
         if let Some(s) = resumed {
             extra.metadata = s.metadata;
             extra.pending_rooms = s.rooms;
+            extra.session_data = s.data;
+        }
+        if let Some(store) = redis_store(engine) {
+            store.write(SessionOp::Open(token, current(conn, extra)));
         }
     }
     engine.reply(conn, protocol::session(&token_hex(&token), recovered));
@@ -188,6 +249,9 @@ pub fn forget(engine: &Engine, conn: &Conn) {
     let token = conn.extra().and_then(|mut e| e.as_mut().and_then(|e| e.session.take()));
     if let (Some(sessions), Some(token)) = (engine.sessions.as_ref(), token) {
         sessions.set_live(token, None);
+        if let Some(store) = redis_store(engine) {
+            store.write(SessionOp::Delete(token));
+        }
     }
 }
 
@@ -200,6 +264,27 @@ const TAKEOVER_WAIT: std::time::Duration = std::time::Duration::from_millis(1_00
 /// (the server has not noticed that its network died), that connection is ended first.
 pub async fn resume(engine: &Engine, token: &Token, client_id: Option<&str>) -> Option<Session> {
     let sessions = engine.sessions.as_ref()?;
+    if let Some(cluster) = engine.cluster.get().filter(|c| c.sessions.is_some()) {
+        // The session is in Redis. A connection of this node still holding the token is ended
+        // first, and its session written back, before the take.
+        if let Some(conn) =
+            sessions.live_conn(token).and_then(|id| engine.conns.get(&id).map(|c| c.value().clone()))
+        {
+            if client_id.is_some_and(|c| c != conn.client_id) {
+                return None;
+            }
+            conn.abort();
+            let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+            while sessions.live_conn(token).is_some() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            // Its last write goes through the same queue as everything before the take.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (mut session, data) = cluster.take_session(token, client_id).await?;
+        session.data = data;
+        return Some(session);
+    }
     let belongs = |owner: &str| client_id.is_none_or(|c| c == owner);
     let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
     let mut ended = false;
@@ -232,21 +317,26 @@ pub fn recover(engine: &Engine, conn: &Arc<Conn>, rooms: Vec<(String, String, u6
         return;
     }
     let now = engine.mono_ms();
-    for (room, epoch, offset) in &rooms {
+    for (room, _, _) in &rooms {
         if !pending.contains(room) {
             engine.reply(conn, protocol::error(&format!("room {room} is not in this session"), rid));
             return;
         }
+    }
+    if let Some(cluster) = engine.cluster.get() {
+        // Offsets are checked against Redis, room by room (`cluster::replay`).
+        let Some(pending) = take_pending(conn) else { return };
+        cluster.recover(conn, pending, rooms, rid.clone());
+        return;
+    }
+    for (room, epoch, offset) in &rooms {
         if engine.rooms.position(room, epoch, *offset, now) == Some(Position::Future) {
             let msg = format!("offset {offset} of room {room} is ahead of the room's history");
             engine.reply(conn, protocol::error(&msg, rid));
             return;
         }
     }
-    let pending = match conn.extra() {
-        Some(mut e) => e.as_mut().map(|e| std::mem::take(&mut e.pending_rooms)).unwrap_or_default(),
-        None => return,
-    };
+    let Some(pending) = take_pending(conn) else { return };
     let mut results = Vec::with_capacity(pending.len());
     for room in pending {
         let at = rooms.iter().find(|(r, _, _)| *r == room).map(|(_, e, o)| (e.as_str(), *o));
@@ -275,6 +365,12 @@ pub fn recover(engine: &Engine, conn: &Arc<Conn>, rooms: Vec<(String, String, u6
         results.push((room, recovered));
     }
     engine.reply(conn, protocol::recovered(&results, rid));
+}
+
+/// The rooms of a resumed session still waiting for `recover`, taken out.
+fn take_pending(conn: &Conn) -> Option<Vec<String>> {
+    let mut extra = conn.extra()?;
+    Some(extra.as_mut().map(|e| std::mem::take(&mut e.pending_rooms)).unwrap_or_default())
 }
 
 #[cfg(test)]

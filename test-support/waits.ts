@@ -10,3 +10,12 @@ export async function waitFor(check: () => boolean, timeoutMs = 5000, what = 'co
     await sleep(5)
   }
 }
+
+/** Waits until the async `check()` resolves true, polling every 50 ms; fails after `timeoutMs`. */
+export async function waitForAsync(check: () => Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}

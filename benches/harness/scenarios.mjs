@@ -23,6 +23,13 @@ export function servers(benches) {
     'ws-https': { label: 'ws on https', cmd: ['node', join(benches, 'servers/ws-https.mjs')] },
     // Two rnode-ws nodes sharing a room through a private redis-server the runner starts.
     'rnode-cluster': { label: 'rnode-ws, 2 nodes + Redis', cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')], ours: true, cluster: { nodes: 2 } },
+    // The same two nodes with the room's history in Redis (issue 19).
+    'rnode-cluster-history': {
+      label: 'rnode-ws, 2 nodes + Redis, room history on',
+      cmd: ['node', join(benches, 'servers/rnode-cluster.mjs')],
+      ours: true,
+      cluster: { nodes: 2, env: { HISTORY: '1' } },
+    },
     // Four nodes, 40 rooms, 10 per node: the one-channel layout and per-room channels.
     'rnode-cluster4-single': {
       label: "rnode-ws, 4 nodes, channels: 'single'",
@@ -136,6 +143,23 @@ export function scenarios({ quick, benches }) {
       rows: [
         { id: 'history-rate', title: 'broadcast to 1,000 subscribers, 32 B, 32 in flight, server.broadcast from JS, room history off/on (deliveries/s)', metric: 'rate', better: 'higher' },
         { id: 'history-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
+      ],
+    },
+    {
+      // History in a cluster (issue 19): the two-node broadcast with the room's history in
+      // Redis; every message goes through the Lua script and comes back to both nodes.
+      id: 'cluster-history',
+      group: 'cluster',
+      loadgen: ['--mode', 'broadcast', '--sub-path', '/sub', '--pub-path', '/pub', '--conns', '1000', '--inflight', '32', '--size', '32'],
+      runs: ['rnode-cluster', 'rnode-cluster-history'],
+      baseline: 'rnode-cluster',
+      variants: {
+        'rnode-cluster': { server: 'rnode-cluster', label: 'rnode-ws, 2 nodes, history off', short: 'history off', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+        'rnode-cluster-history': { server: 'rnode-cluster-history', label: 'rnode-ws, 2 nodes, history on', short: 'history on', extra: ['--join-frame', '{"type":"join_room","room_id":"bench"}'] },
+      },
+      rows: [
+        { id: 'cluster-history-rate', title: 'broadcast to 1,000 subscribers on 2 nodes, 32 B, 32 in flight, room history in Redis off/on (deliveries/s)', metric: 'rate', better: 'higher' },
+        { id: 'cluster-history-p99', title: 'same: p99 delivery latency (us)', metric: 'p99_us', better: 'lower' },
       ],
     },
     {

@@ -13,6 +13,9 @@ import { WsServer } from '../../dist/index.js'
 const redis = process.env.REDIS_URL
 if (!redis) throw new Error('rnode-cluster.mjs needs REDIS_URL')
 const channels = process.env.CHANNELS
+// HISTORY=1: the room keeps its last 1,000 messages in Redis (each broadcast is numbered by a
+// Lua script there and delivered by every node from the room's channel).
+const history = process.env.HISTORY === '1' ? { size: 1000, ttl: 60_000 } : undefined
 const server = new WsServer({
   port: 0,
   host: '127.0.0.1',
@@ -36,7 +39,7 @@ server.websocket('/pub', {
 })
 
 const { port } = await server.listen()
-server.createRoom('bench', { id: 'bench' })
+server.createRoom('bench', { id: 'bench', history })
 for (let i = 0; i < 500 && !server.getStats().cluster?.connected; i++) await new Promise((r) => setTimeout(r, 10))
 if (!server.getStats().cluster?.connected) throw new Error('not subscribed to Redis after 5 s')
 console.log(`LISTENING ${port}`)

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RNodeWebSocketClient } from '../src/index'
-import { startProxy, startServer, type Started } from '../../test-support/index'
+import { ClusterNode, Redis, SKIP_REDIS, startProxy, startServer, type Started } from '../../test-support/index'
 import { ensureBuilt, makeClient, nextEvent } from './harness'
 
 // CHROMIUM_PATH points elsewhere (e.g. Google Chrome on GitHub's runners); RNODE_SKIP_BROWSER=1
@@ -131,4 +131,54 @@ describe.skipIf(SKIP_BROWSER)('in a browser', () => {
       await r.server.close({ timeout: 500 })
     }
   })
+
+  it.skipIf(SKIP_REDIS)('recovers after its server restarts: the session and history were in Redis', async () => {
+    const redis = await Redis.start()
+    const env = { HISTORY: '100,60000', RECOVERY: '60000' }
+    let node = await ClusterNode.start(redis.url, 'browser', env)
+    const port = node.port
+    try {
+      await page.evaluate(async (url) => {
+        const w = window as unknown as {
+          RNodeWebSocket: typeof import('../src/index')
+          cgot: string[]
+          crecovered: string[][]
+          cclient: import('../src/index').RNodeWebSocketClient
+        }
+        w.cgot = []
+        w.crecovered = []
+        const client = new w.RNodeWebSocket.RNodeWebSocketClient(url, 'browser_restart', {
+          reconnectDelay: 100,
+          maxReconnectDelay: 200,
+          reconnectJitter: 0,
+          maxReconnectAttempts: 100,
+        })
+        w.cclient = client
+        client.on('roomMessage', (_room, message) => w.cgot.push(message))
+        client.on('recovered', (rooms) => w.crecovered.push(rooms))
+        await client.connect()
+        await client.joinRoom('r')
+      }, `ws://127.0.0.1:${port}/ws`)
+      await node.call('many', { items: [{ message: 'before', room: 'r' }] })
+      await page.waitForFunction(() => (window as unknown as { cgot: string[] }).cgot.length === 1, null, { timeout: 5000 })
+      // The server dies; while it is down another node publishes to the room.
+      node.kill()
+      const other = await ClusterNode.start(redis.url, 'browser', env)
+      await other.call('many', { items: [1, 2, 3].map((i) => ({ message: `while down ${i}`, room: 'r' })) })
+      other.kill()
+      node = await ClusterNode.start(redis.url, 'browser', { ...env, PORT: String(port) })
+      await page.waitForFunction(() => (window as unknown as { crecovered: string[][] }).crecovered.length === 1, null, { timeout: 15_000 })
+      await node.call('many', { items: [{ message: 'after', room: 'r' }] })
+      await page.waitForFunction(() => (window as unknown as { cgot: string[] }).cgot.length >= 5, null, { timeout: 5000 })
+      const state = await page.evaluate(() => {
+        const w = window as unknown as { cgot: string[]; crecovered: string[][]; cclient: import('../src/index').RNodeWebSocketClient }
+        w.cclient.disconnect()
+        return { got: w.cgot, recovered: w.crecovered }
+      })
+      expect(state).toEqual({ got: ['before', 'while down 1', 'while down 2', 'while down 3', 'after'], recovered: [['r']] })
+    } finally {
+      node.kill()
+      await redis.stop()
+    }
+  }, 60_000)
 })

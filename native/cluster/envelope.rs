@@ -12,11 +12,26 @@ pub const ENVELOPE_VERSION: u8 = 2;
 /// except count (u32).
 const FIXED_BYTES: usize = 1 + 16 + 1 + 1 + 2 + 4;
 
+/// Bit of the flags byte: a binary message.
+const FLAG_BINARY: u8 = 1;
+/// Bit of the flags byte: a message of a room's history in Redis; the payload starts with
+/// `<offset> <epoch>\n`. Every node delivers it, its origin too (see `cluster::history`).
+const FLAG_HISTORY: u8 = 2;
+
+/// Where a history message stands: its offset within the room's epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Numbered {
+    pub offset: u64,
+    pub epoch: String,
+}
+
 /// One message to fan out on every node.
 #[derive(Debug, PartialEq)]
 pub struct Envelope {
     pub origin: [u8; 16],
     pub binary: bool,
+    /// Set for a history message (its payload is the `room_message` frame).
+    pub numbered: Option<Numbered>,
     pub room: Option<String>,
     /// Socket UUIDs to skip.
     pub except: Vec<[u8; 16]>,
@@ -27,21 +42,10 @@ impl Envelope {
     /// Binary layout: version, origin (16), binary flag, has-room flag, room length (u16 BE) +
     /// room, except count (u32 BE) + 16 bytes each, payload (the rest).
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
-        let room = self.room.as_deref().unwrap_or("");
-        let room_len = u16::try_from(room.len()).map_err(|_| EnvelopeError::RoomTooLong)?;
-        let except_len = u32::try_from(self.except.len()).map_err(|_| EnvelopeError::TooManyExcept)?;
-        let mut out = Vec::with_capacity(
-            FIXED_BYTES + room.len() + self.except.len().saturating_mul(16) + self.payload.len(),
-        );
-        out.push(ENVELOPE_VERSION);
-        out.extend_from_slice(&self.origin);
-        out.push(u8::from(self.binary));
-        out.push(u8::from(self.room.is_some()));
-        out.extend_from_slice(&room_len.to_be_bytes());
-        out.extend_from_slice(room.as_bytes());
-        out.extend_from_slice(&except_len.to_be_bytes());
-        for id in &self.except {
-            out.extend_from_slice(id);
+        let flags = u8::from(self.binary) | if self.numbered.is_some() { FLAG_HISTORY } else { 0 };
+        let mut out = head(&self.origin, flags, self.room.as_deref(), &self.except, self.payload.len())?;
+        if let Some(n) = &self.numbered {
+            out.extend_from_slice(format!("{} {}\n", n.offset, n.epoch).as_bytes());
         }
         out.extend_from_slice(&self.payload);
         Ok(out)
@@ -63,7 +67,8 @@ impl Envelope {
             return None;
         }
         let origin: [u8; 16] = take(&mut d, 16)?.try_into().ok()?;
-        let binary = take(&mut d, 1)?[0] == 1;
+        let flags = take(&mut d, 1)?[0];
+        let binary = flags & FLAG_BINARY != 0;
         let has_room = take(&mut d, 1)?[0] == 1;
         let room_len = take(&mut d, 2)?;
         let room_len = usize::from(u16::from_be_bytes([room_len[0], room_len[1]]));
@@ -73,9 +78,20 @@ impl Envelope {
         // The count is the sender's claim: check it against the bytes before reserving.
         let ids = take(&mut d, count.checked_mul(16)?)?;
         let except = ids.chunks_exact(16).filter_map(|id| id.try_into().ok()).collect();
+        let numbered = if flags & FLAG_HISTORY != 0 {
+            let line = d.iter().position(|b| *b == b'\n')?;
+            let text = std::str::from_utf8(&d[..line]).ok()?;
+            let (offset, epoch) = text.split_once(' ')?;
+            let offset = offset.parse::<u64>().ok().filter(|o| *o > 0)?;
+            d = &d[line.checked_add(1)?..];
+            Some(Numbered { offset, epoch: epoch.to_string() })
+        } else {
+            None
+        };
         Some(Envelope {
             origin,
             binary,
+            numbered,
             room: has_room.then_some(room),
             except,
             payload: Bytes::copy_from_slice(d),
@@ -92,6 +108,42 @@ impl Envelope {
     }
 }
 
+/// Everything before the payload: version, origin, flags, room, except ids.
+pub fn head(
+    origin: &[u8; 16],
+    flags: u8,
+    room: Option<&str>,
+    except: &[[u8; 16]],
+    payload_len: usize,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let room_text = room.unwrap_or("");
+    let room_len = u16::try_from(room_text.len()).map_err(|_| EnvelopeError::RoomTooLong)?;
+    let except_len = u32::try_from(except.len()).map_err(|_| EnvelopeError::TooManyExcept)?;
+    let mut out = Vec::with_capacity(
+        FIXED_BYTES
+            .saturating_add(room_text.len())
+            .saturating_add(except.len().saturating_mul(16))
+            .saturating_add(payload_len),
+    );
+    out.push(ENVELOPE_VERSION);
+    out.extend_from_slice(origin);
+    out.push(flags);
+    out.push(u8::from(room.is_some()));
+    out.extend_from_slice(&room_len.to_be_bytes());
+    out.extend_from_slice(room_text.as_bytes());
+    out.extend_from_slice(&except_len.to_be_bytes());
+    for id in except {
+        out.extend_from_slice(id);
+    }
+    Ok(out)
+}
+
+/// The head of a history envelope for `room`: the Redis script appends the offset, the epoch
+/// and the frame.
+pub fn history_head(origin: &[u8; 16], room: &str, except: &[[u8; 16]]) -> Result<Vec<u8>, EnvelopeError> {
+    head(origin, FLAG_HISTORY, Some(room), except, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +152,7 @@ mod tests {
         Envelope {
             origin: [7; 16],
             binary: true,
+            numbered: None,
             room: Some("général".into()),
             except,
             payload: Bytes::from_static(&[0, 255, 1]),
@@ -110,9 +163,35 @@ mod tests {
     fn round_trip() -> Result<(), EnvelopeError> {
         let e = sample(vec![[1; 16], [2; 16]]);
         assert_eq!(Envelope::decode(&e.encode()?), Some(e));
-        let plain =
-            Envelope { origin: [1; 16], binary: false, room: None, except: vec![], payload: Bytes::new() };
+        let plain = Envelope {
+            origin: [1; 16],
+            binary: false,
+            numbered: None,
+            room: None,
+            except: vec![],
+            payload: Bytes::new(),
+        };
         assert_eq!(Envelope::decode(&plain.encode()?), Some(plain));
+        Ok(())
+    }
+
+    #[test]
+    fn history_envelopes_carry_offset_and_epoch() -> Result<(), EnvelopeError> {
+        let numbered = Some(Numbered { offset: 42, epoch: "abc".into() });
+        let e =
+            Envelope { numbered, binary: false, payload: Bytes::from_static(b"{}"), ..sample(vec![[5; 16]]) };
+        let bytes = e.encode()?;
+        assert_eq!(Envelope::decode(&bytes), Some(e));
+        // What the Redis script builds: the head, then `offset epoch\n frame`.
+        let mut scripted = history_head(&[7; 16], "général", &[[5; 16]])?;
+        scripted.extend_from_slice(b"42 abc\n{}");
+        assert_eq!(scripted, bytes);
+        let mut bad = history_head(&[7; 16], "r", &[])?;
+        bad.extend_from_slice(b"0 abc\n{}");
+        assert_eq!(Envelope::decode(&bad), None, "offsets start at 1");
+        let mut bad = history_head(&[7; 16], "r", &[])?;
+        bad.extend_from_slice(b"x abc");
+        assert_eq!(Envelope::decode(&bad), None);
         Ok(())
     }
 

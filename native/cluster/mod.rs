@@ -11,10 +11,13 @@
 
 mod channels;
 mod envelope;
+pub mod history;
 mod link;
 mod presence;
 mod publisher;
+mod replay;
 mod report;
+pub mod sessions;
 mod subscriber;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +31,7 @@ use crate::engine::Engine;
 use crate::error::{ClusterError, Result};
 
 use channels::{Channels, Reply, Work};
-pub use envelope::Envelope;
+pub use envelope::{Envelope, Numbered};
 pub use presence::{member_name, PresenceOp};
 
 /// Envelopes waiting for Redis, at most.
@@ -62,13 +65,21 @@ pub struct ClusterConfig {
     pub presence: bool,
 }
 
-/// An encoded envelope and the channel it goes on.
-type Outbound = (String, Vec<u8>);
+/// What the publisher sends to Redis, in order.
+enum Outbound {
+    /// An encoded envelope and the channel it goes on.
+    Publish(String, Vec<u8>),
+    /// A message for a room's history in Redis (see `history`).
+    Numbered(Box<history::NumberedPublish>),
+}
 
-/// A reply to a client that waits for its room's subscription.
-struct Waiting {
-    conn: Arc<Conn>,
-    text: String,
+/// What waits for a room's subscription.
+enum Waiting {
+    /// A reply to a client.
+    Reply { conn: Arc<Conn>, text: String },
+    /// A join of a room with history in Redis, which goes on once the room's messages reach
+    /// this node (see `replay`).
+    Ready(tokio::sync::oneshot::Sender<()>),
 }
 
 /// This node's link to the others.
@@ -89,6 +100,11 @@ pub struct Cluster {
     /// Membership changes for the presence keys (with the `presence` option).
     presence: Option<mpsc::UnboundedSender<PresenceOp>>,
     presence_rx: Mutex<Option<mpsc::UnboundedReceiver<PresenceOp>>>,
+    /// Rooms with history whose messages could not all go through Redis: the next one starts
+    /// a new epoch.
+    lost_rooms: Mutex<std::collections::HashSet<String>>,
+    /// Sessions in Redis (with `recovery`).
+    pub sessions: Option<sessions::SessionStore>,
     /// Envelopes dropped because the outbound queue was full (or could not be encoded).
     pub dropped: AtomicU64,
     /// Envelopes received from other nodes and delivered here.
@@ -111,6 +127,30 @@ pub struct Cluster {
     stopped: AtomicBool,
 }
 
+impl Waiting {
+    fn into_text(self) -> Option<String> {
+        match self {
+            Waiting::Reply { text, .. } => Some(text),
+            Waiting::Ready(tx) => {
+                let _ = tx.send(());
+                None
+            }
+        }
+    }
+
+    /// Sends the reply, or lets the waiting join go on.
+    fn release(self, engine: &Engine) {
+        match self {
+            Waiting::Reply { conn, text } => {
+                engine.reply(&conn, text);
+            }
+            Waiting::Ready(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
 /// The node-wide channel: broadcasts to everyone, and room messages in `single` mode.
 fn broadcast_channel(prefix: &str) -> String {
     format!("{prefix}:broadcast")
@@ -128,7 +168,7 @@ fn log(message: &str) {
 
 impl Cluster {
     /// Checks that Redis answers; the error names the URL so `listen()` can report it.
-    pub async fn connect(config: ClusterConfig) -> Result<Arc<Cluster>> {
+    pub async fn connect(config: ClusterConfig, recovery: Option<u64>) -> Result<Arc<Cluster>> {
         let url = config.redis_url.as_str();
         let link = link::Link::open(&config.redis_nodes, config.sharded)
             .map_err(|e| ClusterError::InvalidUrl(url.to_string(), e.to_string()))?;
@@ -164,6 +204,8 @@ impl Cluster {
             engine: OnceLock::new(),
             presence,
             presence_rx: Mutex::new(presence_rx),
+            lost_rooms: Mutex::new(Default::default()),
+            sessions: recovery.map(sessions::SessionStore::new),
             dropped: AtomicU64::new(0),
             received: AtomicU64::new(0),
             inbound_messages: AtomicU64::new(0),
@@ -193,6 +235,9 @@ impl Cluster {
         let presence = self.presence_rx.lock().ok().and_then(|mut r| r.take());
         if let Some(ops) = presence {
             tokio::spawn(self.clone().presence_loop(engine.clone(), ops));
+        }
+        if let Some(store) = &self.sessions {
+            tokio::spawn(self.clone().session_loop(engine.clone(), store.take_queue()));
         }
         tokio::spawn(self.clone().report_loop(engine));
     }
@@ -230,7 +275,8 @@ impl Cluster {
     /// the envelope cannot be encoded); both are counted as dropped.
     pub fn publish(&self, envelope: &Envelope) -> bool {
         let queued = envelope.encode().ok().is_some_and(|data| {
-            self.outbound.try_send((self.channel_of(envelope.room.as_deref()), data)).is_ok()
+            let channel = self.channel_of(envelope.room.as_deref());
+            self.outbound.try_send(Outbound::Publish(channel, data)).is_ok()
         });
         if !queued {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -249,10 +295,10 @@ impl Cluster {
         if self.config.mode == ChannelMode::Single {
             return Some(reply);
         }
-        let (reply, work) = self.table().joined(room, Waiting { conn: conn.clone(), text: reply });
+        let (reply, work) = self.table().joined(room, Waiting::Reply { conn: conn.clone(), text: reply });
         self.after(room, work);
         match reply {
-            Reply::Now(w) => Some(w.text),
+            Reply::Now(w) => w.into_text(),
             Reply::Deferred => None,
         }
     }
@@ -262,8 +308,8 @@ impl Cluster {
         if self.config.mode == ChannelMode::Single {
             return Some(reply);
         }
-        match self.table().in_order(room, Waiting { conn: conn.clone(), text: reply }) {
-            Reply::Now(w) => Some(w.text),
+        match self.table().in_order(room, Waiting::Reply { conn: conn.clone(), text: reply }) {
+            Reply::Now(w) => w.into_text(),
             Reply::Deferred => None,
         }
     }

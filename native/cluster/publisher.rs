@@ -16,13 +16,23 @@ impl Cluster {
     fn publish_groups(&self, batch: &[Outbound]) -> Vec<redis::Pipeline> {
         if !self.link.sharded() {
             let mut pipe = redis::pipe();
-            for (channel, envelope) in batch {
-                pipe.publish(channel, envelope.as_slice()).ignore();
+            for out in batch {
+                match out {
+                    Outbound::Publish(channel, envelope) => {
+                        pipe.publish(channel, envelope.as_slice()).ignore();
+                    }
+                    Outbound::Numbered(p) => self.add_numbered(&mut pipe, p),
+                }
             }
             return vec![pipe];
         }
         let mut groups: Vec<(&str, redis::Pipeline)> = Vec::new();
-        for (channel, envelope) in batch {
+        // History is refused on a Redis Cluster (see `config`): only envelopes come here.
+        let envelopes = batch.iter().filter_map(|out| match out {
+            Outbound::Publish(channel, envelope) => Some((channel, envelope)),
+            Outbound::Numbered(_) => None,
+        });
+        for (channel, envelope) in envelopes {
             let i = match groups.iter().position(|(c, _)| *c == channel.as_str()) {
                 Some(i) => i,
                 None => {
@@ -44,7 +54,18 @@ impl Cluster {
         let mut backoff = BACKOFF_MIN;
         let mut batch: Vec<Outbound> = Vec::new();
         'outer: while !self.is_stopped() {
-            let conn = match self.link.connection().await {
+            let connected = match self.link.connection().await {
+                Ok(mut c) => {
+                    let loaded = self.link.sharded() || self.load_scripts(&mut c).await.is_ok();
+                    if loaded {
+                        Ok(c)
+                    } else {
+                        Err(())
+                    }
+                }
+                Err(_) => Err(()),
+            };
+            let conn = match connected {
                 Ok(c) => c,
                 Err(_) => {
                     self.publish_errors.fetch_add(1, Ordering::Relaxed);

@@ -56,6 +56,8 @@ impl Cluster {
             let ended = self.control(&engine, sink, &mut commands, lost_rx, &mut resubscribing).await;
             reader.abort();
             self.connected.store(false, Ordering::Release);
+            // Messages may be missed from here on: the mirrors no longer vouch for a history.
+            engine.rooms.forget_mirrors(None);
             let released = self.table().set_connected(false);
             send_all(&engine, released);
             match ended {
@@ -134,6 +136,9 @@ impl Cluster {
             }
             if !unsubscribe.is_empty() {
                 let names: Vec<String> = unsubscribe.iter().map(|r| room_channel(prefix, r)).collect();
+                for room in &unsubscribe {
+                    engine.rooms.forget_mirrors(Some(room));
+                }
                 if !confirm(sink.unsubscribe(&names)).await {
                     return Ended::Lost;
                 }
@@ -181,7 +186,17 @@ impl Cluster {
         let Some(envelope) = Envelope::decode(data) else {
             return;
         };
-        if envelope.origin == self.node_id {
+        // A history message is delivered by every node, its origin too: Redis numbered it.
+        if envelope.origin == self.node_id && envelope.numbered.is_none() {
+            return;
+        }
+        if let (Some(numbered), Some(room)) = (&envelope.numbered, envelope.room.as_deref()) {
+            if let Ok(frame) = std::str::from_utf8(&envelope.payload) {
+                if envelope.origin != self.node_id {
+                    self.received.fetch_add(1, Ordering::Relaxed);
+                }
+                engine.deliver_numbered(room, numbered, frame, &envelope.except);
+            }
             return;
         }
         let Some(frame) = envelope.message() else {
@@ -359,6 +374,6 @@ async fn confirm(request: impl std::future::Future<Output = redis::RedisResult<(
 
 fn send_all(engine: &Engine, replies: Vec<Waiting>) {
     for w in replies {
-        engine.reply(&w.conn, w.text);
+        w.release(engine);
     }
 }

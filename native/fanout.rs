@@ -229,12 +229,22 @@ pub fn fan_out_shared(
         None => {
             settle();
             let Some((mut members, version)) = list() else { return 0 };
-            members.retain(|c| !target.skip.matches(c) && !c.is_closing());
-            if members.is_empty() {
+            // One pass, and no second list unless a member compresses: a partition into two
+            // new vectors grew both, member by member, on every shared fan-out.
+            let mut deflated = Vec::new();
+            members.retain(|c| {
+                if target.skip.matches(c) || c.is_closing() {
+                    false
+                } else if c.deflate.is_some() {
+                    deflated.push(Arc::clone(c));
+                    false
+                } else {
+                    true
+                }
+            });
+            if members.is_empty() && deflated.is_empty() {
                 return 0;
             }
-            let (deflated, members): (Vec<_>, Vec<_>) =
-                members.into_iter().partition(|c| c.deflate.is_some());
             let n = members.len() as u32 + send_deflated(&deflated, frame, ctx);
             let mut shared = SharedFanout {
                 registry: target.registry,

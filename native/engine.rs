@@ -635,10 +635,15 @@ impl Engine {
     pub fn broadcast_text(&self, text: &str, room: Option<&str>, except: &[[u8; 16]]) -> u32 {
         if let Some(id) = room {
             let start = std::time::Instant::now();
-            let message = serde_json::Value::String(text.to_string());
-            if let Some(n) = self.publish_numbered(id, &message, None, except) {
-                self.metrics.broadcast.observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
-                return n;
+            // Only a cluster numbers through Redis: no copy of the text on the one-node path.
+            if self.cluster.get().is_some() {
+                let message = serde_json::Value::String(text.to_string());
+                if let Some(n) = self.publish_numbered(id, &message, None, except) {
+                    self.metrics
+                        .broadcast
+                        .observe(start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64);
+                    return n;
+                }
             }
             let published =
                 self.rooms.publish(&self.send, self.mono_ms(), id, Skip::Uuids(except), except, |offset| {

@@ -1,10 +1,11 @@
 // What counting for the metrics costs: echo and broadcast with this build against a build of the
 // same engine without the metrics (a commit before them), in one run.
 //
-//   node benches/metrics-overhead.mjs --base DIST [--reps N] [--duration-ms MS] [--warmup-ms MS]
+//   node benches/metrics-overhead.mjs --base DIST [--on DIST] [--reps N] [--duration-ms MS] [--warmup-ms MS]
 //
 // DIST is the `dist/` of the other build (check out the base commit elsewhere, `npm run build`).
-// The metrics are always counted, so "on" is this build and "off" the base. Each run: server
+// The metrics are always counted, so "on" is this build (or the one `--on` names, e.g. the
+// commit that added them, to leave out what came later) and "off" the base. Each run: server
 // pinned to CPU 0, the load generator to CPU 1; ours and the base alternate; medians and the
 // ratio ours/base per scenario (of the medians, and the median of each rep's pair) are printed
 // as JSON, for the rate and for messages per server CPU-second (both: higher is better).
@@ -19,16 +20,18 @@ const benches = dirname(fileURLToPath(import.meta.url))
 const root = join(benches, '..')
 
 function parseArgs(argv) {
-  const o = { base: null, reps: 5, durationMs: 2000, warmupMs: 500 }
+  const o = { base: null, on: join(root, 'dist'), reps: 5, durationMs: 2000, warmupMs: 500 }
   for (let i = 0; i < argv.length; i++) {
     const value = () => argv[++i]
     if (argv[i] === '--base') o.base = resolve(value())
+    else if (argv[i] === '--on') o.on = resolve(value())
     else if (argv[i] === '--reps') o.reps = Number(value())
     else if (argv[i] === '--duration-ms') o.durationMs = Number(value())
     else if (argv[i] === '--warmup-ms') o.warmupMs = Number(value())
     else throw new Error(`unknown option ${argv[i]}`)
   }
   if (!o.base || !existsSync(join(o.base, 'index.js'))) throw new Error('--base must name a built dist/ directory')
+  if (!existsSync(join(o.on, 'index.js'))) throw new Error('--on must name a built dist/ directory')
   if (!(o.reps >= 1 && o.reps <= 20)) throw new Error('--reps must be 1..20')
   return o
 }
@@ -36,7 +39,7 @@ function parseArgs(argv) {
 const opts = parseArgs(process.argv.slice(2))
 const loadgen = join(root, 'target/release/rnode-loadgen')
 if (!existsSync(loadgen)) throw new Error('no load generator: cargo build --release -p rnode-loadgen')
-const builds = { on: join(root, 'dist'), off: opts.base }
+const builds = { on: opts.on, off: opts.base }
 const all = scenarios({ quick: false })
 const wanted = [
   { id: 'echo-32', sc: all.find((s) => s.id === 'echo-32'), extra: [] },

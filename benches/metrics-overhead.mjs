@@ -40,7 +40,7 @@ const opts = parseArgs(process.argv.slice(2))
 const loadgen = join(root, 'target/release/rnode-loadgen')
 if (!existsSync(loadgen)) throw new Error('no load generator: cargo build --release -p rnode-loadgen')
 const builds = { on: opts.on, off: opts.base }
-const all = scenarios({ quick: false })
+const all = scenarios({ quick: false, benches })
 const wanted = [
   { id: 'echo-32', sc: all.find((s) => s.id === 'echo-32'), extra: [] },
   { id: 'echo-4k', sc: all.find((s) => s.id === 'echo-4k'), extra: [] },
